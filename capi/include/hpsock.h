@@ -1,0 +1,419 @@
+/*
+ * hpsock.h - the one public header of hpsock, a high-performance TCP
+ * communication library on libuv.
+ *
+ * ABI rules
+ * ---------
+ * - Public names are hps_* (functions, types) and HPS_* (macros, constants).
+ * - Handles are opaque (hps_endpoint *), created by hps_create() and released
+ *   by hps_free(). The only struct the caller reads is hps_event; fields are
+ *   only ever appended to it, never reordered or removed.
+ * - Errors are negative int codes. Library errors come from HPS_ERRNO_MAP;
+ *   any other negative code is a system error (-errno, libuv style).
+ *   hps_strerror() and hps_err_name() describe both kinds.
+ * - Options are set and read by key, so new options never break the ABI.
+ *
+ * Threads
+ * -------
+ * Every function may be called from any thread, including from inside an
+ * event handler, unless its comment says otherwise. Events of one connection
+ * run on that connection's loop thread, one at a time and in order.
+ *
+ * Connections
+ * -----------
+ * A connection is known only by its 64-bit ID (hps_conn_id). IDs are never
+ * reused within an endpoint's lifetime in practice (slot + 32-bit
+ * generation), so a stale ID is reported as HPS_ENOTFOUND and never reaches
+ * another connection. For a client endpoint, ID 0 means "the client's
+ * current connection".
+ */
+#ifndef HPSOCK_H
+#define HPSOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(HPS_BUILDING) && defined(__GNUC__)
+#define HPS_EXTERN __attribute__((visibility("default")))
+#else
+#define HPS_EXTERN /* nothing */
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                             */
+/* ------------------------------------------------------------------ */
+
+#define HPS_VERSION_MAJOR 0
+#define HPS_VERSION_MINOR 1
+#define HPS_VERSION_PATCH 0
+#define HPS_VERSION_HEX                                                       \
+  ((HPS_VERSION_MAJOR << 16) | (HPS_VERSION_MINOR << 8) | HPS_VERSION_PATCH)
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. Never NULL. */
+HPS_EXTERN const char *hps_version(void);
+/* HPS_VERSION_HEX of the library actually loaded. */
+HPS_EXTERN unsigned hps_version_hex(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* XX(name, value, message). Values are stable ABI. */
+#define HPS_ERRNO_MAP(XX)                                                     \
+  XX(EINVAL, -30001, "invalid argument")                                      \
+  XX(EHANDLE, -30002, "invalid endpoint handle")                              \
+  XX(ENOTFOUND, -30003, "connection not found")                               \
+  XX(ESTATE, -30004, "operation not allowed in the endpoint's current state") \
+  XX(EROLE, -30005, "operation not supported by this endpoint's role")        \
+  XX(EMODEL, -30006, "operation not supported by this receive model")         \
+  XX(ENOMEM, -30007, "out of memory")                                         \
+  XX(ESENDQ, -30008, "send queue limit exceeded")                             \
+  XX(ELIMIT, -30009, "connection limit reached")                              \
+  XX(EINLOOP, -30010, "not allowed from the endpoint's own loop thread")      \
+  XX(EHANDLER, -30011, "event handler returned ERROR")                        \
+  XX(EADDR, -30012, "invalid or unresolvable address")                        \
+  XX(ESTOPPING, -30013, "endpoint is stopping")                               \
+  XX(ETIMEDOUT, -30014, "operation timed out")                                \
+  XX(EAGAIN, -30015, "not enough data waiting")                               \
+  XX(EPACKFLAG, -30016, "pack header flag mismatch")                          \
+  XX(EPACKSIZE, -30017, "pack length exceeds the max pack size")              \
+  XX(EPACKEMPTY, -30018, "pack body is empty")                                \
+  XX(EPULLFULL, -30019, "pull buffer limit exceeded")                         \
+  XX(ESILENCE, -30020, "connection silent past the silence timeout")          \
+  XX(EFILE, -30021, "file cannot be read for sending")
+
+enum hps_errno {
+#define HPS__ERR_ENUM(name, value, msg) HPS_##name = (value),
+  HPS_ERRNO_MAP(HPS__ERR_ENUM)
+#undef HPS__ERR_ENUM
+};
+
+/* A human-readable message for any error code (library or system). Never
+ * NULL; unknown codes get "unknown error". Static storage. */
+HPS_EXTERN const char *hps_strerror(int err);
+/* The symbolic name, e.g. "HPS_ENOTFOUND" or "ECONNRESET". Never NULL. */
+HPS_EXTERN const char *hps_err_name(int err);
+
+/* ------------------------------------------------------------------ */
+/* Roles, models, events                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct hps_endpoint hps_endpoint;
+typedef uint64_t hps_conn_id;
+
+enum hps_role {
+  HPS_TCP_SERVER = 1, /* listens and accepts many connections */
+  HPS_TCP_AGENT = 2,  /* makes many outbound connections (hps_connect) */
+  HPS_TCP_CLIENT = 3  /* owns one outbound connection (hps_start) */
+};
+
+/* Receive model, option HPS_OPT_RECV_MODEL. */
+enum hps_model {
+  HPS_MODEL_PUSH = 0, /* every read is delivered in a RECEIVE event */
+  HPS_MODEL_PULL = 1, /* RECEIVE says how many bytes wait; hps_fetch/peek */
+  HPS_MODEL_PACK = 2  /* RECEIVE carries one whole length-prefixed frame */
+};
+
+enum hps_event_type {
+  HPS_EV_PREPARE = 1,   /* socket made, before listen/connect; fd is set.
+                           A server's PREPARE runs on the thread calling
+                           hps_start (conn 0, the first listening socket);
+                           a connection's runs on its loop (conn set) */
+  HPS_EV_ACCEPT = 2,    /* server accepted a connection */
+  HPS_EV_CONNECT = 3,   /* agent/client connection established */
+  HPS_EV_HANDSHAKE = 4, /* connection ready for traffic (after ACCEPT or
+                           CONNECT) */
+  HPS_EV_RECEIVE = 5,   /* data arrived (see the receive models) */
+  HPS_EV_SEND = 6,      /* bytes handed to the kernel; data/len are them
+                           (in the pack model: the body, without header) */
+  HPS_EV_CLOSE = 7,     /* connection closed; op and error say why */
+  HPS_EV_SHUTDOWN = 8   /* endpoint stopped; no event follows */
+};
+
+/* Bit for an event type in HPS_OPT_EVENTS. */
+#define HPS_EVBIT(type) (1u << (type))
+#define HPS_EVENTS_ALL 0x1feu
+
+/* The operation during which a connection closed (hps_event.op). */
+enum hps_op {
+  HPS_OP_UNKNOWN = 0,
+  HPS_OP_ACCEPT = 1,
+  HPS_OP_CONNECT = 2,
+  HPS_OP_SEND = 3,
+  HPS_OP_RECEIVE = 4, /* includes a normal close by the peer (error 0) */
+  HPS_OP_CLOSE = 5    /* closed locally: disconnect or stop (error 0) */
+};
+
+/* What an event handler returns. */
+enum hps_result {
+  HPS_HR_OK = 0,     /* go on */
+  HPS_HR_IGNORE = 1, /* go on; the event needs nothing more from hpsock */
+  HPS_HR_ERROR = 2   /* PREPARE: abort the listen/connect; ACCEPT: refuse the
+                        connection (no CLOSE follows, it was never accepted);
+                        CONNECT, HANDSHAKE, RECEIVE, SEND: close the
+                        connection with op = that event's op and error
+                        HPS_EHANDLER. Ignored for CLOSE and SHUTDOWN. */
+};
+
+/* The event passed to the handler. Pointers are valid only during the
+ * handler call. New fields are only ever appended. */
+typedef struct hps_event {
+  int type;               /* enum hps_event_type */
+  int op;                 /* CLOSE: enum hps_op */
+  int error;              /* CLOSE: 0 for a normal close, else an error */
+  int reserved;           /* 0 */
+  hps_endpoint *endpoint; /* the endpoint */
+  hps_conn_id conn;       /* the connection; 0 for SHUTDOWN and a server's
+                             PREPARE */
+  const void *data;       /* RECEIVE (push, pack): the bytes; SEND: the
+                             bytes sent; else NULL */
+  size_t len;             /* RECEIVE push/pack: bytes in data; RECEIVE pull:
+                             bytes waiting in total; SEND: bytes sent */
+  uintptr_t extra;        /* the connection's extra data (hps_set_extra) */
+  int64_t fd;             /* PREPARE: the socket; else -1 */
+} hps_event;
+
+/* The one callback per endpoint. Runs on a loop thread. May call any hpsock
+ * function; hps_stop() from here is asynchronous, hps_free() is refused. */
+typedef int (*hps_event_fn)(void *user, const hps_event *ev);
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Keys for hps_setopt()/hps_getopt(). All values are int64_t. Unless
+ * marked (live), an option can be set only before hps_start() (or after a
+ * stop); otherwise HPS_ESTATE. A value out of range gives HPS_EINVAL. */
+enum hps_option {
+  HPS_OPT_WORKERS = 1,         /* loop threads, 1..64; default: cores */
+  HPS_OPT_RECV_MODEL = 2,      /* enum hps_model; default PUSH */
+  HPS_OPT_SNDBUF = 3,          /* SO_SNDBUF bytes, 0 = system default */
+  HPS_OPT_RCVBUF = 4,          /* SO_RCVBUF bytes, 0 = system default */
+  HPS_OPT_MAX_CONNECTIONS = 5, /* 1..16M; default 100000 */
+  HPS_OPT_KEEPALIVE_TIME = 6,  /* ms idle before probes, 0 = off;
+                                  default 0 */
+  HPS_OPT_KEEPALIVE_INTERVAL = 7, /* ms between probes; default 20000 */
+  HPS_OPT_NODELAY = 8,            /* TCP_NODELAY 0/1; default 1 */
+  HPS_OPT_REUSE_ADDR = 9,         /* SO_REUSEADDR 0/1; default 1 */
+  HPS_OPT_IPV6_ONLY = 10,         /* 1: v6 socket accepts only v6;
+                                     0: dual stack; default 0 */
+  HPS_OPT_MAX_SEND_QUEUE = 11,    /* bytes queued unsent per connection
+                                     before send fails with HPS_ESENDQ;
+                                     1..1 GiB; default 16 MiB */
+  HPS_OPT_FREE_POOL = 12,         /* free connection objects cached per
+                                     loop, 0..1M; default 1024 */
+  HPS_OPT_CONNECT_TIMEOUT = 13,   /* ms, 1..600000; default 10000 */
+  HPS_OPT_EVENTS = 14,            /* (live) mask of HPS_EVBIT(type) to
+                                     deliver; CLOSE and SHUTDOWN are always
+                                     delivered; default HPS_EVENTS_ALL */
+  HPS_OPT_BACKLOG = 15,           /* listen backlog 1..65535; default 1024 */
+  HPS_OPT_PACK_FLAG = 16,         /* pack header flag 0..1023; 0 = incoming
+                                     flags not checked; default 0 */
+  HPS_OPT_PACK_MAX = 17,          /* max pack body 1..4194303; default
+                                     262144 */
+  HPS_OPT_PULL_MAX = 18,          /* max unread bytes per connection in the
+                                     pull model before it is closed with
+                                     HPS_EPULLFULL; 1..1 GiB; default 4 MiB */
+  HPS_OPT_SILENCE_TIMEOUT = 19    /* ms; a connection that receives nothing
+                                     for this long is closed with
+                                     HPS_ESILENCE; 0 = off; default 0 */
+};
+
+/* Set an option. Returns 0, HPS_EHANDLE, HPS_EINVAL (unknown key or value
+ * out of range) or HPS_ESTATE (endpoint running and option not live). */
+HPS_EXTERN int hps_setopt(hps_endpoint *ep, int opt, int64_t value);
+/* Read an option into *value. Returns 0, HPS_EHANDLE or HPS_EINVAL. */
+HPS_EXTERN int hps_getopt(hps_endpoint *ep, int opt, int64_t *value);
+
+/* ------------------------------------------------------------------ */
+/* Endpoint life cycle                                                 */
+/* ------------------------------------------------------------------ */
+
+enum hps_state {
+  HPS_STATE_CREATED = 0,
+  HPS_STATE_STARTED = 1,
+  HPS_STATE_STOPPING = 2,
+  HPS_STATE_STOPPED = 3
+};
+
+/* Create an endpoint of a role. fn is called for every event with user as
+ * its first argument. *out receives the handle, owned by the caller until
+ * hps_free(). Returns 0, HPS_EINVAL (NULL out or fn, unknown role) or
+ * HPS_ENOMEM. */
+HPS_EXTERN int hps_create(int role, hps_event_fn fn, void *user,
+                          hps_endpoint **out);
+
+/* Start the endpoint's loops.
+ * - server: bind and listen on host:port (host NULL or "" = all IPv4
+ *   addresses "0.0.0.0"; "::" = all IPv6 (dual stack unless IPV6_ONLY));
+ *   port 0 picks a free port, read it back with hps_listen_address().
+ * - client: connect to host:port (as hps_connect: CONNECT or a CLOSE with
+ *   op CONNECT follows; the connection's ID is also reachable as 0).
+ * - agent: host/port are ignored; connect with hps_connect().
+ * Host names are resolved synchronously (numeric addresses never block).
+ * Returns 0, HPS_EHANDLE, HPS_ESTATE (already started), HPS_EADDR,
+ * HPS_EHANDLER (PREPARE returned ERROR) or a system error such as
+ * EADDRINUSE. On error the endpoint is back in the CREATED/STOPPED state and
+ * no event other than PREPARE was delivered. A STOPPED endpoint may be
+ * started again. */
+HPS_EXTERN int hps_start(hps_endpoint *ep, const char *host, uint16_t port);
+
+/* Stop: stop listening, close every connection (each gets its CLOSE with
+ * op HPS_OP_CLOSE), then deliver SHUTDOWN. From a thread that is not one of
+ * the endpoint's loops it returns after SHUTDOWN was delivered. From inside
+ * a handler it only begins the stop and returns 0 at once; SHUTDOWN follows
+ * after the handler returns. Returns 0, HPS_EHANDLE or HPS_ESTATE (never
+ * started). Stopping a stopped endpoint returns 0. */
+HPS_EXTERN int hps_stop(hps_endpoint *ep);
+
+/* Wait until the endpoint is stopped (SHUTDOWN delivered), at most
+ * timeout_ms (< 0: no limit). Returns 0, HPS_ETIMEDOUT, HPS_EHANDLE or
+ * HPS_EINLOOP (called from one of its loops, where it would wait forever). */
+HPS_EXTERN int hps_wait(hps_endpoint *ep, int timeout_ms);
+
+/* Stop (as hps_stop) and release the endpoint. The handle is invalid after
+ * it returns 0. Returns 0, HPS_EHANDLE or HPS_EINLOOP (called from one of
+ * the endpoint's own loop threads: call hps_stop() there and free the
+ * endpoint from another thread). */
+HPS_EXTERN int hps_free(hps_endpoint *ep);
+
+/* enum hps_state, or HPS_EHANDLE. */
+HPS_EXTERN int hps_state(hps_endpoint *ep);
+/* enum hps_role, or HPS_EHANDLE. */
+HPS_EXTERN int hps_role(hps_endpoint *ep);
+
+/* The address a started server listens on. host gets a numeric address
+ * (hostlen >= 46 always suffices), port the bound port; either may be NULL.
+ * Returns 0, HPS_EHANDLE, HPS_EROLE (not a server), HPS_ESTATE (not
+ * listening) or HPS_EINVAL (hostlen too small). */
+HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
+                                  size_t hostlen, uint16_t *port);
+
+/* Agent only: open a new connection to host:port. *id (may be NULL)
+ * receives its ID at once; CONNECT or a CLOSE with op HPS_OP_CONNECT
+ * follows, on the connection's loop, after its PREPARE (ERROR from PREPARE
+ * closes it with op HPS_OP_CONNECT and HPS_EHANDLER; a connect that does not
+ * finish within HPS_OPT_CONNECT_TIMEOUT closes with HPS_ETIMEDOUT). Every
+ * ID returned gets exactly one CLOSE. Sending before CONNECT gives
+ * HPS_ESTATE. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_ESTATE (not started),
+ * HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. */
+HPS_EXTERN int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
+                           hps_conn_id *id);
+
+/* ------------------------------------------------------------------ */
+/* Connection operations                                               */
+/* ------------------------------------------------------------------ */
+
+/* One buffer of a gathered send. */
+typedef struct hps_buf {
+  const void *base;
+  size_t len;
+} hps_buf;
+
+/* Send len bytes (copied before return, or written at once). In the pack
+ * model the bytes are one frame body (the header is added). On the owning
+ * loop's thread the bytes are written directly; from any other thread they
+ * are queued to that loop. Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL data or
+ * len 0), HPS_ENOTFOUND (no such connection, or it is closing),
+ * HPS_ESENDQ (the connection's unsent bytes would exceed
+ * HPS_OPT_MAX_SEND_QUEUE; nothing was queued), HPS_EPACKSIZE /
+ * HPS_EPACKEMPTY (pack model: body over the max or empty). */
+HPS_EXTERN int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data,
+                        size_t len);
+
+/* Send n buffers as one send: their bytes go out contiguously, never
+ * interleaved with other sends on that connection. In the pack model they
+ * form one frame body. Buffers with len 0 are skipped; the total must be
+ * > 0. Same returns as hps_send, plus HPS_EINVAL for NULL bufs or n <= 0. */
+HPS_EXTERN int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
+                         int n);
+
+/* Send length bytes of the file at path starting at offset (length < 0:
+ * to the end of the file). Read in bounded chunks; memory stays bounded
+ * whatever the file size. Push and pull models only (HPS_EMODEL in pack).
+ * Returns 0, HPS_EHANDLE, HPS_EINVAL, HPS_ENOTFOUND, HPS_EMODEL, HPS_EFILE
+ * (cannot open, or offset/length outside the file) or HPS_ESENDQ. */
+HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
+                             const char *path, int64_t offset,
+                             int64_t length);
+
+/* Close a connection. force = 0: queued bytes are sent first, then the
+ * connection is shut down and closed; force != 0: closed at once, unsent
+ * bytes dropped. The CLOSE event has op HPS_OP_CLOSE and error 0. Returns
+ * 0, HPS_EHANDLE or HPS_ENOTFOUND (also when already closing). */
+HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
+
+/* Stop (pause != 0) or resume (pause = 0) reading from a connection. While
+ * paused no RECEIVE arrives for it and the peer is flow-controlled by TCP.
+ * Returns 0, HPS_EHANDLE or HPS_ENOTFOUND. */
+HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
+
+/* Pull model: take exactly len bytes of the waiting data into buf.
+ * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL buf or len 0), HPS_ENOTFOUND,
+ * HPS_EMODEL (not the pull model) or HPS_EAGAIN (fewer than len bytes
+ * wait; nothing is taken). */
+HPS_EXTERN int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf,
+                         size_t len);
+/* Pull model: as hps_fetch, but the bytes stay waiting. */
+HPS_EXTERN int hps_peek(hps_endpoint *ep, hps_conn_id id, void *buf,
+                        size_t len);
+
+/* Number of open connections, or HPS_EHANDLE. */
+HPS_EXTERN int hps_conn_count(hps_endpoint *ep);
+
+/* Copy up to cap connection IDs into ids (may be NULL when cap is 0) and
+ * set *count (may be NULL) to the number of open connections. Returns the
+ * number of IDs copied, HPS_EHANDLE or HPS_EINVAL. */
+HPS_EXTERN int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
+                             size_t *count);
+
+/* The local / remote address of a connection as a numeric host (hostlen >=
+ * 46 always suffices) and a port; host or port may be NULL. Returns 0,
+ * HPS_EHANDLE, HPS_ENOTFOUND or HPS_EINVAL (hostlen too small). */
+HPS_EXTERN int hps_local_address(hps_endpoint *ep, hps_conn_id id,
+                                 char *host, size_t hostlen, uint16_t *port);
+HPS_EXTERN int hps_remote_address(hps_endpoint *ep, hps_conn_id id,
+                                  char *host, size_t hostlen,
+                                  uint16_t *port);
+
+/* Per-connection extra data: a pointer-sized value owned by the
+ * application, 0 initially, handed back in every event as ev->extra.
+ * Returns 0, HPS_EHANDLE, HPS_ENOTFOUND (or HPS_EINVAL for a NULL out). */
+HPS_EXTERN int hps_set_extra(hps_endpoint *ep, hps_conn_id id,
+                             uintptr_t extra);
+HPS_EXTERN int hps_get_extra(hps_endpoint *ep, hps_conn_id id,
+                             uintptr_t *extra);
+
+/* Counters of a connection, or of the whole endpoint (id = 0 on a server or
+ * agent: totals over its life since the last start, closed connections
+ * included). Ages are in milliseconds. */
+typedef struct hps_stats {
+  uint64_t bytes_sent;
+  uint64_t bytes_received;
+  uint64_t msgs_sent;     /* hps_send/sendv/send_file calls accepted */
+  uint64_t msgs_received; /* RECEIVE events delivered */
+  uint64_t age_ms;        /* connection: time since accept/connect */
+  uint64_t silence_ms;    /* connection: time since the last receive */
+} hps_stats;
+
+/* Fill *stats. Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL stats) or
+ * HPS_ENOTFOUND. */
+HPS_EXTERN int hps_get_stats(hps_endpoint *ep, hps_conn_id id,
+                             hps_stats *stats);
+
+/* Disconnect (force) every connection that has received nothing for at
+ * least silence_ms / that has been open for at least age_ms. The CLOSE
+ * events have op HPS_OP_CLOSE and error HPS_ESILENCE / 0. Returns the
+ * number of connections selected, HPS_EHANDLE or HPS_EINVAL (ms <= 0). */
+HPS_EXTERN int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms);
+HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HPSOCK_H */

@@ -1,0 +1,240 @@
+/* api.c - the ABI layer: argument checks, handle validation, dispatch into
+ * the core. No I/O happens here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "hpsock.h"
+
+#define HPS__STR2(x) #x
+#define HPS__STR(x) HPS__STR2(x)
+
+/* A handle is valid when non-NULL and carrying the magic; hps_free clears
+ * the magic, so most uses after free are caught too. */
+#define CHECK_EP(ep)                                                          \
+  do {                                                                        \
+    if ((ep) == NULL || (ep)->magic != HPS__MAGIC) return HPS_EHANDLE;        \
+  } while (0)
+
+const char *hps_version(void) {
+  return HPS__STR(HPS_VERSION_MAJOR) "." HPS__STR(
+      HPS_VERSION_MINOR) "." HPS__STR(HPS_VERSION_PATCH);
+}
+
+unsigned hps_version_hex(void) { return HPS_VERSION_HEX; }
+
+int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
+  hps_endpoint *ep;
+  if (out == NULL) return HPS_EINVAL;
+  *out = NULL;
+  if (fn == NULL || role < HPS_TCP_SERVER || role > HPS_TCP_CLIENT)
+    return HPS_EINVAL;
+  ep = calloc(1, sizeof(*ep));
+  if (ep == NULL) return HPS_ENOMEM;
+  if (uv_mutex_init(&ep->mutex) != 0) {
+    free(ep);
+    return HPS_ENOMEM;
+  }
+  if (uv_cond_init(&ep->cond) != 0) {
+    uv_mutex_destroy(&ep->mutex);
+    free(ep);
+    return HPS_ENOMEM;
+  }
+  ep->magic = HPS__MAGIC;
+  ep->role = role;
+  ep->fn = fn;
+  ep->user = user;
+  ep->state = HPS_STATE_CREATED;
+  hps__opt_defaults(ep);
+  *out = ep;
+  return 0;
+}
+
+int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
+  int r, s;
+  CHECK_EP(ep);
+  r = hps__opt_check(opt, value);
+  if (r != 0) return r;
+  uv_mutex_lock(&ep->mutex);
+  s = ep->state;
+  if ((s == HPS_STATE_STARTED || s == HPS_STATE_STOPPING || ep->starting) &&
+      !hps__opt_live(opt)) {
+    uv_mutex_unlock(&ep->mutex);
+    return HPS_ESTATE;
+  }
+  ep->opt[opt] = value;
+  if (opt == HPS_OPT_EVENTS) HPS__STORE(&ep->events, (uint32_t)value);
+  uv_mutex_unlock(&ep->mutex);
+  return 0;
+}
+
+int hps_getopt(hps_endpoint *ep, int opt, int64_t *value) {
+  CHECK_EP(ep);
+  if (value == NULL || !hps__opt_known(opt)) return HPS_EINVAL;
+  *value = opt == HPS_OPT_EVENTS ? (int64_t)HPS__LOAD(&ep->events)
+                                 : ep->opt[opt];
+  return 0;
+}
+
+int hps_start(hps_endpoint *ep, const char *host, uint16_t port) {
+  CHECK_EP(ep);
+  if (hps__on_own_loop(ep)) return HPS_ESTATE; /* it is running */
+  return hps__ep_start(ep, host, port);
+}
+
+int hps_stop(hps_endpoint *ep) {
+  CHECK_EP(ep);
+  return hps__ep_stop(ep);
+}
+
+int hps_wait(hps_endpoint *ep, int timeout_ms) {
+  CHECK_EP(ep);
+  return hps__ep_wait(ep, timeout_ms);
+}
+
+int hps_free(hps_endpoint *ep) {
+  CHECK_EP(ep);
+  if (hps__on_own_loop(ep)) return HPS_EINLOOP;
+  hps__ep_destroy(ep);
+  return 0;
+}
+
+int hps_state(hps_endpoint *ep) {
+  CHECK_EP(ep);
+  return HPS__LOAD(&ep->state);
+}
+
+int hps_role(hps_endpoint *ep) {
+  CHECK_EP(ep);
+  return ep->role;
+}
+
+int hps_listen_address(hps_endpoint *ep, char *host, size_t hostlen,
+                       uint16_t *port) {
+  hps__addr a;
+  CHECK_EP(ep);
+  if (ep->role != HPS_TCP_SERVER) return HPS_EROLE;
+  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  uv_mutex_lock(&ep->mutex);
+  if (ep->state != HPS_STATE_STARTED) {
+    uv_mutex_unlock(&ep->mutex);
+    return HPS_ESTATE;
+  }
+  a = ep->listen_addr;
+  uv_mutex_unlock(&ep->mutex);
+  return hps__addr_str(&a, host, hostlen, port);
+}
+
+int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
+                hps_conn_id *id) {
+  CHECK_EP(ep);
+  if (ep->role != HPS_TCP_AGENT) return HPS_EROLE;
+  return hps__connect(ep, host, port, id);
+}
+
+int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
+  hps_buf b;
+  CHECK_EP(ep);
+  if (data == NULL || len == 0) return HPS_EINVAL;
+  b.base = data;
+  b.len = len;
+  return hps__send(ep, id, &b, 1);
+}
+
+int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
+  int i;
+  size_t total = 0;
+  CHECK_EP(ep);
+  if (bufs == NULL || n <= 0) return HPS_EINVAL;
+  for (i = 0; i < n; i++) {
+    if (bufs[i].len > 0 && bufs[i].base == NULL) return HPS_EINVAL;
+    if (total + bufs[i].len < total) return HPS_EINVAL; /* overflow */
+    total += bufs[i].len;
+  }
+  if (total == 0) return HPS_EINVAL;
+  return hps__send(ep, id, bufs, n);
+}
+
+int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
+                  int64_t offset, int64_t length) {
+  CHECK_EP(ep);
+  if (path == NULL || path[0] == '\0' || offset < 0) return HPS_EINVAL;
+  return hps__send_file(ep, id, path, offset, length);
+}
+
+int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force) {
+  CHECK_EP(ep);
+  return hps__disconnect(ep, id, force);
+}
+
+int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause) {
+  CHECK_EP(ep);
+  return hps__pause(ep, id, pause);
+}
+
+int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
+  CHECK_EP(ep);
+  if (buf == NULL || len == 0) return HPS_EINVAL;
+  return hps__fetch(ep, id, buf, len, 1);
+}
+
+int hps_peek(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
+  CHECK_EP(ep);
+  if (buf == NULL || len == 0) return HPS_EINVAL;
+  return hps__fetch(ep, id, buf, len, 0);
+}
+
+int hps_conn_count(hps_endpoint *ep) {
+  CHECK_EP(ep);
+  return hps__conn_count(ep);
+}
+
+int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
+                  size_t *count) {
+  CHECK_EP(ep);
+  if (ids == NULL && cap > 0) return HPS_EINVAL;
+  return hps__conn_list(ep, ids, cap, count);
+}
+
+int hps_local_address(hps_endpoint *ep, hps_conn_id id, char *host,
+                      size_t hostlen, uint16_t *port) {
+  CHECK_EP(ep);
+  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  return hps__address(ep, id, 0, host, hostlen, port);
+}
+
+int hps_remote_address(hps_endpoint *ep, hps_conn_id id, char *host,
+                       size_t hostlen, uint16_t *port) {
+  CHECK_EP(ep);
+  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  return hps__address(ep, id, 1, host, hostlen, port);
+}
+
+int hps_set_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t extra) {
+  CHECK_EP(ep);
+  return hps__extra(ep, id, NULL, extra);
+}
+
+int hps_get_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *extra) {
+  CHECK_EP(ep);
+  if (extra == NULL) return HPS_EINVAL;
+  return hps__extra(ep, id, extra, 0);
+}
+
+int hps_get_stats(hps_endpoint *ep, hps_conn_id id, hps_stats *stats) {
+  CHECK_EP(ep);
+  if (stats == NULL) return HPS_EINVAL;
+  return hps__stats(ep, id, stats);
+}
+
+int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms) {
+  CHECK_EP(ep);
+  if (silence_ms <= 0) return HPS_EINVAL;
+  return hps__disconnect_where(ep, silence_ms, 1);
+}
+
+int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms) {
+  CHECK_EP(ep);
+  if (age_ms <= 0) return HPS_EINVAL;
+  return hps__disconnect_where(ep, age_ms, 0);
+}

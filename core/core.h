@@ -1,0 +1,238 @@
+/* core.h - the engine's internal types. Not installed, not exported.
+ *
+ * Ownership and threads:
+ * - An endpoint owns N loops; each loop runs on its own thread and owns the
+ *   connections it accepted or connected, for life.
+ * - Each loop's `lock` guards its ID slot table, its connection list, its
+ *   command queue, its free-object pool and (pull model) connections' pull
+ *   buffers. Everything else of a connection is touched only by its loop's
+ *   thread, except fields read with atomics (counters, extra, times).
+ * - Another thread never dereferences a connection outside the loop's lock;
+ *   it queues a command naming the connection by ID instead.
+ */
+#ifndef HPS_CORE_CORE_H
+#define HPS_CORE_CORE_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "hpsock.h"
+#include "pack.h"
+
+#define HPS__MAGIC 0x68707363u /* "hpsc" */
+#define HPS__MAX_WORKERS 64
+#define HPS__READ_BUF (64 * 1024)
+#define HPS__FILE_CHUNK (64 * 1024)
+
+/* Relaxed atomics for counters written by one thread and read by others. */
+#define HPS__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define HPS__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define HPS__ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define HPS__SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+/* Single-writer increment: no read-modify-write bus lock needed. */
+#define HPS__BUMP(p, v) HPS__STORE((p), HPS__LOAD(p) + (v))
+
+/* Big enough for IPv4 and IPv6, far smaller than sockaddr_storage. */
+typedef union hps__addr {
+  struct sockaddr sa;
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+} hps__addr;
+
+typedef struct hps__loop hps__loop;
+typedef struct hps__conn hps__conn;
+typedef struct hps__wreq hps__wreq;
+
+/* ID layout: generation (32) | loop index (8) | slot (24). Generation
+ * starts at 1, so a valid ID is never 0. */
+#define HPS__ID(gen, loop, slot)                                              \
+  (((uint64_t)(gen) << 32) | ((uint64_t)(loop) << 24) | (uint64_t)(slot))
+#define HPS__ID_GEN(id) ((uint32_t)((id) >> 32))
+#define HPS__ID_LOOP(id) ((uint32_t)(((id) >> 24) & 0xff))
+#define HPS__ID_SLOT(id) ((uint32_t)((id)&0xffffff))
+#define HPS__MAX_SLOTS 0xffffffu
+
+enum hps__cstate {
+  HPS__C_PENDING = 0,    /* agent: ID handed out, connect not begun */
+  HPS__C_CONNECTING = 1, /* agent/client: uv_tcp_connect in progress */
+  HPS__C_OPEN = 2,
+  HPS__C_CLOSING = 3 /* uv_close or shutdown under way; ID not found */
+};
+
+enum hps__cmd_kind {
+  HPS__CMD_SEND = 1,
+  HPS__CMD_FILE = 2,
+  HPS__CMD_DISCONNECT = 3,
+  HPS__CMD_PAUSE = 4,
+  HPS__CMD_CONNECT = 5,
+  HPS__CMD_STOP = 6
+};
+
+/* One queued write, and also the cross-thread command carrying it: the
+ * bytes are copied once, into data[], and written from there. */
+struct hps__wreq {
+  uv_write_t req;
+  hps__wreq *next;
+  hps_conn_id id;
+  int kind;     /* enum hps__cmd_kind */
+  int arg;      /* DISCONNECT: force; PAUSE: pause */
+  int err;      /* DISCONNECT: the CLOSE event's error */
+  size_t cap;   /* FILE: bytes data[] can hold */
+  size_t len;   /* bytes in data */
+  size_t off;   /* bytes of data already written (try-write) */
+  size_t skip;  /* leading header bytes not reported in SEND (pack) */
+  int fd;       /* FILE: open file; -1 otherwise */
+  int64_t file_off, file_left;
+  char data[];
+};
+
+struct hps__conn {
+  uv_tcp_t tcp; /* tcp.data == this */
+  hps__loop *loop;
+  hps__conn *prev, *next; /* the loop's list of live connections */
+  hps_conn_id id;
+  uint8_t state;    /* enum hps__cstate */
+  uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
+  uint8_t paused;
+  uint8_t graceful; /* shut down once the file and deferred writes end */
+  uint8_t handle_closing; /* uv_close called */
+  int close_op, close_err;
+  uintptr_t extra;  /* atomic */
+  size_t queued;    /* atomic: bytes accepted but not yet written */
+  uint64_t t_open;  /* atomic: ms, uv_hrtime based */
+  uint64_t t_recv;  /* atomic: ms, last receive */
+  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic */
+  /* deferred writes while a file send is in progress (loop thread only) */
+  hps__wreq *defer_head, *defer_tail;
+  hps__wreq *file; /* the FILE command being sent, or NULL */
+  /* pull model (under loop->lock) */
+  char *pbuf;
+  size_t plen, pcap;
+  /* pack model (loop thread only) */
+  hps__pack_dec *pack;
+  uv_timer_t *connect_timer;
+  hps__addr peer;
+  hps__addr local;
+};
+
+typedef struct hps__slot {
+  hps__conn *conn;
+  uint32_t gen;
+  uint32_t next_free; /* free list, valid when conn == NULL */
+} hps__slot;
+
+struct hps__loop {
+  uv_loop_t uv;
+  uv_async_t async;
+  uv_timer_t timer; /* silence detection */
+  uv_tcp_t listener;
+  int has_listener;
+  int index;
+  hps_endpoint *ep;
+  uv_thread_t thread;
+  int thread_started;
+  uv_mutex_t lock;
+  /* under lock */
+  hps__wreq *cmd_head, *cmd_tail;
+  int accepting_cmds;
+  hps__slot *slots;
+  uint32_t nslots, slot_cap, free_slot; /* free_slot: UINT32_MAX = none */
+  hps__conn *conns; /* live list head */
+  int nconns;
+  hps__conn *pool;
+  int npool;
+  /* loop thread only */
+  int stopping;
+  int handles_closed;
+  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic totals */
+  char readbuf[HPS__READ_BUF];
+};
+
+struct hps_endpoint {
+  uint32_t magic;
+  int role;
+  hps_event_fn fn;
+  void *user;
+  /* options */
+  int64_t opt[32];
+  uint32_t events; /* atomic: live event mask */
+  /* life cycle, under mutex */
+  uv_mutex_t mutex;
+  uv_cond_t cond;
+  int state; /* enum hps_state; atomic reads */
+  int need_join;
+  int starting; /* hps_start is opening sockets, unlocked */
+  int nloops;
+  hps__loop **loops;
+  int running; /* atomic: loops still running */
+  int nconns;  /* atomic: open connections, for MAX_CONNECTIONS */
+  uint32_t rr; /* atomic: round robin for agent connects */
+  hps_conn_id client_id; /* atomic */
+  hps__addr listen_addr;
+};
+
+extern _Thread_local hps__loop *hps__tls_loop;
+
+/* endpoint.c */
+int hps__on_own_loop(hps_endpoint *ep);
+int hps__opt_check(int opt, int64_t value);
+void hps__opt_defaults(hps_endpoint *ep);
+int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port);
+int hps__ep_stop(hps_endpoint *ep);
+int hps__ep_wait(hps_endpoint *ep, int timeout_ms);
+void hps__ep_destroy(hps_endpoint *ep);
+void hps__ep_loop_done(hps_endpoint *ep);
+int hps__opt_live(int opt);
+int hps__opt_known(int opt);
+int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
+                 hps_conn_id *id);
+int hps__resolve(const char *host, uint16_t port, hps__addr *a);
+int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
+                  uint16_t *port);
+
+/* loop.c */
+int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index);
+void hps__loop_free(hps__loop *lp);
+int hps__loop_start(hps__loop *lp);
+/* Queue a command for the loop owning its ID (or any loop for CONNECT).
+ * Takes ownership of w on success. Returns 0 or HPS_ESTOPPING. */
+int hps__loop_post_locked(hps__loop *lp, hps__wreq *w);
+void hps__loop_maybe_finish(hps__loop *lp);
+hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
+                              hps__loop **lp);
+hps__conn *hps__conn_new_locked(hps__loop *lp);
+void hps__conn_release_locked(hps__loop *lp, hps__conn *c);
+
+/* ops.c: operations from any thread (ep validated by the caller) */
+int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n);
+int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
+                   int64_t offset, int64_t length);
+int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force);
+int hps__pause(hps_endpoint *ep, hps_conn_id id, int pause);
+int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
+               int take);
+int hps__conn_count(hps_endpoint *ep);
+int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
+                   size_t *count);
+int hps__address(hps_endpoint *ep, hps_conn_id id, int remote, char *host,
+                 size_t hostlen, uint16_t *port);
+int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
+               uintptr_t set);
+int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st);
+int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence);
+
+/* tcp.c */
+void hps__on_connection(uv_stream_t *server, int status);
+int hps__emit(hps__conn *c, int type, const void *data, size_t len);
+void hps__conn_close(hps__conn *c, int op, int err);
+void hps__conn_disconnect(hps__conn *c, int force, int err);
+void hps__conn_pause(hps__conn *c, int pause);
+int hps__conn_write(hps__conn *c, hps__wreq *w);
+void hps__conn_connect(hps__loop *lp, hps__wreq *w);
+int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t);
+void hps__on_timer(uv_timer_t *t);
+hps__wreq *hps__wreq_new(size_t len);
+
+#endif

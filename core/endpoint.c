@@ -1,0 +1,380 @@
+/* endpoint.c - endpoint life cycle: options, start, stop, wait, destroy. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+_Thread_local hps__loop *hps__tls_loop;
+
+int hps__on_own_loop(hps_endpoint *ep) {
+  return hps__tls_loop != NULL && hps__tls_loop->ep == ep;
+}
+
+/* Option table: key, min, max, live. Defaults are set in opt_defaults. */
+static const struct {
+  int64_t min, max;
+  int live;
+} opt_range[] = {
+    [HPS_OPT_WORKERS] = {1, HPS__MAX_WORKERS, 0},
+    [HPS_OPT_RECV_MODEL] = {HPS_MODEL_PUSH, HPS_MODEL_PACK, 0},
+    [HPS_OPT_SNDBUF] = {0, 1 << 30, 0},
+    [HPS_OPT_RCVBUF] = {0, 1 << 30, 0},
+    [HPS_OPT_MAX_CONNECTIONS] = {1, 1 << 24, 0},
+    [HPS_OPT_KEEPALIVE_TIME] = {0, 86400000, 0},
+    [HPS_OPT_KEEPALIVE_INTERVAL] = {1000, 86400000, 0},
+    [HPS_OPT_NODELAY] = {0, 1, 0},
+    [HPS_OPT_REUSE_ADDR] = {0, 1, 0},
+    [HPS_OPT_IPV6_ONLY] = {0, 1, 0},
+    [HPS_OPT_MAX_SEND_QUEUE] = {1, 1 << 30, 0},
+    [HPS_OPT_FREE_POOL] = {0, 1 << 20, 0},
+    [HPS_OPT_CONNECT_TIMEOUT] = {1, 600000, 0},
+    [HPS_OPT_EVENTS] = {0, HPS_EVENTS_ALL, 1},
+    [HPS_OPT_BACKLOG] = {1, 65535, 0},
+    [HPS_OPT_PACK_FLAG] = {0, HPS__PACK_FLAG_MAX, 0},
+    [HPS_OPT_PACK_MAX] = {1, HPS__PACK_MAX_LIMIT, 0},
+    [HPS_OPT_PULL_MAX] = {1, 1 << 30, 0},
+    [HPS_OPT_SILENCE_TIMEOUT] = {0, 86400000, 0},
+};
+#define OPT_COUNT ((int)(sizeof(opt_range) / sizeof(opt_range[0])))
+
+int hps__opt_check(int opt, int64_t value) {
+  if (opt <= 0 || opt >= OPT_COUNT || opt_range[opt].max == 0)
+    return HPS_EINVAL;
+  if (value < opt_range[opt].min || value > opt_range[opt].max)
+    return HPS_EINVAL;
+  return 0;
+}
+
+int hps__opt_live(int opt) { return opt_range[opt].live; }
+
+int hps__opt_known(int opt) {
+  return opt > 0 && opt < OPT_COUNT && opt_range[opt].max != 0;
+}
+
+void hps__opt_defaults(hps_endpoint *ep) {
+  unsigned cpus = 0;
+  uv_cpu_info_t *info;
+  int n;
+  if (uv_cpu_info(&info, &n) == 0) {
+    cpus = (unsigned)n;
+    uv_free_cpu_info(info, n);
+  }
+  if (cpus < 1) cpus = 1;
+  if (cpus > HPS__MAX_WORKERS) cpus = HPS__MAX_WORKERS;
+  ep->opt[HPS_OPT_WORKERS] = cpus;
+  ep->opt[HPS_OPT_RECV_MODEL] = HPS_MODEL_PUSH;
+  ep->opt[HPS_OPT_MAX_CONNECTIONS] = 100000;
+  ep->opt[HPS_OPT_KEEPALIVE_INTERVAL] = 20000;
+  ep->opt[HPS_OPT_NODELAY] = 1;
+  ep->opt[HPS_OPT_REUSE_ADDR] = 1;
+  ep->opt[HPS_OPT_MAX_SEND_QUEUE] = 16 << 20;
+  ep->opt[HPS_OPT_FREE_POOL] = 1024;
+  ep->opt[HPS_OPT_CONNECT_TIMEOUT] = 10000;
+  ep->opt[HPS_OPT_EVENTS] = HPS_EVENTS_ALL;
+  ep->opt[HPS_OPT_BACKLOG] = 1024;
+  ep->opt[HPS_OPT_PACK_MAX] = 262144;
+  ep->opt[HPS_OPT_PULL_MAX] = 4 << 20;
+  ep->events = HPS_EVENTS_ALL;
+}
+
+int hps__resolve(const char *host, uint16_t port, hps__addr *a) {
+  struct addrinfo hints, *res = NULL;
+  char portstr[8];
+  memset(a, 0, sizeof(*a));
+  if (host == NULL || host[0] == '\0') host = "0.0.0.0";
+  if (uv_ip4_addr(host, port, &a->in4) == 0) return 0;
+  if (uv_ip6_addr(host, port, &a->in6) == 0) return 0;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+  if (getaddrinfo(host, portstr, &hints, &res) != 0 || res == NULL)
+    return HPS_EADDR;
+  if (res->ai_addrlen > sizeof(*a)) {
+    freeaddrinfo(res);
+    return HPS_EADDR;
+  }
+  memcpy(a, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  return 0;
+}
+
+int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
+                  uint16_t *port) {
+  char buf[INET6_ADDRSTRLEN];
+  int r;
+  if (a->sa.sa_family == AF_INET6) {
+    r = uv_ip6_name(&a->in6, buf, sizeof(buf));
+    if (port) *port = ntohs(a->in6.sin6_port);
+  } else if (a->sa.sa_family == AF_INET) {
+    r = uv_ip4_name(&a->in4, buf, sizeof(buf));
+    if (port) *port = ntohs(a->in4.sin_port);
+  } else {
+    return HPS_ENOTFOUND;
+  }
+  if (r != 0) return r;
+  if (host) {
+    if (hostlen <= strlen(buf)) return HPS_EINVAL;
+    memcpy(host, buf, strlen(buf) + 1);
+  }
+  return 0;
+}
+
+static socklen_t addr_len(const hps__addr *a) {
+  return a->sa.sa_family == AF_INET6 ? sizeof(a->in6) : sizeof(a->in4);
+}
+
+/* Make one listening socket: reuse options, bind, listen. fd or error. */
+static int make_listener(hps_endpoint *ep, const hps__addr *a, int reuseport) {
+  int one = 1, fd, r;
+  fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (ep->opt[HPS_OPT_REUSE_ADDR])
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuseport &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  if (a->sa.sa_family == AF_INET6) {
+    int v6only = ep->opt[HPS_OPT_IPV6_ONLY] ? 1 : 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+  }
+  if (ep->opt[HPS_OPT_RCVBUF]) {
+    int v = (int)ep->opt[HPS_OPT_RCVBUF];
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+  }
+  if (bind(fd, &a->sa, addr_len(a)) != 0 ||
+      listen(fd, (int)ep->opt[HPS_OPT_BACKLOG]) != 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  return fd;
+}
+
+static void free_loops(hps_endpoint *ep) {
+  int i;
+  for (i = 0; i < ep->nloops; i++) {
+    if (ep->loops[i]) hps__loop_free(ep->loops[i]);
+  }
+  free(ep->loops);
+  ep->loops = NULL;
+  ep->nloops = 0;
+}
+
+static void join_loops(hps_endpoint *ep) {
+  int i;
+  for (i = 0; i < ep->nloops; i++) {
+    if (ep->loops[i]->thread_started) {
+      uv_thread_join(&ep->loops[i]->thread);
+      ep->loops[i]->thread_started = 0;
+    }
+  }
+}
+
+/* Join the threads of a stopped run. The loops themselves stay until the
+ * next start or hps_free, so a call racing with the stop still finds
+ * valid (empty, closed to commands) loops. Caller holds ep->mutex and is
+ * not a loop thread. */
+static void reap_locked(hps_endpoint *ep) {
+  if (!ep->need_join) return;
+  join_loops(ep);
+  ep->need_join = 0;
+}
+
+static int open_listeners(hps_endpoint *ep, const char *host, uint16_t port) {
+  hps__addr a;
+  hps_event ev;
+  int i, fd, r, reuseport = ep->nloops > 1;
+  r = hps__resolve(host, port, &a);
+  if (r != 0) return r;
+  for (i = 0; i < ep->nloops; i++) {
+    hps__loop *lp = ep->loops[i];
+    fd = make_listener(ep, &a, reuseport);
+    if (fd < 0) return fd;
+    if (i == 0) {
+      socklen_t len = sizeof(ep->listen_addr);
+      getsockname(fd, &ep->listen_addr.sa, &len);
+      /* Port 0: every other listener shares the port the kernel picked. */
+      if (a.sa.sa_family == AF_INET6)
+        a.in6.sin6_port = ep->listen_addr.in6.sin6_port;
+      else
+        a.in4.sin_port = ep->listen_addr.in4.sin_port;
+      if (ep->events & HPS_EVBIT(HPS_EV_PREPARE)) {
+        memset(&ev, 0, sizeof(ev));
+        ev.type = HPS_EV_PREPARE;
+        ev.endpoint = ep;
+        ev.fd = fd;
+        if (ep->fn(ep->user, &ev) == HPS_HR_ERROR) {
+          close(fd);
+          return HPS_EHANDLER;
+        }
+      }
+    }
+    uv_tcp_init(&lp->uv, &lp->listener);
+    lp->listener.data = lp;
+    r = uv_tcp_open(&lp->listener, fd);
+    if (r == 0) {
+      lp->has_listener = 1;
+      r = uv_listen((uv_stream_t *)&lp->listener,
+                    (int)ep->opt[HPS_OPT_BACKLOG], hps__on_connection);
+    } else {
+      close(fd);
+    }
+    if (r != 0) return r;
+  }
+  return 0;
+}
+
+int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
+  int i, r = 0, n;
+  hps_conn_id cid = 0;
+  uv_mutex_lock(&ep->mutex);
+  if (ep->starting || ep->state == HPS_STATE_STARTED ||
+      ep->state == HPS_STATE_STOPPING) {
+    uv_mutex_unlock(&ep->mutex);
+    return HPS_ESTATE;
+  }
+  reap_locked(ep);
+  free_loops(ep);
+  ep->starting = 1;
+  uv_mutex_unlock(&ep->mutex);
+
+  /* Unlocked from here: the server's PREPARE handler runs on this thread and
+   * may call back into the library. */
+  n = ep->role == HPS_TCP_CLIENT ? 1 : (int)ep->opt[HPS_OPT_WORKERS];
+  ep->loops = calloc((size_t)n, sizeof(*ep->loops));
+  if (ep->loops == NULL) r = HPS_ENOMEM;
+  else ep->nloops = n;
+  HPS__STORE(&ep->events, (uint32_t)ep->opt[HPS_OPT_EVENTS]);
+  HPS__STORE(&ep->nconns, 0);
+  HPS__STORE(&ep->client_id, 0);
+  memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));
+  for (i = 0; i < ep->nloops && r == 0; i++) {
+    ep->loops[i] = calloc(1, sizeof(hps__loop));
+    if (ep->loops[i] == NULL)
+      r = HPS_ENOMEM;
+    else if ((r = hps__loop_init(ep->loops[i], ep, i)) != 0) {
+      free(ep->loops[i]);
+      ep->loops[i] = NULL;
+    }
+  }
+  if (r == 0 && ep->role == HPS_TCP_SERVER) r = open_listeners(ep, host, port);
+
+  uv_mutex_lock(&ep->mutex);
+  ep->starting = 0;
+  if (r != 0) {
+    free_loops(ep);
+    uv_mutex_unlock(&ep->mutex);
+    return r;
+  }
+  ep->state = HPS_STATE_STARTED;
+  HPS__STORE(&ep->running, n);
+  ep->need_join = 1;
+  for (i = 0; i < n && r == 0; i++) r = hps__loop_start(ep->loops[i]);
+  if (r != 0 && __atomic_sub_fetch(&ep->running, n - i + 1,
+                                   __ATOMIC_ACQ_REL) == 0)
+    ep->state = HPS_STATE_STOPPED; /* no loop runs: nothing to wait for */
+  uv_mutex_unlock(&ep->mutex);
+  if (r == 0 && ep->role == HPS_TCP_CLIENT)
+    r = hps__connect(ep, host, port, &cid); /* the agent path, one loop */
+  if (r != 0) {
+    hps__ep_stop(ep);
+    return r;
+  }
+  return 0;
+}
+
+int hps__ep_stop(hps_endpoint *ep) {
+  int i, own = hps__on_own_loop(ep);
+  uv_mutex_lock(&ep->mutex);
+  if (ep->state == HPS_STATE_CREATED) {
+    uv_mutex_unlock(&ep->mutex);
+    return HPS_ESTATE;
+  }
+  if (ep->state == HPS_STATE_STARTED) {
+    ep->state = HPS_STATE_STOPPING;
+    for (i = 0; i < ep->nloops; i++) {
+      hps__loop *lp = ep->loops[i];
+      hps__wreq *w = hps__wreq_new(0);
+      if (w == NULL) { /* no memory for the command: wake the loop anyway */
+        uv_mutex_lock(&lp->lock);
+        lp->accepting_cmds = 0;
+        uv_mutex_unlock(&lp->lock);
+      } else {
+        w->kind = HPS__CMD_STOP;
+        uv_mutex_lock(&lp->lock);
+        if (hps__loop_post_locked(lp, w) != 0) free(w);
+        uv_mutex_unlock(&lp->lock);
+      }
+      uv_async_send(&lp->async);
+    }
+  }
+  if (own) { /* inside a handler: the stop completes after it returns */
+    uv_mutex_unlock(&ep->mutex);
+    return 0;
+  }
+  while (ep->state != HPS_STATE_STOPPED) uv_cond_wait(&ep->cond, &ep->mutex);
+  reap_locked(ep);
+  uv_mutex_unlock(&ep->mutex);
+  return 0;
+}
+
+int hps__ep_wait(hps_endpoint *ep, int timeout_ms) {
+  int r = 0;
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  if (hps__on_own_loop(ep)) return HPS_EINLOOP;
+  uv_mutex_lock(&ep->mutex);
+  while (ep->state == HPS_STATE_STARTED || ep->state == HPS_STATE_STOPPING) {
+    if (timeout_ms < 0) {
+      uv_cond_wait(&ep->cond, &ep->mutex);
+    } else {
+      uint64_t now = uv_hrtime();
+      if (now >= deadline ||
+          uv_cond_timedwait(&ep->cond, &ep->mutex, deadline - now) != 0) {
+        if (ep->state != HPS_STATE_STOPPED && ep->state != HPS_STATE_CREATED)
+          r = HPS_ETIMEDOUT;
+        break;
+      }
+    }
+  }
+  uv_mutex_unlock(&ep->mutex);
+  return r;
+}
+
+/* Called by each loop thread as it ends. The last one delivers SHUTDOWN,
+ * after every other loop has delivered its last event. */
+void hps__ep_loop_done(hps_endpoint *ep) {
+  hps_event ev;
+  if (__atomic_sub_fetch(&ep->running, 1, __ATOMIC_ACQ_REL) != 0) return;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = HPS_EV_SHUTDOWN;
+  ev.endpoint = ep;
+  ev.fd = -1;
+  ep->fn(ep->user, &ev);
+  uv_mutex_lock(&ep->mutex);
+  ep->state = HPS_STATE_STOPPED;
+  uv_cond_broadcast(&ep->cond);
+  uv_mutex_unlock(&ep->mutex);
+}
+
+void hps__ep_destroy(hps_endpoint *ep) {
+  if (ep->state == HPS_STATE_STARTED || ep->state == HPS_STATE_STOPPING)
+    hps__ep_stop(ep);
+  uv_mutex_lock(&ep->mutex);
+  reap_locked(ep);
+  free_loops(ep);
+  uv_mutex_unlock(&ep->mutex);
+  uv_mutex_destroy(&ep->mutex);
+  uv_cond_destroy(&ep->cond);
+  ep->magic = 0;
+  free(ep);
+}

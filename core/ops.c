@@ -1,0 +1,413 @@
+/* ops.c - connection operations callable from any thread. On the owning
+ * loop's thread they act directly; elsewhere they check the ID under the
+ * loop's lock and queue a command to that loop. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static hps_conn_id resolve_id(hps_endpoint *ep, hps_conn_id id) {
+  if (id == 0 && ep->role == HPS_TCP_CLIENT) return HPS__LOAD(&ep->client_id);
+  return id;
+}
+
+static hps__loop *owner(hps_endpoint *ep, hps_conn_id id) {
+  uint32_t li = HPS__ID_LOOP(id);
+  if (ep->loops == NULL || li >= (uint32_t)ep->nloops) return NULL;
+  return ep->loops[li];
+}
+
+/* Is the endpoint running loops whose tables may be read? */
+static int running(hps_endpoint *ep) {
+  int s = HPS__LOAD(&ep->state);
+  return s == HPS_STATE_STARTED || s == HPS_STATE_STOPPING;
+}
+
+/* Look a live connection up; on success returns with lp->lock held. */
+static hps__conn *lock_conn(hps_endpoint *ep, hps_conn_id id, hps__loop **out,
+                            int *err) {
+  hps__loop *lp;
+  hps__conn *c;
+  if (!running(ep) || (lp = owner(ep, id)) == NULL) {
+    *err = HPS_ENOTFOUND;
+    return NULL;
+  }
+  uv_mutex_lock(&lp->lock);
+  c = hps__lookup_locked(ep, id, NULL);
+  if (c == NULL) {
+    uv_mutex_unlock(&lp->lock);
+    *err = HPS_ENOTFOUND;
+    return NULL;
+  }
+  *out = lp;
+  return c;
+}
+
+/* Post a command for the connection w->id; frees w on failure. */
+static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
+  hps__loop *lp;
+  hps__conn *c;
+  int err = 0;
+  c = lock_conn(ep, w->id, &lp, &err);
+  if (c == NULL) {
+    free(w);
+    return err;
+  }
+  if (c->state == HPS__C_CLOSING) {
+    err = HPS_ENOTFOUND;
+  } else if (queued_bytes > 0 && c->state != HPS__C_OPEN) {
+    err = HPS_ESTATE;
+  } else if (queued_bytes > 0 &&
+             HPS__LOAD(&c->queued) + queued_bytes >
+                 (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE]) {
+    err = HPS_ESENDQ;
+  } else if ((err = hps__loop_post_locked(lp, w)) == 0) {
+    HPS__ADD(&c->queued, queued_bytes);
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (err != 0) {
+    free(w);
+    return err;
+  }
+  uv_async_send(&lp->async);
+  return 0;
+}
+
+/* On the owning loop: the connection, or NULL with *err set. */
+static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
+  hps__loop *lp;
+  hps__conn *c = lock_conn(ep, id, &lp, err);
+  if (c == NULL) return NULL;
+  uv_mutex_unlock(&lp->lock);
+  if (c->state == HPS__C_CLOSING) {
+    *err = HPS_ENOTFOUND;
+    return NULL;
+  }
+  return c;
+}
+
+static int on_owner(hps_endpoint *ep, hps_conn_id id) {
+  hps__loop *lp = hps__tls_loop;
+  return lp != NULL && lp->ep == ep && owner(ep, id) == lp;
+}
+
+int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
+  int pack = ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK;
+  size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0, off;
+  hps__wreq *w;
+  int i, err = 0;
+  for (i = 0; i < n; i++) total += bufs[i].len;
+  if (total == 0) return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
+  if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return HPS_EPACKSIZE;
+  id = resolve_id(ep, id);
+  if (on_owner(ep, id)) {
+    hps__conn *c = own_conn(ep, id, &err);
+    if (c == NULL) return err;
+    if (c->state != HPS__C_OPEN) return HPS_ESTATE;
+    if (HPS__LOAD(&c->queued) + total + hdr >
+        (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
+      return HPS_ESENDQ;
+    /* Fast path: straight from the caller's buffers into the socket. */
+    if (n == 1 && !pack && c->file == NULL &&
+        !(HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) &&
+        c->tcp.write_queue_size == 0) {
+      uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
+      ssize_t r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+      if (r == (ssize_t)total) {
+        HPS__BUMP(&c->bytes_sent, total);
+        HPS__BUMP(&c->msgs_sent, 1);
+        HPS__BUMP(&c->loop->bytes_sent, total);
+        HPS__BUMP(&c->loop->msgs_sent, 1);
+        return 0;
+      }
+      /* partial or EAGAIN: fall through and copy the whole message; the
+       * bytes already written are skipped via off */
+      if (r > 0) {
+        w = hps__wreq_new(total);
+        if (w == NULL) return HPS_ENOMEM;
+        memcpy(w->data, bufs[0].base, total);
+        w->kind = HPS__CMD_SEND;
+        w->id = id;
+        HPS__BUMP(&c->bytes_sent, (size_t)r);
+        HPS__BUMP(&c->loop->bytes_sent, (size_t)r);
+        w->skip = (size_t)r; /* counted already; not re-counted */
+        w->off = (size_t)r;
+        return hps__conn_write(c, w);
+      }
+    }
+  }
+  w = hps__wreq_new(total + hdr);
+  if (w == NULL) return HPS_ENOMEM;
+  w->kind = HPS__CMD_SEND;
+  w->id = id;
+  w->skip = hdr;
+  if (pack)
+    hps__pack_header((uint8_t *)w->data, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
+                     (uint32_t)total);
+  for (off = hdr, i = 0; i < n; i++) {
+    if (bufs[i].len == 0) continue;
+    memcpy(w->data + off, bufs[i].base, bufs[i].len);
+    off += bufs[i].len;
+  }
+  if (on_owner(ep, id)) {
+    hps__conn *c = own_conn(ep, id, &err);
+    if (c == NULL) {
+      free(w);
+      return err;
+    }
+    return hps__conn_write(c, w);
+  }
+  return post(ep, w, total + hdr);
+}
+
+int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
+                   int64_t offset, int64_t length) {
+  struct stat st;
+  hps__wreq *w;
+  int fd, err = 0;
+  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) return HPS_EMODEL;
+  id = resolve_id(ep, id);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return HPS_EFILE;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || offset < 0 ||
+      offset > st.st_size || (length >= 0 && offset + length > st.st_size)) {
+    close(fd);
+    return HPS_EFILE;
+  }
+  if (length < 0) length = st.st_size - offset;
+  if (length == 0) {
+    close(fd);
+    return HPS_EINVAL;
+  }
+  w = hps__wreq_new(HPS__FILE_CHUNK);
+  if (w == NULL) {
+    close(fd);
+    return HPS_ENOMEM;
+  }
+  w->kind = HPS__CMD_FILE;
+  w->id = id;
+  w->len = 0;
+  w->cap = HPS__FILE_CHUNK;
+  w->fd = fd;
+  w->file_off = offset;
+  w->file_left = length;
+  if (on_owner(ep, id)) {
+    hps__conn *c = own_conn(ep, id, &err);
+    if (c == NULL || c->state != HPS__C_OPEN) {
+      close(fd);
+      free(w);
+      return c == NULL ? err : HPS_ESTATE;
+    }
+    return hps__conn_write(c, w);
+  }
+  /* post() frees w but not the file on failure */
+  {
+    hps__loop *lp;
+    hps__conn *c = lock_conn(ep, id, &lp, &err);
+    if (c == NULL) goto fail;
+    if (c->state != HPS__C_OPEN)
+      err = c->state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
+    else
+      err = hps__loop_post_locked(lp, w);
+    uv_mutex_unlock(&lp->lock);
+    if (err != 0) goto fail;
+    uv_async_send(&lp->async);
+    return 0;
+  }
+fail:
+  close(fd);
+  free(w);
+  return err;
+}
+
+static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
+                      int cerr) {
+  hps__wreq *w;
+  int err = 0;
+  id = resolve_id(ep, id);
+  if (on_owner(ep, id)) {
+    hps__loop *lp;
+    hps__conn *c = lock_conn(ep, id, &lp, &err);
+    if (c == NULL) return err;
+    uv_mutex_unlock(&lp->lock);
+    if (c->state == HPS__C_CLOSING) return HPS_ENOTFOUND;
+    if (kind == HPS__CMD_DISCONNECT)
+      hps__conn_disconnect(c, arg, cerr);
+    else
+      hps__conn_pause(c, arg);
+    return 0;
+  }
+  w = hps__wreq_new(0);
+  if (w == NULL) return HPS_ENOMEM;
+  w->kind = kind;
+  w->id = id;
+  w->arg = arg;
+  w->err = cerr;
+  return post(ep, w, 0);
+}
+
+int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force) {
+  return simple_cmd(ep, id, HPS__CMD_DISCONNECT, force != 0, 0);
+}
+
+int hps__pause(hps_endpoint *ep, hps_conn_id id, int pause) {
+  return simple_cmd(ep, id, HPS__CMD_PAUSE, pause != 0, 0);
+}
+
+int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
+               int take) {
+  hps__loop *lp;
+  hps__conn *c;
+  int err = 0;
+  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PULL) return HPS_EMODEL;
+  c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
+  if (c == NULL) return err;
+  if (c->plen < len) {
+    err = c->state == HPS__C_CLOSING && c->plen == 0 ? HPS_ENOTFOUND
+                                                      : HPS_EAGAIN;
+  } else {
+    memcpy(buf, c->pbuf, len);
+    if (take) {
+      memmove(c->pbuf, c->pbuf + len, c->plen - len);
+      c->plen -= len;
+    }
+  }
+  uv_mutex_unlock(&lp->lock);
+  return err;
+}
+
+/* ---- queries ---- */
+
+int hps__conn_count(hps_endpoint *ep) {
+  int i, n = 0;
+  if (!running(ep)) return 0;
+  for (i = 0; i < ep->nloops; i++) {
+    hps__loop *lp = ep->loops[i];
+    uv_mutex_lock(&lp->lock);
+    n += lp->nconns;
+    uv_mutex_unlock(&lp->lock);
+  }
+  return n;
+}
+
+int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
+                   size_t *count) {
+  size_t got = 0, total = 0;
+  int i;
+  hps__conn *c;
+  if (running(ep)) {
+    for (i = 0; i < ep->nloops; i++) {
+      hps__loop *lp = ep->loops[i];
+      uv_mutex_lock(&lp->lock);
+      for (c = lp->conns; c != NULL; c = c->next) {
+        if (c->state == HPS__C_CLOSING) continue;
+        if (got < cap) ids[got++] = c->id;
+        total++;
+      }
+      uv_mutex_unlock(&lp->lock);
+    }
+  }
+  if (count) *count = total;
+  return (int)got;
+}
+
+int hps__address(hps_endpoint *ep, hps_conn_id id, int remote, char *host,
+                 size_t hostlen, uint16_t *port) {
+  hps__loop *lp;
+  hps__conn *c;
+  hps__addr a;
+  int err = 0;
+  c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
+  if (c == NULL) return err;
+  a = remote ? c->peer : c->local;
+  uv_mutex_unlock(&lp->lock);
+  if (a.sa.sa_family == 0) return HPS_ESTATE; /* not connected yet */
+  return hps__addr_str(&a, host, hostlen, port);
+}
+
+int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
+               uintptr_t set) {
+  hps__loop *lp;
+  hps__conn *c;
+  int err = 0;
+  c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
+  if (c == NULL) return err;
+  if (get)
+    *get = HPS__LOAD(&c->extra);
+  else
+    HPS__STORE(&c->extra, set);
+  uv_mutex_unlock(&lp->lock);
+  return 0;
+}
+
+int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
+  hps__loop *lp;
+  hps__conn *c;
+  uint64_t now = uv_hrtime() / 1000000u, t;
+  int err = 0, i;
+  memset(st, 0, sizeof(*st));
+  if (id == 0 && ep->role != HPS_TCP_CLIENT) {
+    if (!running(ep) && ep->loops == NULL) return 0;
+    for (i = 0; i < ep->nloops; i++) {
+      lp = ep->loops[i];
+      st->bytes_sent += HPS__LOAD(&lp->bytes_sent);
+      st->bytes_received += HPS__LOAD(&lp->bytes_recv);
+      st->msgs_sent += HPS__LOAD(&lp->msgs_sent);
+      st->msgs_received += HPS__LOAD(&lp->msgs_recv);
+    }
+    return 0;
+  }
+  c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
+  if (c == NULL) return err;
+  st->bytes_sent = HPS__LOAD(&c->bytes_sent);
+  st->bytes_received = HPS__LOAD(&c->bytes_recv);
+  st->msgs_sent = HPS__LOAD(&c->msgs_sent);
+  st->msgs_received = HPS__LOAD(&c->msgs_recv);
+  t = HPS__LOAD(&c->t_open);
+  st->age_ms = t && now > t ? now - t : 0;
+  t = HPS__LOAD(&c->t_recv);
+  st->silence_ms = t && now > t ? now - t : 0;
+  uv_mutex_unlock(&lp->lock);
+  return 0;
+}
+
+/* Disconnect every open connection whose (silence or age) >= ms. */
+int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
+  uint64_t now = uv_hrtime() / 1000000u;
+  int i, n = 0;
+  hps__conn *c;
+  if (!running(ep)) return 0;
+  for (i = 0; i < ep->nloops; i++) {
+    hps__loop *lp = ep->loops[i];
+    int mine = hps__tls_loop == lp;
+    int posted = 0;
+    uv_mutex_lock(&lp->lock);
+    for (c = lp->conns; c != NULL; c = c->next) {
+      uint64_t t = HPS__LOAD(by_silence ? &c->t_recv : &c->t_open);
+      int err = by_silence ? HPS_ESILENCE : 0;
+      if (c->state != HPS__C_OPEN || t == 0 || now - t < (uint64_t)ms)
+        continue;
+      n++;
+      if (mine) { /* runs no handler: safe under the lock */
+        hps__conn_close(c, HPS_OP_CLOSE, err);
+      } else {
+        hps__wreq *w = hps__wreq_new(0);
+        if (w == NULL) continue;
+        w->kind = HPS__CMD_DISCONNECT;
+        w->id = c->id;
+        w->arg = 1;
+        w->err = err;
+        if (hps__loop_post_locked(lp, w) != 0)
+          free(w);
+        else
+          posted = 1;
+      }
+    }
+    uv_mutex_unlock(&lp->lock);
+    if (posted) uv_async_send(&lp->async);
+  }
+  return n;
+}

@@ -1,0 +1,54 @@
+/* pack.h - HP-Socket compatible pack framing: a pure codec, no I/O.
+ *
+ * Wire format: a 4-byte little-endian header; its low 22 bits are the body
+ * length, its high 10 bits a header flag; the body follows. A decoder
+ * rejects a body length of 0, a length over the configured max, and (only
+ * when the configured flag is non-zero) a flag that differs. It never
+ * allocates more than the body it is completing, and never more than max.
+ */
+#ifndef HPS_CORE_PACK_H
+#define HPS_CORE_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HPS__PACK_HEADER 4u
+#define HPS__PACK_LEN_MASK 0x3fffffu   /* 22 bits */
+#define HPS__PACK_FLAG_MAX 0x3ffu      /* 10 bits */
+#define HPS__PACK_MAX_LIMIT 0x3fffffu  /* 4 MiB - 1 */
+
+/* Write the header for a body of len bytes with flag into out[4]. */
+void hps__pack_header(uint8_t out[4], uint32_t flag, uint32_t len);
+
+/* Called once per whole frame; body is valid only during the call (it may
+ * point into the fed data or into the decoder's buffer). Return 0 to go on,
+ * anything else to stop feeding (hps__pack_feed returns that value). */
+typedef int (*hps__pack_frame_fn)(void *ctx, const uint8_t *body, size_t len);
+
+typedef struct hps__pack_dec {
+  uint32_t flag;    /* expected flag; 0 = not checked */
+  uint32_t max;     /* max body length, 1..HPS__PACK_MAX_LIMIT */
+  uint8_t hdr[4];   /* header bytes gathered so far */
+  uint32_t hdr_got; /* 0..4 */
+  uint32_t body_len;
+  uint32_t body_got;
+  uint8_t *body;    /* partial body buffer (malloc), NULL when none */
+  uint32_t body_cap;
+} hps__pack_dec;
+
+void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max);
+/* Release the decoder's buffer; the decoder can be reused after init. */
+void hps__pack_reset(hps__pack_dec *d);
+
+/* Feed len bytes. Calls fn for every whole frame, in order. Returns 0 when
+ * all bytes were consumed, HPS_EPACKFLAG / HPS_EPACKSIZE / HPS_EPACKEMPTY
+ * on a bad header (the stream is then unusable), HPS_ENOMEM, or the first
+ * non-zero value fn returned (the bytes after that frame are not consumed).
+ * A frame that lies whole inside data is delivered without copying. */
+int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
+                   hps__pack_frame_fn fn, void *ctx);
+
+/* Bytes currently buffered (partial header + partial body). */
+size_t hps__pack_pending(const hps__pack_dec *d);
+
+#endif

@@ -1,0 +1,622 @@
+/* tcp.c - TCP connections on a loop: accept, connect, read (push, pull,
+ * pack), write (try-write first, queue the rest), file send, close. Every
+ * function here runs on the connection's loop thread. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_write(uv_write_t *req, int status);
+static void start_reading(hps__conn *c);
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+static hps_endpoint *conn_ep(hps__conn *c) { return c->loop->ep; }
+
+int hps__emit(hps__conn *c, int type, const void *data, size_t len) {
+  hps_endpoint *ep = conn_ep(c);
+  hps_event ev;
+  if (type != HPS_EV_CLOSE && !(HPS__LOAD(&ep->events) & HPS_EVBIT(type)))
+    return HPS_HR_OK;
+  ev.type = type;
+  ev.op = type == HPS_EV_CLOSE ? c->close_op : 0;
+  ev.error = type == HPS_EV_CLOSE ? c->close_err : 0;
+  ev.reserved = 0;
+  ev.endpoint = ep;
+  ev.conn = c->id;
+  ev.data = data;
+  ev.len = len;
+  ev.extra = HPS__LOAD(&c->extra);
+  ev.fd = -1;
+  if (type == HPS_EV_PREPARE) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) ev.fd = fd;
+  }
+  return ep->fn(ep->user, &ev);
+}
+
+int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t) {
+  uv_os_fd_t fd;
+  if (ep->opt[HPS_OPT_NODELAY]) uv_tcp_nodelay(t, 1);
+  if (ep->opt[HPS_OPT_KEEPALIVE_TIME] > 0) {
+    unsigned secs = (unsigned)((ep->opt[HPS_OPT_KEEPALIVE_TIME] + 999) / 1000);
+    uv_tcp_keepalive(t, 1, secs);
+    if (uv_fileno((uv_handle_t *)t, &fd) == 0) {
+      int iv = (int)((ep->opt[HPS_OPT_KEEPALIVE_INTERVAL] + 999) / 1000);
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &iv, sizeof(iv));
+    }
+  }
+  if (ep->opt[HPS_OPT_SNDBUF])
+    uv_send_buffer_size((uv_handle_t *)t, &(int){(int)ep->opt[HPS_OPT_SNDBUF]});
+  if (ep->opt[HPS_OPT_RCVBUF])
+    uv_recv_buffer_size((uv_handle_t *)t, &(int){(int)ep->opt[HPS_OPT_RCVBUF]});
+  return 0;
+}
+
+/* ---- close ---- */
+
+static void free_deferred(hps__conn *c) {
+  hps__wreq *w;
+  while ((w = c->defer_head) != NULL) {
+    c->defer_head = w->next;
+    if (w->fd >= 0) close(w->fd);
+    free(w);
+  }
+  c->defer_tail = NULL;
+}
+
+/* The last step of every connection: CLOSE (if it was ever visible), then
+ * the ID is dropped and the object recycled. */
+static void conn_finish(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  hps_endpoint *ep = lp->ep;
+  free_deferred(c);
+  if (c->reported) hps__emit(c, HPS_EV_CLOSE, NULL, 0);
+  uv_mutex_lock(&lp->lock);
+  hps__conn_release_locked(lp, c);
+  uv_mutex_unlock(&lp->lock);
+  HPS__SUB(&ep->nconns, 1);
+  hps__loop_maybe_finish(lp);
+}
+
+static void on_closed(uv_handle_t *h) { conn_finish(h->data); }
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+void hps__conn_close(hps__conn *c, int op, int err) {
+  if (c->handle_closing) return;
+  if (c->state != HPS__C_CLOSING || (err != 0 && c->close_err == 0)) {
+    c->close_op = op;
+    c->close_err = err;
+  }
+  c->state = HPS__C_CLOSING;
+  c->handle_closing = 1;
+  if (c->connect_timer) {
+    uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
+    c->connect_timer = NULL;
+  }
+  if (c->pack) hps__pack_reset(c->pack);
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* A connection whose socket was never made (agent, before its connect). */
+static void close_pending(hps__conn *c, int op, int err) {
+  c->close_op = op;
+  c->close_err = err;
+  c->state = HPS__C_CLOSING;
+  c->handle_closing = 1;
+  conn_finish(c);
+}
+
+/* The write queue drained and FIN went out: now close. A close that came
+ * first (stop, error) cancelled the shutdown and owns the connection. */
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  hps__conn *c = req->data;
+  free(req);
+  if (status == UV_ECANCELED || c->handle_closing) return;
+  hps__conn_close(c, c->close_op, c->close_err);
+}
+
+static void start_shutdown(hps__conn *c) {
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req != NULL) {
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) return;
+    free(req);
+  }
+  hps__conn_close(c, c->close_op, c->close_err);
+}
+
+void hps__conn_disconnect(hps__conn *c, int force, int err) {
+  if (c->state == HPS__C_CLOSING) return;
+  if (c->state == HPS__C_PENDING) {
+    close_pending(c, HPS_OP_CLOSE, err);
+    return;
+  }
+  if (force || c->state != HPS__C_OPEN) {
+    hps__conn_close(c, HPS_OP_CLOSE, err);
+    return;
+  }
+  c->close_op = HPS_OP_CLOSE;
+  c->close_err = err;
+  c->state = HPS__C_CLOSING;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (c->file != NULL || c->defer_head != NULL)
+    c->graceful = 1; /* shut down when the file and what waits behind end */
+  else
+    start_shutdown(c);
+}
+
+void hps__conn_pause(hps__conn *c, int pause) {
+  pause = pause != 0;
+  if (c->state == HPS__C_CLOSING || c->paused == pause) return;
+  c->paused = (uint8_t)pause;
+  if (c->state != HPS__C_OPEN) return; /* applied once connected */
+  if (pause)
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  else
+    start_reading(c);
+}
+
+/* ---- read ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  hps__conn *c = h->data;
+  (void)suggested;
+  /* One buffer per loop: reads are delivered before the next one starts,
+   * so an idle connection holds no receive buffer at all. */
+  buf->base = c->loop->readbuf;
+  buf->len = sizeof(c->loop->readbuf);
+}
+
+static void start_reading(hps__conn *c) {
+  int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (r != 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
+}
+
+static void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
+  hps__loop *lp = c->loop;
+  HPS__BUMP(&c->bytes_recv, n);
+  HPS__BUMP(&c->msgs_recv, msgs);
+  HPS__BUMP(&lp->bytes_recv, n);
+  HPS__BUMP(&lp->msgs_recv, msgs);
+}
+
+static int on_frame(void *ctx, const uint8_t *body, size_t len) {
+  hps__conn *c = ctx;
+  count_recv(c, 0, 1);
+  if (hps__emit(c, HPS_EV_RECEIVE, body, len) == HPS_HR_ERROR) {
+    hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+    return 1;
+  }
+  /* The handler may have closed or paused the connection. */
+  return c->state != HPS__C_OPEN ? 1 : 0;
+}
+
+static void read_pull(hps__conn *c, const char *data, size_t n) {
+  hps__loop *lp = c->loop;
+  size_t total = 0;
+  int err = 0;
+  uv_mutex_lock(&lp->lock);
+  if (c->plen + n > (size_t)lp->ep->opt[HPS_OPT_PULL_MAX]) {
+    err = HPS_EPULLFULL;
+  } else {
+    if (c->plen + n > c->pcap) {
+      size_t cap = c->pcap ? c->pcap : 4096;
+      char *nb;
+      while (cap < c->plen + n) cap *= 2;
+      nb = realloc(c->pbuf, cap);
+      if (nb == NULL)
+        err = HPS_ENOMEM;
+      else {
+        c->pbuf = nb;
+        c->pcap = cap;
+      }
+    }
+    if (err == 0) {
+      memcpy(c->pbuf + c->plen, data, n);
+      c->plen += n;
+      total = c->plen;
+    }
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (err != 0) {
+    hps__conn_close(c, HPS_OP_RECEIVE, err);
+    return;
+  }
+  count_recv(c, 0, 1);
+  if (hps__emit(c, HPS_EV_RECEIVE, NULL, total) == HPS_HR_ERROR)
+    hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  hps__conn *c = s->data;
+  int r;
+  if (nread <= 0) {
+    if (nread < 0)
+      hps__conn_close(c, HPS_OP_RECEIVE, nread == UV_EOF ? 0 : (int)nread);
+    return;
+  }
+  if (c->state != HPS__C_OPEN) return;
+  HPS__STORE(&c->t_recv, now_ms());
+  count_recv(c, (size_t)nread, 0);
+  switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
+  case HPS_MODEL_PULL:
+    read_pull(c, buf->base, (size_t)nread);
+    break;
+  case HPS_MODEL_PACK:
+    r = hps__pack_feed(c->pack, (const uint8_t *)buf->base, (size_t)nread,
+                       on_frame, c);
+    if (r < 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
+    break;
+  default:
+    count_recv(c, 0, 1);
+    if (hps__emit(c, HPS_EV_RECEIVE, buf->base, (size_t)nread) ==
+        HPS_HR_ERROR)
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+  }
+}
+
+/* ---- becoming open ---- */
+
+static int model_init(hps__conn *c) {
+  hps_endpoint *ep = conn_ep(c);
+  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PACK) return 0;
+  c->pack = malloc(sizeof(*c->pack));
+  if (c->pack == NULL) return HPS_ENOMEM;
+  hps__pack_init(c->pack, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
+                 (uint32_t)ep->opt[HPS_OPT_PACK_MAX]);
+  return 0;
+}
+
+/* ACCEPT/CONNECT was delivered and the connection is visible: HANDSHAKE,
+ * then reading. */
+static void conn_ready(hps__conn *c, int op) {
+  int r;
+  if (c->state != HPS__C_OPEN) return; /* closed from inside the handler */
+  r = hps__emit(c, HPS_EV_HANDSHAKE, NULL, 0);
+  if (r == HPS_HR_ERROR) {
+    hps__conn_close(c, op, HPS_EHANDLER);
+    return;
+  }
+  if (c->state == HPS__C_OPEN && !c->paused) start_reading(c);
+}
+
+static void conn_opened(hps__conn *c) {
+  int len;
+  uint64_t t = now_ms();
+  len = sizeof(c->peer);
+  uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len);
+  len = sizeof(c->local);
+  uv_tcp_getsockname(&c->tcp, &c->local.sa, &len);
+  HPS__STORE(&c->t_open, t);
+  HPS__STORE(&c->t_recv, t);
+  c->state = HPS__C_OPEN;
+}
+
+void hps__on_connection(uv_stream_t *server, int status) {
+  hps__loop *lp = server->data;
+  hps_endpoint *ep = lp->ep;
+  hps__conn *c;
+  int r;
+  if (status < 0 || lp->stopping) return;
+  uv_mutex_lock(&lp->lock);
+  c = hps__conn_new_locked(lp);
+  uv_mutex_unlock(&lp->lock);
+  if (c == NULL) { /* no memory: take the socket off the queue and drop it */
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL) return;
+    uv_tcp_init(&lp->uv, t);
+    uv_accept(server, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, on_timer_closed);
+    return;
+  }
+  HPS__ADD(&ep->nconns, 1);
+  uv_tcp_init(&lp->uv, &c->tcp);
+  c->tcp.data = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+      HPS__LOAD(&ep->nconns) > ep->opt[HPS_OPT_MAX_CONNECTIONS] ||
+      model_init(c) != 0) {
+    hps__conn_close(c, HPS_OP_ACCEPT, 0); /* never visible: no CLOSE */
+    return;
+  }
+  hps__setup_socket(ep, &c->tcp);
+  conn_opened(c);
+  c->reported = 1;
+  r = hps__emit(c, HPS_EV_ACCEPT, NULL, 0);
+  if (r == HPS_HR_ERROR) {
+    c->reported = 0; /* refused: it never existed for the application */
+    hps__conn_close(c, HPS_OP_ACCEPT, HPS_EHANDLER);
+    return;
+  }
+  conn_ready(c, HPS_OP_ACCEPT);
+}
+
+/* ---- connect (agent, client) ---- */
+
+int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
+                 hps_conn_id *id) {
+  hps__addr a;
+  hps__loop *lp;
+  hps__conn *c;
+  hps__wreq *w;
+  int r;
+  if (host == NULL || host[0] == '\0' || port == 0) return HPS_EADDR;
+  r = hps__resolve(host, port, &a);
+  if (r != 0) return r;
+  if (HPS__LOAD(&ep->state) != HPS_STATE_STARTED) return HPS_ESTATE;
+  w = hps__wreq_new(sizeof(a));
+  if (w == NULL) return HPS_ENOMEM;
+  w->kind = HPS__CMD_CONNECT;
+  memcpy(w->data, &a, sizeof(a));
+  if (HPS__ADD(&ep->nconns, 1) >= ep->opt[HPS_OPT_MAX_CONNECTIONS]) {
+    HPS__SUB(&ep->nconns, 1);
+    free(w);
+    return HPS_ELIMIT;
+  }
+  lp = ep->loops[HPS__ADD(&ep->rr, 1) % (uint32_t)ep->nloops];
+  uv_mutex_lock(&lp->lock);
+  if (!lp->accepting_cmds) {
+    r = HPS_ESTOPPING;
+  } else if ((c = hps__conn_new_locked(lp)) == NULL) {
+    r = HPS_ENOMEM;
+  } else {
+    c->state = HPS__C_PENDING;
+    c->reported = 1;
+    c->peer = a;
+    w->id = c->id;
+    hps__loop_post_locked(lp, w);
+    if (ep->role == HPS_TCP_CLIENT) HPS__STORE(&ep->client_id, c->id);
+    if (id) *id = c->id;
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (r != 0) {
+    HPS__SUB(&ep->nconns, 1);
+    free(w);
+    return r;
+  }
+  uv_async_send(&lp->async);
+  return 0;
+}
+
+static void on_connect_timeout(uv_timer_t *t) {
+  hps__conn_close(t->data, HPS_OP_CONNECT, HPS_ETIMEDOUT);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  hps__conn *c = req->handle->data;
+  free(req);
+  if (c->state != HPS__C_CONNECTING) return; /* closed while connecting */
+  if (c->connect_timer) {
+    uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
+    c->connect_timer = NULL;
+  }
+  if (status < 0) {
+    hps__conn_close(c, HPS_OP_CONNECT, status);
+    return;
+  }
+  if (model_init(c) != 0) {
+    hps__conn_close(c, HPS_OP_CONNECT, HPS_ENOMEM);
+    return;
+  }
+  conn_opened(c);
+  if (hps__emit(c, HPS_EV_CONNECT, NULL, 0) == HPS_HR_ERROR) {
+    hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
+    return;
+  }
+  conn_ready(c, HPS_OP_CONNECT);
+}
+
+void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
+  hps_endpoint *ep = lp->ep;
+  hps__conn *c;
+  uv_connect_t *req;
+  hps__addr a;
+  int r;
+  memcpy(&a, w->data, sizeof(a));
+  uv_mutex_lock(&lp->lock);
+  c = hps__lookup_locked(ep, w->id, NULL);
+  uv_mutex_unlock(&lp->lock);
+  free(w);
+  if (c == NULL || c->state != HPS__C_PENDING) return;
+  if (lp->stopping) {
+    close_pending(c, HPS_OP_CONNECT, HPS_ESTOPPING);
+    return;
+  }
+  r = uv_tcp_init_ex(&lp->uv, &c->tcp, a.sa.sa_family);
+  if (r != 0) {
+    close_pending(c, HPS_OP_CONNECT, r);
+    return;
+  }
+  c->tcp.data = c;
+  c->state = HPS__C_CONNECTING;
+  hps__setup_socket(ep, &c->tcp);
+  if (hps__emit(c, HPS_EV_PREPARE, NULL, 0) == HPS_HR_ERROR) {
+    hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
+    return;
+  }
+  if (c->state != HPS__C_CONNECTING) return;
+  req = malloc(sizeof(*req));
+  c->connect_timer = malloc(sizeof(*c->connect_timer));
+  if (req == NULL || c->connect_timer == NULL) {
+    free(req);
+    free(c->connect_timer);
+    c->connect_timer = NULL;
+    hps__conn_close(c, HPS_OP_CONNECT, HPS_ENOMEM);
+    return;
+  }
+  uv_timer_init(&lp->uv, c->connect_timer);
+  c->connect_timer->data = c;
+  uv_timer_start(c->connect_timer, on_connect_timeout,
+                 (uint64_t)ep->opt[HPS_OPT_CONNECT_TIMEOUT], 0);
+  r = uv_tcp_connect(req, &c->tcp, &a.sa, on_connect);
+  if (r != 0) {
+    free(req);
+    hps__conn_close(c, HPS_OP_CONNECT, r);
+  }
+}
+
+/* ---- write ---- */
+
+static void count_sent(hps__conn *c, size_t n, uint64_t msgs) {
+  hps__loop *lp = c->loop;
+  HPS__BUMP(&c->bytes_sent, n);
+  HPS__BUMP(&c->msgs_sent, msgs);
+  HPS__BUMP(&lp->bytes_sent, n);
+  HPS__BUMP(&lp->msgs_sent, msgs);
+}
+
+static int send_events_on(hps__conn *c) {
+  return (HPS__LOAD(&conn_ep(c)->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
+}
+
+static void file_next(hps__conn *c);
+
+/* Queue the unwritten part of w with libuv. */
+static int queue_write(hps__conn *c, hps__wreq *w) {
+  uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
+  int r;
+  HPS__ADD(&c->queued, w->len - w->off);
+  r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (r != 0) {
+    HPS__SUB(&c->queued, w->len - w->off);
+    if (w->fd >= 0) close(w->fd);
+    if (c->file == w) c->file = NULL;
+    free(w);
+    hps__conn_close(c, HPS_OP_SEND, r);
+  }
+  return r;
+}
+
+static void defer(hps__conn *c, hps__wreq *w) {
+  w->next = NULL;
+  if (c->defer_tail)
+    c->defer_tail->next = w;
+  else
+    c->defer_head = w;
+  c->defer_tail = w;
+  HPS__ADD(&c->queued, w->len);
+}
+
+int hps__conn_write(hps__conn *c, hps__wreq *w) {
+  ssize_t r;
+  if (c->file != NULL) { /* keep order behind the file being sent */
+    defer(c, w);
+    return 0;
+  }
+  if (w->kind == HPS__CMD_FILE) {
+    c->file = w;
+    count_sent(c, 0, 1);
+    file_next(c);
+    return 0;
+  }
+  count_sent(c, w->len - w->skip, 1);
+  if (!send_events_on(c)) {
+    uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)(w->len - w->off)) {
+      free(w);
+      return 0;
+    }
+    if (r < 0 && r != UV_EAGAIN) {
+      free(w);
+      hps__conn_close(c, HPS_OP_SEND, (int)r);
+      return (int)r;
+    }
+    if (r > 0) w->off += (size_t)r;
+  }
+  return queue_write(c, w);
+}
+
+/* Read and write the next chunk of the file being sent, or finish it. */
+static void file_next(hps__conn *c) {
+  hps__wreq *w = c->file, *d;
+  size_t n = w->cap;
+  ssize_t got;
+  if (w->file_left > 0) {
+    if ((int64_t)n > w->file_left) n = (size_t)w->file_left;
+    do
+      got = pread(w->fd, w->data, n, w->file_off);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) {
+      c->file = NULL;
+      close(w->fd);
+      free(w);
+      hps__conn_close(c, HPS_OP_SEND, HPS_EFILE);
+      return;
+    }
+    w->file_off += got;
+    w->file_left -= got;
+    w->len = (size_t)got;
+    w->off = 0;
+    count_sent(c, (size_t)got, 0);
+    queue_write(c, w);
+    return;
+  }
+  c->file = NULL;
+  close(w->fd);
+  free(w);
+  while (c->file == NULL && (d = c->defer_head) != NULL) {
+    c->defer_head = d->next;
+    if (c->defer_head == NULL) c->defer_tail = NULL;
+    HPS__SUB(&c->queued, d->len);
+    if (hps__conn_write(c, d) != 0) return;
+  }
+  if (c->graceful && c->file == NULL) {
+    c->graceful = 0;
+    start_shutdown(c);
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  hps__wreq *w = (hps__wreq *)req;
+  hps__conn *c = req->handle->data;
+  HPS__SUB(&c->queued, w->len - w->off);
+  if (status < 0) {
+    if (c->file == w) c->file = NULL;
+    if (w->fd >= 0) close(w->fd);
+    free(w);
+    if (status != UV_ECANCELED) hps__conn_close(c, HPS_OP_SEND, status);
+    return;
+  }
+  if (send_events_on(c) &&
+      hps__emit(c, HPS_EV_SEND, w->data + w->skip, w->len - w->skip) ==
+          HPS_HR_ERROR) {
+    if (c->file == w) c->file = NULL;
+    if (w->fd >= 0) close(w->fd);
+    free(w);
+    hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
+    return;
+  }
+  if (c->file == w) {
+    if (!c->handle_closing) file_next(c);
+    else {
+      c->file = NULL;
+      close(w->fd);
+      free(w);
+    }
+    return;
+  }
+  free(w);
+}
+
+/* ---- silence detection ---- */
+
+void hps__on_timer(uv_timer_t *t) {
+  hps__loop *lp = t->data;
+  uint64_t limit = (uint64_t)lp->ep->opt[HPS_OPT_SILENCE_TIMEOUT];
+  uint64_t now = now_ms();
+  hps__conn *c;
+  /* hps__conn_close runs no handler, so walking under the lock is safe. */
+  uv_mutex_lock(&lp->lock);
+  for (c = lp->conns; c != NULL; c = c->next) {
+    if (c->state == HPS__C_OPEN && now - HPS__LOAD(&c->t_recv) >= limit)
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_ESILENCE);
+  }
+  uv_mutex_unlock(&lp->lock);
+}
