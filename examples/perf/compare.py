@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Compare echo servers under the same hps_perf load; print a Markdown table.
+
+Every server is started once (its command must make it print
+"listening on HOST:PORT"; put "--port 0" in the command so it picks a free
+port), then for each scenario and each repetition hps_perf is run against each
+server in turn (the order rotates every repetition, so no server always goes
+first).  The server's CPU time (utime+stime from /proc/PID/stat, which covers
+all its threads; summed over every process of the server's session, so a
+shell wrapper does not hide it) is sampled exactly at the edges of the
+measured window, which hps_perf reports with --marks.  All servers are
+stopped at the end (SIGTERM, then SIGKILL after 3 s), errors included.
+
+Example:
+  python3 compare.py --perf build/examples/perf/hps_perf \\
+      --server "epoll=build/examples/perf/hps_epoll_echo --port 0" \\
+      --server "uv=build/examples/perf/hps_uv_echo --port 0" \\
+      --scenario conns=64,size=64,depth=1 --scenario conns=64,size=64,depth=16 \\
+      --duration 3 --reps 3
+
+Scenario keys: conns, size, depth, mode (echo|pack), flag, threads (client
+threads), duration, warmup, setup (1 = --setup-rate: connections/s).
+The first server is the reference for the ratio columns.
+Exit status: 0 if every run succeeded, 1 otherwise.
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_RE = re.compile(rb"listening on (.+):(\d+)\s*$")
+SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}\n]")
+SHELL_BUILTINS = {"exec", "cd", "export", "ulimit", "umask", "set", "."}
+SCENARIO_KEYS = {"conns", "size", "depth", "mode", "flag", "threads", "duration", "warmup", "setup"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    def __init__(self, name, cmd):
+        self.name = name
+        self.cmd = cmd
+        self.proc = None
+        self.host = None
+        self.port = None
+
+    def start(self, timeout=10.0):
+        # A plain "prog args..." is exec'd directly; anything using shell
+        # syntax goes through /bin/sh.  Either way the server gets its own
+        # session, so its whole process tree can be measured and signalled.
+        argv = ["/bin/sh", "-c", self.cmd]
+        if not SHELL_SYNTAX.search(self.cmd):
+            words = shlex.split(self.cmd)
+            if words and words[0] not in SHELL_BUILTINS:
+                argv = words
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"server {self.name}: no 'listening on' line within {timeout:.0f} s")
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"server {self.name} exited before it was ready "
+                                   f"(status {self.proc.wait()})")
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                m = READY_RE.search(line)
+                if m:
+                    host = m.group(1).decode()
+                    self.host = host[1:-1] if host.startswith("[") else host
+                    self.port = int(m.group(2))
+                    # keep draining stdout so the server never blocks on a full pipe
+                    threading.Thread(target=self._drain, daemon=True).start()
+                    return
+
+    def _drain(self):
+        try:
+            while os.read(self.proc.stdout.fileno(), 65536):
+                pass
+        except OSError:
+            pass
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _session_stats(self):
+        """(state, utime+stime ticks) of every process in the server's session."""
+        sid = self.proc.pid
+        out = []
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            try:
+                with open(f"/proc/{ent}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            fields = data[data.rfind(b")") + 2:].split()
+            # fields[0] is field 3 (state): session = field 6, utime = 14, stime = 15
+            if int(fields[3]) == sid:
+                out.append((fields[0], int(fields[11]) + int(fields[12])))
+        return out
+
+    def cpu_seconds(self):
+        """utime+stime of every process in the server's session (all threads)."""
+        return sum(t for _, t in self._session_stats()) / CLK_TCK
+
+    def _session_alive(self):
+        return any(st != b"Z" for st, _ in self._session_stats())
+
+    def stop(self):
+        """SIGTERM the server's process group; SIGKILL whatever is left after 3 s."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if self.proc.returncode is not None and not self._session_alive():
+                return
+            time.sleep(0.02)
+        log(f"server {self.name}: still running 3 s after SIGTERM, sending SIGKILL")
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- client runs
+
+def parse_scenario(text):
+    sc = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"scenario item '{part}' is not key=value")
+        k, v = part.split("=", 1)
+        k = k.strip()
+        if k not in SCENARIO_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"unknown scenario key '{k}' (known: {', '.join(sorted(SCENARIO_KEYS))})")
+        sc[k] = v.strip()
+    return sc
+
+
+def scenario_label(sc):
+    return ",".join(f"{k}={v}" for k, v in sc.items())
+
+
+def client_cmd(perf, server, sc, args):
+    cmd = [perf, "--host", server.host, "--port", str(server.port), "--json", "--marks"]
+    duration = sc.get("duration", args.duration)
+    warmup = sc.get("warmup", args.warmup)
+    threads = sc.get("threads", args.client_threads)
+    for key, val in (("conns", sc.get("conns")), ("size", sc.get("size")),
+                     ("depth", sc.get("depth")), ("mode", sc.get("mode")),
+                     ("flag", sc.get("flag")), ("threads", threads),
+                     ("duration", duration), ("warmup", warmup)):
+        if val is not None:
+            cmd += [f"--{key}", str(val)]
+    if sc.get("setup", "0") not in ("0", "", "no", "false"):
+        cmd.append("--setup-rate")
+    limit = float(duration if duration is not None else 5) + float(warmup if warmup is not None else 1) + 20
+    return cmd, limit
+
+
+def run_client(cmd, limit, server):
+    """Run hps_perf once; sample the server's CPU at the measured window's edges."""
+    cpu_before_run = server.cpu_seconds()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    killer = threading.Timer(limit, proc.kill)
+    killer.start()
+    marks = {}
+    other = []
+    out = b""
+    try:
+        # stdout is one short JSON line at the end: reading stderr to EOF first
+        # cannot deadlock on it
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line == "hps_perf: mark measure-start":
+                marks["start"] = (time.monotonic(), server.cpu_seconds())
+            elif line == "hps_perf: mark measure-end":
+                marks["end"] = (time.monotonic(), server.cpu_seconds())
+            else:
+                other.append(line)
+        out = proc.stdout.read()
+        rc = proc.wait()
+        cpu_after_run = server.cpu_seconds()
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    res = {"rc": rc, "stderr": other, "cmd": cmd}
+    try:
+        res["json"] = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res["json"] = None
+    if "start" in marks and "end" in marks:
+        res["cpu_s"] = marks["end"][1] - marks["start"][1]
+        res["wall_s"] = marks["end"][0] - marks["start"][0]
+    res["cpu_run_s"] = cpu_after_run - cpu_before_run
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_num(x):
+    if x is None:
+        return "n/a"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.1f}"
+
+
+def fmt_ratio(x, ref):
+    if x is None or not ref:
+        return "n/a"
+    return f"{x / ref:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("--server", action="append", required=True, metavar="NAME=CMD",
+                    help="server to compare (repeatable; the first is the reference)")
+    ap.add_argument("--scenario", action="append", required=True, type=parse_scenario,
+                    metavar="K=V,...", help="load scenario (repeatable)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per scenario and server (default 3)")
+    ap.add_argument("--duration", type=float, default=None, help="measured seconds per run (hps_perf --duration)")
+    ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds per run (hps_perf --warmup)")
+    ap.add_argument("--client-threads", type=int, default=None, help="hps_perf --threads unless the scenario sets it")
+    ap.add_argument("--perf", default=None, help="path to hps_perf (default: <repo>/build/examples/perf/hps_perf, else PATH)")
+    ap.add_argument("--json-out", default=None, help="also write every run's raw result to this file (JSON lines)")
+    args = ap.parse_args()
+
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    servers = []
+    for spec in args.server:
+        if "=" not in spec:
+            ap.error(f"--server '{spec}' is not NAME=CMD")
+        name, cmd = spec.split("=", 1)
+        if any(s.name == name.strip() for s in servers):
+            ap.error(f"duplicate server name '{name}'")
+        servers.append(Server(name.strip(), cmd.strip()))
+    perf = args.perf or find_perf()
+
+    print("command: python3 " + shlex.join(sys.argv))
+    sys.stdout.flush()
+
+    results = {}  # (scenario index, server name) -> list of run results
+    failed = False
+    jsonf = open(args.json_out, "w") if args.json_out else None
+    try:
+        for s in servers:
+            s.start()
+            log(f"started {s.name}: {s.cmd} -> {s.host}:{s.port} (pid {s.proc.pid})")
+        for si, sc in enumerate(args.scenario):
+            for rep in range(args.reps):
+                k = rep % len(servers)
+                for s in servers[k:] + servers[:k]:
+                    if not s.alive():
+                        raise RuntimeError(f"server {s.name} died (status {s.proc.poll()})")
+                    cmd, limit = client_cmd(perf, s, sc, args)
+                    res = run_client(cmd, limit, s)
+                    results.setdefault((si, s.name), []).append(res)
+                    j = res["json"]
+                    if res["rc"] != 0 or j is None or "cpu_s" not in res:
+                        failed = True
+                        log(f"FAILED [{scenario_label(sc)}] {s.name} rep {rep + 1}: exit {res['rc']}\n  "
+                            + shlex.join(cmd) + "\n  " + "\n  ".join(res["stderr"][-10:]))
+                    else:
+                        rate = j.get("conns_per_s", j.get("msgs_per_s"))
+                        log(f"[{scenario_label(sc)}] {s.name} rep {rep + 1}/{args.reps}: "
+                            f"{rate:,.0f}/s p50={j['p50_us']}us p99={j['p99_us']}us "
+                            f"server_cpu={res['cpu_s']:.2f}s")
+                    if jsonf:
+                        jsonf.write(json.dumps({"scenario": sc, "server": s.name, "rep": rep + 1,
+                                                **res}) + "\n")
+                        jsonf.flush()
+    finally:
+        for s in servers:
+            try:
+                s.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"stopping {s.name}: {e}")
+        if jsonf:
+            jsonf.close()
+
+    print_table(args, servers, results)
+    return 1 if failed else 0
+
+
+def find_perf():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(here))
+    for cand in (os.path.join(root, "build", "examples", "perf", "hps_perf"),
+                 os.path.join(here, "hps_perf")):
+        if os.access(cand, os.X_OK):
+            return cand
+    from shutil import which
+    found = which("hps_perf")
+    if not found:
+        sys.exit("compare.py: hps_perf not found; pass --perf PATH")
+    return found
+
+
+def summarize(runs):
+    ok = [r for r in runs if r["rc"] == 0 and r["json"] and "cpu_s" in r]
+    if not ok:
+        return None
+    rates, per_cpu, p50, p99, util = [], [], [], [], []
+    for r in ok:
+        j = r["json"]
+        setup = j.get("test") == "setup_rate"
+        rate = j["conns_per_s"] if setup else j["msgs_per_s"]
+        count = j["connects"] if setup else j["msgs"]
+        rates.append(rate)
+        per_cpu.append(count / r["cpu_s"] if r["cpu_s"] > 0 else float("nan"))
+        p50.append(j["p50_us"])
+        p99.append(j["p99_us"])
+        util.append(100.0 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan"))
+    return {"n": len(ok), "of": len(runs), "setup": setup,
+            "rate": statistics.median(rates), "per_cpu": statistics.median(per_cpu),
+            "p50": statistics.median(p50), "p99": statistics.median(p99),
+            "util": statistics.median(util)}
+
+
+def print_table(args, servers, results):
+    print()
+    print("| scenario | server | median /s | vs ref | median per server CPU-s | vs ref "
+          "| p50 us | p99 us | server CPU % | runs ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for si, sc in enumerate(args.scenario):
+        ref = summarize(results.get((si, servers[0].name), []))
+        for s in servers:
+            runs = results.get((si, s.name), [])
+            m = summarize(runs)
+            label = scenario_label(sc)
+            if m is None:
+                print(f"| {label} | {s.name} | FAILED | | | | | | | 0/{len(runs)} |")
+                continue
+            unit = " conn" if m["setup"] else ""
+            print(f"| {label} | {s.name} | {fmt_num(m['rate'])}{unit} | "
+                  f"{fmt_ratio(m['rate'], ref and ref['rate'])} | {fmt_num(m['per_cpu'])}{unit} | "
+                  f"{fmt_ratio(m['per_cpu'], ref and ref['per_cpu'])} | {m['p50']:.0f} | "
+                  f"{m['p99']:.0f} | {m['util']:.0f} | {m['n']}/{m['of']} |")
+    print()
+    print(f"Medians over {args.reps} interleaved run(s); /s = messages per second "
+          "(connections per second for setup scenarios); per server CPU-s = messages "
+          "echoed per second of server CPU (user+sys, all threads) in the measured window; "
+          f"ratios vs {servers[0].name}. Machine: {os.cpu_count()} CPUs, "
+          f"{os.uname().sysname} {os.uname().release}.")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        log(f"compare.py: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

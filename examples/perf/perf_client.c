@@ -1,0 +1,1029 @@
+/*
+ * hps_perf - load client for echo servers (raw epoll, independent of hpsock).
+ *
+ * The same load drives every server (hpsock, the raw-epoll reference, the
+ * bare-libuv reference), so the numbers are comparable.
+ *
+ * Echo load: every connection keeps --depth messages in flight.  Each message
+ * carries a per-connection sequence number and a deterministic byte pattern
+ * derived from (connection, sequence); every echoed byte is checked, so a
+ * lost, reordered, duplicated or corrupted byte is detected (exit 2).
+ * Latency = time the message was queued for sending -> time its last byte
+ * came back (CLOCK_MONOTONIC), kept in a log-linear histogram.
+ *
+ * --mode pack frames each message with HP-Socket's pack header: 4 bytes
+ * little-endian, low 22 bits body length, high 10 bits --flag.  The server is
+ * expected to echo the whole frame (header + body).
+ *
+ * --setup-rate: connect, send one message, verify the echo, close; repeat,
+ * with --conns cycles running concurrently; reports connections/s.
+ *
+ * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
+ * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
+ * during an echo run (a connection was closed or reset by the server).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ config */
+
+enum { MODE_ECHO = 0, MODE_PACK = 1 };
+
+struct config {
+    const char *host;
+    const char *port;
+    int conns;
+    size_t size;
+    int depth;
+    double duration;
+    double warmup;
+    int threads;
+    int mode;
+    unsigned flag;
+    int json;
+    int setup_rate;
+    int marks;
+
+    /* derived */
+    size_t hdr;      /* 0 or 4 */
+    size_t msglen;   /* hdr + size */
+    uint32_t pack_header;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+static struct config cfg;
+
+enum { PH_CONNECT = 0, PH_WARMUP, PH_MEASURE, PH_DRAIN };
+static _Atomic int g_phase = PH_CONNECT;
+static _Atomic int g_abort = 0;
+
+#define DRAIN_NS 1000000000ULL     /* max wait for in-flight echoes at the end */
+#define CONNECT_WINDOW_NS 5000000000ULL
+#define RBUF_SIZE (256 * 1024)
+#define MAX_LOGGED_ERRORS 5
+
+/* ------------------------------------------------------------------- time */
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_until(uint64_t t)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(t / 1000000000ULL);
+    ts.tv_nsec = (long)(t % 1000000000ULL);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static void sleep_ns(uint64_t ns) { sleep_until(now_ns() + ns); }
+
+/* -------------------------------------------------------------- histogram */
+
+/* Log-linear histogram of nanoseconds: exact below 128, then 64 linear
+ * sub-buckets per power of two (relative error < 1.6%). */
+#define H_SUB 6
+#define H_SUBN (1u << H_SUB)
+#define H_BUCKETS (2u * H_SUBN + (63u - H_SUB) * H_SUBN)
+
+struct hist {
+    uint64_t b[H_BUCKETS];
+    uint64_t count;
+    uint64_t sum;
+    uint64_t max;
+};
+
+static inline unsigned h_index(uint64_t v)
+{
+    if (v < 2u * H_SUBN)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned shift = msb - H_SUB;
+    return 2u * H_SUBN + (shift - 1u) * H_SUBN + (unsigned)((v >> shift) - H_SUBN);
+}
+
+static inline void hist_add(struct hist *h, uint64_t v)
+{
+    h->b[h_index(v)]++;
+    h->count++;
+    h->sum += v;
+    if (v > h->max)
+        h->max = v;
+}
+
+static void hist_merge(struct hist *dst, const struct hist *src)
+{
+    for (unsigned i = 0; i < H_BUCKETS; i++)
+        dst->b[i] += src->b[i];
+    dst->count += src->count;
+    dst->sum += src->sum;
+    if (src->max > dst->max)
+        dst->max = src->max;
+}
+
+/* Representative value (bucket midpoint) of bucket i, in ns. */
+static double h_value(unsigned i)
+{
+    if (i < 2u * H_SUBN)
+        return (double)i;
+    unsigned j = i - 2u * H_SUBN;
+    unsigned shift = j / H_SUBN + 1u;
+    uint64_t m = (uint64_t)(j % H_SUBN) + H_SUBN;
+    double width = (double)(1ULL << shift);
+    double lo = (double)m * width;
+    return lo + (width - 1.0) / 2.0;
+}
+
+static double hist_pct(const struct hist *h, double p)
+{
+    if (h->count == 0)
+        return 0.0;
+    double want = p * (double)h->count;
+    uint64_t rank = (uint64_t)want;
+    if ((double)rank < want)
+        rank++;
+    if (rank < 1)
+        rank = 1;
+    uint64_t acc = 0;
+    for (unsigned i = 0; i < H_BUCKETS; i++) {
+        acc += h->b[i];
+        if (acc >= rank) {
+            double v = h_value(i);
+            return v > (double)h->max ? (double)h->max : v;
+        }
+    }
+    return (double)h->max;
+}
+
+/* ---------------------------------------------------------------- pattern */
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t pat_word(uint64_t x, size_t k)
+{
+    uint64_t w = x + (uint64_t)k * 0xD6E8FEB86659FD93ULL;
+    return w ^ (w >> 29);
+}
+
+static inline uint8_t pat_byte(uint64_t x, size_t b)
+{
+    return (uint8_t)(pat_word(x, b >> 3) >> ((b & 7u) * 8u));
+}
+
+/* Message layout (offsets within the message as it travels):
+ *   [0, hdr)        pack header (pack mode only)
+ *   body[0..4)      sequence number, little-endian
+ *   body[4..8)      connection id, little-endian
+ *   body[8..)       pattern words derived from mix64(id << 32 | seq)
+ * (shorter bodies are simply truncated). */
+static inline uint8_t prefix_byte(uint32_t id, uint32_t seq, size_t i)
+{
+    if (i < cfg.hdr)
+        return (uint8_t)(cfg.pack_header >> (8u * i));
+    size_t b = i - cfg.hdr;
+    if (b < 4)
+        return (uint8_t)(seq >> (8u * b));
+    return (uint8_t)(id >> (8u * (b - 4)));
+}
+
+/* Expected bytes [off, off+len) of message (id, seq) into out. */
+static void gen_range(uint8_t *out, uint32_t id, uint32_t seq, size_t off, size_t len)
+{
+    const size_t hdr = cfg.hdr;
+    size_t i = off, end = off + len;
+    uint64_t x = mix64(((uint64_t)id << 32) | seq);
+
+    while (i < end && i < hdr + 8) {
+        *out++ = prefix_byte(id, seq, i);
+        i++;
+    }
+    while (i < end && ((i - hdr) & 7u)) {
+        *out++ = pat_byte(x, i - hdr);
+        i++;
+    }
+    while (end - i >= 8) {
+        uint64_t w = pat_word(x, (i - hdr) >> 3);
+        for (unsigned s = 0; s < 8; s++)
+            out[s] = (uint8_t)(w >> (8u * s));
+        out += 8;
+        i += 8;
+    }
+    while (i < end) {
+        *out++ = pat_byte(x, i - hdr);
+        i++;
+    }
+}
+
+/* ------------------------------------------------------------- connection */
+
+enum { ST_CLOSED = 0, ST_IDLE, ST_CONNECTING, ST_OPEN };
+
+struct conn {
+    int fd;
+    int state;
+    uint32_t id;
+    uint32_t tx_seq;   /* next sequence number to send */
+    uint32_t rx_seq;   /* sequence number being received */
+    size_t rx_off;     /* bytes of rx_seq received so far */
+    uint8_t *wq;       /* write queue, capacity depth * msglen */
+    size_t wq_head, wq_tail, wq_cap;
+    uint64_t *ts;      /* send times, ring of depth entries */
+    int want_out;      /* EPOLLOUT currently registered */
+    uint64_t t0;       /* setup-rate: cycle start */
+    uint64_t retry_at; /* setup-rate: when an idle slot retries */
+};
+
+struct worker {
+    pthread_t th;
+    int idx;
+    int ep;
+    struct conn *conns;
+    int nconns;
+    int active;
+    int idle;
+    uint8_t *rbuf;
+    uint8_t *scratch;
+    struct hist hist;
+    uint64_t msgs;      /* measured completions (messages or setup cycles) */
+    uint64_t errors;
+    int logged;
+    int connect_failed;
+    int connect_errno;
+};
+
+static pthread_barrier_t g_barrier;
+
+static void log_error(struct worker *w, const char *what, int err)
+{
+    if (w->logged >= MAX_LOGGED_ERRORS)
+        return;
+    w->logged++;
+    fprintf(stderr, "hps_perf: thread %d: %s: %s\n", w->idx, what,
+            err ? strerror(err) : "unexpected");
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void ep_set(struct worker *w, struct conn *c, int op, uint32_t events)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.ptr = c;
+    if (epoll_ctl(w->ep, op, c->fd, &ev) != 0) {
+        fprintf(stderr, "hps_perf: epoll_ctl: %s\n", strerror(errno));
+        _exit(3);
+    }
+}
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state != ST_CLOSED) {
+        c->state = ST_CLOSED;
+        w->active--;
+    }
+}
+
+static void conn_fail(struct worker *w, struct conn *c, const char *what, int err)
+{
+    w->errors++;
+    log_error(w, what, err);
+    conn_close(w, c);
+}
+
+static void enqueue_msg(struct conn *c, uint64_t now)
+{
+    if (c->wq_tail + cfg.msglen > c->wq_cap) {
+        size_t n = c->wq_tail - c->wq_head;
+        memmove(c->wq, c->wq + c->wq_head, n);
+        c->wq_head = 0;
+        c->wq_tail = n;
+    }
+    gen_range(c->wq + c->wq_tail, c->id, c->tx_seq, 0, cfg.msglen);
+    c->wq_tail += cfg.msglen;
+    c->ts[c->tx_seq % (uint32_t)cfg.depth] = now;
+    c->tx_seq++;
+}
+
+/* Returns 0 if the connection is still usable. */
+static int conn_flush(struct worker *w, struct conn *c)
+{
+    while (c->wq_head < c->wq_tail) {
+        ssize_t n = send(c->fd, c->wq + c->wq_head, c->wq_tail - c->wq_head, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->wq_head += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) {
+                c->want_out = 1;
+                ep_set(w, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
+            }
+            return 0;
+        }
+        conn_fail(w, c, "send", n < 0 ? errno : 0);
+        return -1;
+    }
+    c->wq_head = c->wq_tail = 0;
+    if (c->want_out) {
+        c->want_out = 0;
+        ep_set(w, c, EPOLL_CTL_MOD, EPOLLIN);
+    }
+    return 0;
+}
+
+static void verify_fail(const struct conn *c, const uint8_t *got, const uint8_t *exp, size_t n)
+{
+    size_t i = 0;
+    while (i < n && got[i] == exp[i])
+        i++;
+    size_t moff = c->rx_off + i;
+    fprintf(stderr,
+            "hps_perf: VERIFY ERROR: conn %u message seq %u (msglen %zu) offset %zu: "
+            "expected 0x%02x got 0x%02x\n",
+            c->id, c->rx_seq, cfg.msglen, moff, exp[i], got[i]);
+    fprintf(stderr, "hps_perf:   got     :");
+    for (size_t k = i; k < n && k < i + 16; k++)
+        fprintf(stderr, " %02x", got[k]);
+    fprintf(stderr, "\nhps_perf:   expected:");
+    for (size_t k = i; k < n && k < i + 16; k++)
+        fprintf(stderr, " %02x", exp[k]);
+    fprintf(stderr, "\n");
+    _exit(2);
+}
+
+/* Verify n received bytes, account completed messages, queue the next ones. */
+static void conn_received(struct worker *w, struct conn *c, const uint8_t *p, size_t n,
+                          uint64_t now, int phase)
+{
+    while (n > 0) {
+        if (c->rx_seq == c->tx_seq) {
+            fprintf(stderr,
+                    "hps_perf: VERIFY ERROR: conn %u received %zu unexpected byte(s) "
+                    "with nothing outstanding (first 0x%02x)\n",
+                    c->id, n, p[0]);
+            _exit(2);
+        }
+        size_t k = cfg.msglen - c->rx_off;
+        if (k > n)
+            k = n;
+        gen_range(w->scratch, c->id, c->rx_seq, c->rx_off, k);
+        if (memcmp(p, w->scratch, k) != 0)
+            verify_fail(c, p, w->scratch, k);
+        p += k;
+        n -= k;
+        c->rx_off += k;
+        if (c->rx_off == cfg.msglen) {
+            uint64_t sent = cfg.setup_rate ? c->t0 : c->ts[c->rx_seq % (uint32_t)cfg.depth];
+            if (phase == PH_MEASURE) {
+                hist_add(&w->hist, now - sent);
+                w->msgs++;
+            }
+            c->rx_seq++;
+            c->rx_off = 0;
+            if (!cfg.setup_rate && phase < PH_DRAIN)
+                enqueue_msg(c, now);
+        }
+    }
+}
+
+/* -------------------------------------------------------------- connecting */
+
+static int connect_blocking(uint64_t deadline, int *err_out)
+{
+    uint64_t backoff = 1000000ULL; /* 1 ms */
+    for (;;) {
+        int e;
+        int fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            *err_out = errno;
+            return -1;
+        }
+        set_nodelay(fd);
+        if (connect(fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) == 0)
+            return fd;
+        e = errno;
+        if (e == EINPROGRESS) {
+            uint64_t now = now_ns();
+            int ms = now >= deadline ? 0 : (int)((deadline - now) / 1000000ULL) + 1;
+            struct pollfd pfd = { .fd = fd, .events = POLLOUT, .revents = 0 };
+            int r;
+            do {
+                r = poll(&pfd, 1, ms);
+            } while (r < 0 && errno == EINTR);
+            if (r == 0) {
+                e = ETIMEDOUT;
+            } else {
+                socklen_t sl = sizeof e;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) != 0)
+                    e = errno;
+                if (e == 0)
+                    return fd;
+            }
+        }
+        close(fd);
+        if ((e == ECONNREFUSED || e == EAGAIN || e == ETIMEDOUT || e == EADDRNOTAVAIL ||
+             e == ECONNRESET || e == EINTR) &&
+            now_ns() + backoff < deadline) {
+            sleep_ns(backoff);
+            backoff *= 2;
+            if (backoff > 100000000ULL)
+                backoff = 100000000ULL;
+            continue;
+        }
+        *err_out = e;
+        return -1;
+    }
+}
+
+/* ----------------------------------------------------------------- echo run */
+
+static void handle_readable(struct worker *w, struct conn *c, int phase)
+{
+    ssize_t n;
+    do {
+        n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        uint64_t now = now_ns();
+        conn_received(w, c, w->rbuf, (size_t)n, now, phase);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (n == 0)
+        conn_fail(w, c, "server closed the connection", 0);
+    else
+        conn_fail(w, c, "recv", errno);
+}
+
+static void run_echo(struct worker *w)
+{
+    struct epoll_event evs[256];
+    uint64_t drain_deadline = 0;
+    uint64_t now = now_ns();
+
+    for (int i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        ep_set(w, c, EPOLL_CTL_ADD, EPOLLIN);
+        for (int d = 0; d < cfg.depth; d++)
+            enqueue_msg(c, now);
+        conn_flush(w, c);
+    }
+
+    for (;;) {
+        int phase = atomic_load_explicit(&g_phase, memory_order_relaxed);
+        if (phase >= PH_DRAIN) {
+            now = now_ns();
+            if (!drain_deadline) {
+                drain_deadline = now + DRAIN_NS;
+            }
+            for (int i = 0; i < w->nconns; i++) {
+                struct conn *c = &w->conns[i];
+                if (c->state == ST_OPEN && c->rx_seq == c->tx_seq)
+                    conn_close(w, c);
+            }
+            if (w->active == 0 || now >= drain_deadline)
+                break;
+        }
+        int n = epoll_wait(w->ep, evs, 256, 20);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
+            _exit(3);
+        }
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            uint32_t e = evs[i].events;
+            if (c->state != ST_OPEN)
+                continue;
+            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                handle_readable(w, c, phase);
+                if (c->state != ST_OPEN)
+                    continue;
+            }
+            if (c->wq_head < c->wq_tail)
+                conn_flush(w, c);
+        }
+    }
+    for (int i = 0; i < w->nconns; i++)
+        conn_close(w, &w->conns[i]);
+}
+
+/* ---------------------------------------------------------- setup-rate run */
+
+static void setup_start(struct worker *w, struct conn *c, uint64_t now)
+{
+    c->t0 = now;
+    c->rx_seq = c->tx_seq;
+    c->rx_off = 0;
+    c->wq_head = c->wq_tail = 0;
+    int fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        w->errors++;
+        log_error(w, "socket", errno);
+        goto idle;
+    }
+    set_nodelay(fd);
+    if (connect(fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) != 0 && errno != EINPROGRESS) {
+        w->errors++;
+        log_error(w, "connect", errno);
+        close(fd);
+        goto idle;
+    }
+    c->fd = fd;
+    c->state = ST_CONNECTING;
+    c->want_out = 1;
+    ep_set(w, c, EPOLL_CTL_ADD, EPOLLOUT);
+    return;
+idle:
+    c->state = ST_IDLE;
+    c->retry_at = now + 1000000ULL;
+    w->idle++;
+}
+
+static void setup_fail(struct worker *w, struct conn *c, const char *what, int err, uint64_t now)
+{
+    w->errors++;
+    log_error(w, what, err);
+    close(c->fd);
+    c->fd = -1;
+    c->state = ST_IDLE;
+    c->retry_at = now + 1000000ULL;
+    w->idle++;
+}
+
+static void run_setup(struct worker *w)
+{
+    struct epoll_event evs[256];
+    uint64_t drain_deadline = 0;
+    uint64_t now = now_ns();
+
+    for (int i = 0; i < w->nconns; i++)
+        setup_start(w, &w->conns[i], now);
+
+    for (;;) {
+        int phase = atomic_load_explicit(&g_phase, memory_order_relaxed);
+        now = now_ns();
+        if (w->idle > 0) {
+            for (int i = 0; i < w->nconns; i++) {
+                struct conn *c = &w->conns[i];
+                if (c->state != ST_IDLE)
+                    continue;
+                if (phase >= PH_DRAIN) {
+                    w->idle--;
+                    c->state = ST_CLOSED;
+                    w->active--;
+                } else if (now >= c->retry_at) {
+                    w->idle--;
+                    setup_start(w, c, now);
+                }
+            }
+        }
+        if (phase >= PH_DRAIN) {
+            if (!drain_deadline)
+                drain_deadline = now + DRAIN_NS;
+            if (w->active == 0 || now >= drain_deadline)
+                break;
+        }
+        int n = epoll_wait(w->ep, evs, 256, w->idle > 0 ? 1 : 20);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
+            _exit(3);
+        }
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            uint32_t e = evs[i].events;
+            now = now_ns();
+            if (c->state == ST_CONNECTING) {
+                int err = 0;
+                socklen_t sl = sizeof err;
+                if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0)
+                    err = errno;
+                if (err != 0 || (e & (EPOLLERR | EPOLLHUP))) {
+                    setup_fail(w, c, "connect", err, now);
+                    continue;
+                }
+                if (!(e & EPOLLOUT))
+                    continue;
+                c->state = ST_OPEN;
+                enqueue_msg(c, now);
+                if (conn_flush(w, c) != 0) {
+                    /* conn_flush closed it and counted the error; recycle */
+                    c->state = ST_IDLE;
+                    w->active++;
+                    c->retry_at = now + 1000000ULL;
+                    w->idle++;
+                }
+                continue;
+            }
+            if (c->state != ST_OPEN)
+                continue;
+            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                ssize_t r;
+                do {
+                    r = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+                } while (r < 0 && errno == EINTR);
+                if (r > 0) {
+                    conn_received(w, c, w->rbuf, (size_t)r, now_ns(), phase);
+                    if (c->rx_seq == c->tx_seq) {
+                        /* one full cycle: connected, echoed, verified; close */
+                        close(c->fd);
+                        c->fd = -1;
+                        if (phase < PH_DRAIN) {
+                            setup_start(w, c, now_ns());
+                        } else {
+                            c->state = ST_CLOSED;
+                            w->active--;
+                        }
+                    }
+                    continue;
+                }
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    continue;
+                setup_fail(w, c, r == 0 ? "server closed the connection" : "recv",
+                           r == 0 ? 0 : errno, now);
+                continue;
+            }
+            if (c->wq_head < c->wq_tail && conn_flush(w, c) != 0) {
+                c->state = ST_IDLE;
+                w->active++;
+                c->retry_at = now + 1000000ULL;
+                w->idle++;
+            }
+        }
+    }
+    for (int i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->fd >= 0) {
+            close(c->fd);
+            c->fd = -1;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ thread */
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    w->active = w->nconns;
+
+    if (!cfg.setup_rate) {
+        uint64_t deadline = now_ns() + CONNECT_WINDOW_NS;
+        for (int i = 0; i < w->nconns; i++) {
+            int err = 0;
+            int fd = connect_blocking(deadline, &err);
+            if (fd < 0) {
+                w->connect_failed = 1;
+                w->connect_errno = err;
+                break;
+            }
+            w->conns[i].fd = fd;
+            w->conns[i].state = ST_OPEN;
+        }
+    }
+    pthread_barrier_wait(&g_barrier);
+    if (atomic_load(&g_abort) || w->connect_failed)
+        return NULL;
+    if (cfg.setup_rate)
+        run_setup(w);
+    else
+        run_echo(w);
+    return NULL;
+}
+
+/* -------------------------------------------------------------------- main */
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] =
+        "hps_perf: ERROR: hard time limit reached (server stalled?), aborting\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(3);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hps_perf --port P [options]\n"
+            "  --host H         server address (default 127.0.0.1)\n"
+            "  --port P         server port (required)\n"
+            "  --conns N        connections (default 64)\n"
+            "  --size B         message (body) bytes (default 64)\n"
+            "  --depth D        messages in flight per connection (default 1)\n"
+            "  --duration S     measured seconds (default 5)\n"
+            "  --warmup S       warm-up seconds (default 1)\n"
+            "  --threads T      client threads (default 1)\n"
+            "  --mode echo|pack raw echo, or HP-Socket pack frames (default echo)\n"
+            "  --flag F         pack header flag, 0..1023 (default 0)\n"
+            "  --setup-rate     measure connect+echo+close cycles per second\n"
+            "  --json           print one JSON object line\n"
+            "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
+            "                   to stderr at the measured window's edges (for compare.py)\n"
+            "exit: 0 ok, 1 connect failure, 2 verification error, 3 stall/timeout,\n"
+            "      4 connection errors during an echo run\n");
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "hps_perf: bad value for --%s: '%s' (range %ld..%ld)\n", opt, s, lo, hi);
+        exit(64);
+    }
+    return v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *s == '\0' || *end != '\0' || !(v >= lo) || !(v <= hi)) {
+        fprintf(stderr, "hps_perf: bad value for --%s: '%s'\n", opt, s);
+        exit(64);
+    }
+    return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    enum { O_HOST = 1, O_PORT, O_CONNS, O_SIZE, O_DEPTH, O_DURATION, O_WARMUP, O_THREADS,
+           O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_HELP };
+    static const struct option opts[] = {
+        { "host", required_argument, NULL, O_HOST },
+        { "port", required_argument, NULL, O_PORT },
+        { "conns", required_argument, NULL, O_CONNS },
+        { "size", required_argument, NULL, O_SIZE },
+        { "depth", required_argument, NULL, O_DEPTH },
+        { "duration", required_argument, NULL, O_DURATION },
+        { "warmup", required_argument, NULL, O_WARMUP },
+        { "threads", required_argument, NULL, O_THREADS },
+        { "mode", required_argument, NULL, O_MODE },
+        { "flag", required_argument, NULL, O_FLAG },
+        { "json", no_argument, NULL, O_JSON },
+        { "setup-rate", no_argument, NULL, O_SETUP },
+        { "marks", no_argument, NULL, O_MARKS },
+        { "help", no_argument, NULL, O_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    cfg.host = "127.0.0.1";
+    cfg.port = NULL;
+    cfg.conns = 64;
+    cfg.size = 64;
+    cfg.depth = 1;
+    cfg.duration = 5.0;
+    cfg.warmup = 1.0;
+    cfg.threads = 1;
+    cfg.mode = MODE_ECHO;
+    cfg.flag = 0;
+
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_HOST: cfg.host = optarg; break;
+        case O_PORT: parse_long("port", optarg, 1, 65535); cfg.port = optarg; break;
+        case O_CONNS: cfg.conns = (int)parse_long("conns", optarg, 1, 1000000); break;
+        case O_SIZE: cfg.size = (size_t)parse_long("size", optarg, 1, 64L * 1024 * 1024); break;
+        case O_DEPTH: cfg.depth = (int)parse_long("depth", optarg, 1, 1000000); break;
+        case O_DURATION: cfg.duration = parse_double("duration", optarg, 0.01, 86400); break;
+        case O_WARMUP: cfg.warmup = parse_double("warmup", optarg, 0, 86400); break;
+        case O_THREADS: cfg.threads = (int)parse_long("threads", optarg, 1, 1024); break;
+        case O_MODE:
+            if (strcmp(optarg, "echo") == 0) {
+                cfg.mode = MODE_ECHO;
+            } else if (strcmp(optarg, "pack") == 0) {
+                cfg.mode = MODE_PACK;
+            } else {
+                fprintf(stderr, "hps_perf: --mode must be echo or pack\n");
+                exit(64);
+            }
+            break;
+        case O_FLAG: cfg.flag = (unsigned)parse_long("flag", optarg, 0, 1023); break;
+        case O_JSON: cfg.json = 1; break;
+        case O_SETUP: cfg.setup_rate = 1; break;
+        case O_MARKS: cfg.marks = 1; break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); exit(64);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hps_perf: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        exit(64);
+    }
+    if (!cfg.port) {
+        fprintf(stderr, "hps_perf: --port is required\n");
+        usage(stderr);
+        exit(64);
+    }
+    if (cfg.mode == MODE_PACK) {
+        if (cfg.size > 0x3FFFFFu) {
+            fprintf(stderr, "hps_perf: --size must be <= 4194303 in pack mode\n");
+            exit(64);
+        }
+        cfg.hdr = 4;
+        cfg.pack_header = ((uint32_t)cfg.flag << 22) | (uint32_t)cfg.size;
+    }
+    cfg.msglen = cfg.hdr + cfg.size;
+    if (cfg.setup_rate)
+        cfg.depth = 1;
+    if (cfg.threads > cfg.conns)
+        cfg.threads = cfg.conns;
+}
+
+static void resolve(void)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int r = getaddrinfo(cfg.host, cfg.port, &hints, &res);
+    if (r != 0 || !res) {
+        fprintf(stderr, "hps_perf: cannot resolve %s:%s: %s\n", cfg.host, cfg.port, gai_strerror(r));
+        exit(1);
+    }
+    memcpy(&cfg.addr, res->ai_addr, res->ai_addrlen);
+    cfg.addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    resolve();
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    /* hard bound: warmup + duration + 10 s (connect window 5 s + drain 1 s fit in) */
+    alarm((unsigned)(cfg.duration + cfg.warmup + 10.0));
+
+    int T = cfg.threads;
+    struct worker *ws = calloc((size_t)T, sizeof *ws);
+    if (!ws) {
+        perror("hps_perf: calloc");
+        return 3;
+    }
+    size_t scratch_len = cfg.msglen > RBUF_SIZE ? cfg.msglen : RBUF_SIZE;
+    for (int t = 0; t < T; t++) {
+        struct worker *w = &ws[t];
+        w->idx = t;
+        w->nconns = cfg.conns / T + (t < cfg.conns % T ? 1 : 0);
+        w->conns = calloc((size_t)w->nconns, sizeof *w->conns);
+        w->rbuf = malloc(RBUF_SIZE);
+        w->scratch = malloc(scratch_len);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (!w->conns || !w->rbuf || !w->scratch || w->ep < 0) {
+            perror("hps_perf: setup");
+            return 3;
+        }
+        for (int i = 0; i < w->nconns; i++) {
+            struct conn *c = &w->conns[i];
+            c->fd = -1;
+            c->state = ST_CLOSED;
+            c->id = (uint32_t)(t + i * T);
+            c->wq_cap = (size_t)cfg.depth * cfg.msglen;
+            c->wq = malloc(c->wq_cap);
+            c->ts = calloc((size_t)cfg.depth, sizeof *c->ts);
+            if (!c->wq || !c->ts) {
+                perror("hps_perf: malloc");
+                return 3;
+            }
+        }
+    }
+
+    pthread_barrier_init(&g_barrier, NULL, (unsigned)T + 1u);
+    for (int t = 0; t < T; t++) {
+        if (pthread_create(&ws[t].th, NULL, worker_main, &ws[t]) != 0) {
+            fprintf(stderr, "hps_perf: pthread_create failed\n");
+            return 3;
+        }
+    }
+    pthread_barrier_wait(&g_barrier); /* all connected (or failed) */
+    for (int t = 0; t < T; t++) {
+        if (ws[t].connect_failed) {
+            fprintf(stderr, "hps_perf: connect to %s:%s failed: %s\n", cfg.host, cfg.port,
+                    strerror(ws[t].connect_errno));
+            atomic_store(&g_abort, 1);
+            return 1;
+        }
+    }
+
+    uint64_t t_start = now_ns();
+    atomic_store(&g_phase, PH_WARMUP);
+    sleep_until(t_start + (uint64_t)(cfg.warmup * 1e9));
+    uint64_t t_m0 = now_ns();
+    atomic_store(&g_phase, PH_MEASURE);
+    if (cfg.marks)
+        fprintf(stderr, "hps_perf: mark measure-start\n");
+    sleep_until(t_m0 + (uint64_t)(cfg.duration * 1e9));
+    atomic_store(&g_phase, PH_DRAIN);
+    uint64_t t_m1 = now_ns();
+    if (cfg.marks)
+        fprintf(stderr, "hps_perf: mark measure-end\n");
+    for (int t = 0; t < T; t++)
+        pthread_join(ws[t].th, NULL);
+    alarm(0);
+
+    static struct hist h;
+    uint64_t msgs = 0, errors = 0;
+    for (int t = 0; t < T; t++) {
+        hist_merge(&h, &ws[t].hist);
+        msgs += ws[t].msgs;
+        errors += ws[t].errors;
+    }
+    double secs = (double)(t_m1 - t_m0) / 1e9;
+    double rate = (double)msgs / secs;
+    double mbps = (double)msgs * (double)cfg.size / secs / 1e6;
+    double p50 = hist_pct(&h, 0.50) / 1e3;
+    double p99 = hist_pct(&h, 0.99) / 1e3;
+    double p999 = hist_pct(&h, 0.999) / 1e3;
+    double mean = h.count ? (double)h.sum / (double)h.count / 1e3 : 0.0;
+    double maxl = (double)h.max / 1e3;
+    int verified = msgs > 0;
+    const char *mode = cfg.mode == MODE_PACK ? "pack" : "echo";
+
+    if (cfg.json) {
+        printf("{\"test\":\"%s\",\"mode\":\"%s\",\"host\":\"%s\",\"port\":%s,\"conns\":%d,"
+               "\"size\":%zu,\"depth\":%d,\"threads\":%d,\"flag\":%u,\"duration_s\":%.3f,",
+               cfg.setup_rate ? "setup_rate" : "echo", mode, cfg.host, cfg.port, cfg.conns,
+               cfg.size, cfg.depth, T, cfg.flag, secs);
+        if (cfg.setup_rate)
+            printf("\"connects\":%llu,\"conns_per_s\":%.1f,", (unsigned long long)msgs, rate);
+        else
+            printf("\"msgs\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,",
+                   (unsigned long long)msgs, rate, mbps);
+        printf("\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.1f,"
+               "\"max_us\":%.1f,\"errors\":%llu,\"verified\":%s}\n",
+               p50, p99, p999, mean, maxl, (unsigned long long)errors,
+               verified ? "true" : "false");
+    } else if (cfg.setup_rate) {
+        printf("setup-rate mode=%s conns=%d size=%zu threads=%d duration=%.2fs connects=%llu "
+               "conns/s=%.0f p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu verified=%s\n",
+               mode, cfg.conns, cfg.size, T, secs, (unsigned long long)msgs, rate, p50, p99,
+               p999, (unsigned long long)errors, verified ? "yes" : "no");
+    } else {
+        printf("mode=%s conns=%d size=%zu depth=%d threads=%d duration=%.2fs msgs=%llu "
+               "msgs/s=%.0f MB/s=%.2f p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu "
+               "verified=%s\n",
+               mode, cfg.conns, cfg.size, cfg.depth, T, secs, (unsigned long long)msgs, rate,
+               mbps, p50, p99, p999, (unsigned long long)errors, verified ? "yes" : "no");
+    }
+    fflush(stdout);
+    if (msgs == 0) {
+        fprintf(stderr, "hps_perf: ERROR: no message completed during the measured run\n");
+        return 3;
+    }
+    if (errors > 0 && !cfg.setup_rate)
+        return 4;
+    return 0;
+}
