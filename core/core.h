@@ -66,8 +66,7 @@ enum hps__cmd_kind {
   HPS__CMD_FILE = 2,
   HPS__CMD_DISCONNECT = 3,
   HPS__CMD_PAUSE = 4,
-  HPS__CMD_CONNECT = 5,
-  HPS__CMD_STOP = 6
+  HPS__CMD_CONNECT = 5
 };
 
 /* One queued write, and also the cross-thread command carrying it: the
@@ -136,7 +135,8 @@ struct hps__loop {
   uv_mutex_t lock;
   /* under lock */
   hps__wreq *cmd_head, *cmd_tail;
-  int accepting_cmds;
+  int accepting_cmds; /* 0 once a stop was requested */
+  int stop_req;
   hps__slot *slots;
   uint32_t nslots, slot_cap, free_slot; /* free_slot: UINT32_MAX = none */
   hps__conn *conns; /* live list head */
@@ -196,9 +196,12 @@ int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
 int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index);
 void hps__loop_free(hps__loop *lp);
 int hps__loop_start(hps__loop *lp);
-/* Queue a command for the loop owning its ID (or any loop for CONNECT).
- * Takes ownership of w on success. Returns 0 or HPS_ESTOPPING. */
+/* Queue a command for the loop owning its ID (or any loop for CONNECT) and
+ * wake the loop. Takes ownership of w on success. Returns 0 or
+ * HPS_ESTOPPING. */
 int hps__loop_post_locked(hps__loop *lp, hps__wreq *w);
+/* Ask the loop to stop: no command is accepted any more. */
+void hps__loop_request_stop(hps__loop *lp);
 void hps__loop_maybe_finish(hps__loop *lp);
 hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
                               hps__loop **lp);

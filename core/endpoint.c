@@ -75,7 +75,6 @@ void hps__opt_defaults(hps_endpoint *ep) {
   ep->opt[HPS_OPT_MAX_SEND_QUEUE] = 16 << 20;
   ep->opt[HPS_OPT_FREE_POOL] = 1024;
   ep->opt[HPS_OPT_CONNECT_TIMEOUT] = 10000;
-  ep->opt[HPS_OPT_EVENTS] = HPS_EVENTS_ALL;
   ep->opt[HPS_OPT_BACKLOG] = 1024;
   ep->opt[HPS_OPT_PACK_MAX] = 262144;
   ep->opt[HPS_OPT_PULL_MAX] = 4 << 20;
@@ -254,7 +253,6 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   ep->loops = calloc((size_t)n, sizeof(*ep->loops));
   if (ep->loops == NULL) r = HPS_ENOMEM;
   else ep->nloops = n;
-  HPS__STORE(&ep->events, (uint32_t)ep->opt[HPS_OPT_EVENTS]);
   HPS__STORE(&ep->nconns, 0);
   HPS__STORE(&ep->client_id, 0);
   memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));
@@ -276,13 +274,13 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
     uv_mutex_unlock(&ep->mutex);
     return r;
   }
-  ep->state = HPS_STATE_STARTED;
+  HPS__STORE(&ep->state, HPS_STATE_STARTED);
   HPS__STORE(&ep->running, n);
   ep->need_join = 1;
   for (i = 0; i < n && r == 0; i++) r = hps__loop_start(ep->loops[i]);
   if (r != 0 && __atomic_sub_fetch(&ep->running, n - i + 1,
                                    __ATOMIC_ACQ_REL) == 0)
-    ep->state = HPS_STATE_STOPPED; /* no loop runs: nothing to wait for */
+    HPS__STORE(&ep->state, HPS_STATE_STOPPED); /* no loop runs: nothing to wait for */
   uv_mutex_unlock(&ep->mutex);
   if (r == 0 && ep->role == HPS_TCP_CLIENT)
     r = hps__connect(ep, host, port, &cid); /* the agent path, one loop */
@@ -301,22 +299,8 @@ int hps__ep_stop(hps_endpoint *ep) {
     return HPS_ESTATE;
   }
   if (ep->state == HPS_STATE_STARTED) {
-    ep->state = HPS_STATE_STOPPING;
-    for (i = 0; i < ep->nloops; i++) {
-      hps__loop *lp = ep->loops[i];
-      hps__wreq *w = hps__wreq_new(0);
-      if (w == NULL) { /* no memory for the command: wake the loop anyway */
-        uv_mutex_lock(&lp->lock);
-        lp->accepting_cmds = 0;
-        uv_mutex_unlock(&lp->lock);
-      } else {
-        w->kind = HPS__CMD_STOP;
-        uv_mutex_lock(&lp->lock);
-        if (hps__loop_post_locked(lp, w) != 0) free(w);
-        uv_mutex_unlock(&lp->lock);
-      }
-      uv_async_send(&lp->async);
-    }
+    HPS__STORE(&ep->state, HPS_STATE_STOPPING);
+    for (i = 0; i < ep->nloops; i++) hps__loop_request_stop(ep->loops[i]);
   }
   if (own) { /* inside a handler: the stop completes after it returns */
     uv_mutex_unlock(&ep->mutex);
@@ -361,7 +345,7 @@ void hps__ep_loop_done(hps_endpoint *ep) {
   ev.fd = -1;
   ep->fn(ep->user, &ev);
   uv_mutex_lock(&ep->mutex);
-  ep->state = HPS_STATE_STOPPED;
+  HPS__STORE(&ep->state, HPS_STATE_STOPPED);
   uv_cond_broadcast(&ep->cond);
   uv_mutex_unlock(&ep->mutex);
 }

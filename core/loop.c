@@ -100,6 +100,9 @@ int hps__loop_start(hps__loop *lp) {
   return r;
 }
 
+/* The wake-up is sent under the lock: once a stopping loop has cleared
+ * accepting_cmds (under the same lock) nobody touches its async handle, so
+ * it can be closed safely. */
 int hps__loop_post_locked(hps__loop *lp, hps__wreq *w) {
   if (!lp->accepting_cmds) return HPS_ESTOPPING;
   w->next = NULL;
@@ -108,7 +111,18 @@ int hps__loop_post_locked(hps__loop *lp, hps__wreq *w) {
   else
     lp->cmd_head = w;
   lp->cmd_tail = w;
+  uv_async_send(&lp->async);
   return 0;
+}
+
+void hps__loop_request_stop(hps__loop *lp) {
+  uv_mutex_lock(&lp->lock);
+  if (lp->accepting_cmds) {
+    lp->stop_req = 1;
+    lp->accepting_cmds = 0;
+    uv_async_send(&lp->async);
+  }
+  uv_mutex_unlock(&lp->lock);
 }
 
 /* ---- slots and connection objects (all under lp->lock) ---- */
@@ -220,11 +234,9 @@ void hps__loop_maybe_finish(hps__loop *lp) {
 
 static void loop_stop(hps__loop *lp) {
   hps__conn *c, *next;
-  if (lp->stopping) return;
   lp->stopping = 1;
   uv_mutex_lock(&lp->lock);
-  lp->accepting_cmds = 0;
-  c = lp->conns;
+  c = lp->conns; /* accepting_cmds is 0: no connection is added any more */
   uv_mutex_unlock(&lp->lock);
   if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
   lp->has_listener = 0;
@@ -241,11 +253,6 @@ static void loop_stop(hps__loop *lp) {
 
 static void run_cmd(hps__loop *lp, hps__wreq *w) {
   hps__conn *c;
-  if (w->kind == HPS__CMD_STOP) {
-    free_wreq(w);
-    loop_stop(lp);
-    return;
-  }
   if (w->kind == HPS__CMD_CONNECT) {
     hps__conn_connect(lp, w);
     return;
@@ -279,12 +286,16 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
 static void on_async(uv_async_t *a) {
   hps__loop *lp = a->data;
   hps__wreq *w, *next;
+  int stop;
   uv_mutex_lock(&lp->lock);
   w = lp->cmd_head;
   lp->cmd_head = lp->cmd_tail = NULL;
+  stop = lp->stop_req && !lp->stopping;
   uv_mutex_unlock(&lp->lock);
+  if (stop) lp->stopping = 1; /* queued connects close with ESTOPPING */
   for (; w != NULL; w = next) {
     next = w->next;
     run_cmd(lp, w);
   }
+  if (stop) loop_stop(lp);
 }

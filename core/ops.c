@@ -56,9 +56,9 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     free(w);
     return err;
   }
-  if (c->state == HPS__C_CLOSING) {
+  if (HPS__LOAD(&c->state) == HPS__C_CLOSING) {
     err = HPS_ENOTFOUND;
-  } else if (queued_bytes > 0 && c->state != HPS__C_OPEN) {
+  } else if (queued_bytes > 0 && HPS__LOAD(&c->state) != HPS__C_OPEN) {
     err = HPS_ESTATE;
   } else if (queued_bytes > 0 &&
              HPS__LOAD(&c->queued) + queued_bytes >
@@ -72,7 +72,6 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     free(w);
     return err;
   }
-  uv_async_send(&lp->async);
   return 0;
 }
 
@@ -82,7 +81,7 @@ static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
   hps__conn *c = lock_conn(ep, id, &lp, err);
   if (c == NULL) return NULL;
   uv_mutex_unlock(&lp->lock);
-  if (c->state == HPS__C_CLOSING) {
+  if (HPS__LOAD(&c->state) == HPS__C_CLOSING) {
     *err = HPS_ENOTFOUND;
     return NULL;
   }
@@ -106,7 +105,7 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   if (on_owner(ep, id)) {
     hps__conn *c = own_conn(ep, id, &err);
     if (c == NULL) return err;
-    if (c->state != HPS__C_OPEN) return HPS_ESTATE;
+    if (HPS__LOAD(&c->state) != HPS__C_OPEN) return HPS_ESTATE;
     if (HPS__LOAD(&c->queued) + total + hdr >
         (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
       return HPS_ESENDQ;
@@ -196,7 +195,7 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   w->file_left = length;
   if (on_owner(ep, id)) {
     hps__conn *c = own_conn(ep, id, &err);
-    if (c == NULL || c->state != HPS__C_OPEN) {
+    if (c == NULL || HPS__LOAD(&c->state) != HPS__C_OPEN) {
       close(fd);
       free(w);
       return c == NULL ? err : HPS_ESTATE;
@@ -208,13 +207,12 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
     hps__loop *lp;
     hps__conn *c = lock_conn(ep, id, &lp, &err);
     if (c == NULL) goto fail;
-    if (c->state != HPS__C_OPEN)
-      err = c->state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
+    if (HPS__LOAD(&c->state) != HPS__C_OPEN)
+      err = HPS__LOAD(&c->state) == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
     else
       err = hps__loop_post_locked(lp, w);
     uv_mutex_unlock(&lp->lock);
     if (err != 0) goto fail;
-    uv_async_send(&lp->async);
     return 0;
   }
 fail:
@@ -233,7 +231,7 @@ static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
     hps__conn *c = lock_conn(ep, id, &lp, &err);
     if (c == NULL) return err;
     uv_mutex_unlock(&lp->lock);
-    if (c->state == HPS__C_CLOSING) return HPS_ENOTFOUND;
+    if (HPS__LOAD(&c->state) == HPS__C_CLOSING) return HPS_ENOTFOUND;
     if (kind == HPS__CMD_DISCONNECT)
       hps__conn_disconnect(c, arg, cerr);
     else
@@ -266,7 +264,7 @@ int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
   if (c == NULL) return err;
   if (c->plen < len) {
-    err = c->state == HPS__C_CLOSING && c->plen == 0 ? HPS_ENOTFOUND
+    err = HPS__LOAD(&c->state) == HPS__C_CLOSING && c->plen == 0 ? HPS_ENOTFOUND
                                                       : HPS_EAGAIN;
   } else {
     memcpy(buf, c->pbuf, len);
@@ -303,7 +301,7 @@ int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
       hps__loop *lp = ep->loops[i];
       uv_mutex_lock(&lp->lock);
       for (c = lp->conns; c != NULL; c = c->next) {
-        if (c->state == HPS__C_CLOSING) continue;
+        if (HPS__LOAD(&c->state) == HPS__C_CLOSING) continue;
         if (got < cap) ids[got++] = c->id;
         total++;
       }
@@ -383,12 +381,11 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
   for (i = 0; i < ep->nloops; i++) {
     hps__loop *lp = ep->loops[i];
     int mine = hps__tls_loop == lp;
-    int posted = 0;
     uv_mutex_lock(&lp->lock);
     for (c = lp->conns; c != NULL; c = c->next) {
       uint64_t t = HPS__LOAD(by_silence ? &c->t_recv : &c->t_open);
       int err = by_silence ? HPS_ESILENCE : 0;
-      if (c->state != HPS__C_OPEN || t == 0 || now - t < (uint64_t)ms)
+      if (HPS__LOAD(&c->state) != HPS__C_OPEN || t == 0 || now - t < (uint64_t)ms)
         continue;
       n++;
       if (mine) { /* runs no handler: safe under the lock */
@@ -400,14 +397,10 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
         w->id = c->id;
         w->arg = 1;
         w->err = err;
-        if (hps__loop_post_locked(lp, w) != 0)
-          free(w);
-        else
-          posted = 1;
+        if (hps__loop_post_locked(lp, w) != 0) free(w);
       }
     }
     uv_mutex_unlock(&lp->lock);
-    if (posted) uv_async_send(&lp->async);
   }
   return n;
 }

@@ -94,7 +94,7 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     c->close_op = op;
     c->close_err = err;
   }
-  c->state = HPS__C_CLOSING;
+  HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
   if (c->connect_timer) {
     uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
@@ -108,7 +108,7 @@ void hps__conn_close(hps__conn *c, int op, int err) {
 static void close_pending(hps__conn *c, int op, int err) {
   c->close_op = op;
   c->close_err = err;
-  c->state = HPS__C_CLOSING;
+  HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
   conn_finish(c);
 }
@@ -144,7 +144,7 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
   }
   c->close_op = HPS_OP_CLOSE;
   c->close_err = err;
-  c->state = HPS__C_CLOSING;
+  HPS__STORE(&c->state, HPS__C_CLOSING);
   uv_read_stop((uv_stream_t *)&c->tcp);
   if (c->file != NULL || c->defer_head != NULL)
     c->graceful = 1; /* shut down when the file and what waits behind end */
@@ -290,13 +290,19 @@ static void conn_ready(hps__conn *c, int op) {
 static void conn_opened(hps__conn *c) {
   int len;
   uint64_t t = now_ms();
-  len = sizeof(c->peer);
-  uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len);
-  len = sizeof(c->local);
-  uv_tcp_getsockname(&c->tcp, &c->local.sa, &len);
+  hps__addr peer, local;
+  len = sizeof(peer);
+  if (uv_tcp_getpeername(&c->tcp, &peer.sa, &len) != 0) peer = c->peer;
+  len = sizeof(local);
+  if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
+    memset(&local, 0, sizeof(local));
+  uv_mutex_lock(&c->loop->lock); /* other threads read them under it */
+  c->peer = peer;
+  c->local = local;
+  uv_mutex_unlock(&c->loop->lock);
   HPS__STORE(&c->t_open, t);
   HPS__STORE(&c->t_recv, t);
-  c->state = HPS__C_OPEN;
+  HPS__STORE(&c->state, HPS__C_OPEN);
 }
 
 void hps__on_connection(uv_stream_t *server, int status) {
@@ -366,7 +372,7 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
   } else if ((c = hps__conn_new_locked(lp)) == NULL) {
     r = HPS_ENOMEM;
   } else {
-    c->state = HPS__C_PENDING;
+    HPS__STORE(&c->state, HPS__C_PENDING);
     c->reported = 1;
     c->peer = a;
     w->id = c->id;
@@ -380,7 +386,6 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
     free(w);
     return r;
   }
-  uv_async_send(&lp->async);
   return 0;
 }
 
@@ -434,7 +439,7 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
     return;
   }
   c->tcp.data = c;
-  c->state = HPS__C_CONNECTING;
+  HPS__STORE(&c->state, HPS__C_CONNECTING);
   hps__setup_socket(ep, &c->tcp);
   if (hps__emit(c, HPS_EV_PREPARE, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);

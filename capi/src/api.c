@@ -44,7 +44,7 @@ int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
   ep->role = role;
   ep->fn = fn;
   ep->user = user;
-  ep->state = HPS_STATE_CREATED;
+  HPS__STORE(&ep->state, HPS_STATE_CREATED);
   hps__opt_defaults(ep);
   *out = ep;
   return 0;
@@ -62,8 +62,10 @@ int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
     uv_mutex_unlock(&ep->mutex);
     return HPS_ESTATE;
   }
-  ep->opt[opt] = value;
-  if (opt == HPS_OPT_EVENTS) HPS__STORE(&ep->events, (uint32_t)value);
+  if (opt == HPS_OPT_EVENTS) /* live: read by the loops with atomics */
+    HPS__STORE(&ep->events, (uint32_t)value);
+  else
+    ep->opt[opt] = value;
   uv_mutex_unlock(&ep->mutex);
   return 0;
 }
