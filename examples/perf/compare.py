@@ -277,6 +277,7 @@ def main():
         servers.append(Server(name.strip(), cmd.strip()))
     perf = args.perf or find_perf()
 
+    # the script's command line exactly as given (argv[0] as typed), runnable as is
     print("command: python3 " + shlex.join(sys.argv))
     sys.stdout.flush()
 
@@ -352,17 +353,18 @@ def summarize(runs):
         p50.append(j["p50_us"])
         p99.append(j["p99_us"])
         util.append(100.0 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan"))
+    med = statistics.median(rates)
     return {"n": len(ok), "of": len(runs), "setup": setup,
-            "rate": statistics.median(rates), "per_cpu": statistics.median(per_cpu),
+            "rate": med, "spread": 100.0 * (max(rates) - min(rates)) / med if med else 0.0, "per_cpu": statistics.median(per_cpu),
             "p50": statistics.median(p50), "p99": statistics.median(p99),
             "util": statistics.median(util)}
 
 
 def print_table(args, servers, results):
     print()
-    print("| scenario | server | median /s | vs ref | median per server CPU-s | vs ref "
+    print("| scenario | server | median /s | spread | vs ref | median per server CPU-s | vs ref "
           "| p50 us | p99 us | server CPU % | runs ok |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for si, sc in enumerate(args.scenario):
         ref = summarize(results.get((si, servers[0].name), []))
         for s in servers:
@@ -370,16 +372,17 @@ def print_table(args, servers, results):
             m = summarize(runs)
             label = scenario_label(sc)
             if m is None:
-                print(f"| {label} | {s.name} | FAILED | | | | | | | 0/{len(runs)} |")
+                print(f"| {label} | {s.name} | FAILED | | | | | | | | 0/{len(runs)} |")
                 continue
             unit = " conn" if m["setup"] else ""
-            print(f"| {label} | {s.name} | {fmt_num(m['rate'])}{unit} | "
+            print(f"| {label} | {s.name} | {fmt_num(m['rate'])}{unit} | {m['spread']:.0f}% | "
                   f"{fmt_ratio(m['rate'], ref and ref['rate'])} | {fmt_num(m['per_cpu'])}{unit} | "
                   f"{fmt_ratio(m['per_cpu'], ref and ref['per_cpu'])} | {m['p50']:.0f} | "
                   f"{m['p99']:.0f} | {m['util']:.0f} | {m['n']}/{m['of']} |")
     print()
     print(f"Medians over {args.reps} interleaved run(s); /s = messages per second "
-          "(connections per second for setup scenarios); per server CPU-s = messages "
+          "(connections per second for setup scenarios); spread = (max - min) / median "
+          "of /s over the runs; per server CPU-s = messages "
           "echoed per second of server CPU (user+sys, all threads) in the measured window; "
           f"ratios vs {servers[0].name}. Machine: {os.cpu_count()} CPUs, "
           f"{os.uname().sysname} {os.uname().release}.")
