@@ -97,6 +97,7 @@ struct hps__conn {
   uint8_t paused;
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
+  uint8_t doomed; /* under loop->lock: a disconnect is queued for it */
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */
@@ -169,6 +170,7 @@ struct hps_endpoint {
   int running; /* atomic: loops still running */
   int nconns;  /* atomic: open connections, for MAX_CONNECTIONS */
   uint32_t rr; /* atomic: round robin for agent connects */
+  uint32_t gen; /* atomic: last connection generation; survives restarts */
   hps_conn_id client_id; /* atomic */
   hps__addr listen_addr;
 };

@@ -10,9 +10,13 @@
 #include "core.h"
 
 _Thread_local hps__loop *hps__tls_loop;
+/* The endpoint whose server PREPARE this thread is delivering in hps_start:
+ * hps_free / hps_wait from that handler are refused as from a loop. */
+static _Thread_local hps_endpoint *tls_starting;
 
 int hps__on_own_loop(hps_endpoint *ep) {
-  return hps__tls_loop != NULL && hps__tls_loop->ep == ep;
+  return (hps__tls_loop != NULL && hps__tls_loop->ep == ep) ||
+         tls_starting == ep;
 }
 
 /* Option table: key, min, max, live. Defaults are set in opt_defaults. */
@@ -250,9 +254,16 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   /* Unlocked from here: the server's PREPARE handler runs on this thread and
    * may call back into the library. */
   n = ep->role == HPS_TCP_CLIENT ? 1 : (int)ep->opt[HPS_OPT_WORKERS];
-  ep->loops = calloc((size_t)n, sizeof(*ep->loops));
-  if (ep->loops == NULL) r = HPS_ENOMEM;
-  else ep->nloops = n;
+  if (ep->role == HPS_TCP_CLIENT) {
+    /* A bad address must fail the start before a loop runs: else the
+     * failed start would deliver SHUTDOWN. */
+    hps__addr ca;
+    if (host == NULL || host[0] == '\0' || port == 0) r = HPS_EADDR;
+    else r = hps__resolve(host, port, &ca);
+  }
+  if (r == 0) ep->loops = calloc((size_t)n, sizeof(*ep->loops));
+  if (r == 0 && ep->loops == NULL) r = HPS_ENOMEM;
+  else if (r == 0) ep->nloops = n;
   HPS__STORE(&ep->nconns, 0);
   HPS__STORE(&ep->client_id, 0);
   memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));
@@ -265,7 +276,11 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
       ep->loops[i] = NULL;
     }
   }
-  if (r == 0 && ep->role == HPS_TCP_SERVER) r = open_listeners(ep, host, port);
+  if (r == 0 && ep->role == HPS_TCP_SERVER) {
+    tls_starting = ep;
+    r = open_listeners(ep, host, port);
+    tls_starting = NULL;
+  }
 
   uv_mutex_lock(&ep->mutex);
   ep->starting = 0;

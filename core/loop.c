@@ -1,5 +1,7 @@
 /* loop.c - worker loops: threads, the command queue, the ID slot table and
  * the free connection pool. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,12 +80,21 @@ void hps__loop_free(hps__loop *lp) {
 
 static void loop_thread(void *arg) {
   hps__loop *lp = arg;
+  sigset_t sigpipe;
+  /* A write to a socket the peer reset raises SIGPIPE in the writing thread,
+   * which would kill the process. Every socket write happens on a loop
+   * thread, so block it here rather than change the process's handlers. */
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
   hps__tls_loop = lp;
   uv_run(&lp->uv, UV_RUN_DEFAULT);
   uv_loop_close(&lp->uv);
   lp->handles_closed = 1;
-  hps__tls_loop = NULL;
+  /* Still this endpoint's loop while SHUTDOWN runs here: hps_stop, hps_wait
+   * and hps_free from that handler must not wait for themselves. */
   hps__ep_loop_done(lp->ep);
+  hps__tls_loop = NULL;
 }
 
 int hps__loop_start(hps__loop *lp) {
@@ -176,7 +187,11 @@ hps__conn *hps__conn_new_locked(hps__loop *lp) {
     si = lp->nslots++;
   }
   s = &lp->slots[si];
-  if (++s->gen == 0) s->gen = 1; /* generation 0 is never used */
+  /* One endpoint-wide counter (never reset by a restart, which makes new
+   * slot tables), so no earlier ID is handed out again; 0 is never used. */
+  do
+    s->gen = HPS__ADD(&lp->ep->gen, 1) + 1;
+  while (s->gen == 0);
   s->conn = c;
   c->id = HPS__ID(s->gen, lp->index, si);
   c->loop = lp;

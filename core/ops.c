@@ -56,7 +56,7 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     free(w);
     return err;
   }
-  if (HPS__LOAD(&c->state) == HPS__C_CLOSING) {
+  if (HPS__LOAD(&c->state) == HPS__C_CLOSING || c->doomed) {
     err = HPS_ENOTFOUND;
   } else if (queued_bytes > 0 && HPS__LOAD(&c->state) != HPS__C_OPEN) {
     err = HPS_ESTATE;
@@ -64,8 +64,13 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
              HPS__LOAD(&c->queued) + queued_bytes >
                  (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE]) {
     err = HPS_ESENDQ;
-  } else if ((err = hps__loop_post_locked(lp, w)) == 0) {
+  } else if (hps__loop_post_locked(lp, w) != 0) {
+    err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
+  } else {
     HPS__ADD(&c->queued, queued_bytes);
+    /* A queued disconnect ends the connection for every later call, even
+     * before its loop runs it: later sends fail instead of vanishing. */
+    if (w->kind == HPS__CMD_DISCONNECT) c->doomed = 1;
   }
   uv_mutex_unlock(&lp->lock);
   if (err != 0) {
@@ -79,9 +84,11 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
 static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
   hps__loop *lp;
   hps__conn *c = lock_conn(ep, id, &lp, err);
+  int gone;
   if (c == NULL) return NULL;
+  gone = HPS__LOAD(&c->state) == HPS__C_CLOSING || c->doomed;
   uv_mutex_unlock(&lp->lock);
-  if (HPS__LOAD(&c->state) == HPS__C_CLOSING) {
+  if (gone) {
     *err = HPS_ENOTFOUND;
     return NULL;
   }
@@ -227,11 +234,8 @@ static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
   int err = 0;
   id = resolve_id(ep, id);
   if (on_owner(ep, id)) {
-    hps__loop *lp;
-    hps__conn *c = lock_conn(ep, id, &lp, &err);
+    hps__conn *c = own_conn(ep, id, &err);
     if (c == NULL) return err;
-    uv_mutex_unlock(&lp->lock);
-    if (HPS__LOAD(&c->state) == HPS__C_CLOSING) return HPS_ENOTFOUND;
     if (kind == HPS__CMD_DISCONNECT)
       hps__conn_disconnect(c, arg, cerr);
     else
@@ -280,15 +284,11 @@ int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
 /* ---- queries ---- */
 
 int hps__conn_count(hps_endpoint *ep) {
-  int i, n = 0;
-  if (!running(ep)) return 0;
-  for (i = 0; i < ep->nloops; i++) {
-    hps__loop *lp = ep->loops[i];
-    uv_mutex_lock(&lp->lock);
-    n += lp->nconns;
-    uv_mutex_unlock(&lp->lock);
-  }
-  return n;
+  size_t n = 0;
+  /* What hps_conn_list counts: a closing connection is no longer open,
+   * though it stays in lp->nconns until its CLOSE has been delivered. */
+  hps__conn_list(ep, NULL, 0, &n);
+  return (int)n;
 }
 
 int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,

@@ -89,7 +89,16 @@ static void on_closed(uv_handle_t *h) { conn_finish(h->data); }
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
 void hps__conn_close(hps__conn *c, int op, int err) {
-  if (c->handle_closing) return;
+  if (c->handle_closing) {
+    /* A write can take a reset's error off the socket before the read that
+     * then sees only the end of the stream; the write's callback runs after
+     * that EOF began the close. Report the reset, not a normal close. */
+    if (err != 0 && c->close_err == 0 && c->close_op == HPS_OP_RECEIVE) {
+      c->close_op = op;
+      c->close_err = err;
+    }
+    return;
+  }
   if (c->state != HPS__C_CLOSING || (err != 0 && c->close_err == 0)) {
     c->close_op = op;
     c->close_err = err;

@@ -219,8 +219,9 @@ enum hps_option {
                                      pull model before it is closed with
                                      HPS_EPULLFULL; 1..1 GiB; default 4 MiB */
   HPS_OPT_SILENCE_TIMEOUT = 19    /* ms; a connection that receives nothing
-                                     for this long is closed with
-                                     HPS_ESILENCE; 0 = off; default 0 */
+                                     for this long is closed (op
+                                     HPS_OP_RECEIVE, error HPS_ESILENCE);
+                                     0 = off; default 0 */
 };
 
 /* Set an option. Returns 0, HPS_EHANDLE, HPS_EINVAL (unknown key or value
@@ -317,8 +318,9 @@ typedef struct hps_buf {
 /* Send len bytes (copied before return, or written at once). In the pack
  * model the bytes are one frame body (the header is added). On the owning
  * loop's thread the bytes are written directly; from any other thread they
- * are queued to that loop. Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL data or
- * len 0), HPS_ENOTFOUND (no such connection, or it is closing),
+ * are queued to that loop. Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL data,
+ * or len 0 outside the pack model), HPS_ENOTFOUND (no such connection, or it
+ * is closing),
  * HPS_ESENDQ (the connection's unsent bytes would exceed
  * HPS_OPT_MAX_SEND_QUEUE; nothing was queued), HPS_EPACKSIZE /
  * HPS_EPACKEMPTY (pack model: body over the max or empty). */
@@ -341,10 +343,12 @@ HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
                              const char *path, int64_t offset,
                              int64_t length);
 
-/* Close a connection. force = 0: queued bytes are sent first, then the
- * connection is shut down and closed; force != 0: closed at once, unsent
- * bytes dropped. The CLOSE event has op HPS_OP_CLOSE and error 0. Returns
- * 0, HPS_EHANDLE or HPS_ENOTFOUND (also when already closing). */
+/* Close a connection. force = 0: bytes of sends accepted before are sent
+ * first, then the connection is shut down and closed; force != 0: closed at
+ * once, unsent bytes dropped. From the moment it returns 0, other calls on
+ * the ID fail with HPS_ENOTFOUND. The CLOSE event has op HPS_OP_CLOSE and
+ * error 0. Returns 0, HPS_EHANDLE or HPS_ENOTFOUND (also when already
+ * closing). */
 HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
 
 /* Stop (pause != 0) or resume (pause = 0) reading from a connection. While

@@ -137,7 +137,9 @@ int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
 int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   hps_buf b;
   CHECK_EP(ep);
-  if (data == NULL || len == 0) return HPS_EINVAL;
+  /* len 0 goes on: the core answers HPS_EPACKEMPTY in the pack model and
+   * HPS_EINVAL in the others */
+  if (data == NULL) return HPS_EINVAL;
   b.base = data;
   b.len = len;
   return hps__send(ep, id, &b, 1);
@@ -153,8 +155,7 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
     if (total + bufs[i].len < total) return HPS_EINVAL; /* overflow */
     total += bufs[i].len;
   }
-  if (total == 0) return HPS_EINVAL;
-  return hps__send(ep, id, bufs, n);
+  return hps__send(ep, id, bufs, n); /* total 0: as hps_send with len 0 */
 }
 
 int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,

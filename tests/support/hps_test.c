@@ -2,6 +2,7 @@
 #include "hps_test.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -247,4 +248,558 @@ char *t_fixture(const char *rel, size_t *len) {
   fclose(f);
   if (len) *len = (size_t)n;
   return buf;
+}
+
+/* ---- appended helpers (lifecycle/api suites) ---- */
+
+size_t t_rec_total(t_rec *r) {
+  size_t n;
+  pthread_mutex_lock(&r->mu);
+  n = r->nevs;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+static int pred_total(t_rec *r, long n, long unused) {
+  (void)unused;
+  return (long)r->nevs >= n;
+}
+
+int t_rec_quiet(t_rec *r, int ms) {
+  long before = (long)t_rec_total(r);
+  return wait_until(r, pred_total, before + 1, 0, ms) == 0 ? -1 : 0;
+}
+
+int t_rec_index(t_rec *r, int type, int i) {
+  size_t k;
+  int idx = -1;
+  pthread_mutex_lock(&r->mu);
+  for (k = 0; k < r->nevs; k++)
+    if (r->evs[k].type == type && i-- == 0) {
+      idx = (int)k;
+      break;
+    }
+  pthread_mutex_unlock(&r->mu);
+  return idx;
+}
+
+int t_rec_last(t_rec *r, t_ev *out) {
+  int rc = -1;
+  pthread_mutex_lock(&r->mu);
+  if (r->nevs > 0) {
+    *out = r->evs[r->nevs - 1];
+    rc = 0;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int t_try_connect(const char *host, uint16_t port) {
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  struct sockaddr *sa;
+  socklen_t salen;
+  int fd, one = 1, err;
+  if (strchr(host, ':')) {
+    memset(&a6, 0, sizeof(a6));
+    a6.sin6_family = AF_INET6;
+    a6.sin6_port = htons(port);
+    if (inet_pton(AF_INET6, host, &a6.sin6_addr) != 1) return -EINVAL;
+    sa = (struct sockaddr *)&a6;
+    salen = sizeof(a6);
+  } else {
+    memset(&a4, 0, sizeof(a4));
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons(port);
+    if (inet_pton(AF_INET, host, &a4.sin_addr) != 1) return -EINVAL;
+    sa = (struct sockaddr *)&a4;
+    salen = sizeof(a4);
+  }
+  fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (connect(fd, sa, salen) != 0) {
+    err = errno;
+    close(fd);
+    return -err;
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+int t_count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  int n = 0;
+  if (d == NULL) return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n - 1; /* the directory stream's own descriptor */
+}
+
+/* ---- helpers for the data-path suites (echo, models, toolkit) ---- */
+
+hps_endpoint *t_agent(t_rec *r, int workers, int model) {
+  return t_agent_opts(r, workers, model, NULL);
+}
+
+hps_endpoint *t_client(t_rec *r, int model, uint16_t port) {
+  hps_endpoint *ep = NULL;
+  assert_int_equal(hps_create(HPS_TCP_CLIENT, t_rec_handler, r, &ep), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_RECV_MODEL, model), 0);
+  assert_int_equal(hps_start(ep, "127.0.0.1", port), 0);
+  return ep;
+}
+
+int t_rec_wait_for(t_rec *r, int (*pred)(t_rec *r, void *arg), void *arg,
+                   int timeout_ms) {
+  struct timespec ts;
+  int ok;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&r->mu);
+  while (!(ok = pred(r, arg)))
+    if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
+      ok = pred(r, arg);
+      break;
+    }
+  pthread_mutex_unlock(&r->mu);
+  return ok ? 0 : -1;
+}
+
+typedef struct conn_type_q {
+  hps_conn_id conn;
+  int type;
+  t_ev *out;
+} conn_type_q;
+
+static int pred_conn_type(t_rec *r, void *arg) {
+  conn_type_q *q = arg;
+  size_t k;
+  for (k = 0; k < r->nevs; k++)
+    if (r->evs[k].conn == q->conn && r->evs[k].type == q->type) {
+      if (q->out) *q->out = r->evs[k];
+      return 1;
+    }
+  return 0;
+}
+
+int t_rec_wait_conn(t_rec *r, hps_conn_id conn, int type, t_ev *out,
+                    int timeout_ms) {
+  conn_type_q q = {conn, type, out};
+  return t_rec_wait_for(r, pred_conn_type, &q, timeout_ms);
+}
+
+size_t t_rec_conn_types(t_rec *r, hps_conn_id conn, int *types, size_t cap) {
+  size_t k, n = 0;
+  pthread_mutex_lock(&r->mu);
+  for (k = 0; k < r->nevs; k++)
+    if (r->evs[k].conn == conn) {
+      if (n < cap) types[n] = r->evs[k].type;
+      n++;
+    }
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+int t_rec_conn_count(t_rec *r, hps_conn_id conn, int type) {
+  size_t k;
+  int n = 0;
+  pthread_mutex_lock(&r->mu);
+  for (k = 0; k < r->nevs; k++)
+    if (r->evs[k].conn == conn && r->evs[k].type == type) n++;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+unsigned char *t_rec_data_copy(t_rec *r, size_t *len) {
+  unsigned char *p;
+  pthread_mutex_lock(&r->mu);
+  p = malloc(r->ndata + 1);
+  assert_non_null(p);
+  if (r->ndata) memcpy(p, r->data, r->ndata);
+  *len = r->ndata;
+  pthread_mutex_unlock(&r->mu);
+  return p;
+}
+
+int t_poll(int (*fn)(void *arg), void *arg, int timeout_ms) {
+  uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+  struct timespec ms = {0, 1000000L};
+  for (;;) {
+    if (fn(arg)) return 0;
+    if (t_now_ms() >= deadline) return fn(arg) ? 0 : -1;
+    nanosleep(&ms, NULL);
+  }
+}
+
+int t_listen(int backlog, uint16_t *port) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof(a);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(fd, backlog), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int t_connect_nb(uint16_t port) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int r;
+  assert_true(fd >= 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+  assert_true(r == 0 || errno == EINPROGRESS);
+  return fd;
+}
+
+void t_close_reset(int fd) {
+  struct linger l = {1, 0};
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)), 0);
+  close(fd);
+}
+
+size_t t_recv_until_eof(int fd, void *buf, size_t cap, size_t *total,
+                        int *eof, int timeout_ms) {
+  char tmp[65536];
+  size_t got = 0, all = 0;
+  uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+  *eof = 0;
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    uint64_t now = t_now_ms();
+    ssize_t n;
+    if (now >= deadline) break;
+    if (poll(&p, 1, (int)(deadline - now)) <= 0) continue;
+    n = recv(fd, tmp, sizeof(tmp), 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      *eof = 1;
+      break;
+    }
+    if (got < cap) {
+      size_t k = cap - got < (size_t)n ? cap - got : (size_t)n;
+      memcpy((char *)buf + got, tmp, k);
+      got += k;
+    }
+    all += (size_t)n;
+  }
+  if (total) *total = all;
+  return got;
+}
+
+unsigned char t_pat(uint32_t seed, uint64_t pos) {
+  uint32_t x = (uint32_t)pos * 2654435761u + seed * 40503u + (uint32_t)(pos >> 32);
+  return (unsigned char)((x >> 24) ^ (x >> 13));
+}
+
+void t_pat_fill(void *buf, size_t len, uint32_t seed, uint64_t pos) {
+  unsigned char *p = buf;
+  size_t i;
+  for (i = 0; i < len; i++) p[i] = t_pat(seed, pos + i);
+}
+
+long t_pat_check(const void *buf, size_t len, uint32_t seed, uint64_t pos) {
+  const unsigned char *p = buf;
+  size_t i;
+  for (i = 0; i < len; i++)
+    if (p[i] != t_pat(seed, pos + i)) return (long)i;
+  return -1;
+}
+
+typedef struct t_sink {
+  hps_conn_id conn;
+  unsigned char *data;
+  size_t len, cap;
+  int inside;
+  pthread_t thread;
+  int has_thread;
+} t_sink;
+
+struct t_conns {
+  pthread_mutex_t mu;
+  t_sink *s;
+  size_t n, cap;
+  int overlaps, switches;
+};
+
+t_conns *t_conns_new(void) {
+  t_conns *t = calloc(1, sizeof(*t));
+  assert_non_null(t);
+  pthread_mutex_init(&t->mu, NULL);
+  return t;
+}
+
+void t_conns_free(t_conns *t) {
+  size_t i;
+  if (t == NULL) return;
+  for (i = 0; i < t->n; i++) free(t->s[i].data);
+  free(t->s);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+/* Under t->mu. */
+static t_sink *sink_of(t_conns *t, hps_conn_id conn) {
+  size_t i;
+  for (i = 0; i < t->n; i++)
+    if (t->s[i].conn == conn) return &t->s[i];
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 16;
+    t->s = realloc(t->s, t->cap * sizeof(*t->s));
+    assert_non_null(t->s);
+  }
+  memset(&t->s[t->n], 0, sizeof(t->s[0]));
+  t->s[t->n].conn = conn;
+  return &t->s[t->n++];
+}
+
+void t_conns_add(t_conns *t, hps_conn_id conn, const void *data, size_t len) {
+  t_sink *s;
+  pthread_mutex_lock(&t->mu);
+  s = sink_of(t, conn);
+  if (s->len + len > s->cap) {
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < s->len + len) cap *= 2;
+    s->data = realloc(s->data, cap);
+    assert_non_null(s->data);
+    s->cap = cap;
+  }
+  if (len) memcpy(s->data + s->len, data, len);
+  s->len += len;
+  pthread_mutex_unlock(&t->mu);
+}
+
+size_t t_conns_get(t_conns *t, hps_conn_id conn, void *buf, size_t cap) {
+  size_t i, n = 0;
+  pthread_mutex_lock(&t->mu);
+  for (i = 0; i < t->n; i++)
+    if (t->s[i].conn == conn) {
+      n = t->s[i].len;
+      if (buf && n) memcpy(buf, t->s[i].data, n < cap ? n : cap);
+      break;
+    }
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+int t_conns_enter(t_conns *t, hps_conn_id conn) {
+  t_sink *s;
+  int overlap;
+  pthread_mutex_lock(&t->mu);
+  s = sink_of(t, conn);
+  overlap = s->inside++ > 0;
+  if (overlap) t->overlaps++;
+  if (s->has_thread && !pthread_equal(s->thread, pthread_self()))
+    t->switches++;
+  s->thread = pthread_self();
+  s->has_thread = 1;
+  pthread_mutex_unlock(&t->mu);
+  return overlap;
+}
+
+void t_conns_leave(t_conns *t, hps_conn_id conn) {
+  pthread_mutex_lock(&t->mu);
+  sink_of(t, conn)->inside--;
+  pthread_mutex_unlock(&t->mu);
+}
+
+int t_conns_overlaps(t_conns *t) {
+  int n;
+  pthread_mutex_lock(&t->mu);
+  n = t->overlaps;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+int t_conns_thread_switches(t_conns *t) {
+  int n;
+  pthread_mutex_lock(&t->mu);
+  n = t->switches;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+int t_conns_size(t_conns *t) {
+  int n;
+  pthread_mutex_lock(&t->mu);
+  n = (int)t->n;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+int t_wait_conn_count(hps_endpoint *ep, int n, int timeout_ms) {
+  uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+  for (;;) {
+    struct timespec ts = {0, 1000000L};
+    if (hps_conn_count(ep) == n) return 0;
+    if (t_now_ms() >= deadline) return -1;
+    nanosleep(&ts, NULL);
+  }
+}
+
+static hps_endpoint *make_ep(int role, t_rec *r, int workers, int model,
+                             const int64_t *opts) {
+  hps_endpoint *ep = NULL;
+  assert_int_equal(hps_create(role, t_rec_handler, r, &ep), 0);
+  if (workers > 0)
+    assert_int_equal(hps_setopt(ep, HPS_OPT_WORKERS, workers), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_RECV_MODEL, model), 0);
+  for (; opts && opts[0] != 0; opts += 2)
+    assert_int_equal(hps_setopt(ep, (int)opts[0], opts[1]), 0);
+  return ep;
+}
+
+hps_endpoint *t_server_opts(t_rec *r, int workers, int model,
+                            const int64_t *opts, uint16_t *port) {
+  hps_endpoint *ep = make_ep(HPS_TCP_SERVER, r, workers, model, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  assert_int_equal(hps_listen_address(ep, NULL, 0, port), 0);
+  assert_true(*port != 0);
+  return ep;
+}
+
+hps_endpoint *t_agent_opts(t_rec *r, int workers, int model,
+                           const int64_t *opts) {
+  hps_endpoint *ep = make_ep(HPS_TCP_AGENT, r, workers, model, opts);
+  assert_int_equal(hps_start(ep, NULL, 0), 0);
+  return ep;
+}
+
+void t_stop_free(hps_endpoint *ep) {
+  assert_int_equal(hps_stop(ep), 0);
+  assert_int_equal(hps_free(ep), 0);
+}
+
+hps_conn_id t_nth_conn(t_rec *r, int type, int i) {
+  t_ev e;
+  if (t_rec_wait(r, type, i + 1, T_WAIT_MS) != 0)
+    fail_msg("no event of type %d number %d within %d ms", type, i,
+             T_WAIT_MS);
+  assert_int_equal(t_rec_get(r, type, i, &e), 0);
+  return e.conn;
+}
+
+t_ev t_conn_event(t_rec *r, hps_conn_id conn, int type) {
+  t_ev e;
+  if (t_rec_wait_conn(r, conn, type, &e, T_WAIT_MS) != 0)
+    fail_msg("connection %llx: no event of type %d within %d ms",
+             (unsigned long long)conn, type, T_WAIT_MS);
+  return e;
+}
+
+void t_expect_close(t_ev e, int op, int error) {
+  if (e.type != HPS_EV_CLOSE || e.op != op || e.error != error)
+    fail_msg("event type %d op %d error %d (%s), expected CLOSE op %d error "
+             "%d (%s)",
+             e.type, e.op, e.error, hps_err_name(e.error), op, error,
+             hps_err_name(error));
+}
+
+void t_check_conn_events(t_rec *r, hps_conn_id conn, const int *head,
+                         size_t nhead) {
+  size_t n = t_rec_conn_types(r, conn, NULL, 0), i;
+  int *t = malloc((n + 1) * sizeof(*t));
+  assert_non_null(t);
+  t_rec_conn_types(r, conn, t, n);
+  if (n < nhead + 1)
+    fail_msg("connection %llx: %zu events, expected at least %zu",
+             (unsigned long long)conn, n, nhead + 1);
+  for (i = 0; i < nhead; i++)
+    if (t[i] != head[i])
+      fail_msg("connection %llx: event %zu is type %d, expected %d",
+               (unsigned long long)conn, i, t[i], head[i]);
+  for (; i + 1 < n; i++)
+    if (t[i] != HPS_EV_RECEIVE && t[i] != HPS_EV_SEND)
+      fail_msg("connection %llx: event %zu is type %d, between the "
+               "handshake and CLOSE only RECEIVE and SEND may come",
+               (unsigned long long)conn, i, t[i]);
+  if (t[n - 1] != HPS_EV_CLOSE)
+    fail_msg("connection %llx: last event is type %d, not CLOSE",
+             (unsigned long long)conn, t[n - 1]);
+  free(t);
+}
+
+int t_connect_rcvbuf(uint16_t port, int bytes) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+  assert_true(fd >= 0);
+  assert_int_equal(
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)), 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+#define T_REC_SEED(src, seq) ((uint32_t)(src)*100000u + (uint32_t)(seq))
+
+void t_record_fill(unsigned char *rec, size_t len, int src, uint32_t seq) {
+  rec[0] = (unsigned char)src;
+  rec[1] = (unsigned char)seq;
+  rec[2] = (unsigned char)(seq >> 8);
+  rec[3] = (unsigned char)(seq >> 16);
+  rec[4] = (unsigned char)(seq >> 24);
+  t_pat_fill(rec + 5, len - 5, T_REC_SEED(src, seq), 0);
+}
+
+void t_records_check(const unsigned char *b, size_t len, size_t reclen,
+                     int nsrc, uint32_t per_src) {
+  uint32_t next[256] = {0};
+  size_t off;
+  int i;
+  assert_true(nsrc > 0 && nsrc <= 256);
+  if (len % reclen != 0)
+    fail_msg("%zu bytes are not whole records of %zu", len, reclen);
+  for (off = 0; off < len; off += reclen) {
+    const unsigned char *rec = b + off;
+    int src = rec[0];
+    uint32_t seq = (uint32_t)rec[1] | (uint32_t)rec[2] << 8 |
+                   (uint32_t)rec[3] << 16 | (uint32_t)rec[4] << 24;
+    if (src >= nsrc) fail_msg("record at %zu: bad source %d", off, src);
+    if (seq != next[src])
+      fail_msg("record at %zu: source %d seq %u, expected %u", off, src, seq,
+               next[src]);
+    if (t_pat_check(rec + 5, reclen - 5, T_REC_SEED(src, seq), 0) != -1)
+      fail_msg("record at %zu (source %d seq %u) is not whole: bytes of "
+               "another send inside",
+               off, src, seq);
+    next[src]++;
+  }
+  for (i = 0; i < nsrc; i++)
+    if (next[i] != per_src)
+      fail_msg("source %d: %u records, expected %u", i, next[i], per_src);
+}
+
+typedef struct gone_q {
+  hps_endpoint *ep;
+  hps_conn_id id;
+} gone_q;
+
+static int conn_gone(void *arg) {
+  gone_q *q = arg;
+  uintptr_t x;
+  return hps_get_extra(q->ep, q->id, &x) == HPS_ENOTFOUND;
+}
+
+int t_wait_conn_gone(hps_endpoint *ep, hps_conn_id id, int timeout_ms) {
+  gone_q q = {ep, id};
+  return t_poll(conn_gone, &q, timeout_ms);
 }

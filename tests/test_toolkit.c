@@ -1,0 +1,743 @@
+/* test_toolkit.c - the send and connection-management toolkit end to end:
+ * hps_sendv (one contiguous message, never interleaved; one frame in the
+ * pack model), hps_send_file (ranges, errors, order with later sends),
+ * pause/resume of receiving, hps_disconnect_silent / hps_disconnect_long,
+ * the silence timeout, statistics, and the send-queue limit (memory stays
+ * bounded with a peer that never reads; sends work again once it does). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "hps_test.h"
+
+#define HOST "127.0.0.1"
+#define KIB 1024
+#define MIB (1024 * 1024)
+/* XOR into an ID: a generation no connection ever had */
+#define STALE_BIT 0x8000000000000000ull
+
+/* A server with options and one plain peer whose handshake is done. */
+typedef struct env {
+  t_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  hps_conn_id conn;
+} env;
+
+static void env_start(env *e, int workers, int model, const int64_t *opts,
+                      t_hook hook, void *user) {
+  t_rec_init(&e->r);
+  e->r.hook = hook;
+  e->r.user = user;
+  e->fd = -1; /* a test with several peers keeps their fds itself */
+  e->conn = 0;
+  e->ep = t_server_opts(&e->r, workers, model, opts, &e->port);
+}
+
+static hps_conn_id env_peer(env *e, int i, int *fd) {
+  hps_conn_id c;
+  *fd = t_connect(HOST, e->port);
+  c = t_nth_conn(&e->r, HPS_EV_ACCEPT, i);
+  t_conn_event(&e->r, c, HPS_EV_HANDSHAKE);
+  return c;
+}
+
+static void env_open(env *e, int model, const int64_t *opts, t_hook hook,
+                     void *user) {
+  env_start(e, 1, model, opts, hook, user);
+  e->conn = env_peer(e, 0, &e->fd);
+}
+
+static void env_close(env *e) {
+  if (e->fd >= 0) close(e->fd);
+  t_stop_free(e->ep);
+  t_rec_free(&e->r);
+}
+
+typedef struct stat_q {
+  hps_endpoint *ep;
+  hps_conn_id conn;
+  uint64_t value;
+} stat_q;
+
+static hps_stats stats_of(hps_endpoint *ep, hps_conn_id conn) {
+  hps_stats s;
+  assert_int_equal(hps_get_stats(ep, conn, &s), 0);
+  return s;
+}
+
+static int silence_reached(void *arg) {
+  stat_q *q = arg;
+  hps_stats s;
+  return hps_get_stats(q->ep, q->conn, &s) == 0 && s.silence_ms >= q->value;
+}
+
+static int age_reached(void *arg) {
+  stat_q *q = arg;
+  hps_stats s;
+  return hps_get_stats(q->ep, q->conn, &s) == 0 && s.age_ms >= q->value;
+}
+
+/* ------------------------------------------------------------------ */
+/* hps_sendv                                                           */
+/* ------------------------------------------------------------------ */
+
+/* On RECEIVE of "v": the same gathered send from the loop's own thread. */
+static int hook_sendv_on_v(t_rec *r, const hps_event *ev) {
+  const hps_buf *bufs = r->user;
+  if (ev->type == HPS_EV_RECEIVE && ev->len == 1 &&
+      ((const char *)ev->data)[0] == 'v')
+    return hps_sendv(ev->endpoint, ev->conn, bufs, 4) == 0 ? HPS_HR_OK
+                                                          : HPS_HR_ERROR;
+  return HPS_HR_OK;
+}
+
+static void test_sendv_buffers_arrive_as_one_contiguous_message(void **state) {
+  enum { N = 100 + 70000 + 1 };
+  env e;
+  unsigned char *all = malloc(N), *in = malloc(N);
+  hps_buf bufs[4];
+  (void)state;
+  t_pat_fill(all, N, 50, 0);
+  bufs[0].base = all;
+  bufs[0].len = 100;
+  bufs[1].base = NULL; /* empty buffers are skipped */
+  bufs[1].len = 0;
+  bufs[2].base = all + 100;
+  bufs[2].len = 70000;
+  bufs[3].base = all + 70100;
+  bufs[3].len = 1;
+  env_open(&e, HPS_MODEL_PUSH, NULL, hook_sendv_on_v, bufs);
+  /* from another thread */
+  assert_int_equal(hps_sendv(e.ep, e.conn, bufs, 4), 0);
+  assert_int_equal(t_recv_exact(e.fd, in, N, T_WAIT_MS), N);
+  assert_memory_equal(in, all, N);
+  /* from the handler, on the loop's thread */
+  t_send_all(e.fd, "v", 1);
+  memset(in, 0, N);
+  assert_int_equal(t_recv_exact(e.fd, in, N, T_WAIT_MS), N);
+  assert_memory_equal(in, all, N);
+  /* argument checks */
+  assert_int_equal(hps_sendv(e.ep, e.conn, NULL, 1), HPS_EINVAL);
+  assert_int_equal(hps_sendv(e.ep, e.conn, bufs, 0), HPS_EINVAL);
+  bufs[1].len = 5; /* NULL base with a length */
+  assert_int_equal(hps_sendv(e.ep, e.conn, bufs, 4), HPS_EINVAL);
+  assert_int_equal(stats_of(e.ep, e.conn).msgs_sent, 2);
+  env_close(&e);
+  free(all);
+  free(in);
+}
+
+#define REC 997 /* odd: no record boundary on a power of two */
+
+typedef struct rec_job {
+  hps_endpoint *ep;
+  hps_conn_id conn;
+  int src, n, gathered, failures;
+} rec_job;
+
+/* Sends records either whole (hps_send) or in 4 pieces (hps_sendv). */
+static void *record_sender(void *arg) {
+  rec_job *j = arg;
+  unsigned char rec[REC];
+  int i;
+  for (i = 0; i < j->n; i++) {
+    int r;
+    t_record_fill(rec, REC, j->src, (uint32_t)i);
+    if (j->gathered) {
+      hps_buf b[4] = {{rec, 1}, {rec + 1, 4}, {rec + 5, 500}, {rec + 505,
+                                                              REC - 505}};
+      r = hps_sendv(j->ep, j->conn, b, 4);
+    } else {
+      r = hps_send(j->ep, j->conn, rec, REC);
+    }
+    if (r != 0) j->failures++;
+  }
+  return NULL;
+}
+
+static void test_sendv_never_interleaves_with_concurrent_sends(void **state) {
+  enum { T = 6, PER = 300 };
+  env e;
+  pthread_t th[T];
+  rec_job jobs[T];
+  size_t total = (size_t)T * PER * REC;
+  unsigned char *b = malloc(total);
+  int i;
+  (void)state;
+  env_start(&e, 2, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  e.conn = env_peer(&e, 0, &e.fd);
+  for (i = 0; i < T; i++) {
+    jobs[i].ep = e.ep;
+    jobs[i].conn = e.conn;
+    jobs[i].src = i;
+    jobs[i].n = PER;
+    jobs[i].gathered = i % 2 == 0; /* half sendv, half send */
+    jobs[i].failures = 0;
+    assert_int_equal(pthread_create(&th[i], NULL, record_sender, &jobs[i]),
+                     0);
+  }
+  assert_int_equal(t_recv_exact(e.fd, b, total, 30000), total);
+  for (i = 0; i < T; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(jobs[i].failures, 0);
+  }
+  t_records_check(b, total, REC, T, PER);
+  env_close(&e);
+  free(b);
+}
+
+static void test_sendv_in_pack_model_sends_one_frame(void **state) {
+  env e;
+  unsigned char in[4 + 30], body[30];
+  hps_buf bufs[3] = {{body, 10}, {NULL, 0}, {body + 10, 20}};
+  (void)state;
+  t_pat_fill(body, 30, 51, 0);
+  env_open(&e, HPS_MODEL_PACK, NULL, NULL, NULL);
+  assert_int_equal(hps_sendv(e.ep, e.conn, bufs, 3), 0);
+  assert_int_equal(t_recv_exact(e.fd, in, sizeof(in), T_WAIT_MS), sizeof(in));
+  assert_memory_equal(in, "\x1e\x00\x00\x00", 4); /* one header: 30 bytes */
+  assert_memory_equal(in + 4, body, 30);
+  env_close(&e);
+}
+
+/* ------------------------------------------------------------------ */
+/* hps_send_file                                                       */
+/* ------------------------------------------------------------------ */
+
+#define FILE_LEN (1 * MIB)
+#define FILE_SEED 60u
+
+/* A temp file of FILE_LEN pattern bytes; path in path[64]. */
+static void make_file(char *path) {
+  const char *dir = getenv("TMPDIR");
+  unsigned char *b = malloc(FILE_LEN);
+  int fd;
+  snprintf(path, 64, "%.40s/hps_file_XXXXXX", dir && *dir ? dir : "/tmp");
+  fd = mkstemp(path);
+  assert_true(fd >= 0);
+  t_pat_fill(b, FILE_LEN, FILE_SEED, 0);
+  assert_int_equal(write(fd, b, FILE_LEN), FILE_LEN);
+  close(fd);
+  free(b);
+}
+
+static void test_send_file_whole_part_and_to_the_end(void **state) {
+  env e;
+  char path[64];
+  size_t total = FILE_LEN + 100000 + (FILE_LEN - 1000000);
+  unsigned char *in = malloc(total);
+  (void)state;
+  make_file(path);
+  env_open(&e, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 0, -1), 0);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 12345, 100000), 0);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 1000000, -1), 0);
+  assert_int_equal(t_recv_exact(e.fd, in, total, 20000), total);
+  assert_int_equal(t_pat_check(in, FILE_LEN, FILE_SEED, 0), -1);
+  assert_int_equal(t_pat_check(in + FILE_LEN, 100000, FILE_SEED, 12345), -1);
+  assert_int_equal(t_pat_check(in + FILE_LEN + 100000, FILE_LEN - 1000000,
+                               FILE_SEED, 1000000),
+                   -1);
+  /* the file itself is not changed by sending */
+  env_close(&e);
+  unlink(path);
+  free(in);
+}
+
+static void test_send_file_bad_path_or_range_is_efile(void **state) {
+  env e;
+  char path[64], missing[80], in[8];
+  (void)state;
+  make_file(path);
+  snprintf(missing, sizeof(missing), "%s.missing", path);
+  env_open(&e, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  assert_int_equal(hps_send_file(e.ep, e.conn, missing, 0, -1), HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, "/", 0, -1), HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, FILE_LEN + 1, -1),
+                   HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, FILE_LEN + 1, 1),
+                   HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 0, FILE_LEN + 1),
+                   HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, FILE_LEN - 10, 11),
+                   HPS_EFILE);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, -1, 10), HPS_EINVAL);
+  assert_int_equal(hps_send_file(e.ep, e.conn, NULL, 0, 10), HPS_EINVAL);
+  assert_int_equal(hps_send_file(e.ep, e.conn ^ STALE_BIT, path, 0, 10),
+                   HPS_ENOTFOUND);
+  /* none of those sent anything; the connection works and the last bytes
+   * of the file can be sent */
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, FILE_LEN - 8, 8), 0);
+  assert_int_equal(t_recv_exact(e.fd, in, 8, T_WAIT_MS), 8);
+  assert_int_equal(t_pat_check(in, 8, FILE_SEED, FILE_LEN - 8), -1);
+  env_close(&e);
+  /* pack model: no file sends */
+  env_open(&e, HPS_MODEL_PACK, NULL, NULL, NULL);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 0, -1), HPS_EMODEL);
+  env_close(&e);
+  unlink(path);
+}
+
+/* On RECEIVE of "f": a file send then a send, from the loop's thread. */
+static int hook_file_then_send(t_rec *r, const hps_event *ev) {
+  const char *path = r->user;
+  if (ev->type == HPS_EV_RECEIVE && ev->len == 1 &&
+      ((const char *)ev->data)[0] == 'f') {
+    if (hps_send_file(ev->endpoint, ev->conn, path, 0, -1) != 0 ||
+        hps_send(ev->endpoint, ev->conn, "TRAILER", 7) != 0)
+      return HPS_HR_ERROR;
+  }
+  return HPS_HR_OK;
+}
+
+static void test_sends_after_a_file_send_arrive_after_its_bytes(
+    void **state) {
+  env e;
+  char path[64];
+  size_t total = FILE_LEN + 7 + 5 + 10 + 3;
+  unsigned char *in = malloc(total);
+  hps_buf v[2] = {{"ab", 2}, {"cde", 3}};
+  (void)state;
+  make_file(path);
+  env_open(&e, HPS_MODEL_PUSH, NULL, hook_file_then_send, path);
+  /* from another thread: file, send, sendv, file, send */
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 0, -1), 0);
+  assert_int_equal(hps_send(e.ep, e.conn, "TRAILER", 7), 0);
+  assert_int_equal(hps_sendv(e.ep, e.conn, v, 2), 0);
+  assert_int_equal(hps_send_file(e.ep, e.conn, path, 5, 10), 0);
+  assert_int_equal(hps_send(e.ep, e.conn, "END", 3), 0);
+  assert_int_equal(t_recv_exact(e.fd, in, total, 20000), total);
+  assert_int_equal(t_pat_check(in, FILE_LEN, FILE_SEED, 0), -1);
+  assert_memory_equal(in + FILE_LEN, "TRAILERabcde", 12);
+  assert_int_equal(t_pat_check(in + FILE_LEN + 12, 10, FILE_SEED, 5), -1);
+  assert_memory_equal(in + FILE_LEN + 22, "END", 3);
+  /* from the handler: the send right after the file goes behind it */
+  t_send_all(e.fd, "f", 1);
+  memset(in, 0, total);
+  assert_int_equal(t_recv_exact(e.fd, in, FILE_LEN + 7, 20000),
+                   FILE_LEN + 7);
+  assert_int_equal(t_pat_check(in, FILE_LEN, FILE_SEED, 0), -1);
+  assert_memory_equal(in + FILE_LEN, "TRAILER", 7);
+  env_close(&e);
+  unlink(path);
+  free(in);
+}
+
+/* ------------------------------------------------------------------ */
+/* pause / resume                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Echo every connection but the one in r->user (the paused one). */
+static int hook_echo_others(t_rec *r, const hps_event *ev) {
+  hps_conn_id paused = __atomic_load_n((hps_conn_id *)r->user,
+                                       __ATOMIC_ACQUIRE);
+  if (ev->type == HPS_EV_RECEIVE && ev->conn != paused)
+    hps_send(ev->endpoint, ev->conn, ev->data, ev->len);
+  return HPS_HR_OK;
+}
+
+/* One round trip on the other connection: the loop ran at least once
+ * after the moment it began. */
+static void round_trip(int fd) {
+  char c = 'k';
+  t_send_all(fd, &c, 1);
+  assert_int_equal(t_recv_exact(fd, &c, 1, T_WAIT_MS), 1);
+}
+
+static void test_pause_stops_receive_until_resume(void **state) {
+  env e;
+  hps_conn_id a, b, paused = 0;
+  int fa, fb, one = 65536;
+  size_t sent = 0;
+  unsigned char *out = malloc(8 * MIB), *got;
+  size_t ngot;
+  const int64_t opts[] = {HPS_OPT_RCVBUF, 65536, 0};
+  (void)state;
+  /* one loop, so a round trip on b shows the loop has turned */
+  env_start(&e, 1, HPS_MODEL_PUSH, opts, hook_echo_others, &paused);
+  a = env_peer(&e, 0, &fa);
+  b = env_peer(&e, 1, &fb);
+  __atomic_store_n(&paused, a, __ATOMIC_RELEASE);
+  assert_int_equal(hps_pause_receive(e.ep, a, 1), 0);
+  round_trip(fb); /* the pause command has run by the end of the next */
+  round_trip(fb);
+  /* a's peer sends until TCP stops it: the paused side reads nothing */
+  setsockopt(fa, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+  t_pat_fill(out, 8 * MIB, 70, 0);
+  for (;;) {
+    ssize_t n = send(fa, out + sent, 4096, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    assert_true(n > 0);
+    sent += (size_t)n;
+    assert_true(sent + 4096 <= 8 * MIB); /* flow control must stop it */
+  }
+  round_trip(fb); /* had a been readable and not paused, it would show */
+  round_trip(fb);
+  assert_int_equal(t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE), 0);
+  assert_int_equal(stats_of(e.ep, a).bytes_received, 0);
+  assert_int_equal(stats_of(e.ep, b).bytes_received, 4);
+  /* resume: every byte arrives, in order */
+  assert_int_equal(hps_pause_receive(e.ep, a, 0), 0);
+  assert_int_equal(t_rec_wait_bytes(&e.r, sent + 4, T_WAIT_MS), 0);
+  got = t_rec_data_copy(&e.r, &ngot);
+  /* b's four round trips all came first, then every byte of a's */
+  assert_int_equal(ngot, sent + 4);
+  assert_memory_equal(got, "kkkk", 4);
+  assert_int_equal(t_pat_check(got + 4, sent, 70, 0), -1);
+  assert_int_equal(hps_pause_receive(e.ep, a ^ STALE_BIT, 1), HPS_ENOTFOUND);
+  free(got);
+  close(fa);
+  close(fb);
+  env_close(&e);
+  free(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* silent and long connections                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_disconnect_silent_closes_only_the_silent_connection(
+    void **state) {
+  env e;
+  hps_conn_id quiet, busy;
+  int fq, fb;
+  stat_q q;
+  (void)state;
+  env_start(&e, 2, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  e.r.echo = 1;
+  quiet = env_peer(&e, 0, &fq);
+  busy = env_peer(&e, 1, &fb);
+  q.ep = e.ep;
+  q.conn = quiet;
+  q.value = 200;
+  assert_int_equal(t_poll(silence_reached, &q, T_WAIT_MS), 0);
+  round_trip(fb); /* busy just received something */
+  assert_int_equal(hps_disconnect_silent(e.ep, 200), 1);
+  t_expect_close(t_conn_event(&e.r, quiet, HPS_EV_CLOSE), HPS_OP_CLOSE,
+                 HPS_ESILENCE);
+  assert_int_equal(t_wait_eof(fq, T_WAIT_MS), 1);
+  round_trip(fb); /* busy goes on */
+  assert_int_equal(t_rec_conn_count(&e.r, busy, HPS_EV_CLOSE), 0);
+  assert_int_equal(hps_conn_count(e.ep), 1);
+  assert_int_equal(hps_disconnect_silent(e.ep, 0), HPS_EINVAL);
+  assert_int_equal(hps_disconnect_silent(e.ep, -5), HPS_EINVAL);
+  close(fq);
+  close(fb);
+  env_close(&e);
+}
+
+static void test_disconnect_long_closes_only_the_old_connection(
+    void **state) {
+  env e;
+  hps_conn_id old, young;
+  int fo, fy;
+  stat_q q;
+  (void)state;
+  env_start(&e, 2, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  e.r.echo = 1;
+  old = env_peer(&e, 0, &fo);
+  round_trip(fo); /* activity does not make a connection younger */
+  q.ep = e.ep;
+  q.conn = old;
+  q.value = 200;
+  assert_int_equal(t_poll(age_reached, &q, T_WAIT_MS), 0);
+  young = env_peer(&e, 1, &fy);
+  assert_int_equal(hps_disconnect_long(e.ep, 200), 1);
+  t_expect_close(t_conn_event(&e.r, old, HPS_EV_CLOSE), HPS_OP_CLOSE, 0);
+  assert_int_equal(t_wait_eof(fo, T_WAIT_MS), 1);
+  round_trip(fy);
+  assert_int_equal(t_rec_conn_count(&e.r, young, HPS_EV_CLOSE), 0);
+  assert_int_equal(hps_disconnect_long(e.ep, 0), HPS_EINVAL);
+  close(fo);
+  close(fy);
+  env_close(&e);
+}
+
+static void test_silence_timeout_closes_a_silent_connection(void **state) {
+  env e;
+  hps_conn_id quiet, busy;
+  int fq, fb;
+  uint64_t t0;
+  t_ev ev;
+  const int64_t opts[] = {HPS_OPT_SILENCE_TIMEOUT, 300, 0};
+  (void)state;
+  env_start(&e, 2, HPS_MODEL_PUSH, opts, NULL, NULL);
+  e.r.echo = 1;
+  t0 = t_now_ms();
+  quiet = env_peer(&e, 0, &fq);
+  busy = env_peer(&e, 1, &fb);
+  /* busy talks every 30 ms until quiet is closed */
+  while (t_rec_wait_conn(&e.r, quiet, HPS_EV_CLOSE, &ev, 30) != 0) {
+    assert_true(t_now_ms() - t0 < T_WAIT_MS);
+    round_trip(fb);
+  }
+  t_expect_close(ev, HPS_OP_RECEIVE, HPS_ESILENCE);
+  assert_true(t_now_ms() - t0 >= 250); /* not before the timeout */
+  assert_int_equal(t_wait_eof(fq, T_WAIT_MS), 1);
+  assert_int_equal(t_rec_conn_count(&e.r, busy, HPS_EV_CLOSE), 0);
+  round_trip(fb);
+  close(fq);
+  close(fb);
+  env_close(&e);
+}
+
+/* ------------------------------------------------------------------ */
+/* statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+static void test_stats_count_bytes_and_messages(void **state) {
+  env e;
+  hps_conn_id a, b;
+  int fa, fb;
+  char buf[300], path[64];
+  hps_stats s, t;
+  stat_q q;
+  hps_buf v[2] = {{"12345", 5}, {"678", 3}};
+  (void)state;
+  memset(buf, 's', sizeof(buf));
+  env_start(&e, 2, HPS_MODEL_PUSH, NULL, NULL, NULL);
+  a = env_peer(&e, 0, &fa);
+  b = env_peer(&e, 1, &fb);
+  s = stats_of(e.ep, a);
+  assert_true(s.bytes_sent == 0 && s.bytes_received == 0);
+  assert_true(s.msgs_sent == 0 && s.msgs_received == 0);
+  /* received: two separate reads on a, one on b */
+  t_send_all(fa, buf, 100);
+  t_rec_wait(&e.r, HPS_EV_RECEIVE, 1, T_WAIT_MS);
+  t_send_all(fa, buf, 200);
+  assert_int_equal(t_rec_wait_bytes(&e.r, 300, T_WAIT_MS), 0);
+  t_send_all(fb, buf, 10);
+  assert_int_equal(t_rec_wait_bytes(&e.r, 310, T_WAIT_MS), 0);
+  s = stats_of(e.ep, a);
+  assert_int_equal(s.bytes_received, 300);
+  assert_int_equal(s.msgs_received, t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE));
+  assert_int_equal(s.msgs_received, 2);
+  /* sent: send, sendv and a file send are one message each */
+  make_file(path);
+  assert_int_equal(hps_send(e.ep, a, buf, 50), 0);
+  assert_int_equal(hps_sendv(e.ep, a, v, 2), 0);
+  assert_int_equal(hps_send_file(e.ep, a, path, 0, 1000), 0);
+  assert_int_equal(t_recv_exact(fa, buf, 58, T_WAIT_MS), 58);
+  {
+    unsigned char *f = malloc(1000);
+    assert_int_equal(t_recv_exact(fa, f, 1000, T_WAIT_MS), 1000);
+    free(f);
+  }
+  s = stats_of(e.ep, a);
+  assert_int_equal(s.bytes_sent, 1058);
+  assert_int_equal(s.msgs_sent, 3);
+  /* the endpoint (ID 0): totals of all its connections */
+  t = stats_of(e.ep, 0);
+  assert_int_equal(t.bytes_received, 310);
+  assert_int_equal(t.msgs_received, 3);
+  assert_int_equal(t.bytes_sent, 1058);
+  assert_int_equal(t.msgs_sent, 3);
+  /* closed connections stay in the totals */
+  close(fa);
+  t_conn_event(&e.r, a, HPS_EV_CLOSE);
+  assert_int_equal(t_wait_conn_gone(e.ep, a, T_WAIT_MS), 0);
+  assert_int_equal(hps_get_stats(e.ep, a, &s), HPS_ENOTFOUND);
+  t = stats_of(e.ep, 0);
+  assert_int_equal(t.bytes_received, 310);
+  assert_int_equal(t.bytes_sent, 1058);
+  assert_int_equal(hps_get_stats(e.ep, b, NULL), HPS_EINVAL);
+  /* ages grow; a receive resets the silence */
+  q.ep = e.ep;
+  q.conn = b;
+  q.value = 60;
+  assert_int_equal(t_poll(silence_reached, &q, T_WAIT_MS), 0);
+  assert_int_equal(t_poll(age_reached, &q, T_WAIT_MS), 0);
+  s = stats_of(e.ep, b);
+  assert_true(s.age_ms >= s.silence_ms);
+  t_send_all(fb, "x", 1);
+  assert_int_equal(t_rec_wait_bytes(&e.r, 311, T_WAIT_MS), 0);
+  t = stats_of(e.ep, b);
+  assert_true(t.silence_ms < s.silence_ms);
+  assert_true(t.age_ms >= s.age_ms);
+  close(fb);
+  env_close(&e);
+  unlink(path);
+}
+
+static void test_stats_of_a_client_by_id_zero(void **state) {
+  t_rec rs, rc;
+  hps_endpoint *srv, *cl;
+  uint16_t port;
+  hps_conn_id id;
+  hps_stats s;
+  (void)state;
+  t_rec_init(&rs);
+  t_rec_init(&rc);
+  rs.echo = 1;
+  srv = t_server(&rs, 1, HPS_MODEL_PUSH, &port);
+  cl = t_client(&rc, HPS_MODEL_PUSH, port);
+  id = t_nth_conn(&rc, HPS_EV_HANDSHAKE, 0);
+  assert_int_equal(hps_send(cl, 0, "hello", 5), 0);
+  assert_int_equal(t_rec_wait_bytes(&rc, 5, T_WAIT_MS), 0);
+  assert_int_equal(hps_get_stats(cl, 0, &s), 0);
+  assert_int_equal(s.bytes_sent, 5);
+  assert_int_equal(s.bytes_received, 5);
+  assert_int_equal(s.msgs_sent, 1);
+  assert_int_equal(hps_get_stats(cl, id, &s), 0);
+  assert_int_equal(s.bytes_sent, 5);
+  t_stop_free(cl);
+  t_stop_free(srv);
+  t_rec_free(&rs);
+  t_rec_free(&rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* the send-queue limit                                                */
+/* ------------------------------------------------------------------ */
+
+#define BLOCK (64 * KIB)
+#define QUEUE_MAX (256 * KIB)
+#define QUEUE_SEED 80u
+
+static const int64_t QUEUE_OPTS[] = {HPS_OPT_MAX_SEND_QUEUE, QUEUE_MAX,
+                                     HPS_OPT_SNDBUF, 64 * KIB, 0};
+
+/* Send pattern blocks at stream offset *off until one is refused with
+ * HPS_ESENDQ (or max blocks went); returns the last result. */
+static int send_until_full(hps_endpoint *ep, hps_conn_id c, uint64_t *off,
+                           int max) {
+  unsigned char *b = malloc(BLOCK);
+  int i, r = 0;
+  for (i = 0; i < max; i++) {
+    t_pat_fill(b, BLOCK, QUEUE_SEED, *off);
+    r = hps_send(ep, c, b, BLOCK);
+    if (r != 0) break;
+    *off += BLOCK;
+  }
+  free(b);
+  if (r != 0 && r != HPS_ESENDQ)
+    fprintf(stderr, "hps_send failed with %s\n", hps_err_name(r));
+  return r;
+}
+
+typedef struct retry_q {
+  hps_endpoint *ep;
+  hps_conn_id conn;
+  uint64_t *off;
+} retry_q;
+
+static int one_block_accepted(void *arg) {
+  retry_q *q = arg;
+  return send_until_full(q->ep, q->conn, q->off, 1) == 0;
+}
+
+/* The peer reads `len` bytes: pattern from stream offset `from`. */
+static void read_blocks(int fd, uint64_t from, uint64_t len) {
+  unsigned char *in = malloc(len);
+  assert_int_equal(t_recv_exact(fd, in, len, 30000), len);
+  assert_int_equal(t_pat_check(in, len, QUEUE_SEED, from), -1);
+  free(in);
+}
+
+static void test_send_queue_limit_bounds_memory_and_recovers(void **state) {
+  env e;
+  uint64_t off = 0;
+  retry_q rq;
+  (void)state;
+  env_start(&e, 1, HPS_MODEL_PUSH, QUEUE_OPTS, NULL, NULL);
+  e.fd = t_connect_rcvbuf(e.port, 64 * KIB); /* and never reads, for now */
+  e.conn = t_nth_conn(&e.r, HPS_EV_ACCEPT, 0);
+  t_conn_event(&e.r, e.conn, HPS_EV_HANDSHAKE);
+  /* from this (foreign) thread: the limit must be hit, long before the
+   * 1024 blocks (64 MiB) allowed here */
+  assert_int_equal(send_until_full(e.ep, e.conn, &off, 1024), HPS_ESENDQ);
+  assert_true(off < 16 * MIB); /* only kernel buffers + the queue */
+  assert_true(off >= QUEUE_MAX);
+  /* the peer reads exactly what was accepted: nothing of a refused send */
+  read_blocks(e.fd, 0, off);
+  /* drained: sends work again */
+  rq.ep = e.ep;
+  rq.conn = e.conn;
+  rq.off = &off;
+  assert_int_equal(t_poll(one_block_accepted, &rq, T_WAIT_MS), 0);
+  read_blocks(e.fd, off - BLOCK, BLOCK);
+  /* and the connection is healthy */
+  assert_int_equal(t_rec_conn_count(&e.r, e.conn, HPS_EV_CLOSE), 0);
+  env_close(&e);
+}
+
+typedef struct full_note {
+  uint64_t off;
+  int result, done; /* done: atomic */
+} full_note;
+
+/* On RECEIVE of "go": send blocks from the loop's own thread until the
+ * limit refuses one. */
+static int hook_fill_queue(t_rec *r, const hps_event *ev) {
+  full_note *n = r->user;
+  if (ev->type == HPS_EV_RECEIVE && ev->len == 2 &&
+      memcmp(ev->data, "go", 2) == 0) {
+    n->result = send_until_full(ev->endpoint, ev->conn, &n->off, 1024);
+    __atomic_store_n(&n->done, 1, __ATOMIC_RELEASE);
+  }
+  return HPS_HR_OK;
+}
+
+static int note_done(void *arg) {
+  full_note *n = arg;
+  return __atomic_load_n(&n->done, __ATOMIC_ACQUIRE);
+}
+
+static void test_send_queue_limit_from_the_loop_thread(void **state) {
+  env e;
+  full_note note;
+  retry_q rq;
+  (void)state;
+  memset(&note, 0, sizeof(note));
+  env_start(&e, 1, HPS_MODEL_PUSH, QUEUE_OPTS, hook_fill_queue, &note);
+  e.fd = t_connect_rcvbuf(e.port, 64 * KIB);
+  e.conn = t_nth_conn(&e.r, HPS_EV_ACCEPT, 0);
+  t_conn_event(&e.r, e.conn, HPS_EV_HANDSHAKE);
+  t_send_all(e.fd, "go", 2);
+  assert_int_equal(t_poll(note_done, &note, T_WAIT_MS), 0);
+  assert_int_equal(note.result, HPS_ESENDQ);
+  assert_true(note.off < 16 * MIB);
+  assert_true(note.off >= QUEUE_MAX);
+  read_blocks(e.fd, 0, note.off);
+  rq.ep = e.ep;
+  rq.conn = e.conn;
+  rq.off = &note.off;
+  assert_int_equal(t_poll(one_block_accepted, &rq, T_WAIT_MS), 0);
+  read_blocks(e.fd, note.off - BLOCK, BLOCK);
+  env_close(&e);
+}
+
+int main(void) {
+  const char *filter = getenv("HPS_TEST_FILTER");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sendv_buffers_arrive_as_one_contiguous_message),
+      cmocka_unit_test(test_sendv_never_interleaves_with_concurrent_sends),
+      cmocka_unit_test(test_sendv_in_pack_model_sends_one_frame),
+      cmocka_unit_test(test_send_file_whole_part_and_to_the_end),
+      cmocka_unit_test(test_send_file_bad_path_or_range_is_efile),
+      cmocka_unit_test(test_sends_after_a_file_send_arrive_after_its_bytes),
+      cmocka_unit_test(test_pause_stops_receive_until_resume),
+      cmocka_unit_test(
+          test_disconnect_silent_closes_only_the_silent_connection),
+      cmocka_unit_test(test_disconnect_long_closes_only_the_old_connection),
+      cmocka_unit_test(test_silence_timeout_closes_a_silent_connection),
+      cmocka_unit_test(test_stats_count_bytes_and_messages),
+      cmocka_unit_test(test_stats_of_a_client_by_id_zero),
+      cmocka_unit_test(test_send_queue_limit_bounds_memory_and_recovers),
+      cmocka_unit_test(test_send_queue_limit_from_the_loop_thread),
+  };
+  if (filter) cmocka_set_test_filter(filter);
+  return cmocka_run_group_tests_name("toolkit", tests, NULL, NULL);
+}
