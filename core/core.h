@@ -148,7 +148,13 @@ struct hps__loop {
   int stopping;
   int handles_closed;
   uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic totals */
+  /* Write corking: while one read of `corked` is being delivered, its own
+   * sends from the handler gather here and go out in one write at the end
+   * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
+  hps__conn *corked;
+  size_t cork_len;
   char readbuf[HPS__READ_BUF];
+  char cork[HPS__READ_BUF];
 };
 
 struct hps_endpoint {
@@ -235,6 +241,12 @@ void hps__conn_close(hps__conn *c, int op, int err);
 void hps__conn_disconnect(hps__conn *c, int force, int err);
 void hps__conn_pause(hps__conn *c, int pause);
 int hps__conn_write(hps__conn *c, hps__wreq *w);
+/* Loop thread: append bytes to the cork of c if it is being delivered a
+ * read and they fit; 1 if taken, 0 if the caller must write them itself. */
+int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
+                     const uint8_t *hdr, size_t hdrlen, size_t total);
+/* Write out what c's cork holds (no-op when it holds nothing of c's). */
+void hps__cork_flush(hps__conn *c);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);
 int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t);
 void hps__on_timer(uv_timer_t *t);

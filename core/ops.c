@@ -111,14 +111,23 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   id = resolve_id(ep, id);
   if (on_owner(ep, id)) {
     hps__conn *c = own_conn(ep, id, &err);
+    int send_events = (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
     if (c == NULL) return err;
     if (HPS__LOAD(&c->state) != HPS__C_OPEN) return HPS_ESTATE;
     if (HPS__LOAD(&c->queued) + total + hdr >
         (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
       return HPS_ESENDQ;
+    if (!send_events) { /* answering inside its own RECEIVE: gather */
+      uint8_t h[HPS__PACK_HEADER];
+      if (pack)
+        hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
+                         (uint32_t)total);
+      if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
+      hps__cork_flush(c); /* full: keep order, then write this one */
+      if (c->handle_closing) return HPS_ENOTFOUND;
+    }
     /* Fast path: straight from the caller's buffers into the socket. */
-    if (n == 1 && !pack && c->file == NULL &&
-        !(HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) &&
+    if (n == 1 && !pack && c->file == NULL && !send_events &&
         c->tcp.write_queue_size == 0) {
       uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
       ssize_t r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);

@@ -13,6 +13,7 @@
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
+static void deliver(hps__conn *c, char *base, size_t nread);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
@@ -153,6 +154,8 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
   }
   c->close_op = HPS_OP_CLOSE;
   c->close_err = err;
+  hps__cork_flush(c); /* sent before the disconnect: goes out before FIN */
+  if (c->handle_closing) return; /* the flush failed and closed it */
   HPS__STORE(&c->state, HPS__C_CLOSING);
   uv_read_stop((uv_stream_t *)&c->tcp);
   if (c->file != NULL || c->defer_head != NULL)
@@ -245,7 +248,6 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
-  int r;
   if (nread <= 0) {
     if (nread < 0)
       hps__conn_close(c, HPS_OP_RECEIVE, nread == UV_EOF ? 0 : (int)nread);
@@ -254,18 +256,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state != HPS__C_OPEN) return;
   HPS__STORE(&c->t_recv, now_ms());
   count_recv(c, (size_t)nread, 0);
+  c->loop->corked = c;
+  deliver(c, buf->base, (size_t)nread);
+  hps__cork_flush(c);
+  c->loop->corked = NULL;
+}
+
+static void deliver(hps__conn *c, char *base, size_t nread) {
+  int r;
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
-    read_pull(c, buf->base, (size_t)nread);
+    read_pull(c, base, nread);
     break;
   case HPS_MODEL_PACK:
-    r = hps__pack_feed(c->pack, (const uint8_t *)buf->base, (size_t)nread,
+    r = hps__pack_feed(c->pack, (const uint8_t *)base, nread,
                        on_frame, c);
     if (r < 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
     break;
   default:
     count_recv(c, 0, 1);
-    if (hps__emit(c, HPS_EV_RECEIVE, buf->base, (size_t)nread) ==
+    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
         HPS_HR_ERROR)
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
   }
@@ -517,8 +527,62 @@ static void defer(hps__conn *c, hps__wreq *w) {
   HPS__ADD(&c->queued, w->len);
 }
 
+int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
+                     const uint8_t *hdr, size_t hdrlen, size_t total) {
+  hps__loop *lp = c->loop;
+  char *p;
+  int i;
+  if (lp->corked != c || c->file != NULL ||
+      lp->cork_len + hdrlen + total > sizeof(lp->cork))
+    return 0;
+  p = lp->cork + lp->cork_len;
+  memcpy(p, hdr, hdrlen);
+  p += hdrlen;
+  for (i = 0; i < n; i++) {
+    if (bufs[i].len == 0) continue; /* base may be NULL */
+    memcpy(p, bufs[i].base, bufs[i].len);
+    p += bufs[i].len;
+  }
+  lp->cork_len += hdrlen + total;
+  count_sent(c, total, 1);
+  return 1;
+}
+
+void hps__cork_flush(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  size_t n = lp->cork_len;
+  ssize_t r = 0;
+  hps__wreq *w;
+  if (lp->corked != c || n == 0) return;
+  lp->cork_len = 0;
+  if (c->handle_closing) return; /* closed by force: the bytes go with it */
+  if (c->file == NULL && c->tcp.write_queue_size == 0) {
+    uv_buf_t b = uv_buf_init(lp->cork, (unsigned)n);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)n) return;
+    if (r < 0 && r != UV_EAGAIN) {
+      hps__conn_close(c, HPS_OP_SEND, (int)r);
+      return;
+    }
+    if (r < 0) r = 0;
+  }
+  w = hps__wreq_new(n - (size_t)r);
+  if (w == NULL) {
+    hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
+    return;
+  }
+  memcpy(w->data, lp->cork + r, n - (size_t)r);
+  w->kind = HPS__CMD_SEND;
+  w->id = c->id;
+  if (c->file != NULL)
+    defer(c, w);
+  else
+    queue_write(c, w);
+}
+
 int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
+  hps__cork_flush(c); /* what the handler sent before goes first */
   if (c->file != NULL) { /* keep order behind the file being sent */
     defer(c, w);
     return 0;
