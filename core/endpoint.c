@@ -277,9 +277,10 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
     }
   }
   if (r == 0 && ep->role == HPS_TCP_SERVER) {
+    hps_endpoint *outer = tls_starting; /* a start from inside a PREPARE */
     tls_starting = ep;
     r = open_listeners(ep, host, port);
-    tls_starting = NULL;
+    tls_starting = outer;
   }
 
   uv_mutex_lock(&ep->mutex);
