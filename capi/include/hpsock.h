@@ -323,7 +323,10 @@ typedef struct hps_buf {
  * is closing),
  * HPS_ESENDQ (the connection's unsent bytes would exceed
  * HPS_OPT_MAX_SEND_QUEUE; nothing was queued), HPS_EPACKSIZE /
- * HPS_EPACKEMPTY (pack model: body over the max or empty). */
+ * HPS_EPACKEMPTY (pack model: body over the max or empty), or a system
+ * error (e.g. ECONNRESET, EPIPE) when the socket failed as the bytes were
+ * written on the loop thread: the connection is then closing and its CLOSE
+ * has op HPS_OP_SEND. */
 HPS_EXTERN int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data,
                         size_t len);
 
@@ -394,7 +397,9 @@ HPS_EXTERN int hps_get_extra(hps_endpoint *ep, hps_conn_id id,
 
 /* Counters of a connection, or of the whole endpoint (id = 0 on a server or
  * agent: totals over its life since the last start, closed connections
- * included). Ages are in milliseconds. */
+ * included). Ages are in milliseconds. Counters are updated on the loop
+ * thread as bytes move, so a peer may see bytes a moment before they are
+ * counted here. */
 typedef struct hps_stats {
   uint64_t bytes_sent;
   uint64_t bytes_received;

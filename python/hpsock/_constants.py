@@ -1,0 +1,118 @@
+"""Enumerations of the C ABI (hpsock.h), as IntEnums.
+
+Values come from the compiled module, so they always match the library
+this package carries.
+"""
+
+from enum import IntEnum
+
+from . import _hpsock_swig as _c
+
+__all__ = ["Result", "OK", "IGNORE", "ERROR", "Role", "Model", "Event",
+           "Op", "State", "Option", "EVENTS_ALL"]
+
+
+class Result(IntEnum):
+    """What an event handler returns (``None`` counts as ``OK``)."""
+
+    OK = _c.HPS_HR_OK
+    """Go on."""
+    IGNORE = _c.HPS_HR_IGNORE
+    """Go on; the event needs nothing more from hpsock."""
+    ERROR = _c.HPS_HR_ERROR
+    """PREPARE: abort the listen/connect; ACCEPT: refuse the connection;
+    CONNECT, HANDSHAKE, RECEIVE, SEND: close the connection with error
+    ``HPS_EHANDLER``. Ignored for CLOSE and SHUTDOWN."""
+
+
+OK = Result.OK
+IGNORE = Result.IGNORE
+ERROR = Result.ERROR
+
+
+class Role(IntEnum):
+    """An endpoint's role."""
+
+    TCP_SERVER = _c.HPS_TCP_SERVER
+    TCP_AGENT = _c.HPS_TCP_AGENT
+    TCP_CLIENT = _c.HPS_TCP_CLIENT
+
+
+class Model(IntEnum):
+    """Receive model (option ``recv_model``)."""
+
+    PUSH = _c.HPS_MODEL_PUSH
+    """Every read is delivered to ``on_receive`` as bytes."""
+    PULL = _c.HPS_MODEL_PULL
+    """``on_receive`` gets the number of bytes waiting; take them with
+    ``fetch``/``peek``."""
+    PACK = _c.HPS_MODEL_PACK
+    """``on_receive`` gets one whole length-prefixed frame body."""
+
+
+class Event(IntEnum):
+    """Event types; ``1 << Event.X`` is its bit in the ``events`` option."""
+
+    PREPARE = _c.HPS_EV_PREPARE
+    ACCEPT = _c.HPS_EV_ACCEPT
+    CONNECT = _c.HPS_EV_CONNECT
+    HANDSHAKE = _c.HPS_EV_HANDSHAKE
+    RECEIVE = _c.HPS_EV_RECEIVE
+    SEND = _c.HPS_EV_SEND
+    CLOSE = _c.HPS_EV_CLOSE
+    SHUTDOWN = _c.HPS_EV_SHUTDOWN
+
+    @property
+    def bit(self) -> int:
+        """This event's bit in the ``events`` option."""
+        return 1 << self.value
+
+
+EVENTS_ALL = _c.HPS_EVENTS_ALL
+
+
+class Op(IntEnum):
+    """The operation during which a connection closed (``on_close``)."""
+
+    UNKNOWN = _c.HPS_OP_UNKNOWN
+    ACCEPT = _c.HPS_OP_ACCEPT
+    CONNECT = _c.HPS_OP_CONNECT
+    SEND = _c.HPS_OP_SEND
+    RECEIVE = _c.HPS_OP_RECEIVE
+    """Includes a normal close by the peer (error 0)."""
+    CLOSE = _c.HPS_OP_CLOSE
+    """Closed locally: disconnect or stop (error 0)."""
+
+
+class State(IntEnum):
+    """An endpoint's life-cycle state."""
+
+    CREATED = _c.HPS_STATE_CREATED
+    STARTED = _c.HPS_STATE_STARTED
+    STOPPING = _c.HPS_STATE_STOPPING
+    STOPPED = _c.HPS_STATE_STOPPED
+
+
+class Option(IntEnum):
+    """Option keys for ``getopt``/``setopt`` (each is also a keyword
+    argument and a property of the endpoints, named in lower case)."""
+
+    WORKERS = _c.HPS_OPT_WORKERS
+    RECV_MODEL = _c.HPS_OPT_RECV_MODEL
+    SNDBUF = _c.HPS_OPT_SNDBUF
+    RCVBUF = _c.HPS_OPT_RCVBUF
+    MAX_CONNECTIONS = _c.HPS_OPT_MAX_CONNECTIONS
+    KEEPALIVE_TIME = _c.HPS_OPT_KEEPALIVE_TIME
+    KEEPALIVE_INTERVAL = _c.HPS_OPT_KEEPALIVE_INTERVAL
+    NODELAY = _c.HPS_OPT_NODELAY
+    REUSE_ADDR = _c.HPS_OPT_REUSE_ADDR
+    IPV6_ONLY = _c.HPS_OPT_IPV6_ONLY
+    MAX_SEND_QUEUE = _c.HPS_OPT_MAX_SEND_QUEUE
+    FREE_POOL = _c.HPS_OPT_FREE_POOL
+    CONNECT_TIMEOUT = _c.HPS_OPT_CONNECT_TIMEOUT
+    EVENTS = _c.HPS_OPT_EVENTS
+    BACKLOG = _c.HPS_OPT_BACKLOG
+    PACK_FLAG = _c.HPS_OPT_PACK_FLAG
+    PACK_MAX = _c.HPS_OPT_PACK_MAX
+    PULL_MAX = _c.HPS_OPT_PULL_MAX
+    SILENCE_TIMEOUT = _c.HPS_OPT_SILENCE_TIMEOUT
