@@ -1,0 +1,266 @@
+// Enums.cs - the public enums. Every value comes from hpsock.h through the
+// SWIG-generated internal enums, so the header stays the one source.
+using System;
+
+namespace HpSock
+{
+    /// <summary>What an event handler returns.</summary>
+    public enum HandleResult
+    {
+        /// <summary>Go on.</summary>
+        Ok = (int)hps_result.HPS_HR_OK,
+
+        /// <summary>Go on; the event needs nothing more from hpsock.</summary>
+        Ignore = (int)hps_result.HPS_HR_IGNORE,
+
+        /// <summary>PREPARE: abort the listen or connect. ACCEPT: refuse the
+        /// connection (no close event follows). CONNECT, HANDSHAKE, RECEIVE,
+        /// SEND: close the connection with <see cref="HpSockError.Handler"/>.
+        /// Ignored for CLOSE and SHUTDOWN.</summary>
+        Error = (int)hps_result.HPS_HR_ERROR,
+    }
+
+    /// <summary>The role of an endpoint.</summary>
+    public enum EndpointRole
+    {
+        /// <summary>Listens and accepts many connections.</summary>
+        Server = (int)hps_role_kind.HPS_TCP_SERVER,
+
+        /// <summary>Makes many outbound connections.</summary>
+        Agent = (int)hps_role_kind.HPS_TCP_AGENT,
+
+        /// <summary>Owns one outbound connection.</summary>
+        Client = (int)hps_role_kind.HPS_TCP_CLIENT,
+    }
+
+    /// <summary>How received bytes are delivered.</summary>
+    public enum ReceiveModel
+    {
+        /// <summary>Every read is delivered in
+        /// <see cref="IListener.OnReceive(TcpEndpoint, ulong, ReadOnlySpan{byte})"/>.</summary>
+        Push = (int)hps_model.HPS_MODEL_PUSH,
+
+        /// <summary>The receive event says how many bytes wait
+        /// (<see cref="IListener.OnReceive(TcpEndpoint, ulong, long)"/>); the
+        /// application fetches or peeks exactly what it wants.</summary>
+        Pull = (int)hps_model.HPS_MODEL_PULL,
+
+        /// <summary>Each receive event carries one whole length-prefixed frame
+        /// (HP-Socket's pack model); sends are framed likewise.</summary>
+        Pack = (int)hps_model.HPS_MODEL_PACK,
+    }
+
+    /// <summary>The state of an endpoint.</summary>
+    public enum EndpointState
+    {
+        /// <summary>Created, never started.</summary>
+        Created = (int)hps_state_kind.HPS_STATE_CREATED,
+
+        /// <summary>Running.</summary>
+        Started = (int)hps_state_kind.HPS_STATE_STARTED,
+
+        /// <summary>Stopping: connections are being closed.</summary>
+        Stopping = (int)hps_state_kind.HPS_STATE_STOPPING,
+
+        /// <summary>Stopped (SHUTDOWN delivered); may be started again.</summary>
+        Stopped = (int)hps_state_kind.HPS_STATE_STOPPED,
+    }
+
+    /// <summary>The operation during which a connection closed.</summary>
+    public enum SocketOperation
+    {
+        /// <summary>Unknown.</summary>
+        Unknown = (int)hps_op.HPS_OP_UNKNOWN,
+
+        /// <summary>While accepting.</summary>
+        Accept = (int)hps_op.HPS_OP_ACCEPT,
+
+        /// <summary>While connecting.</summary>
+        Connect = (int)hps_op.HPS_OP_CONNECT,
+
+        /// <summary>While sending.</summary>
+        Send = (int)hps_op.HPS_OP_SEND,
+
+        /// <summary>While receiving; includes a normal close by the peer
+        /// (error <see cref="HpSockError.None"/>).</summary>
+        Receive = (int)hps_op.HPS_OP_RECEIVE,
+
+        /// <summary>Closed locally: disconnect or stop.</summary>
+        Close = (int)hps_op.HPS_OP_CLOSE,
+    }
+
+    /// <summary>The events an endpoint delivers (option
+    /// <see cref="EndpointOption.Events"/>). Close and Shutdown are always
+    /// delivered.</summary>
+    [Flags]
+    public enum EventKinds : uint
+    {
+        /// <summary>Only Close and Shutdown.</summary>
+        None = 0,
+
+        /// <summary>Socket made, before listen or connect.</summary>
+        Prepare = 1u << (int)hps_event_type.HPS_EV_PREPARE,
+
+        /// <summary>A server accepted a connection.</summary>
+        Accept = 1u << (int)hps_event_type.HPS_EV_ACCEPT,
+
+        /// <summary>An agent or client connection was established.</summary>
+        Connect = 1u << (int)hps_event_type.HPS_EV_CONNECT,
+
+        /// <summary>A connection is ready for traffic.</summary>
+        HandShake = 1u << (int)hps_event_type.HPS_EV_HANDSHAKE,
+
+        /// <summary>Data arrived.</summary>
+        Receive = 1u << (int)hps_event_type.HPS_EV_RECEIVE,
+
+        /// <summary>Bytes were handed to the kernel.</summary>
+        Send = 1u << (int)hps_event_type.HPS_EV_SEND,
+
+        /// <summary>A connection closed (always delivered).</summary>
+        Close = 1u << (int)hps_event_type.HPS_EV_CLOSE,
+
+        /// <summary>The endpoint stopped (always delivered).</summary>
+        Shutdown = 1u << (int)hps_event_type.HPS_EV_SHUTDOWN,
+
+        /// <summary>Every event.</summary>
+        All = Prepare | Accept | Connect | HandShake | Receive | Send | Close | Shutdown,
+    }
+
+    /// <summary>Option keys (hps_option). All values are 64-bit integers;
+    /// unless live, an option can be set only while the endpoint is not
+    /// running.</summary>
+    public enum EndpointOption
+    {
+        /// <summary>Loop threads, 1..64; default: the number of cores.</summary>
+        Workers = (int)hps_option.HPS_OPT_WORKERS,
+
+        /// <summary>A <see cref="HpSock.ReceiveModel"/>; default Push.</summary>
+        ReceiveModel = (int)hps_option.HPS_OPT_RECV_MODEL,
+
+        /// <summary>SO_SNDBUF bytes, 0 = system default.</summary>
+        SendBufferSize = (int)hps_option.HPS_OPT_SNDBUF,
+
+        /// <summary>SO_RCVBUF bytes, 0 = system default.</summary>
+        ReceiveBufferSize = (int)hps_option.HPS_OPT_RCVBUF,
+
+        /// <summary>1..16M; default 100000.</summary>
+        MaxConnections = (int)hps_option.HPS_OPT_MAX_CONNECTIONS,
+
+        /// <summary>Milliseconds idle before keep-alive probes, 0 = off.</summary>
+        KeepAliveTime = (int)hps_option.HPS_OPT_KEEPALIVE_TIME,
+
+        /// <summary>Milliseconds between keep-alive probes; default 20000.</summary>
+        KeepAliveInterval = (int)hps_option.HPS_OPT_KEEPALIVE_INTERVAL,
+
+        /// <summary>TCP_NODELAY 0/1; default 1.</summary>
+        NoDelay = (int)hps_option.HPS_OPT_NODELAY,
+
+        /// <summary>SO_REUSEADDR 0/1; default 1.</summary>
+        ReuseAddress = (int)hps_option.HPS_OPT_REUSE_ADDR,
+
+        /// <summary>1: an IPv6 socket accepts only IPv6; 0: dual stack.</summary>
+        IPv6Only = (int)hps_option.HPS_OPT_IPV6_ONLY,
+
+        /// <summary>Unsent bytes per connection before a send fails with
+        /// <see cref="HpSockError.SendQueueFull"/>; default 16 MiB.</summary>
+        MaxSendQueue = (int)hps_option.HPS_OPT_MAX_SEND_QUEUE,
+
+        /// <summary>Free connection objects cached per loop; default 1024.</summary>
+        FreePool = (int)hps_option.HPS_OPT_FREE_POOL,
+
+        /// <summary>Connect timeout in milliseconds; default 10000.</summary>
+        ConnectTimeout = (int)hps_option.HPS_OPT_CONNECT_TIMEOUT,
+
+        /// <summary>(live) An <see cref="EventKinds"/> mask of events to deliver.</summary>
+        Events = (int)hps_option.HPS_OPT_EVENTS,
+
+        /// <summary>Listen backlog 1..65535; default 1024.</summary>
+        Backlog = (int)hps_option.HPS_OPT_BACKLOG,
+
+        /// <summary>Pack header flag 0..1023; 0 = incoming flags not checked.</summary>
+        PackFlag = (int)hps_option.HPS_OPT_PACK_FLAG,
+
+        /// <summary>Max pack body 1..4194303; default 262144.</summary>
+        PackMaxSize = (int)hps_option.HPS_OPT_PACK_MAX,
+
+        /// <summary>Max unread bytes per connection in the pull model; default 4 MiB.</summary>
+        PullMaxSize = (int)hps_option.HPS_OPT_PULL_MAX,
+
+        /// <summary>Milliseconds without receiving before a connection is closed
+        /// with <see cref="HpSockError.Silence"/>; 0 = off.</summary>
+        SilenceTimeout = (int)hps_option.HPS_OPT_SILENCE_TIMEOUT,
+    }
+
+    /// <summary>hpsock's error codes (negative). Any other negative value is a
+    /// system error (-errno, e.g. -104 for ECONNRESET); names and messages for
+    /// both come from <see cref="HpSockException.GetName(int)"/> and
+    /// <see cref="HpSockException.GetMessage(int)"/>.</summary>
+    public enum HpSockError
+    {
+        /// <summary>No error.</summary>
+        None = 0,
+
+        /// <summary>HPS_EINVAL: invalid argument.</summary>
+        InvalidArgument = (int)hps_errno.HPS_EINVAL,
+
+        /// <summary>HPS_EHANDLE: invalid endpoint handle.</summary>
+        InvalidHandle = (int)hps_errno.HPS_EHANDLE,
+
+        /// <summary>HPS_ENOTFOUND: connection not found (closed, closing or stale ID).</summary>
+        NotFound = (int)hps_errno.HPS_ENOTFOUND,
+
+        /// <summary>HPS_ESTATE: not allowed in the endpoint's (or connection's) current state.</summary>
+        InvalidState = (int)hps_errno.HPS_ESTATE,
+
+        /// <summary>HPS_EROLE: not supported by this endpoint's role.</summary>
+        WrongRole = (int)hps_errno.HPS_EROLE,
+
+        /// <summary>HPS_EMODEL: not supported by this receive model.</summary>
+        WrongModel = (int)hps_errno.HPS_EMODEL,
+
+        /// <summary>HPS_ENOMEM: out of memory.</summary>
+        OutOfMemory = (int)hps_errno.HPS_ENOMEM,
+
+        /// <summary>HPS_ESENDQ: the connection's send queue limit would be exceeded.</summary>
+        SendQueueFull = (int)hps_errno.HPS_ESENDQ,
+
+        /// <summary>HPS_ELIMIT: connection limit reached.</summary>
+        ConnectionLimit = (int)hps_errno.HPS_ELIMIT,
+
+        /// <summary>HPS_EINLOOP: not allowed from the endpoint's own loop thread.</summary>
+        InLoop = (int)hps_errno.HPS_EINLOOP,
+
+        /// <summary>HPS_EHANDLER: an event handler returned Error (or threw).</summary>
+        Handler = (int)hps_errno.HPS_EHANDLER,
+
+        /// <summary>HPS_EADDR: invalid or unresolvable address.</summary>
+        Address = (int)hps_errno.HPS_EADDR,
+
+        /// <summary>HPS_ESTOPPING: the endpoint is stopping.</summary>
+        Stopping = (int)hps_errno.HPS_ESTOPPING,
+
+        /// <summary>HPS_ETIMEDOUT: operation timed out.</summary>
+        TimedOut = (int)hps_errno.HPS_ETIMEDOUT,
+
+        /// <summary>HPS_EAGAIN: not enough data waiting (pull model).</summary>
+        Again = (int)hps_errno.HPS_EAGAIN,
+
+        /// <summary>HPS_EPACKFLAG: pack header flag mismatch.</summary>
+        PackFlag = (int)hps_errno.HPS_EPACKFLAG,
+
+        /// <summary>HPS_EPACKSIZE: pack length exceeds the max pack size.</summary>
+        PackSize = (int)hps_errno.HPS_EPACKSIZE,
+
+        /// <summary>HPS_EPACKEMPTY: pack body is empty.</summary>
+        PackEmpty = (int)hps_errno.HPS_EPACKEMPTY,
+
+        /// <summary>HPS_EPULLFULL: pull buffer limit exceeded.</summary>
+        PullFull = (int)hps_errno.HPS_EPULLFULL,
+
+        /// <summary>HPS_ESILENCE: connection silent past the silence timeout.</summary>
+        Silence = (int)hps_errno.HPS_ESILENCE,
+
+        /// <summary>HPS_EFILE: the file cannot be read for sending.</summary>
+        File = (int)hps_errno.HPS_EFILE,
+    }
+}

@@ -1,0 +1,817 @@
+// TcpEndpoint.cs - what every role shares: life cycle, connection
+// operations, options, and the dispatch of native events to the listener.
+//
+// Lifetime: the native endpoint is owned by an EndpointHandle (SafeHandle);
+// its user data is a weak GCHandle to this object. While the endpoint runs
+// (from Start until SHUTDOWN) this object also holds a strong GCHandle to
+// itself, so a running endpoint is never collected even if the application
+// keeps no reference; a stopped, unreferenced one is collected and the
+// SafeHandle's finalizer frees the native side.
+using System;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using HpSock.Interop;
+
+namespace HpSock
+{
+    /// <summary>One hpsock TCP endpoint: the operations every role shares.
+    /// Use <see cref="TcpServer"/>, <see cref="TcpAgent"/> or
+    /// <see cref="TcpClient"/>. Every member may be called from any thread,
+    /// including from inside a handler.</summary>
+    public abstract unsafe class TcpEndpoint : IDisposable, IEventTarget
+    {
+        private static readonly ConcurrentDictionary<Type, EventKinds> s_listenerEvents = new();
+
+        /// <summary>The endpoint whose handler this thread is running, if any.
+        /// While one of its handlers runs, an endpoint cannot be freed (a free
+        /// from elsewhere waits for the stop, which waits for the handler), so
+        /// the hot path may use the raw pointer without touching the
+        /// SafeHandle's shared reference count.</summary>
+        [ThreadStatic]
+        private static TcpEndpoint? t_dispatching;
+
+        private readonly EndpointHandle _handle;
+        private readonly IntPtr _raw;
+        private readonly IListener _listener;
+        private readonly object _rootLock = new();
+        private GCHandle _root;
+        private ReceiveModel _model;
+        private int _disposeStarted;
+        private volatile bool _disposed;
+
+        private protected TcpEndpoint(EndpointRole role, IListener listener)
+        {
+            ArgumentNullException.ThrowIfNull(listener);
+            _listener = listener;
+            Role = role;
+            _handle = EndpointHandle.Create((int)role, this);
+            _raw = _handle.Raw;
+            Events = ListenerEvents(listener.GetType());
+        }
+
+        /// <summary>Raised when a handler throws. The event was treated as
+        /// <see cref="HandleResult.Error"/>. Runs on the loop thread that ran the
+        /// handler. Without a subscriber the exception is written to standard
+        /// error.</summary>
+        public event EventHandler<HandlerExceptionEventArgs>? HandlerException;
+
+        /// <summary>The endpoint's role.</summary>
+        public EndpointRole Role { get; }
+
+        /// <summary>The listener events are delivered to.</summary>
+        public IListener Listener => _listener;
+
+        /// <summary>The endpoint's state.</summary>
+        public EndpointState State => (EndpointState)Check(hpsock_csharp.hps_state(H), "state");
+
+        /// <summary>True once <see cref="Dispose()"/> has stopped the endpoint
+        /// (or begun to, from inside a handler).</summary>
+        public bool IsDisposed => _disposed;
+
+        /// <summary>The handle for a call: refused once disposed.</summary>
+        private EndpointHandle H
+        {
+            get
+            {
+                if (_disposed) ThrowDisposed();
+                return _handle;
+            }
+        }
+
+        private void ThrowDisposed() => throw new ObjectDisposedException(GetType().FullName);
+
+        // ------------------------------------------------------------------
+        // Life cycle
+        // ------------------------------------------------------------------
+
+        private protected void StartCore(string? host, int port)
+        {
+            if ((uint)port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port), port, "0..65535");
+            _model = (ReceiveModel)GetOption(EndpointOption.ReceiveModel);
+            Root();
+            int r;
+            try
+            {
+                r = hpsock_csharp.hps_start(H, host, (ushort)port);
+            }
+            catch
+            {
+                UnrootIfIdle();
+                throw;
+            }
+            if (r != 0)
+            {
+                UnrootIfIdle();
+                throw new HpSockException(r, "start");
+            }
+        }
+
+        /// <summary>Stops the endpoint: stops listening, closes every connection
+        /// (each gets its close event), then delivers shutdown. From another
+        /// thread it returns after shutdown was delivered; from inside a
+        /// handler it only begins the stop. Stopping an endpoint that never
+        /// started, or is stopped, does nothing.</summary>
+        public void Stop()
+        {
+            int r = hpsock_csharp.hps_stop(H);
+            if (r != 0 && r != (int)HpSockError.InvalidState) throw new HpSockException(r, "stop");
+        }
+
+        /// <summary>Waits until the endpoint is stopped (shutdown delivered).</summary>
+        /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for no limit.</param>
+        /// <returns>False if the timeout passed first.</returns>
+        /// <exception cref="HpSockException">Called from the endpoint's own loop
+        /// thread (<see cref="HpSockError.InLoop"/>), where it would wait forever.</exception>
+        public bool Wait(TimeSpan timeout)
+        {
+            int ms = timeout == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Clamp(timeout.TotalMilliseconds, 0, int.MaxValue);
+            int r = hpsock_csharp.hps_wait(H, ms);
+            if (r == (int)HpSockError.TimedOut) return false;
+            Check(r, "wait");
+            return true;
+        }
+
+        /// <summary>Stops the endpoint and frees it. From inside one of its own
+        /// handlers the stop is asynchronous and the native endpoint is freed
+        /// later from a thread-pool thread; the remaining close and shutdown
+        /// events are still delivered to the listener.</summary>
+        public void Dispose()
+        {
+            Dispose(true);
+            GC.SuppressFinalize(this);
+        }
+
+        /// <summary>Releases the native endpoint.</summary>
+        /// <param name="disposing">True from <see cref="Dispose()"/>.</param>
+        protected virtual void Dispose(bool disposing)
+        {
+            if (!disposing || Interlocked.Exchange(ref _disposeStarted, 1) != 0) return;
+            // Stop first, while handlers may still use the endpoint: from another
+            // thread this returns after SHUTDOWN, so no handler holds the handle
+            // any more and the release below frees the endpoint right here. From
+            // a handler it only begins the stop; the release then defers the
+            // free to the thread pool (EndpointHandle.ReleaseHandle).
+            try
+            {
+                hpsock_csharp.hps_stop(_handle);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+            _disposed = true;
+            _handle.Dispose();
+        }
+
+        private void Root()
+        {
+            lock (_rootLock)
+            {
+                if (!_root.IsAllocated) _root = GCHandle.Alloc(this);
+            }
+        }
+
+        private void Unroot()
+        {
+            lock (_rootLock)
+            {
+                if (_root.IsAllocated) _root.Free();
+            }
+        }
+
+        private void UnrootIfIdle()
+        {
+            int s;
+            try
+            {
+                s = hpsock_csharp.hps_state(_handle);
+            }
+            catch (ObjectDisposedException)
+            {
+                s = (int)EndpointState.Stopped;
+            }
+            if (s != (int)EndpointState.Started && s != (int)EndpointState.Stopping) Unroot();
+        }
+
+        // ------------------------------------------------------------------
+        // Sending
+        // ------------------------------------------------------------------
+
+        /// <summary>Sends bytes on a connection (copied before return, or written
+        /// at once). In the pack model they are one frame body.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="data">The bytes; at least one.</param>
+        /// <exception cref="HpSockException">For example
+        /// <see cref="HpSockError.NotFound"/> (closed, closing or stale ID) or
+        /// <see cref="HpSockError.SendQueueFull"/>.</exception>
+        public void Send(ulong connId, ReadOnlySpan<byte> data)
+        {
+            int r = SendCore(connId, data);
+            if (r != 0) throw new HpSockException(r, "send");
+        }
+
+        /// <summary>Sends <paramref name="count"/> bytes of
+        /// <paramref name="buffer"/> from <paramref name="offset"/>.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="buffer">The buffer.</param>
+        /// <param name="offset">Where the bytes start.</param>
+        /// <param name="count">How many bytes.</param>
+        public void Send(ulong connId, byte[] buffer, int offset, int count)
+        {
+            ArgumentNullException.ThrowIfNull(buffer);
+            Send(connId, new ReadOnlySpan<byte>(buffer, offset, count));
+        }
+
+        /// <summary>As <see cref="Send(ulong, ReadOnlySpan{byte})"/>, but returns
+        /// the error instead of throwing it.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="data">The bytes.</param>
+        /// <returns><see cref="HpSockError.None"/> or the error.</returns>
+        public HpSockError TrySend(ulong connId, ReadOnlySpan<byte> data) => (HpSockError)SendCore(connId, data);
+
+        private protected int SendCore(ulong connId, ReadOnlySpan<byte> data)
+        {
+            if (_disposed) ThrowDisposed();
+            // An empty span pins to NULL, which hpsock refuses as such; give it
+            // a real pointer so the model decides (pack: HPS_EPACKEMPTY, else
+            // HPS_EINVAL), as in C.
+            byte none;
+            if (t_dispatching == this)
+            {
+                fixed (byte* p = data)
+                    return Native.hps_send(_raw, connId, p != null ? p : &none, (nuint)data.Length);
+            }
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                fixed (byte* p = data)
+                    return Native.hps_send(_raw, connId, p != null ? p : &none, (nuint)data.Length);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+        }
+
+        /// <summary>Sends several buffers as one send: their bytes go out
+        /// contiguously, never interleaved with other sends on the connection
+        /// (in the pack model they form one frame body). Empty buffers are
+        /// skipped; the total must not be empty.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="buffers">The buffers.</param>
+        public void SendV(ulong connId, params ReadOnlySpan<ReadOnlyMemory<byte>> buffers)
+        {
+            int r = SendVCore(connId, buffers);
+            if (r != 0) throw new HpSockException(r, "sendv");
+        }
+
+        private protected int SendVCore(ulong connId, ReadOnlySpan<ReadOnlyMemory<byte>> buffers)
+        {
+            if (buffers.IsEmpty) return (int)HpSockError.InvalidArgument;
+            int n = buffers.Length;
+            Span<NativeBuf> bufs = n <= 32 ? stackalloc NativeBuf[n] : new NativeBuf[n];
+            var pins = new System.Buffers.MemoryHandle[n];
+            bool added = false;
+            try
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    pins[i] = buffers[i].Pin();
+                    bufs[i].Base = pins[i].Pointer;
+                    bufs[i].Len = (nuint)buffers[i].Length;
+                }
+                H.DangerousAddRef(ref added);
+                fixed (NativeBuf* pb = bufs)
+                {
+                    return Native.hps_sendv(_handle.DangerousGetHandle(), connId, pb, n);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+                foreach (var pin in pins) pin.Dispose();
+            }
+        }
+
+        /// <summary>Sends part of a file, read in bounded chunks (push and pull
+        /// models only).</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="path">The file.</param>
+        /// <param name="offset">Where to start.</param>
+        /// <param name="length">How many bytes; negative: to the end of the file.</param>
+        public void SendFile(ulong connId, string path, long offset = 0, long length = -1)
+        {
+            ArgumentNullException.ThrowIfNull(path);
+            Check(hpsock_csharp.hps_send_file(H, connId, path, offset, length), "send file");
+        }
+
+        // ------------------------------------------------------------------
+        // Connections
+        // ------------------------------------------------------------------
+
+        /// <summary>Closes a connection. Not forced: queued bytes are sent first,
+        /// then the connection is shut down. Forced: closed at once, unsent
+        /// bytes dropped. Its close event has operation
+        /// <see cref="SocketOperation.Close"/>.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="force">Drop unsent bytes.</param>
+        /// <returns>False if the connection was not found (closed, already
+        /// closing, or a stale ID).</returns>
+        public bool Disconnect(ulong connId, bool force = false)
+        {
+            int r = hpsock_csharp.hps_disconnect(H, connId, force ? 1 : 0);
+            if (r == (int)HpSockError.NotFound) return false;
+            Check(r, "disconnect");
+            return true;
+        }
+
+        /// <summary>Stops (or resumes) reading from a connection; while paused
+        /// no receive event arrives for it and TCP flow-controls the peer.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="pause">True to pause, false to resume.</param>
+        public void PauseReceive(ulong connId, bool pause = true) =>
+            Check(hpsock_csharp.hps_pause_receive(H, connId, pause ? 1 : 0), "pause receive");
+
+        /// <summary>Resumes reading from a paused connection.</summary>
+        /// <param name="connId">The connection.</param>
+        public void ResumeReceive(ulong connId) => PauseReceive(connId, false);
+
+        /// <summary>Pull model: takes exactly <c>buffer.Length</c> waiting bytes.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="buffer">Receives the bytes.</param>
+        /// <returns>False if fewer bytes wait (nothing is taken).</returns>
+        public bool TryFetch(ulong connId, Span<byte> buffer) => FetchCore(connId, buffer, take: true);
+
+        /// <summary>Pull model: copies exactly <c>buffer.Length</c> waiting bytes,
+        /// which stay waiting.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="buffer">Receives the bytes.</param>
+        /// <returns>False if fewer bytes wait.</returns>
+        public bool TryPeek(ulong connId, Span<byte> buffer) => FetchCore(connId, buffer, take: false);
+
+        private bool FetchCore(ulong connId, Span<byte> buffer, bool take)
+        {
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                fixed (byte* p = buffer)
+                {
+                    IntPtr ep = _handle.DangerousGetHandle();
+                    r = take ? Native.hps_fetch(ep, connId, p, (nuint)buffer.Length)
+                             : Native.hps_peek(ep, connId, p, (nuint)buffer.Length);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            if (r == (int)HpSockError.Again) return false;
+            Check(r, take ? "fetch" : "peek");
+            return true;
+        }
+
+        /// <summary>Number of open connections.</summary>
+        public int ConnectionCount => Check(hpsock_csharp.hps_conn_count(H), "connection count");
+
+        /// <summary>The IDs of the open connections.</summary>
+        public ulong[] GetConnectionIds()
+        {
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                IntPtr ep = _handle.DangerousGetHandle();
+                while (true)
+                {
+                    nuint count;
+                    Check(Native.hps_conn_list(ep, null, 0, &count), "connection list");
+                    var ids = new ulong[(int)count + 16];
+                    int got;
+                    fixed (ulong* p = ids)
+                    {
+                        got = Check(Native.hps_conn_list(ep, p, (nuint)ids.Length, &count), "connection list");
+                    }
+                    if ((int)count <= ids.Length) return ids.AsSpan(0, got).ToArray();
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+        }
+
+        /// <summary>The local address of a connection.</summary>
+        /// <param name="connId">The connection.</param>
+        public IPEndPoint GetLocalAddress(ulong connId) => Address(connId, remote: false);
+
+        /// <summary>The remote address of a connection.</summary>
+        /// <param name="connId">The connection.</param>
+        public IPEndPoint GetRemoteAddress(ulong connId) => Address(connId, remote: true);
+
+        private IPEndPoint Address(ulong connId, bool remote)
+        {
+            byte* host = stackalloc byte[Native.HostBufferSize];
+            ushort port;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                IntPtr ep = _handle.DangerousGetHandle();
+                r = remote ? Native.hps_remote_address(ep, connId, host, Native.HostBufferSize, &port)
+                           : Native.hps_local_address(ep, connId, host, Native.HostBufferSize, &port);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, remote ? "remote address" : "local address");
+            return ToEndPoint(host, port);
+        }
+
+        private protected IPEndPoint ListenAddressCore()
+        {
+            byte* host = stackalloc byte[Native.HostBufferSize];
+            ushort port;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_listen_address(_handle.DangerousGetHandle(), host, Native.HostBufferSize, &port);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "listen address");
+            return ToEndPoint(host, port);
+        }
+
+        private static IPEndPoint ToEndPoint(byte* host, ushort port) =>
+            new IPEndPoint(IPAddress.Parse(Marshal.PtrToStringUTF8((IntPtr)host) ?? ""), port);
+
+        /// <summary>Attaches a pointer-sized value to a connection (0 initially).
+        /// hpsock never interprets it.</summary>
+        /// <param name="connId">The connection.</param>
+        /// <param name="extra">The value.</param>
+        public void SetExtra(ulong connId, nint extra) =>
+            Check(hpsock_csharp.hps_set_extra(H, connId, (nuint)extra), "set extra");
+
+        /// <summary>The value attached with <see cref="SetExtra"/>.</summary>
+        /// <param name="connId">The connection.</param>
+        public nint GetExtra(ulong connId)
+        {
+            nuint extra;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_get_extra(_handle.DangerousGetHandle(), connId, &extra);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "get extra");
+            return (nint)extra;
+        }
+
+        /// <summary>Counters of one connection; for a server or agent, 0 gives the
+        /// endpoint's totals since its last start.</summary>
+        /// <param name="connId">The connection, or 0.</param>
+        public ConnectionStats GetStats(ulong connId = 0)
+        {
+            NativeStats s;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_get_stats(_handle.DangerousGetHandle(), connId, &s);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "stats");
+            return new ConnectionStats(in s);
+        }
+
+        /// <summary>Disconnects (forced) every connection that has received
+        /// nothing for at least <paramref name="silence"/>; their close events
+        /// carry <see cref="HpSockError.Silence"/>.</summary>
+        /// <param name="silence">Minimum silence (at least 1 ms).</param>
+        /// <returns>The number of connections selected.</returns>
+        public int DisconnectSilent(TimeSpan silence) =>
+            Check(hpsock_csharp.hps_disconnect_silent(H, (long)silence.TotalMilliseconds), "disconnect silent");
+
+        /// <summary>Disconnects (forced) every connection open for at least
+        /// <paramref name="age"/>.</summary>
+        /// <param name="age">Minimum age (at least 1 ms).</param>
+        /// <returns>The number of connections selected.</returns>
+        public int DisconnectLong(TimeSpan age) =>
+            Check(hpsock_csharp.hps_disconnect_long(H, (long)age.TotalMilliseconds), "disconnect long");
+
+        // ------------------------------------------------------------------
+        // Options
+        // ------------------------------------------------------------------
+
+        /// <summary>Sets an option. Unless live, only while not running.</summary>
+        /// <param name="option">The key.</param>
+        /// <param name="value">The value.</param>
+        /// <exception cref="HpSockException"><see cref="HpSockError.InvalidArgument"/>
+        /// (out of range) or <see cref="HpSockError.InvalidState"/> (running).</exception>
+        public void SetOption(EndpointOption option, long value) =>
+            Check(hpsock_csharp.hps_setopt(H, (int)option, value), $"set option {option}");
+
+        /// <summary>Reads an option.</summary>
+        /// <param name="option">The key.</param>
+        public long GetOption(EndpointOption option)
+        {
+            long value;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_getopt(_handle.DangerousGetHandle(), (int)option, &value);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, $"get option {option}");
+            return value;
+        }
+
+        /// <summary>Loop threads, 1..64; default: the number of cores.</summary>
+        public int Workers
+        {
+            get => (int)GetOption(EndpointOption.Workers);
+            set => SetOption(EndpointOption.Workers, value);
+        }
+
+        /// <summary>The receive model; default <see cref="HpSock.ReceiveModel.Push"/>.</summary>
+        public ReceiveModel ReceiveModel
+        {
+            get => (ReceiveModel)GetOption(EndpointOption.ReceiveModel);
+            set => SetOption(EndpointOption.ReceiveModel, (long)value);
+        }
+
+        /// <summary>(live) The events delivered. Set at construction to the events
+        /// the listener implements; Close and Shutdown are always delivered.</summary>
+        public EventKinds Events
+        {
+            get => (EventKinds)GetOption(EndpointOption.Events);
+            set => SetOption(EndpointOption.Events, (long)(value & EventKinds.All));
+        }
+
+        /// <summary>SO_SNDBUF bytes; 0 = system default.</summary>
+        public int SendBufferSize
+        {
+            get => (int)GetOption(EndpointOption.SendBufferSize);
+            set => SetOption(EndpointOption.SendBufferSize, value);
+        }
+
+        /// <summary>SO_RCVBUF bytes; 0 = system default.</summary>
+        public int ReceiveBufferSize
+        {
+            get => (int)GetOption(EndpointOption.ReceiveBufferSize);
+            set => SetOption(EndpointOption.ReceiveBufferSize, value);
+        }
+
+        /// <summary>Maximum open connections; default 100000.</summary>
+        public int MaxConnections
+        {
+            get => (int)GetOption(EndpointOption.MaxConnections);
+            set => SetOption(EndpointOption.MaxConnections, value);
+        }
+
+        /// <summary>Idle time before TCP keep-alive probes; zero = off (default).</summary>
+        public TimeSpan KeepAliveTime
+        {
+            get => TimeSpan.FromMilliseconds(GetOption(EndpointOption.KeepAliveTime));
+            set => SetOption(EndpointOption.KeepAliveTime, (long)value.TotalMilliseconds);
+        }
+
+        /// <summary>Time between keep-alive probes; default 20 s.</summary>
+        public TimeSpan KeepAliveInterval
+        {
+            get => TimeSpan.FromMilliseconds(GetOption(EndpointOption.KeepAliveInterval));
+            set => SetOption(EndpointOption.KeepAliveInterval, (long)value.TotalMilliseconds);
+        }
+
+        /// <summary>TCP_NODELAY; default true.</summary>
+        public bool NoDelay
+        {
+            get => GetOption(EndpointOption.NoDelay) != 0;
+            set => SetOption(EndpointOption.NoDelay, value ? 1 : 0);
+        }
+
+        /// <summary>SO_REUSEADDR; default true.</summary>
+        public bool ReuseAddress
+        {
+            get => GetOption(EndpointOption.ReuseAddress) != 0;
+            set => SetOption(EndpointOption.ReuseAddress, value ? 1 : 0);
+        }
+
+        /// <summary>An IPv6 socket accepts only IPv6 (else dual stack, the default).</summary>
+        public bool IPv6Only
+        {
+            get => GetOption(EndpointOption.IPv6Only) != 0;
+            set => SetOption(EndpointOption.IPv6Only, value ? 1 : 0);
+        }
+
+        /// <summary>Unsent bytes per connection before a send fails with
+        /// <see cref="HpSockError.SendQueueFull"/>; default 16 MiB.</summary>
+        public long MaxSendQueue
+        {
+            get => GetOption(EndpointOption.MaxSendQueue);
+            set => SetOption(EndpointOption.MaxSendQueue, value);
+        }
+
+        /// <summary>Free connection objects cached per loop; default 1024.</summary>
+        public int FreePool
+        {
+            get => (int)GetOption(EndpointOption.FreePool);
+            set => SetOption(EndpointOption.FreePool, value);
+        }
+
+        /// <summary>Connect timeout; default 10 s.</summary>
+        public TimeSpan ConnectTimeout
+        {
+            get => TimeSpan.FromMilliseconds(GetOption(EndpointOption.ConnectTimeout));
+            set => SetOption(EndpointOption.ConnectTimeout, (long)value.TotalMilliseconds);
+        }
+
+        /// <summary>Listen backlog; default 1024.</summary>
+        public int Backlog
+        {
+            get => (int)GetOption(EndpointOption.Backlog);
+            set => SetOption(EndpointOption.Backlog, value);
+        }
+
+        /// <summary>Pack model: the header flag, 0..1023; 0 = incoming flags not checked.</summary>
+        public int PackFlag
+        {
+            get => (int)GetOption(EndpointOption.PackFlag);
+            set => SetOption(EndpointOption.PackFlag, value);
+        }
+
+        /// <summary>Pack model: the max body size, 1..4194303; default 262144.</summary>
+        public int PackMaxSize
+        {
+            get => (int)GetOption(EndpointOption.PackMaxSize);
+            set => SetOption(EndpointOption.PackMaxSize, value);
+        }
+
+        /// <summary>Pull model: max unread bytes per connection; default 4 MiB.</summary>
+        public long PullMaxSize
+        {
+            get => GetOption(EndpointOption.PullMaxSize);
+            set => SetOption(EndpointOption.PullMaxSize, value);
+        }
+
+        /// <summary>A connection receiving nothing this long is closed with
+        /// <see cref="HpSockError.Silence"/>; zero = off (default).</summary>
+        public TimeSpan SilenceTimeout
+        {
+            get => TimeSpan.FromMilliseconds(GetOption(EndpointOption.SilenceTimeout));
+            set => SetOption(EndpointOption.SilenceTimeout, (long)value.TotalMilliseconds);
+        }
+
+        // ------------------------------------------------------------------
+        // Dispatch (called by the bridge on loop threads)
+        // ------------------------------------------------------------------
+
+        int IEventTarget.OnNativeEvent(in NativeEvent ev)
+        {
+            TcpEndpoint? outer = t_dispatching;
+            t_dispatching = this;
+            try
+            {
+                return Dispatch(in ev);
+            }
+            finally
+            {
+                t_dispatching = outer;
+            }
+        }
+
+        private int Dispatch(in NativeEvent ev)
+        {
+            switch ((hps_event_type)ev.Type)
+            {
+                case hps_event_type.HPS_EV_RECEIVE:
+                    if (_model == ReceiveModel.Pull)
+                        return (int)_listener.OnReceive(this, ev.Conn, (long)ev.Len);
+                    return (int)_listener.OnReceive(this, ev.Conn, new ReadOnlySpan<byte>((void*)ev.Data, checked((int)ev.Len)));
+                case hps_event_type.HPS_EV_SEND:
+                    return (int)_listener.OnSend(this, ev.Conn, new ReadOnlySpan<byte>((void*)ev.Data, checked((int)ev.Len)));
+                case hps_event_type.HPS_EV_ACCEPT:
+                    return (int)_listener.OnAccept(this, ev.Conn);
+                case hps_event_type.HPS_EV_CONNECT:
+                    return (int)_listener.OnConnect(this, ev.Conn);
+                case hps_event_type.HPS_EV_HANDSHAKE:
+                    return (int)_listener.OnHandShake(this, ev.Conn);
+                case hps_event_type.HPS_EV_PREPARE:
+                    return (int)_listener.OnPrepare(this, ev.Conn, (nint)ev.Fd);
+                case hps_event_type.HPS_EV_CLOSE:
+                    _listener.OnClose(this, ev.Conn, (SocketOperation)ev.Op, (HpSockError)ev.Error);
+                    return (int)HandleResult.Ok;
+                case hps_event_type.HPS_EV_SHUTDOWN:
+                    try
+                    {
+                        _listener.OnShutdown(this);
+                    }
+                    finally
+                    {
+                        Unroot(); // no event follows: the endpoint may be collected
+                    }
+                    return (int)HandleResult.Ok;
+                default:
+                    return (int)HandleResult.Ok;
+            }
+        }
+
+        void IEventTarget.OnHandlerException(Exception exception, in NativeEvent ev)
+        {
+            EventKinds kind = ev.Type is > 0 and < 32 ? (EventKinds)(1u << ev.Type) : EventKinds.None;
+            EventHandler<HandlerExceptionEventArgs>? handler = HandlerException;
+            if (handler is null)
+            {
+                Console.Error.WriteLine(
+                    $"hpsock: {GetType().Name} handler for {kind} (connection {ev.Conn}) threw; treated as Error: {exception}");
+                return;
+            }
+            handler(this, new HandlerExceptionEventArgs(exception, kind, ev.Conn));
+        }
+
+        /// <summary>The events a listener type implements, so only those are
+        /// enabled (close and shutdown are always delivered).</summary>
+        internal static EventKinds ListenerEvents(Type type) => s_listenerEvents.GetOrAdd(type, static t =>
+        {
+            InterfaceMapping map = t.GetInterfaceMap(typeof(IListener));
+            EventKinds kinds = EventKinds.None;
+            for (int i = 0; i < map.InterfaceMethods.Length; i++)
+            {
+                if (map.TargetMethods[i].DeclaringType == typeof(IListener)) continue; // the default
+                kinds |= map.InterfaceMethods[i].Name switch
+                {
+                    nameof(IListener.OnPrepare) => EventKinds.Prepare,
+                    nameof(IListener.OnAccept) => EventKinds.Accept,
+                    nameof(IListener.OnConnect) => EventKinds.Connect,
+                    nameof(IListener.OnHandShake) => EventKinds.HandShake,
+                    nameof(IListener.OnReceive) => EventKinds.Receive,
+                    nameof(IListener.OnSend) => EventKinds.Send,
+                    _ => EventKinds.None,
+                };
+            }
+            return kinds;
+        });
+
+        // ------------------------------------------------------------------
+
+        private protected static int Check(int code, string operation) => HpSockException.Check(code, operation);
+
+        private protected static byte[] HostBytes(string host)
+        {
+            ArgumentNullException.ThrowIfNull(host);
+            int n = Encoding.UTF8.GetByteCount(host);
+            var bytes = new byte[n + 1];
+            Encoding.UTF8.GetBytes(host, 0, host.Length, bytes, 0);
+            return bytes;
+        }
+
+        private protected int ConnectCore(string host, int port, out ulong connId)
+        {
+            if ((uint)port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port), port, "0..65535");
+            byte[] h = HostBytes(host);
+            ulong id = 0;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                fixed (byte* ph = h)
+                {
+                    r = Native.hps_connect(_handle.DangerousGetHandle(), ph, (ushort)port, &id);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            connId = id;
+            return r;
+        }
+    }
+}
