@@ -249,6 +249,16 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
   if (nread <= 0) {
+    if (nread == UV_EOF && c->state == HPS__C_OPEN &&
+        (c->tcp.write_queue_size > 0 || c->file != NULL ||
+         c->defer_head != NULL)) {
+      /* The peer is done sending but may still read (half-close): what is
+       * queued for it goes out first, then FIN, then the close (still op
+       * RECEIVE, error 0). Closing at once would drop those bytes. */
+      hps__conn_disconnect(c, 0, 0);
+      c->close_op = HPS_OP_RECEIVE;
+      return;
+    }
     if (nread < 0)
       hps__conn_close(c, HPS_OP_RECEIVE, nread == UV_EOF ? 0 : (int)nread);
     return;

@@ -380,7 +380,8 @@ HPS_EXTERN int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
 
 /* The local / remote address of a connection as a numeric host (hostlen >=
  * 46 always suffices) and a port; host or port may be NULL. Returns 0,
- * HPS_EHANDLE, HPS_ENOTFOUND or HPS_EINVAL (hostlen too small). */
+ * HPS_EHANDLE, HPS_ENOTFOUND, HPS_ESTATE (an agent or client connection
+ * not connected yet) or HPS_EINVAL (hostlen too small). */
 HPS_EXTERN int hps_local_address(hps_endpoint *ep, hps_conn_id id,
                                  char *host, size_t hostlen, uint16_t *port);
 HPS_EXTERN int hps_remote_address(hps_endpoint *ep, hps_conn_id id,
