@@ -4,7 +4,9 @@
 set -euo pipefail
 PKGS=(cmake pkg-config gcc g++ make swig libuv1-dev libcmocka-dev
   python3-dev python3-venv python3-setuptools python3-wheel python3-build python3-pytest
-  openjdk-17-jdk-headless junit5 maven
+  openjdk-17-jdk-headless junit5 maven libnetty-java
+  libmaven-compiler-plugin-java libmaven-resources-plugin-java libmaven-jar-plugin-java
+  libmaven-install-plugin-java libsurefire-java
   clang libclang-rt-14-dev valgrind abigail-tools)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,75 @@
+package org.hpsock;
+
+/**
+ * Endpoint options, set with {@link TcpEndpoint#setOption(Option, long)} and read with {@link
+ * TcpEndpoint#getOption(Option)}. Keys match {@code enum hps_option}. Unless marked live, an option
+ * can be set only while the endpoint is not running; a value out of range fails with {@link
+ * Hpsock#EINVAL}.
+ */
+public enum Option {
+  /** Loop threads, 1..64; default: the number of cores. Clients always use one. */
+  WORKERS(1),
+  /** The {@link ReceiveModel}'s {@code code()}; default {@code PUSH}. */
+  RECV_MODEL(2),
+  /** SO_SNDBUF bytes, 0 = system default. */
+  SNDBUF(3),
+  /** SO_RCVBUF bytes, 0 = system default. */
+  RCVBUF(4),
+  /** Open connections at most, 1..16M; default 100000. */
+  MAX_CONNECTIONS(5),
+  /** Milliseconds idle before keepalive probes, 0 = off (default). */
+  KEEPALIVE_TIME(6),
+  /** Milliseconds between keepalive probes; default 20000. */
+  KEEPALIVE_INTERVAL(7),
+  /** TCP_NODELAY 0/1; default 1. */
+  NODELAY(8),
+  /** SO_REUSEADDR 0/1; default 1. */
+  REUSE_ADDR(9),
+  /** 1: an IPv6 socket accepts only IPv6; 0: dual stack (default). */
+  IPV6_ONLY(10),
+  /**
+   * Bytes queued unsent per connection before a send fails with {@link Hpsock#ESENDQ}; 1..1 GiB,
+   * default 16 MiB.
+   */
+  MAX_SEND_QUEUE(11),
+  /** Free connection objects cached per loop, 0..1M; default 1024. */
+  FREE_POOL(12),
+  /** Connect timeout in milliseconds, 1..600000; default 10000. */
+  CONNECT_TIMEOUT(13),
+  /**
+   * (Live) mask of {@code 1 << eventType} to deliver; close and shutdown are always delivered.
+   * Set by the constructor to the events the listener overrides.
+   */
+  EVENTS(14),
+  /** Listen backlog 1..65535; default 1024. */
+  BACKLOG(15),
+  /** Pack header flag 0..1023; 0 = incoming flags not checked (default). */
+  PACK_FLAG(16),
+  /** Max pack body 1..4194303 bytes; default 262144. */
+  PACK_MAX(17),
+  /**
+   * Pull model: unread bytes per connection before it is closed with {@link Hpsock#EPULLFULL};
+   * 1..1 GiB, default 4 MiB.
+   */
+  PULL_MAX(18),
+  /**
+   * Milliseconds without receiving after which a connection is closed with {@link
+   * Hpsock#ESILENCE}; 0 = off (default).
+   */
+  SILENCE_TIMEOUT(19);
+
+  final int key;
+
+  Option(int key) {
+    this.key = key;
+  }
+
+  /**
+   * The C key of this option.
+   *
+   * @return the {@code HPS_OPT_*} value
+   */
+  public int key() {
+    return key;
+  }
+}
