@@ -31,6 +31,11 @@
 #define HPS__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define HPS__ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define HPS__SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+/* ms from t to now; 0 when t is a little ahead (coarse vs fine clock). */
+static inline uint64_t hps__elapsed(uint64_t now, uint64_t t) {
+  return now > t ? now - t : 0;
+}
+
 /* Single-writer increment: no read-modify-write bus lock needed. */
 #define HPS__BUMP(p, v) HPS__STORE((p), HPS__LOAD(p) + (v))
 

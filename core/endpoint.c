@@ -193,12 +193,32 @@ static void reap_locked(hps_endpoint *ep) {
   ep->need_join = 0;
 }
 
+/* Several loops listen through SO_REUSEPORT sockets, which would also let
+ * this server join a port another server (with SO_REUSEPORT) already holds.
+ * Bind a plain socket first: it fails with EADDRINUSE when the port is
+ * taken, and for port 0 it picks the port the group then shares. */
+static int probe_port(hps_endpoint *ep, hps__addr *a) {
+  socklen_t len = sizeof(*a);
+  hps__addr got;
+  int fd = make_listener(ep, a, 0);
+  if (fd < 0) return fd;
+  if (getsockname(fd, &got.sa, &len) == 0) {
+    if (a->sa.sa_family == AF_INET6)
+      a->in6.sin6_port = got.in6.sin6_port;
+    else
+      a->in4.sin_port = got.in4.sin_port;
+  }
+  close(fd);
+  return 0;
+}
+
 static int open_listeners(hps_endpoint *ep, const char *host, uint16_t port) {
   hps__addr a;
   hps_event ev;
   int i, fd, r, reuseport = ep->nloops > 1;
   r = hps__resolve(host, port, &a);
   if (r != 0) return r;
+  if (reuseport && (r = probe_port(ep, &a)) != 0) return r;
   for (i = 0; i < ep->nloops; i++) {
     hps__loop *lp = ep->loops[i];
     fd = make_listener(ep, &a, reuseport);

@@ -50,15 +50,18 @@ static hps__conn *lock_conn(hps_endpoint *ep, hps_conn_id id, hps__loop **out,
 static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
   hps__loop *lp;
   hps__conn *c;
-  int err = 0;
+  int err = 0, state;
   c = lock_conn(ep, w->id, &lp, &err);
   if (c == NULL) {
     free(w);
     return err;
   }
-  if (HPS__LOAD(&c->state) == HPS__C_CLOSING || c->doomed) {
+  /* One read: the loop may close it meanwhile, and CLOSING is not "not
+   * connected yet". */
+  state = HPS__LOAD(&c->state);
+  if (state == HPS__C_CLOSING || c->doomed) {
     err = HPS_ENOTFOUND;
-  } else if (queued_bytes > 0 && HPS__LOAD(&c->state) != HPS__C_OPEN) {
+  } else if (queued_bytes > 0 && state != HPS__C_OPEN) {
     err = HPS_ESTATE;
   } else if (queued_bytes > 0 &&
              HPS__LOAD(&c->queued) + queued_bytes >
@@ -223,8 +226,9 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
     hps__loop *lp;
     hps__conn *c = lock_conn(ep, id, &lp, &err);
     if (c == NULL) goto fail;
-    if (HPS__LOAD(&c->state) != HPS__C_OPEN)
-      err = HPS__LOAD(&c->state) == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
+    int state = HPS__LOAD(&c->state);
+    if (state != HPS__C_OPEN)
+      err = state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
     else
       err = hps__loop_post_locked(lp, w);
     uv_mutex_unlock(&lp->lock);
@@ -373,10 +377,10 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
   st->bytes_received = HPS__LOAD(&c->bytes_recv);
   st->msgs_sent = HPS__LOAD(&c->msgs_sent);
   st->msgs_received = HPS__LOAD(&c->msgs_recv);
-  t = HPS__LOAD(&c->t_open);
-  st->age_ms = t && now > t ? now - t : 0;
+  t = HPS__LOAD(&c->t_open); /* 0 until connected */
+  st->age_ms = t ? hps__elapsed(now, t) : 0;
   t = HPS__LOAD(&c->t_recv);
-  st->silence_ms = t && now > t ? now - t : 0;
+  st->silence_ms = t ? hps__elapsed(now, t) : 0;
   uv_mutex_unlock(&lp->lock);
   return 0;
 }
@@ -394,7 +398,8 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
     for (c = lp->conns; c != NULL; c = c->next) {
       uint64_t t = HPS__LOAD(by_silence ? &c->t_recv : &c->t_open);
       int err = by_silence ? HPS_ESILENCE : 0;
-      if (HPS__LOAD(&c->state) != HPS__C_OPEN || t == 0 || now - t < (uint64_t)ms)
+      if (HPS__LOAD(&c->state) != HPS__C_OPEN || t == 0 ||
+          hps__elapsed(now, t) < (uint64_t)ms)
         continue;
       n++;
       if (mine) { /* runs no handler: safe under the lock */

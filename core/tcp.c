@@ -264,7 +264,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->state != HPS__C_OPEN) return;
-  HPS__STORE(&c->t_recv, now_ms());
+  /* The loop's cached time: same monotonic clock as now_ms(), no syscall */
+  HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
   count_recv(c, (size_t)nread, 0);
   c->loop->corked = c;
   deliver(c, buf->base, (size_t)nread);
@@ -703,7 +704,7 @@ void hps__on_timer(uv_timer_t *t) {
   /* hps__conn_close runs no handler, so walking under the lock is safe. */
   uv_mutex_lock(&lp->lock);
   for (c = lp->conns; c != NULL; c = c->next) {
-    if (c->state == HPS__C_OPEN && now - HPS__LOAD(&c->t_recv) >= limit)
+    if (c->state == HPS__C_OPEN && hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit)
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_ESILENCE);
   }
   uv_mutex_unlock(&lp->lock);

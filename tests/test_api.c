@@ -892,6 +892,28 @@ static void start_on_a_port_in_use_is_eaddrinuse(void **state) {
   t_rec_free(&r);
 }
 
+/* Several loops listen through SO_REUSEPORT sockets; that must not let a
+ * second server (also several loops) join the port the first one holds. */
+static void second_multi_loop_server_on_same_port_is_eaddrinuse(void **state) {
+  t_rec r;
+  hps_endpoint *a, *b;
+  uint16_t port;
+  int rc;
+  (void)state;
+  t_rec_init(&r);
+  a = t_server(&r, 2, HPS_MODEL_PUSH, &port);
+  assert_int_equal(hps_create(HPS_TCP_SERVER, t_rec_handler, &r, &b), 0);
+  assert_int_equal(hps_setopt(b, HPS_OPT_WORKERS, 2), 0);
+  rc = hps_start(b, "127.0.0.1", port);
+  if (rc != -EADDRINUSE)
+    fail_msg("second 2-loop server on port %u gave %d (%s)", port, rc,
+             hps_err_name(rc));
+  assert_int_equal(hps_state(b), HPS_STATE_CREATED);
+  assert_int_equal(hps_free(b), 0);
+  assert_int_equal(hps_free(a), 0);
+  t_rec_free(&r);
+}
+
 /* ------------------------------------------------------------------ */
 /* Error descriptions                                                  */
 /* ------------------------------------------------------------------ */
@@ -991,6 +1013,7 @@ int main(void) {
       cmocka_unit_test(client_start_with_bad_address_is_eaddr_without_events),
       cmocka_unit_test(agent_connect_with_bad_address_is_eaddr),
       cmocka_unit_test(start_on_a_port_in_use_is_eaddrinuse),
+      cmocka_unit_test(second_multi_loop_server_on_same_port_is_eaddrinuse),
       cmocka_unit_test(every_library_code_has_its_message_and_name),
       cmocka_unit_test(library_codes_are_distinct),
       cmocka_unit_test(zero_has_a_message_and_a_name),
