@@ -340,7 +340,7 @@ static hps_endpoint *start_server(idtab *t, int workers, uint16_t *port) {
 /* 100,000 connect/close cycles                                        */
 /* ------------------------------------------------------------------ */
 
-/* Under TSan (run by hand: CI leaves stress out of its TSan stage) every
+/* Under TSan (CI runs this in its TSan stage too) every
  * call is several times slower; the point there is races, not volume. */
 #if defined(__SANITIZE_THREAD__)
 #define HPS_TSAN 1
