@@ -272,7 +272,8 @@ HPS_EXTERN int hps_start(hps_endpoint *ep, const char *host, uint16_t port);
 HPS_EXTERN int hps_stop(hps_endpoint *ep);
 
 /* Wait until the endpoint is stopped (SHUTDOWN delivered), at most
- * timeout_ms (< 0: no limit). Returns 0, HPS_ETIMEDOUT, HPS_EHANDLE or
+ * timeout_ms (< 0: no limit); an endpoint never started counts as stopped.
+ * Returns 0, HPS_ETIMEDOUT, HPS_EHANDLE or
  * HPS_EINLOOP (called from one of its loops, where it would wait forever). */
 HPS_EXTERN int hps_wait(hps_endpoint *ep, int timeout_ms);
 
@@ -356,6 +357,8 @@ HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
 
 /* Stop (pause != 0) or resume (pause = 0) reading from a connection. While
  * paused no RECEIVE arrives for it and the peer is flow-controlled by TCP.
+ * Called from a pack-model RECEIVE handler, it takes effect after the
+ * frames already read in the same chunk have been delivered.
  * Returns 0, HPS_EHANDLE or HPS_ENOTFOUND. */
 HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
 
