@@ -250,6 +250,8 @@ int hps__conn_write(hps__conn *c, hps__wreq *w);
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
+/* Count bytes and messages sent, on the connection and its loop. */
+void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */
 void hps__cork_flush(hps__conn *c);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);

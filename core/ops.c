@@ -103,81 +103,85 @@ static int on_owner(hps_endpoint *ep, hps_conn_id id) {
   return lp != NULL && lp->ep == ep && owner(ep, id) == lp;
 }
 
+/* The bytes of one send as a write request: pack header, then the buffers
+ * gathered into one block. */
+static hps__wreq *send_wreq(hps_endpoint *ep, hps_conn_id id,
+                            const hps_buf *bufs, int n, size_t total,
+                            size_t hdr) {
+  hps__wreq *w = hps__wreq_new(total + hdr);
+  size_t off = hdr;
+  int i;
+  if (w == NULL) return NULL;
+  w->kind = HPS__CMD_SEND;
+  w->id = id;
+  w->skip = hdr;
+  if (hdr)
+    hps__pack_header((uint8_t *)w->data, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
+                     (uint32_t)total);
+  for (i = 0; i < n; i++) {
+    if (bufs[i].len == 0) continue; /* base may be NULL */
+    memcpy(w->data + off, bufs[i].base, bufs[i].len);
+    off += bufs[i].len;
+  }
+  return w;
+}
+
+/* On the owning loop: gather into the cork while the connection's read is
+ * being delivered, else try-write straight from the caller's buffer, and
+ * copy only what the socket did not take. */
+static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
+                    int n, size_t total, size_t hdr) {
+  int send_events = (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
+  int err = 0;
+  ssize_t r = 0;
+  hps__wreq *w;
+  hps__conn *c = own_conn(ep, id, &err);
+  if (c == NULL) return err;
+  if (HPS__LOAD(&c->state) != HPS__C_OPEN) return HPS_ESTATE;
+  if (HPS__LOAD(&c->queued) + total + hdr >
+      (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
+    return HPS_ESENDQ;
+  if (!send_events) {
+    uint8_t h[HPS__PACK_HEADER];
+    if (hdr)
+      hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
+                       (uint32_t)total);
+    if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
+    hps__cork_flush(c); /* full or not delivering: keep order first */
+    if (c->handle_closing) return HPS_ENOTFOUND;
+  }
+  if (n == 1 && hdr == 0 && !send_events && c->file == NULL &&
+      c->tcp.write_queue_size == 0) {
+    uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)total) {
+      hps__count_sent(c, total, 1);
+      return 0;
+    }
+    if (r < 0 && r != UV_EAGAIN) {
+      hps__conn_close(c, HPS_OP_SEND, (int)r);
+      return (int)r;
+    }
+    if (r < 0) r = 0;
+  }
+  w = send_wreq(ep, id, bufs, n, total, hdr);
+  if (w == NULL) return HPS_ENOMEM;
+  w->off = (size_t)r; /* already written; hps__conn_write counts it all */
+  return hps__conn_write(c, w);
+}
+
 int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   int pack = ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK;
-  size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0, off;
+  size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0;
   hps__wreq *w;
-  int i, err = 0;
+  int i;
   for (i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
   if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return HPS_EPACKSIZE;
   id = resolve_id(ep, id);
-  if (on_owner(ep, id)) {
-    hps__conn *c = own_conn(ep, id, &err);
-    int send_events = (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
-    if (c == NULL) return err;
-    if (HPS__LOAD(&c->state) != HPS__C_OPEN) return HPS_ESTATE;
-    if (HPS__LOAD(&c->queued) + total + hdr >
-        (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
-      return HPS_ESENDQ;
-    if (!send_events) { /* answering inside its own RECEIVE: gather */
-      uint8_t h[HPS__PACK_HEADER];
-      if (pack)
-        hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
-                         (uint32_t)total);
-      if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
-      hps__cork_flush(c); /* full: keep order, then write this one */
-      if (c->handle_closing) return HPS_ENOTFOUND;
-    }
-    /* Fast path: straight from the caller's buffers into the socket. */
-    if (n == 1 && !pack && c->file == NULL && !send_events &&
-        c->tcp.write_queue_size == 0) {
-      uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
-      ssize_t r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-      if (r == (ssize_t)total) {
-        HPS__BUMP(&c->bytes_sent, total);
-        HPS__BUMP(&c->msgs_sent, 1);
-        HPS__BUMP(&c->loop->bytes_sent, total);
-        HPS__BUMP(&c->loop->msgs_sent, 1);
-        return 0;
-      }
-      /* partial or EAGAIN: fall through and copy the whole message; the
-       * bytes already written are skipped via off */
-      if (r > 0) {
-        w = hps__wreq_new(total);
-        if (w == NULL) return HPS_ENOMEM;
-        memcpy(w->data, bufs[0].base, total);
-        w->kind = HPS__CMD_SEND;
-        w->id = id;
-        HPS__BUMP(&c->bytes_sent, (size_t)r);
-        HPS__BUMP(&c->loop->bytes_sent, (size_t)r);
-        w->skip = (size_t)r; /* counted already; not re-counted */
-        w->off = (size_t)r;
-        return hps__conn_write(c, w);
-      }
-    }
-  }
-  w = hps__wreq_new(total + hdr);
+  if (on_owner(ep, id)) return send_own(ep, id, bufs, n, total, hdr);
+  w = send_wreq(ep, id, bufs, n, total, hdr);
   if (w == NULL) return HPS_ENOMEM;
-  w->kind = HPS__CMD_SEND;
-  w->id = id;
-  w->skip = hdr;
-  if (pack)
-    hps__pack_header((uint8_t *)w->data, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
-                     (uint32_t)total);
-  for (off = hdr, i = 0; i < n; i++) {
-    if (bufs[i].len == 0) continue;
-    memcpy(w->data + off, bufs[i].base, bufs[i].len);
-    off += bufs[i].len;
-  }
-  if (on_owner(ep, id)) {
-    hps__conn *c = own_conn(ep, id, &err);
-    if (c == NULL) {
-      free(w);
-      return err;
-    }
-    return hps__conn_write(c, w);
-  }
   return post(ep, w, total + hdr);
 }
 

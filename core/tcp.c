@@ -498,7 +498,7 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
 
 /* ---- write ---- */
 
-static void count_sent(hps__conn *c, size_t n, uint64_t msgs) {
+void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs) {
   hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_sent, n);
   HPS__BUMP(&c->msgs_sent, msgs);
@@ -555,7 +555,7 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
     p += bufs[i].len;
   }
   lp->cork_len += hdrlen + total;
-  count_sent(c, total, 1);
+  hps__count_sent(c, total, 1);
   return 1;
 }
 
@@ -600,11 +600,11 @@ int hps__conn_write(hps__conn *c, hps__wreq *w) {
   }
   if (w->kind == HPS__CMD_FILE) {
     c->file = w;
-    count_sent(c, 0, 1);
+    hps__count_sent(c, 0, 1);
     file_next(c);
     return 0;
   }
-  count_sent(c, w->len - w->skip, 1);
+  hps__count_sent(c, w->len - w->skip, 1);
   if (!send_events_on(c)) {
     uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -643,7 +643,7 @@ static void file_next(hps__conn *c) {
     w->file_left -= got;
     w->len = (size_t)got;
     w->off = 0;
-    count_sent(c, (size_t)got, 0);
+    hps__count_sent(c, (size_t)got, 0);
     queue_write(c, w);
     return;
   }
