@@ -176,6 +176,7 @@ typedef struct epx {
   int client_closes, client_starts; /* client role */
   int connects;                     /* CONNECT events (client role) */
   int in_failing_start, start_events;
+  int racing_start; /* a start while the last run may still be ending */
   int act[16]; /* per event type: what the handler does (atomic) */
 } epx;
 
@@ -289,7 +290,10 @@ static int handler(void *user, const hps_event *ev) {
   }
   pthread_mutex_lock(&x->mu);
   CHECK(ev->endpoint == x->ep);
-  if (x->shutdown_seen) {
+  /* PREPARE comes only from an hps_start that passed its state check, so the
+   * last run's SHUTDOWN is over: a new run begins. */
+  if (ev->type == HPS_EV_PREPARE) x->shutdown_seen = 0;
+  if (x->shutdown_seen && !x->racing_start) {
     fprintf(stderr, "fuzz_api: event %d after SHUTDOWN\n", ev->type);
     abort();
   }
@@ -400,15 +404,20 @@ static int do_create(int slot, int role) {
 static int do_start(epx *x, const char *host, uint16_t port) {
   int rc, st = hps_state(x->ep);
   pthread_mutex_lock(&x->mu);
-  x->shutdown_seen = 0;
   /* Only this thread starts: a CREATED or STOPPED endpoint stays so until
-   * hps_start, and then no event of an earlier run can come. */
+   * hps_start, and then no event of an earlier run can come. A STOPPING
+   * endpoint may finish its run (SHUTDOWN) while hps_start is called, and
+   * the start may then succeed: while that can happen, events after that
+   * SHUTDOWN may belong to the new run. */
   x->in_failing_start = st == HPS_STATE_CREATED || st == HPS_STATE_STOPPED;
+  if (x->in_failing_start) x->shutdown_seen = 0;
+  x->racing_start = !x->in_failing_start;
   x->start_events = 0;
   pthread_mutex_unlock(&x->mu);
   rc = chk(F_START, hps_start(x->ep, host, port));
   pthread_mutex_lock(&x->mu);
-  x->in_failing_start = 0;
+  if (x->racing_start && rc == 0) x->shutdown_seen = 0;
+  x->in_failing_start = x->racing_start = 0;
   if (rc == 0) {
     x->runs++;
     if (x->role == HPS_TCP_CLIENT) x->client_starts++;
