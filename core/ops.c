@@ -233,8 +233,8 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
     int state = HPS__LOAD(&c->state);
     if (state != HPS__C_OPEN)
       err = state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
-    else
-      err = hps__loop_post_locked(lp, w);
+    else if (hps__loop_post_locked(lp, w) != 0)
+      err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
     uv_mutex_unlock(&lp->lock);
     if (err != 0) goto fail;
     return 0;

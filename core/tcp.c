@@ -398,7 +398,7 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
   lp = ep->loops[HPS__ADD(&ep->rr, 1) % (uint32_t)ep->nloops];
   uv_mutex_lock(&lp->lock);
   if (!lp->accepting_cmds) {
-    r = HPS_ESTOPPING;
+    r = HPS_ESTATE; /* stopped since the check above */
   } else if ((c = hps__conn_new_locked(lp)) == NULL) {
     r = HPS_ENOMEM;
   } else {

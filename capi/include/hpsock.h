@@ -301,8 +301,8 @@ HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
  * closes it with op HPS_OP_CONNECT and HPS_EHANDLER; a connect that does not
  * finish within HPS_OPT_CONNECT_TIMEOUT closes with HPS_ETIMEDOUT). Every
  * ID returned gets exactly one CLOSE. Sending before CONNECT gives
- * HPS_ESTATE. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_ESTATE (not started),
- * HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. */
+ * HPS_ESTATE. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_ESTATE (not started, or
+ * stopping), HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. */
 HPS_EXTERN int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
                            hps_conn_id *id);
 
