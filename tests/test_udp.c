@@ -1365,6 +1365,44 @@ static void test_pause_client_and_server_connection(void **state) {
   u_free(&rc);
 }
 
+static void test_restart_every_role(void **state) {
+  static const int roles[] = {HPS_UDP_SERVER, HPS_UDP_CLIENT, HPS_UDP_CAST,
+                              HPS_UDP_NODE};
+  u_rec r;
+  uint16_t sport;
+  int fd = raw_udp("127.0.0.1", &sport), i, k;
+  char buf[16];
+  (void)state;
+  for (i = 0; i < 4; i++) {
+    hps_endpoint *ep;
+    u_init(&r);
+    ep = u_make(&r, roles[i], NULL);
+    for (k = 0; k < 2; k++) {
+      const char *host = roles[i] == HPS_UDP_CAST ? GROUP : "127.0.0.1";
+      uint16_t port = roles[i] == HPS_UDP_CLIENT ? sport : 0;
+      assert_int_equal(hps_start(ep, host, port), 0);
+      assert_int_equal(hps_state(ep), HPS_STATE_STARTED);
+      if (roles[i] == HPS_UDP_SERVER) {
+        raw_sendto(fd, "127.0.0.1", bound_port(ep), "r", 1);
+        assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, k + 1, T_WAIT_MS), 0);
+      } else if (roles[i] == HPS_UDP_CLIENT) {
+        assert_int_equal(hps_send(ep, 0, "r", 1), 0);
+        assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 1);
+      } else {
+        assert_int_equal(hps_send_to(ep, "127.0.0.1", sport, "r", 1), 0);
+        assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 1);
+      }
+      assert_int_equal(hps_stop(ep), 0);
+      assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), k + 1);
+      /* server: the peer's connection; others: their one connection */
+      assert_int_equal(u_count(&r, HPS_EV_CLOSE), k + 1);
+    }
+    assert_int_equal(hps_free(ep), 0);
+    u_free(&r);
+  }
+  close(fd);
+}
+
 int main(void) {
   const char *filter = getenv("HPS_TEST_FILTER");
   const struct CMUnitTest tests[] = {
@@ -1393,6 +1431,7 @@ int main(void) {
       cmocka_unit_test(test_cast_reuse_off_refuses_a_shared_port),
       cmocka_unit_test(test_udp_options_and_refusals),
       cmocka_unit_test(test_pause_client_and_server_connection),
+      cmocka_unit_test(test_restart_every_role),
   };
   if (filter) cmocka_set_test_filter(filter);
   return cmocka_run_group_tests_name("udp", tests, NULL, NULL);
