@@ -33,7 +33,9 @@ typedef struct udp_sreq {
 #define IPV6_MULTICAST_ALL 29
 #endif
 
-static hps_endpoint *c_ep(hps__conn *c) { return c->loop->ep; }
+static hps_endpoint *c_ep(hps__conn *c) {
+  return c->loop->ep;
+}
 
 static socklen_t addr_len(const hps__addr *a) {
   return a->sa.sa_family == AF_INET6 ? sizeof(a->in6) : sizeof(a->in4);
@@ -53,7 +55,8 @@ static void addr_text(const hps__addr *a, char *buf, size_t len) {
 }
 
 static int addr_eq(const hps__addr *a, const hps__addr *b) {
-  if (a->sa.sa_family != b->sa.sa_family) return 0;
+  if (a->sa.sa_family != b->sa.sa_family)
+    return 0;
   if (a->sa.sa_family == AF_INET6)
     return a->in6.sin6_port == b->in6.sin6_port &&
            a->in6.sin6_scope_id == b->in6.sin6_scope_id &&
@@ -76,7 +79,8 @@ static uint32_t addr_hash(const hps__addr *a) {
     n = 4;
     port = a->in4.sin_port;
   }
-  for (i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  for (i = 0; i < n; i++)
+    h = (h ^ p[i]) * 16777619u;
   h = (h ^ (port & 0xff)) * 16777619u;
   h = (h ^ (port >> 8)) * 16777619u;
   return h ^ (h >> 15);
@@ -98,9 +102,11 @@ static int addr_from(hps__addr *a, const struct sockaddr *sa) {
 
 static hps__conn *table_find(hps__udp_loop *u, const hps__addr *a) {
   hps__conn *c;
-  if (u->tcap == 0) return NULL;
+  if (u->tcap == 0)
+    return NULL;
   for (c = u->table[addr_hash(a) & (u->tcap - 1)]; c; c = c->udp_next)
-    if (addr_eq(&c->peer, a)) return c;
+    if (addr_eq(&c->peer, a))
+      return c;
   return NULL;
 }
 
@@ -109,7 +115,8 @@ static int table_insert(hps__udp_loop *u, hps__conn *c) {
   if (u->tcount >= u->tcap) { /* load <= 1: rehash into twice the size */
     uint32_t cap = u->tcap ? u->tcap * 2 : 64;
     hps__conn **t = calloc(cap, sizeof(*t)), *x, *next;
-    if (t == NULL) return HPS_ENOMEM;
+    if (t == NULL)
+      return HPS_ENOMEM;
     for (i = 0; i < u->tcap; i++)
       for (x = u->table[i]; x; x = next) {
         uint32_t h = addr_hash(&x->peer) & (cap - 1);
@@ -130,7 +137,8 @@ static int table_insert(hps__udp_loop *u, hps__conn *c) {
 
 static void table_remove(hps__udp_loop *u, hps__conn *c) {
   hps__conn **pp;
-  if (u->tcap == 0) return;
+  if (u->tcap == 0)
+    return;
   for (pp = &u->table[addr_hash(&c->peer) & (u->tcap - 1)]; *pp;
        pp = &(*pp)->udp_next)
     if (*pp == c) {
@@ -189,26 +197,31 @@ static void on_reap(uv_idle_t *h);
 
 void hps__udp_close(hps__conn *c, int op, int err) {
   hps__udp_loop *u = &c->loop->udp;
-  if (c->handle_closing) return;
+  if (c->handle_closing)
+    return;
   c->close_op = op;
   c->close_err = err;
   HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
-  if (c_ep(c)->role == HPS_UDP_SERVER) table_remove(u, c);
+  if (c_ep(c)->role == HPS_UDP_SERVER)
+    table_remove(u, c);
   c->udp_next = NULL;
   if (u->reap_tail)
     u->reap_tail->udp_next = c;
   else
     u->reap_head = c;
   u->reap_tail = c;
-  if (!u->closed) uv_idle_start(&u->reaper, on_reap);
+  if (!u->closed)
+    uv_idle_start(&u->reaper, on_reap);
 }
 
 static void finish(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps_endpoint *ep = lp->ep;
-  if (c->reported) emit(c, HPS_EV_CLOSE, NULL, 0, NULL, 0, 0);
-  if (lp->udp.one == c) lp->udp.one = NULL;
+  if (c->reported)
+    emit(c, HPS_EV_CLOSE, NULL, 0, NULL, 0, 0);
+  if (lp->udp.one == c)
+    lp->udp.one = NULL;
   uv_mutex_lock(&lp->lock);
   hps__conn_release_locked(lp, c);
   uv_mutex_unlock(&lp->lock);
@@ -219,7 +232,8 @@ static void finish(hps__conn *c) {
 static void announce(hps__loop *lp) {
   hps__conn *c = lp->udp.one;
   lp->udp.announce = 0;
-  if (c == NULL || c->state != HPS__C_OPEN) return;
+  if (c == NULL || c->state != HPS__C_OPEN)
+    return;
   if (emit(c, HPS_EV_CONNECT, NULL, 0, NULL, 0, 0) == HPS_HR_ERROR) {
     hps__udp_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;
@@ -233,21 +247,24 @@ static void on_reap(uv_idle_t *h) {
   hps__loop *lp = h->data;
   hps__udp_loop *u = &lp->udp;
   hps__conn *c;
-  if (u->announce) announce(lp);
+  if (u->announce)
+    announce(lp);
   /* A CLOSE handler may close more: they join the list's tail. */
   while ((c = u->reap_head) != NULL) {
     u->reap_head = c->udp_next;
-    if (u->reap_head == NULL) u->reap_tail = NULL;
+    if (u->reap_head == NULL)
+      u->reap_tail = NULL;
     finish(c);
   }
-  if (!u->closed && !u->announce) uv_idle_stop(&u->reaper);
+  if (!u->closed && !u->announce)
+    uv_idle_stop(&u->reaper);
   hps__loop_maybe_finish(lp);
 }
 
 /* ---- receive ---- */
 
-static void deliver(hps__conn *c, const char *data, size_t n,
-                    const char *addr, int port) {
+static void deliver(hps__conn *c, const char *data, size_t n, const char *addr,
+                    int port) {
   count_recv(c, n);
   if (emit(c, HPS_EV_RECEIVE, data, n, addr, port, 0) == HPS_HR_ERROR)
     hps__udp_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
@@ -276,7 +293,8 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
     c->local = ep->listen_addr;
   }
   uv_mutex_unlock(&lp->lock);
-  if (c == NULL) return NULL;
+  if (c == NULL)
+    return NULL;
   HPS__ADD(&ep->nconns, 1);
   addr_text(a, c->peer_text, sizeof(c->peer_text));
   HPS__STORE(&c->t_open, now);
@@ -301,8 +319,10 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
 static void server_recv(hps__loop *lp, const hps__addr *a, const char *data,
                         size_t n, int big) {
   hps__conn *c = table_find(&lp->udp, a);
-  if (c == NULL && (c = server_accept(lp, a)) == NULL) return;
-  if (c->state != HPS__C_OPEN) return;
+  if (c == NULL && (c = server_accept(lp, a)) == NULL)
+    return;
+  if (c->state != HPS__C_OPEN)
+    return;
   HPS__STORE(&c->t_recv, uv_now(&lp->uv));
   if (big) {
     hps__udp_close(c, HPS_OP_RECEIVE, HPS_EDGRAMSIZE);
@@ -312,7 +332,8 @@ static void server_recv(hps__loop *lp, const hps__addr *a, const char *data,
     heartbeat(c, &c->peer.sa);
     return;
   }
-  if (c->paused) return; /* a paused peer's datagrams are dropped */
+  if (c->paused)
+    return; /* a paused peer's datagrams are dropped */
   deliver(c, data, n, NULL, 0);
 }
 
@@ -335,21 +356,25 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   hps__addr a;
   char text[INET6_ADDRSTRLEN];
   int big;
-  if (lp->stopping) return;
-  if (u->announce) announce(lp);
+  if (lp->stopping)
+    return;
+  if (u->announce)
+    announce(lp);
   if (nread < 0) {
     /* Only a connected socket hears of ICMP errors (port unreachable). */
     if (ep->role == HPS_UDP_CLIENT && c != NULL && c->state == HPS__C_OPEN)
       hps__udp_close(c, HPS_OP_RECEIVE, (int)nread);
     return;
   }
-  if (from == NULL || addr_from(&a, from) != 0) return; /* nothing more */
+  if (from == NULL || addr_from(&a, from) != 0)
+    return; /* nothing more */
   big = (size_t)nread > max || (flags & UV_UDP_PARTIAL) != 0;
   if (ep->role == HPS_UDP_SERVER) {
     server_recv(lp, &a, buf->base, (size_t)nread, big);
     return;
   }
-  if (c == NULL || c->state != HPS__C_OPEN) return;
+  if (c == NULL || c->state != HPS__C_OPEN)
+    return;
   HPS__STORE(&c->t_recv, uv_now(&lp->uv));
   if (ep->role == HPS_UDP_CLIENT) {
     if (big)
@@ -360,8 +385,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   }
   addr_text(&a, text, sizeof(text));
   if (big) {
-    if (emit(c, HPS_EV_RECEIVE, NULL, 0, text, addr_port(&a),
-             HPS_EDGRAMSIZE) == HPS_HR_ERROR)
+    if (emit(c, HPS_EV_RECEIVE, NULL, 0, text, addr_port(&a), HPS_EDGRAMSIZE) ==
+        HPS_HR_ERROR)
       hps__udp_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
     return;
   }
@@ -370,7 +395,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 static void start_recv(hps__loop *lp) {
   hps__udp_loop *u = &lp->udp;
-  if (u->has_sock && !u->closed) uv_udp_recv_start(&u->sock, on_alloc, on_recv);
+  if (u->has_sock && !u->closed)
+    uv_udp_recv_start(&u->sock, on_alloc, on_recv);
 }
 
 void hps__udp_pause(hps__conn *c, int pause) {
@@ -378,7 +404,8 @@ void hps__udp_pause(hps__conn *c, int pause) {
   c->paused = (uint8_t)pause;
   /* A server's peers share the socket: their datagrams are dropped while
    * paused (server_recv). The single roles stop reading. */
-  if (c_ep(c)->role == HPS_UDP_SERVER || !u->has_sock || u->closed) return;
+  if (c_ep(c)->role == HPS_UDP_SERVER || !u->has_sock || u->closed)
+    return;
   if (pause)
     uv_udp_recv_stop(&u->sock);
   else if (!c->loop->stopping)
@@ -393,8 +420,10 @@ static int send_events_on(hps_endpoint *ep) {
 
 /* Where a datagram of c goes: NULL on a connected client socket. */
 static const struct sockaddr *dest_of(hps__conn *c, const hps__addr *to) {
-  if (to != NULL && to->sa.sa_family != 0) return &to->sa;
-  if (c_ep(c)->role == HPS_UDP_CLIENT) return NULL;
+  if (to != NULL && to->sa.sa_family != 0)
+    return &to->sa;
+  if (c_ep(c)->role == HPS_UDP_CLIENT)
+    return NULL;
   return &c->peer.sa;
 }
 
@@ -410,9 +439,11 @@ static int send_failed(hps__conn *c, const hps__addr *to, const void *data,
     hps__udp_close(c, HPS_OP_SEND, err);
     return err;
   }
-  if (sync) return err;
+  if (sync)
+    return err;
   d = dest_of(c, to);
-  if (d == NULL || addr_from(&da, d) != 0) return err;
+  if (d == NULL || addr_from(&da, d) != 0)
+    return err;
   addr_text(&da, text, sizeof(text));
   if (emit(c, HPS_EV_SEND, data, len, text, addr_port(&da), err) ==
       HPS_HR_ERROR)
@@ -431,7 +462,8 @@ static void on_sent(uv_udp_send_t *req, int status) {
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(lp->ep, w->id, NULL);
   uv_mutex_unlock(&lp->lock);
-  if (c != NULL) HPS__SUB(&c->queued, len);
+  if (c != NULL)
+    HPS__SUB(&c->queued, len);
   if (c != NULL && c->state == HPS__C_OPEN) {
     if (status < 0 && status != UV_ECANCELED) {
       send_failed(c, &to, w->data + DEST_LEN, len, status, 0);
@@ -505,7 +537,9 @@ static int udp_write(hps__conn *c, hps__wreq *w, int sync) {
   return 0;
 }
 
-int hps__udp_write(hps__conn *c, hps__wreq *w) { return udp_write(c, w, 0); }
+int hps__udp_write(hps__conn *c, hps__wreq *w) {
+  return udp_write(c, w, 0);
+}
 
 static int on_owner(hps_endpoint *ep, hps_conn_id id) {
   hps__loop *lp = hps__tls_loop;
@@ -535,18 +569,24 @@ int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
   size_t total = 0, off = DEST_LEN;
   hps__wreq *w;
   int i, err = 0, s;
-  for (i = 0; i < n; i++) total += bufs[i].len;
-  if (total == 0) return HPS_EINVAL;
-  if (total > (size_t)ep->opt[HPS_OPT_UDP_MAX_DATAGRAM]) return HPS_EDGRAMSIZE;
-  if (to == NULL && ep->role == HPS_UDP_NODE) return HPS_EROLE;
+  for (i = 0; i < n; i++)
+    total += bufs[i].len;
+  if (total == 0)
+    return HPS_EINVAL;
+  if (total > (size_t)ep->opt[HPS_OPT_UDP_MAX_DATAGRAM])
+    return HPS_EDGRAMSIZE;
+  if (to == NULL && ep->role == HPS_UDP_NODE)
+    return HPS_EROLE;
   s = HPS__LOAD(&ep->state);
-  if (s != HPS_STATE_STARTED && s != HPS_STATE_STOPPING) return HPS_ENOTFOUND;
-  if (id == 0 && HPS__SINGLE(ep)) id = HPS__LOAD(&ep->client_id);
+  if (s != HPS_STATE_STARTED && s != HPS_STATE_STOPPING)
+    return HPS_ENOTFOUND;
+  if (id == 0 && HPS__SINGLE(ep))
+    id = HPS__LOAD(&ep->client_id);
   if (on_owner(ep, id)) {
     hps__conn *c = own_conn(ep, id, &err);
-    if (c == NULL) return err;
-    if (HPS__LOAD(&c->queued) + total >
-        (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
+    if (c == NULL)
+      return err;
+    if (HPS__LOAD(&c->queued) + total > (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
       return HPS_ESENDQ;
     /* The fast path: straight from the caller's buffers, no copy. */
     if (!send_events_on(ep) && n <= 8 && c->loop->udp.has_sock &&
@@ -562,11 +602,13 @@ int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
         HPS__STORE(&c->t_sent, uv_now(&c->loop->uv));
         return 0;
       }
-      if (r != UV_EAGAIN) return send_failed(c, to, NULL, total, r, 1);
+      if (r != UV_EAGAIN)
+        return send_failed(c, to, NULL, total, r, 1);
     }
   }
   w = hps__wreq_new(DEST_LEN + total);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   w->kind = HPS__CMD_SEND;
   w->id = id;
   w->skip = DEST_LEN;
@@ -575,7 +617,8 @@ int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
   else
     memset(w->data, 0, DEST_LEN);
   for (i = 0; i < n; i++) {
-    if (bufs[i].len == 0) continue;
+    if (bufs[i].len == 0)
+      continue;
     memcpy(w->data + off, bufs[i].base, bufs[i].len);
     off += bufs[i].len;
   }
@@ -594,11 +637,15 @@ int hps__udp_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                      const hps_buf *bufs, int n) {
   hps__addr a;
   int s = HPS__LOAD(&ep->state), r;
-  if (host == NULL || host[0] == '\0' || port == 0) return HPS_EADDR;
-  if ((r = hps__resolve(host, port, &a)) != 0) return r;
-  if (s != HPS_STATE_STARTED && s != HPS_STATE_STOPPING) return HPS_ENOTFOUND;
+  if (host == NULL || host[0] == '\0' || port == 0)
+    return HPS_EADDR;
+  if ((r = hps__resolve(host, port, &a)) != 0)
+    return r;
+  if (s != HPS_STATE_STARTED && s != HPS_STATE_STOPPING)
+    return HPS_ENOTFOUND;
   if (a.sa.sa_family != ep->udp_family) {
-    if (a.sa.sa_family == AF_INET6) return HPS_EADDR; /* v6 to a v4 socket */
+    if (a.sa.sa_family == AF_INET6)
+      return HPS_EADDR; /* v6 to a v4 socket */
     /* v4 to a v6 socket: as a v4-mapped address (dual stack) */
     struct sockaddr_in in4 = a.in4;
     memset(&a, 0, sizeof(a));
@@ -623,7 +670,8 @@ static void on_detect(uv_timer_t *t) {
   /* Only this thread changes the list; closing does not (the reaper
    * does), so the walk needs no lock. */
   for (c = lp->conns; c != NULL; c = c->next) {
-    if (c->state != HPS__C_OPEN) continue;
+    if (c->state != HPS__C_OPEN)
+      continue;
     if (hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit)
       hps__udp_close(c, HPS_OP_RECEIVE, HPS_EUDPIDLE);
     else if (ep->role == HPS_UDP_CLIENT &&
@@ -656,7 +704,8 @@ static void set_buffers(hps_endpoint *ep, uv_udp_t *s) {
 static int new_sock(hps__loop *lp, int family) {
   hps__udp_loop *u = &lp->udp;
   int r = uv_udp_init_ex(&lp->uv, &u->sock, (unsigned)family);
-  if (r != 0) return r;
+  if (r != 0)
+    return r;
   u->sock.data = lp;
   u->has_sock = 1;
   set_buffers(lp->ep, &u->sock);
@@ -671,7 +720,8 @@ static int sock_fd(hps__loop *lp) {
 
 static int prepare(hps_endpoint *ep, hps__loop *lp) {
   hps_event ev;
-  if (!(HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_PREPARE))) return 0;
+  if (!(HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_PREPARE)))
+    return 0;
   memset(&ev, 0, sizeof(ev));
   ev.type = HPS_EV_PREPARE;
   ev.endpoint = ep;
@@ -683,7 +733,8 @@ static unsigned bind_flags(hps_endpoint *ep, const hps__addr *a, int reuse) {
   unsigned f = 0;
   if (a->sa.sa_family == AF_INET6 && ep->opt[HPS_OPT_IPV6_ONLY])
     f |= UV_UDP_IPV6ONLY;
-  if (reuse) f |= UV_UDP_REUSEADDR;
+  if (reuse)
+    f |= UV_UDP_REUSEADDR;
   return f;
 }
 
@@ -711,7 +762,8 @@ static int probe_port(hps_endpoint *ep, hps__addr *a) {
   hps__addr got;
   socklen_t len = sizeof(got);
   int fd = socket(a->sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
-  if (fd < 0) return -errno;
+  if (fd < 0)
+    return -errno;
   if (a->sa.sa_family == AF_INET6) {
     int v6only = ep->opt[HPS_OPT_IPV6_ONLY] ? 1 : 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
@@ -727,20 +779,25 @@ static int probe_port(hps_endpoint *ep, hps__addr *a) {
 static int open_server(hps_endpoint *ep, const char *host, uint16_t port) {
   hps__addr a;
   int i, r, one = 1, reuseport = ep->nloops > 1;
-  if ((r = hps__resolve(host, port, &a)) != 0) return r;
-  if (reuseport && (r = probe_port(ep, &a)) != 0) return r;
+  if ((r = hps__resolve(host, port, &a)) != 0)
+    return r;
+  if (reuseport && (r = probe_port(ep, &a)) != 0)
+    return r;
   for (i = 0; i < ep->nloops; i++) {
     hps__loop *lp = ep->loops[i];
-    if ((r = new_sock(lp, a.sa.sa_family)) != 0) return r;
+    if ((r = new_sock(lp, a.sa.sa_family)) != 0)
+      return r;
     if (reuseport && setsockopt(sock_fd(lp), SOL_SOCKET, SO_REUSEPORT, &one,
                                 sizeof(one)) != 0)
       return -errno;
     if ((r = uv_udp_bind(&lp->udp.sock, &a.sa, bind_flags(ep, &a, 0))) != 0)
       return r;
     if (i == 0) {
-      if ((r = bound_addr(lp, &ep->listen_addr)) != 0) return r;
+      if ((r = bound_addr(lp, &ep->listen_addr)) != 0)
+        return r;
       set_port(&a, port_be(&ep->listen_addr)); /* port 0: share the pick */
-      if ((r = prepare(ep, lp)) != 0) return r;
+      if ((r = prepare(ep, lp)) != 0)
+        return r;
     }
   }
   return 0;
@@ -760,9 +817,11 @@ static int cast_options(hps_endpoint *ep, hps__loop *lp) {
    * leave is a leave). Best effort: older kernels lack the IPv6 one. */
   setsockopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, &zero, sizeof(zero));
   setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, &zero, sizeof(zero));
-  if ((r = uv_udp_set_multicast_ttl(s, (int)ep->opt[HPS_OPT_UDP_MULTICAST_TTL])) != 0)
+  if ((r = uv_udp_set_multicast_ttl(
+           s, (int)ep->opt[HPS_OPT_UDP_MULTICAST_TTL])) != 0)
     return r;
-  if ((r = uv_udp_set_multicast_loop(s, (int)ep->opt[HPS_OPT_UDP_MULTICAST_LOOP])) != 0)
+  if ((r = uv_udp_set_multicast_loop(
+           s, (int)ep->opt[HPS_OPT_UDP_MULTICAST_LOOP])) != 0)
     return r;
   if (ep->udp_iface[0] &&
       (r = uv_udp_set_multicast_interface(s, ep->udp_iface)) != 0)
@@ -789,19 +848,25 @@ static int open_single(hps_endpoint *ep, const char *host, uint16_t port,
   memset(peer, 0, sizeof(*peer));
   if (ep->role != HPS_UDP_NODE && (host == NULL || host[0] == '\0'))
     return HPS_EADDR;
-  if ((r = hps__resolve(host, port, &a)) != 0) return r;
+  if ((r = hps__resolve(host, port, &a)) != 0)
+    return r;
   if (ep->role == HPS_UDP_CLIENT) {
-    if (port == 0) return HPS_EADDR;
-    if ((r = new_sock(lp, a.sa.sa_family)) != 0) return r;
-    if ((r = prepare(ep, lp)) != 0) return r;
-    if ((r = uv_udp_connect(&lp->udp.sock, &a.sa)) != 0) return r;
+    if (port == 0)
+      return HPS_EADDR;
+    if ((r = new_sock(lp, a.sa.sa_family)) != 0)
+      return r;
+    if ((r = prepare(ep, lp)) != 0)
+      return r;
+    if ((r = uv_udp_connect(&lp->udp.sock, &a.sa)) != 0)
+      return r;
     *peer = a;
     return bound_addr(lp, &ep->listen_addr);
   }
   if (ep->role == HPS_UDP_CAST) {
     hps__addr any;
     int mcast = ep->opt[HPS_OPT_UDP_CAST_MODE] == HPS_CAST_MULTICAST;
-    if (mcast && !is_multicast(&a)) return HPS_EADDR;
+    if (mcast && !is_multicast(&a))
+      return HPS_EADDR;
     memset(&any, 0, sizeof(any));
     if (a.sa.sa_family == AF_INET6) {
       any.in6.sin6_family = AF_INET6;
@@ -810,27 +875,35 @@ static int open_single(hps_endpoint *ep, const char *host, uint16_t port,
       any.in4.sin_family = AF_INET;
       any.in4.sin_port = htons(port);
     }
-    if ((r = new_sock(lp, a.sa.sa_family)) != 0) return r;
-    if ((r = uv_udp_bind(&lp->udp.sock, &any.sa,
-                         bind_flags(ep, &any, ep->opt[HPS_OPT_REUSE_ADDR] != 0))) != 0)
+    if ((r = new_sock(lp, a.sa.sa_family)) != 0)
       return r;
-    if ((r = bound_addr(lp, &ep->listen_addr)) != 0) return r;
+    if ((r = uv_udp_bind(
+             &lp->udp.sock, &any.sa,
+             bind_flags(ep, &any, ep->opt[HPS_OPT_REUSE_ADDR] != 0))) != 0)
+      return r;
+    if ((r = bound_addr(lp, &ep->listen_addr)) != 0)
+      return r;
     set_port(&a, port_be(&ep->listen_addr)); /* port 0: the one picked */
-    if ((r = cast_options(ep, lp)) != 0) return r;
+    if ((r = cast_options(ep, lp)) != 0)
+      return r;
     if (mcast) {
       char g[INET6_ADDRSTRLEN];
       addr_text(&a, g, sizeof(g));
-      if ((r = join_default(ep, lp, g)) != 0) return r;
+      if ((r = join_default(ep, lp, g)) != 0)
+        return r;
     }
     *peer = a;
     return prepare(ep, lp);
   }
   /* node */
-  if ((r = new_sock(lp, a.sa.sa_family)) != 0) return r;
+  if ((r = new_sock(lp, a.sa.sa_family)) != 0)
+    return r;
   if ((r = uv_udp_bind(&lp->udp.sock, &a.sa, bind_flags(ep, &a, 0))) != 0)
     return r;
-  if ((r = bound_addr(lp, &ep->listen_addr)) != 0) return r;
-  if ((r = cast_options(ep, lp)) != 0) return r;
+  if ((r = bound_addr(lp, &ep->listen_addr)) != 0)
+    return r;
+  if ((r = cast_options(ep, lp)) != 0)
+    return r;
   return prepare(ep, lp);
 }
 
@@ -840,14 +913,17 @@ int hps__udp_open(hps_endpoint *ep, const char *host, uint16_t port) {
   hps__loop *lp;
   uint64_t now, iv = (uint64_t)ep->opt[HPS_OPT_UDP_DETECT_INTERVAL];
   int i, r;
-  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PUSH) return HPS_EMODEL;
-  for (i = 0; i < ep->nloops; i++) init_loop(ep->loops[i]);
+  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PUSH)
+    return HPS_EMODEL;
+  for (i = 0; i < ep->nloops; i++)
+    init_loop(ep->loops[i]);
   if (ep->role == HPS_UDP_SERVER) {
     r = open_server(ep, host, port);
   } else {
     r = open_single(ep, host, port, &peer);
   }
-  if (r != 0) return r;
+  if (r != 0)
+    return r;
   ep->udp_family = ep->listen_addr.sa.sa_family;
   for (i = 0; i < ep->nloops; i++) {
     lp = ep->loops[i];
@@ -855,7 +931,8 @@ int hps__udp_open(hps_endpoint *ep, const char *host, uint16_t port) {
     if (iv > 0 && (ep->role == HPS_UDP_SERVER || ep->role == HPS_UDP_CLIENT))
       uv_timer_start(&lp->udp.detect, on_detect, iv, iv);
   }
-  if (ep->role == HPS_UDP_SERVER) return 0;
+  if (ep->role == HPS_UDP_SERVER)
+    return 0;
   /* The one connection: open now, CONNECT/HANDSHAKE on the loop's first
    * turn (before any datagram is read). */
   lp = ep->loops[0];
@@ -866,7 +943,8 @@ int hps__udp_open(hps_endpoint *ep, const char *host, uint16_t port) {
     c->local = ep->listen_addr;
   }
   uv_mutex_unlock(&lp->lock);
-  if (c == NULL) return HPS_ENOMEM;
+  if (c == NULL)
+    return HPS_ENOMEM;
   HPS__ADD(&ep->nconns, 1);
   addr_text(&peer, c->peer_text, sizeof(c->peer_text));
   now = uv_hrtime() / 1000000u;
@@ -884,20 +962,25 @@ int hps__udp_open(hps_endpoint *ep, const char *host, uint16_t port) {
 
 /* ---- stop ---- */
 
-static void on_closed(uv_handle_t *h) { (void)h; }
+static void on_closed(uv_handle_t *h) {
+  (void)h;
+}
 
 void hps__udp_loop_close(hps__loop *lp) {
   hps__udp_loop *u = &lp->udp;
-  if (!u->inited || u->closed) return;
+  if (!u->inited || u->closed)
+    return;
   u->closed = 1;
-  if (u->has_sock) uv_close((uv_handle_t *)&u->sock, on_closed);
+  if (u->has_sock)
+    uv_close((uv_handle_t *)&u->sock, on_closed);
   uv_close((uv_handle_t *)&u->reaper, on_closed);
   uv_close((uv_handle_t *)&u->detect, on_closed);
 }
 
 void hps__udp_loop_free(hps__loop *lp) {
   hps__udp_loop *u = &lp->udp;
-  if (!u->inited) return;
+  if (!u->inited)
+    return;
   hps__udp_loop_close(lp); /* a loop that never ran: its uv_run follows */
   free(u->table);
   u->table = NULL;
@@ -909,22 +992,26 @@ void hps__udp_loop_free(hps__loop *lp) {
 static int check_iface(const char *iface) {
   struct sockaddr_in a4;
   struct sockaddr_in6 a6;
-  if (iface == NULL || iface[0] == '\0') return 0;
-  if (strlen(iface) >= 64) return HPS_EADDR;
+  if (iface == NULL || iface[0] == '\0')
+    return 0;
+  if (strlen(iface) >= 64)
+    return HPS_EADDR;
   if (uv_ip4_addr(iface, 0, &a4) == 0 || uv_ip6_addr(iface, 0, &a6) == 0)
     return 0;
   return HPS_EADDR;
 }
 
-int hps__udp_membership(hps_endpoint *ep, const char *group,
-                        const char *iface, int join) {
+int hps__udp_membership(hps_endpoint *ep, const char *group, const char *iface,
+                        int join) {
   hps__addr g;
   int r;
   memset(&g, 0, sizeof(g));
   if (uv_ip4_addr(group, 0, &g.in4) != 0 && uv_ip6_addr(group, 0, &g.in6) != 0)
     return HPS_EADDR;
-  if (!is_multicast(&g) || check_iface(iface) != 0) return HPS_EADDR;
-  if (iface != NULL && iface[0] == '\0') iface = NULL;
+  if (!is_multicast(&g) || check_iface(iface) != 0)
+    return HPS_EADDR;
+  if (iface != NULL && iface[0] == '\0')
+    iface = NULL;
   /* Under the endpoint's mutex while STARTED: the loop closes its socket
    * only after a stop, which takes this mutex first. */
   uv_mutex_lock(&ep->mutex);
@@ -940,7 +1027,8 @@ int hps__udp_membership(hps_endpoint *ep, const char *group,
 
 int hps__udp_set_iface(hps_endpoint *ep, const char *iface) {
   int r = check_iface(iface);
-  if (r != 0) return r;
+  if (r != 0)
+    return r;
   uv_mutex_lock(&ep->mutex);
   if (ep->starting || ep->state == HPS_STATE_STARTED ||
       ep->state == HPS_STATE_STOPPING) {

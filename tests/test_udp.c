@@ -19,10 +19,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* cmocka needs these first; keep the order */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+// clang-format on
 
 #include "hps_test.h"
 #include "hpsock.h"
@@ -48,8 +51,8 @@ struct u_rec {
   pthread_cond_t cv;
   u_ev *evs;
   size_t n, cap;
-  int echo;       /* send each datagram back (server/client: hps_send;
-                     node: hps_send_to the sender) */
+  int echo; /* send each datagram back (server/client: hps_send;
+               node: hps_send_to the sender) */
   u_hook hook;
   int accept_refusals; /* ACCEPT returns ERROR this many times */
   int64_t prepare_fd;
@@ -64,7 +67,8 @@ static void u_init(u_rec *r) {
 
 static void u_free(u_rec *r) {
   size_t i;
-  for (i = 0; i < r->n; i++) free(r->evs[i].data);
+  for (i = 0; i < r->n; i++)
+    free(r->evs[i].data);
   free(r->evs);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
@@ -86,10 +90,12 @@ static int u_handler(void *user, const hps_event *ev) {
     e.data = malloc(ev->len + 1);
     memcpy(e.data, ev->data, ev->len);
   }
-  if (ev->addr) snprintf(e.addr, sizeof(e.addr), "%s", ev->addr);
+  if (ev->addr)
+    snprintf(e.addr, sizeof(e.addr), "%s", ev->addr);
   e.port = ev->port;
   pthread_mutex_lock(&r->mu);
-  if (ev->type == HPS_EV_PREPARE) r->prepare_fd = ev->fd;
+  if (ev->type == HPS_EV_PREPARE)
+    r->prepare_fd = ev->fd;
   if (ev->type == HPS_EV_ACCEPT && r->accept_refusals > 0) {
     r->accept_refusals--;
     refuse = 1;
@@ -101,7 +107,8 @@ static int u_handler(void *user, const hps_event *ev) {
   r->evs[r->n++] = e;
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
-  if (refuse) return HPS_HR_ERROR;
+  if (refuse)
+    return HPS_HR_ERROR;
   if (ev->type == HPS_EV_RECEIVE && r->echo && ev->data != NULL) {
     int role = hps_role(ev->endpoint);
     if (role == HPS_UDP_NODE)
@@ -110,7 +117,8 @@ static int u_handler(void *user, const hps_event *ev) {
     else
       hps_send(ev->endpoint, ev->conn, ev->data, ev->len);
   }
-  if (r->hook) rc = r->hook(r, ev);
+  if (r->hook)
+    rc = r->hook(r, ev);
   return rc;
 }
 
@@ -118,7 +126,8 @@ static int u_count(u_rec *r, int type) {
   size_t i;
   int n = 0;
   pthread_mutex_lock(&r->mu);
-  for (i = 0; i < r->n; i++) n += r->evs[i].type == type;
+  for (i = 0; i < r->n; i++)
+    n += r->evs[i].type == type;
   pthread_mutex_unlock(&r->mu);
   return n;
 }
@@ -137,8 +146,10 @@ static int u_count_conn(u_rec *r, hps_conn_id c, int type) {
 static int u_wait(u_rec *r, int type, int n, int ms) {
   uint64_t end = t_now_ms() + (uint64_t)ms;
   for (;;) {
-    if (u_count(r, type) >= n) return 0;
-    if (t_now_ms() >= end) return -1;
+    if (u_count(r, type) >= n)
+      return 0;
+    if (t_now_ms() >= end)
+      return -1;
     usleep(1000);
   }
 }
@@ -213,14 +224,14 @@ static int raw_udp(const char *host, uint16_t *port) {
   len = sizeof(ss);
   assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
   if (port)
-    *port = ntohs(ss.ss_family == AF_INET6
-                      ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                      : ((struct sockaddr_in *)&ss)->sin_port);
+    *port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
   return fd;
 }
 
-static void raw_sendto(int fd, const char *host, uint16_t port,
-                       const void *buf, size_t len) {
+static void raw_sendto(int fd, const char *host, uint16_t port, const void *buf,
+                       size_t len) {
   struct sockaddr_storage ss;
   socklen_t sl;
   memset(&ss, 0, sizeof(ss));
@@ -253,11 +264,15 @@ static ssize_t raw_recv(int fd, void *buf, size_t cap, int ms, int skip_empty,
     socklen_t sl = sizeof(ss);
     uint64_t now = t_now_ms();
     ssize_t n;
-    if (now >= end) return -1;
-    if (poll(&p, 1, (int)(end - now)) <= 0) continue;
+    if (now >= end)
+      return -1;
+    if (poll(&p, 1, (int)(end - now)) <= 0)
+      continue;
     n = recvfrom(fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
-    if (n < 0) continue;
-    if (n == 0 && skip_empty) continue;
+    if (n < 0)
+      continue;
+    if (n == 0 && skip_empty)
+      continue;
     if (from_port)
       *from_port = ntohs(ss.ss_family == AF_INET6
                              ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -291,7 +306,8 @@ static void test_server_echo_per_peer_connections(void **state) {
   assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
   port = bound_port(ep);
   assert_true(r.prepare_fd >= 0);
-  for (i = 0; i < 3; i++) fd[i] = raw_udp("127.0.0.1", &pport[i]);
+  for (i = 0; i < 3; i++)
+    fd[i] = raw_udp("127.0.0.1", &pport[i]);
   /* Boundaries survive: three datagrams of different sizes per peer. */
   for (i = 0; i < 3; i++) {
     size_t sizes[3] = {1, 700, 1432}, k;
@@ -313,15 +329,15 @@ static void test_server_echo_per_peer_connections(void **state) {
     uint16_t rp = 0;
     ids[i] = a.conn;
     assert_string_equal(a.addr, "127.0.0.1");
-    for (j = 0; j < 3 && pport[j] != a.port; j++) {}
+    for (j = 0; j < 3 && pport[j] != a.port; j++) {
+    }
     assert_true(j < 3); /* the event names a real peer */
     assert_int_equal(u_count_conn(&r, a.conn, HPS_EV_RECEIVE), 3);
     assert_int_equal(hps_remote_address(ep, a.conn, host, sizeof(host), &rp),
                      0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(rp, a.port);
-    assert_int_equal(hps_local_address(ep, a.conn, host, sizeof(host), &rp),
-                     0);
+    assert_int_equal(hps_local_address(ep, a.conn, host, sizeof(host), &rp), 0);
     assert_int_equal(rp, port);
   }
   assert_true(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
@@ -339,12 +355,13 @@ static void test_server_echo_per_peer_connections(void **state) {
   }
   assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), 1);
   assert_int_equal(hps_free(ep), 0);
-  for (i = 0; i < 3; i++) close(fd[i]);
+  for (i = 0; i < 3; i++)
+    close(fd[i]);
   u_free(&r);
 }
 
-static void test_server_peer_stays_on_one_connection_across_workers(
-    void **state) {
+static void
+test_server_peer_stays_on_one_connection_across_workers(void **state) {
   static const int64_t opts[] = {HPS_OPT_WORKERS, 4, 0};
   enum { PEERS = 12, EACH = 5 };
   u_rec r;
@@ -359,7 +376,8 @@ static void test_server_peer_stays_on_one_connection_across_workers(
   ep = u_make(&r, HPS_UDP_SERVER, opts);
   assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
   port = bound_port(ep);
-  for (i = 0; i < PEERS; i++) fd[i] = raw_udp("127.0.0.1", NULL);
+  for (i = 0; i < PEERS; i++)
+    fd[i] = raw_udp("127.0.0.1", NULL);
   for (k = 0; k < EACH; k++)
     for (i = 0; i < PEERS; i++) {
       snprintf(buf, sizeof(buf), "p%d-%d", i, k);
@@ -372,7 +390,8 @@ static void test_server_peer_stays_on_one_connection_across_workers(
   pthread_mutex_lock(&r.mu);
   for (e = 0; e < r.n; e++) {
     size_t f;
-    if (r.evs[e].type != HPS_EV_ACCEPT) continue;
+    if (r.evs[e].type != HPS_EV_ACCEPT)
+      continue;
     int n = 0;
     for (f = 0; f < r.n; f++)
       if (r.evs[f].conn == r.evs[e].conn && r.evs[f].type == HPS_EV_RECEIVE) {
@@ -384,7 +403,8 @@ static void test_server_peer_stays_on_one_connection_across_workers(
   }
   pthread_mutex_unlock(&r.mu);
   t_stop_free(ep);
-  for (i = 0; i < PEERS; i++) close(fd[i]);
+  for (i = 0; i < PEERS; i++)
+    close(fd[i]);
   u_free(&r);
 }
 
@@ -451,15 +471,16 @@ static void test_server_accept_error_refuses_then_asks_again(void **state) {
   assert_int_equal(hps_stop(ep), 0);
   /* Only the accepted connection has a CLOSE. */
   assert_int_equal(u_count(&r, HPS_EV_CLOSE), 1);
-  assert_true(u_get(&r, HPS_EV_CLOSE, 0).conn == u_get(&r, HPS_EV_ACCEPT, 1).conn);
+  assert_true(u_get(&r, HPS_EV_CLOSE, 0).conn ==
+              u_get(&r, HPS_EV_ACCEPT, 1).conn);
   assert_int_equal(hps_free(ep), 0);
   close(fd);
   u_free(&r);
 }
 
 static void test_server_max_connections_drops_new_peers(void **state) {
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1,
-                                 HPS_OPT_MAX_CONNECTIONS, 2, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_MAX_CONNECTIONS, 2,
+                                 0};
   u_rec r;
   hps_endpoint *ep;
   uint16_t port;
@@ -489,7 +510,8 @@ static void test_server_max_connections_drops_new_peers(void **state) {
   raw_sendto(fd[2], "127.0.0.1", port, "in", 2);
   assert_int_equal(raw_recv(fd[2], buf, sizeof(buf), T_WAIT_MS, 1, NULL), 2);
   t_stop_free(ep);
-  for (i = 0; i < 3; i++) close(fd[i]);
+  for (i = 0; i < 3; i++)
+    close(fd[i]);
   u_free(&r);
 }
 
@@ -517,8 +539,8 @@ static void test_server_two_on_one_port_is_eaddrinuse(void **state) {
 /* ---- oversize ---- */
 
 static void test_oversize_datagram_closes_server_connection(void **state) {
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1,
-                                 HPS_OPT_UDP_MAX_DATAGRAM, 100, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_UDP_MAX_DATAGRAM,
+                                 100, 0};
   u_rec r;
   hps_endpoint *ep;
   uint16_t port;
@@ -724,8 +746,8 @@ static void test_client_ipv6_echo(void **state) {
   u_free(&rc);
 }
 
-static void test_client_port_unreachable_closes_with_econnrefused(
-    void **state) {
+static void
+test_client_port_unreachable_closes_with_econnrefused(void **state) {
   u_rec r;
   hps_endpoint *ep;
   u_ev c;
@@ -770,9 +792,13 @@ static void test_client_bad_addresses_fail_start(void **state) {
 /* ---- detection ---- */
 
 static void test_detect_closes_a_silent_server_peer(void **state) {
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1,
-                                 HPS_OPT_UDP_DETECT_INTERVAL, 100,
-                                 HPS_OPT_UDP_DETECT_ATTEMPTS, 2, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 100,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS,
+                                 2,
+                                 0};
   u_rec r;
   hps_endpoint *ep;
   uint16_t port;
@@ -800,13 +826,16 @@ static void test_detect_closes_a_silent_server_peer(void **state) {
   u_free(&r);
 }
 
-static void test_detect_heartbeats_keep_client_and_server_alive(
-    void **state) {
+static void test_detect_heartbeats_keep_client_and_server_alive(void **state) {
   /* 400 ms of silence would close; heartbeats every 100 ms keep both ends
    * alive with room for a slow (sanitized, loaded) machine. */
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1,
-                                 HPS_OPT_UDP_DETECT_INTERVAL, 100,
-                                 HPS_OPT_UDP_DETECT_ATTEMPTS, 4, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 100,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS,
+                                 4,
+                                 0};
   u_rec rs, rc;
   hps_endpoint *srv, *cli;
   uint16_t port;
@@ -894,8 +923,8 @@ static void test_detect_off_keeps_silent_peers(void **state) {
 /* ---- node ---- */
 
 static void test_node_send_to_and_sender_address(void **state) {
-  static const int64_t opts[] = {HPS_OPT_RCVBUF, 1 << 18,
-                                 HPS_OPT_SNDBUF, 1 << 18, 0};
+  static const int64_t opts[] = {HPS_OPT_RCVBUF, 1 << 18, HPS_OPT_SNDBUF,
+                                 1 << 18, 0};
   u_rec ra, rb;
   hps_endpoint *a, *b;
   uint16_t pa, pb;
@@ -912,9 +941,11 @@ static void test_node_send_to_and_sender_address(void **state) {
   assert_int_equal(hps_start(b, NULL, 0), 0); /* all IPv4 addresses */
   pa = bound_port(a);
   pb = bound_port(b);
-  assert_int_equal(getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_RCVBUF, &v, &vl), 0);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_RCVBUF, &v, &vl), 0);
   assert_true(v >= 1 << 18);
-  assert_int_equal(getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_SNDBUF, &v, &vl), 0);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_SNDBUF, &v, &vl), 0);
   assert_true(v >= 1 << 18);
   assert_int_equal(u_wait(&ra, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
   assert_int_equal(hps_send_to(a, "127.0.0.1", pb, "to b", 4), 0);
@@ -991,8 +1022,7 @@ static void test_node_dual_stack_and_send_events(void **state) {
 
 /* A send that fails on the loop comes back as a SEND with an error: here a
  * broadcast without HPS_CAST_BROADCAST (EACCES). */
-static void test_node_failed_datagram_is_a_send_event_with_error(
-    void **state) {
+static void test_node_failed_datagram_is_a_send_event_with_error(void **state) {
   u_rec r;
   hps_endpoint *ep;
   u_ev e;
@@ -1022,7 +1052,8 @@ static int g_netns_orig = -1;
 
 static int enter_netns(void) {
   g_netns_orig = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (g_netns_orig < 0) return -1;
+  if (g_netns_orig < 0)
+    return -1;
   if (unshare(CLONE_NEWNET) != 0) {
     close(g_netns_orig);
     g_netns_orig = -1;
@@ -1038,7 +1069,8 @@ static int enter_netns(void) {
 }
 
 static void leave_netns(void) {
-  if (g_netns_orig < 0) return;
+  if (g_netns_orig < 0)
+    return;
   assert_int_equal(setns(g_netns_orig, CLONE_NEWNET), 0);
   close(g_netns_orig);
   g_netns_orig = -1;
@@ -1056,10 +1088,13 @@ static int multicast_pair(u_rec *ra, u_rec *rb, hps_endpoint **pa,
   assert_int_equal(hps_cast_interface(b, "127.0.0.1"), 0);
   *pa = a;
   *pb = b;
-  if (hps_start(a, GROUP, 0) != 0) return -1;
+  if (hps_start(a, GROUP, 0) != 0)
+    return -1;
   port = bound_port(a);
-  if (hps_start(b, GROUP, port) != 0) return -1; /* reuse: shares it */
-  if (hps_send(a, 0, "probe", 5) != 0) return -1;
+  if (hps_start(b, GROUP, port) != 0)
+    return -1; /* reuse: shares it */
+  if (hps_send(a, 0, "probe", 5) != 0)
+    return -1;
   return u_wait(rb, HPS_EV_RECEIVE, 1, 1000);
 }
 
@@ -1101,8 +1136,9 @@ static void test_cast_multicast_group(void **state) {
   assert_true(u_recv_is(&rb, 0, "probe", 5));
   /* Loop is on by default: a hears itself too. */
   assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
-  assert_int_equal(getsockopt((int)ra.prepare_fd, IPPROTO_IP, IP_MULTICAST_TTL,
-                              &ttl, &tl), 0);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, &tl),
+      0);
   assert_int_equal(ttl, 1);
   /* Connection-like: CONNECT and HANDSHAKE, ID 0 works, addresses. */
   assert_int_equal(u_count(&ra, HPS_EV_CONNECT), 1);
@@ -1150,14 +1186,17 @@ static void test_cast_multicast_group(void **state) {
     assert_int_equal(hps_cast_interface(d, "127.0.0.1"), 0);
     assert_int_equal(hps_start(d, GROUP, 0), 0);
     assert_int_equal(hps_start(c, GROUP, bound_port(d)), 0);
-    assert_int_equal(getsockopt((int)rc.prepare_fd, IPPROTO_IP,
-                                IP_MULTICAST_TTL, &ttl, &tl), 0);
+    assert_int_equal(
+        getsockopt((int)rc.prepare_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, &tl),
+        0);
     assert_int_equal(ttl, 3);
     assert_int_equal(getsockopt((int)rc.prepare_fd, IPPROTO_IP,
-                                IP_MULTICAST_LOOP, &loop, &ll), 0);
+                                IP_MULTICAST_LOOP, &loop, &ll),
+                     0);
     assert_int_equal(loop, 0);
     assert_int_equal(getsockopt((int)rd.prepare_fd, IPPROTO_IP,
-                                IP_MULTICAST_LOOP, &loop, &ll), 0);
+                                IP_MULTICAST_LOOP, &loop, &ll),
+                     0);
     assert_int_equal(loop, 1);
     assert_int_equal(hps_send(c, 0, "to d", 4), 0);
     assert_int_equal(u_wait(&rd, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
@@ -1304,8 +1343,8 @@ static void test_udp_options_and_refusals(void **state) {
   r.hook = refuse_prepare;
   for (i = 0; i < 4; i++) {
     ep = u_make(&r, roles[i], NULL);
-    assert_int_equal(hps_start(ep, roles[i] == HPS_UDP_CAST ? GROUP
-                                                             : "127.0.0.1",
+    assert_int_equal(hps_start(ep,
+                               roles[i] == HPS_UDP_CAST ? GROUP : "127.0.0.1",
                                roles[i] == HPS_UDP_CLIENT ? 9 : 0),
                      HPS_EHANDLER);
     assert_int_equal(hps_state(ep), HPS_STATE_CREATED);
@@ -1435,6 +1474,7 @@ int main(void) {
       cmocka_unit_test(test_pause_client_and_server_connection),
       cmocka_unit_test(test_restart_every_role),
   };
-  if (filter) cmocka_set_test_filter(filter);
+  if (filter)
+    cmocka_set_test_filter(filter);
   return cmocka_run_group_tests_name("udp", tests, NULL, NULL);
 }
