@@ -478,7 +478,8 @@ HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
  * with HPS_EHANDLER. Events carry the peer's address in addr/port.
  *
  * - Server: hps_start(ep, host, port) binds (as a TCP server; port 0 picks
- *   a free one, hps_listen_address reads it). The first datagram from a new
+ *   a free one, hps_listen_address reads it; HPS_OPT_WORKERS loops, while a
+ *   client, cast or node runs one). The first datagram from a new
  *   address makes a connection: ACCEPT (ERROR refuses it: the datagram is
  *   dropped, the next one asks again), HANDSHAKE, then a RECEIVE per
  *   datagram. With several workers each loop has its own SO_REUSEPORT
