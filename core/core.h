@@ -120,6 +120,10 @@ struct hps__conn {
   uv_timer_t *connect_timer;
   hps__addr peer;
   hps__addr local;
+  /* UDP (udp.c, loop thread only) */
+  hps__conn *udp_next; /* server: peer table chain; then the CLOSE list */
+  uint64_t t_sent;     /* ms, last datagram sent (client heartbeats) */
+  char peer_text[46];  /* numeric host of peer, for events */
 };
 
 typedef struct hps__slot {
@@ -127,6 +131,20 @@ typedef struct hps__slot {
   uint32_t gen;
   uint32_t next_free; /* free list, valid when conn == NULL */
 } hps__slot;
+
+/* A loop's UDP part (udp.c). Server: one socket per loop; client, cast
+ * and node: one loop, one socket, one connection (`one`). */
+typedef struct hps__udp_loop {
+  uv_udp_t sock;
+  uv_idle_t reaper;  /* delivers due CONNECTs and CLOSEs outside handlers */
+  uv_timer_t detect; /* idle detection and client heartbeats */
+  int inited, has_sock, closed;
+  hps__conn **table; /* server: peer address -> connection */
+  uint32_t tcap, tcount;
+  hps__conn *reap_head, *reap_tail; /* closed, CLOSE due */
+  hps__conn *one;
+  int announce; /* one's CONNECT and HANDSHAKE are due */
+} hps__udp_loop;
 
 struct hps__loop {
   uv_loop_t uv;
@@ -160,6 +178,7 @@ struct hps__loop {
   size_t cork_len;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
+  hps__udp_loop udp; /* UDP roles only */
 };
 
 struct hps_endpoint {
@@ -168,7 +187,7 @@ struct hps_endpoint {
   hps_event_fn fn;
   void *user;
   /* options */
-  int64_t opt[32];
+  int64_t opt[64]; /* by key; UDP keys are 32..63 */
   uint32_t events; /* atomic: live event mask */
   /* life cycle, under mutex */
   uv_mutex_t mutex;
@@ -184,7 +203,15 @@ struct hps_endpoint {
   uint32_t gen; /* atomic: last connection generation; survives restarts */
   hps_conn_id client_id; /* atomic */
   hps__addr listen_addr;
+  char udp_iface[64]; /* cast/node: multicast interface, "" = default */
+  int udp_family;     /* UDP: the socket's address family */
 };
+
+#define HPS__IS_UDP(ep) ((ep)->role >= HPS_UDP_SERVER)
+/* Roles with one connection, reachable as ID 0. */
+#define HPS__SINGLE(ep)                                                       \
+  ((ep)->role == HPS_TCP_CLIENT || (ep)->role == HPS_UDP_CLIENT ||            \
+   (ep)->role == HPS_UDP_CAST || (ep)->role == HPS_UDP_NODE)
 
 extern _Thread_local hps__loop *hps__tls_loop;
 
@@ -258,5 +285,29 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w);
 int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t);
 void hps__on_timer(uv_timer_t *t);
 hps__wreq *hps__wreq_new(size_t len);
+
+/* ops.c: post a command for w->id from any thread (frees w on failure). */
+int hps__post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes);
+
+/* udp.c */
+/* hps_start of a UDP role: sockets, PREPARE (on this thread), the single
+ * connection. Loops initialised, not running. */
+int hps__udp_open(hps_endpoint *ep, const char *host, uint16_t port);
+/* Close the loop's UDP handles (stop or a loop that never ran). */
+void hps__udp_loop_close(hps__loop *lp);
+/* Release what hps__udp_loop_close left (after the loop's last run). */
+void hps__udp_loop_free(hps__loop *lp);
+/* Connection hooks, dispatched from tcp.c for UDP connections. */
+void hps__udp_close(hps__conn *c, int op, int err);
+void hps__udp_pause(hps__conn *c, int pause);
+int hps__udp_write(hps__conn *c, hps__wreq *w);
+/* hps_send/hps_sendv (to NULL) and hps_send_to (to set) of UDP roles. */
+int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
+                  const hps_buf *bufs, int n);
+int hps__udp_send_to(hps_endpoint *ep, const char *host, uint16_t port,
+                     const hps_buf *bufs, int n);
+int hps__udp_membership(hps_endpoint *ep, const char *group,
+                        const char *iface, int join);
+int hps__udp_set_iface(hps_endpoint *ep, const char *iface);
 
 #endif

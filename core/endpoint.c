@@ -43,6 +43,12 @@ static const struct {
     [HPS_OPT_PACK_MAX] = {1, HPS__PACK_MAX_LIMIT, 0},
     [HPS_OPT_PULL_MAX] = {1, 1 << 30, 0},
     [HPS_OPT_SILENCE_TIMEOUT] = {0, 86400000, 0},
+    [HPS_OPT_UDP_MAX_DATAGRAM] = {1, 65527, 0},
+    [HPS_OPT_UDP_DETECT_INTERVAL] = {0, 86400000, 0},
+    [HPS_OPT_UDP_DETECT_ATTEMPTS] = {1, 1000, 0},
+    [HPS_OPT_UDP_CAST_MODE] = {HPS_CAST_MULTICAST, HPS_CAST_BROADCAST, 0},
+    [HPS_OPT_UDP_MULTICAST_TTL] = {0, 255, 0},
+    [HPS_OPT_UDP_MULTICAST_LOOP] = {0, 1, 0},
 };
 #define OPT_COUNT ((int)(sizeof(opt_range) / sizeof(opt_range[0])))
 
@@ -83,6 +89,11 @@ void hps__opt_defaults(hps_endpoint *ep) {
   ep->opt[HPS_OPT_PACK_MAX] = 262144;
   ep->opt[HPS_OPT_PULL_MAX] = 4 << 20;
   ep->events = HPS_EVENTS_ALL;
+  ep->opt[HPS_OPT_UDP_MAX_DATAGRAM] = 1432;
+  ep->opt[HPS_OPT_UDP_DETECT_INTERVAL] = 60000;
+  ep->opt[HPS_OPT_UDP_DETECT_ATTEMPTS] = 3;
+  ep->opt[HPS_OPT_UDP_MULTICAST_TTL] = 1;
+  ep->opt[HPS_OPT_UDP_MULTICAST_LOOP] = 1;
 }
 
 int hps__resolve(const char *host, uint16_t port, hps__addr *a) {
@@ -273,7 +284,7 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
 
   /* Unlocked from here: the server's PREPARE handler runs on this thread and
    * may call back into the library. */
-  n = ep->role == HPS_TCP_CLIENT ? 1 : (int)ep->opt[HPS_OPT_WORKERS];
+  n = HPS__SINGLE(ep) ? 1 : (int)ep->opt[HPS_OPT_WORKERS];
   if (ep->role == HPS_TCP_CLIENT) {
     /* A bad address must fail the start before a loop runs: else the
      * failed start would deliver SHUTDOWN. */
@@ -296,10 +307,13 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
       ep->loops[i] = NULL;
     }
   }
-  if (r == 0 && ep->role == HPS_TCP_SERVER) {
+  if (r == 0 && (ep->role == HPS_TCP_SERVER || HPS__IS_UDP(ep))) {
     hps_endpoint *outer = tls_starting; /* a start from inside a PREPARE */
     tls_starting = ep;
-    r = open_listeners(ep, host, port);
+    if (HPS__IS_UDP(ep))
+      r = hps__udp_open(ep, host, port);
+    else
+      r = open_listeners(ep, host, port);
     tls_starting = outer;
   }
 

@@ -54,6 +54,7 @@ static void free_wreq(hps__wreq *w) {
 void hps__loop_free(hps__loop *lp) {
   hps__wreq *w;
   hps__conn *c;
+  hps__udp_loop_free(lp);
   if (!lp->handles_closed) { /* never ran: close handles here */
     uv_close((uv_handle_t *)&lp->async, NULL);
     uv_close((uv_handle_t *)&lp->timer, NULL);
@@ -245,6 +246,7 @@ void hps__loop_maybe_finish(hps__loop *lp) {
   lp->handles_closed = 1;
   uv_close((uv_handle_t *)&lp->async, on_handle_closed);
   uv_close((uv_handle_t *)&lp->timer, on_handle_closed);
+  hps__udp_loop_close(lp);
 }
 
 static void loop_stop(hps__loop *lp) {

@@ -10,7 +10,7 @@
 #include "core.h"
 
 static hps_conn_id resolve_id(hps_endpoint *ep, hps_conn_id id) {
-  if (id == 0 && ep->role == HPS_TCP_CLIENT) return HPS__LOAD(&ep->client_id);
+  if (id == 0 && HPS__SINGLE(ep)) return HPS__LOAD(&ep->client_id);
   return id;
 }
 
@@ -175,6 +175,7 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0;
   hps__wreq *w;
   int i;
+  if (HPS__IS_UDP(ep)) return hps__udp_send(ep, id, NULL, bufs, n);
   for (i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
   if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return HPS_EPACKSIZE;
@@ -364,7 +365,7 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
   uint64_t now = uv_hrtime() / 1000000u, t;
   int err = 0, i;
   memset(st, 0, sizeof(*st));
-  if (id == 0 && ep->role != HPS_TCP_CLIENT) {
+  if (id == 0 && !HPS__SINGLE(ep)) {
     if (!running(ep) && ep->loops == NULL) return 0;
     for (i = 0; i < ep->nloops; i++) {
       lp = ep->loops[i];
@@ -421,4 +422,8 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
     uv_mutex_unlock(&lp->lock);
   }
   return n;
+}
+
+int hps__post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
+  return post(ep, w, queued_bytes);
 }

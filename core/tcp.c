@@ -34,6 +34,8 @@ int hps__emit(hps__conn *c, int type, const void *data, size_t len) {
   ev.len = len;
   ev.extra = HPS__LOAD(&c->extra);
   ev.fd = -1;
+  ev.addr = NULL;
+  ev.port = 0;
   if (type == HPS_EV_PREPARE) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) ev.fd = fd;
@@ -90,6 +92,10 @@ static void on_closed(uv_handle_t *h) { conn_finish(h->data); }
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
 void hps__conn_close(hps__conn *c, int op, int err) {
+  if (HPS__IS_UDP(conn_ep(c))) {
+    hps__udp_close(c, op, err);
+    return;
+  }
   if (c->handle_closing) {
     /* A write can take a reset's error off the socket before the read that
      * then sees only the end of the stream; the write's callback runs after
@@ -144,6 +150,10 @@ static void start_shutdown(hps__conn *c) {
 
 void hps__conn_disconnect(hps__conn *c, int force, int err) {
   if (c->state == HPS__C_CLOSING) return;
+  if (HPS__IS_UDP(conn_ep(c))) {
+    hps__udp_close(c, HPS_OP_CLOSE, err);
+    return;
+  }
   if (c->state == HPS__C_PENDING) {
     close_pending(c, HPS_OP_CLOSE, err);
     return;
@@ -167,6 +177,10 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
 void hps__conn_pause(hps__conn *c, int pause) {
   pause = pause != 0;
   if (c->state == HPS__C_CLOSING || c->paused == pause) return;
+  if (HPS__IS_UDP(conn_ep(c))) {
+    hps__udp_pause(c, pause);
+    return;
+  }
   c->paused = (uint8_t)pause;
   if (c->state != HPS__C_OPEN) return; /* applied once connected */
   if (pause)
@@ -593,6 +607,7 @@ void hps__cork_flush(hps__conn *c) {
 
 int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
+  if (HPS__IS_UDP(conn_ep(c))) return hps__udp_write(c, w);
   hps__cork_flush(c); /* what the handler sent before goes first */
   if (c->file != NULL) { /* keep order behind the file being sent */
     defer(c, w);

@@ -29,6 +29,7 @@
 %ignore hps_get_extra;
 %ignore hps_get_stats;
 %ignore hps_connect;
+%ignore hps_send_to;
 %ignore HPS_ERRNO_MAP;
 %ignore HPS_EVBIT;
 

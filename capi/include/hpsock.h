@@ -1,6 +1,6 @@
 /*
- * hpsock.h - the one public header of hpsock, a high-performance TCP
- * communication library on libuv.
+ * hpsock.h - the one public header of hpsock, a high-performance TCP and
+ * UDP communication library on libuv.
  *
  * ABI rules
  * ---------
@@ -84,7 +84,9 @@ HPS_EXTERN unsigned hps_version_hex(void);
   XX(EPACKEMPTY, -30018, "pack body is empty")                                \
   XX(EPULLFULL, -30019, "pull buffer limit exceeded")                         \
   XX(ESILENCE, -30020, "connection silent past the silence timeout")          \
-  XX(EFILE, -30021, "file cannot be read for sending")
+  XX(EFILE, -30021, "file cannot be read for sending")                       \
+  XX(EDGRAMSIZE, -30040, "datagram larger than the max datagram size")        \
+  XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")
 
 enum hps_errno {
 #define HPS__ERR_ENUM(name, value, msg) HPS_##name = (value),
@@ -108,7 +110,12 @@ typedef uint64_t hps_conn_id;
 enum hps_role {
   HPS_TCP_SERVER = 1, /* listens and accepts many connections */
   HPS_TCP_AGENT = 2,  /* makes many outbound connections (hps_connect) */
-  HPS_TCP_CLIENT = 3  /* owns one outbound connection (hps_start) */
+  HPS_TCP_CLIENT = 3, /* owns one outbound connection (hps_start) */
+  /* UDP roles: see "UDP" below. */
+  HPS_UDP_SERVER = 4, /* one port; a connection per peer address */
+  HPS_UDP_CLIENT = 5, /* one connected peer (hps_start) */
+  HPS_UDP_CAST = 6,   /* a multicast group or broadcast address */
+  HPS_UDP_NODE = 7    /* connectionless: hps_send_to any host:port */
 };
 
 /* Receive model, option HPS_OPT_RECV_MODEL. */
@@ -175,6 +182,11 @@ typedef struct hps_event {
                              bytes waiting in total; SEND: bytes sent */
   uintptr_t extra;        /* the connection's extra data (hps_set_extra) */
   int64_t fd;             /* PREPARE: the socket; else -1 */
+  /* Appended for UDP (NULL / 0 for TCP): */
+  const char *addr; /* the peer's numeric host: for a UDP server or client
+                       connection, its peer in every event; cast and node:
+                       RECEIVE: the sender, SEND: the destination */
+  int port;         /* the port that goes with addr */
 } hps_event;
 
 /* The one callback per endpoint. Runs on a loop thread. May call any hpsock
@@ -218,10 +230,35 @@ enum hps_option {
   HPS_OPT_PULL_MAX = 18,          /* max unread bytes per connection in the
                                      pull model before it is closed with
                                      HPS_EPULLFULL; 1..1 GiB; default 4 MiB */
-  HPS_OPT_SILENCE_TIMEOUT = 19    /* ms; a connection that receives nothing
+  HPS_OPT_SILENCE_TIMEOUT = 19,   /* ms; a connection that receives nothing
                                      for this long is closed (op
                                      HPS_OP_RECEIVE, error HPS_ESILENCE);
                                      0 = off; default 0 */
+  /* UDP options (keys 32..63); TCP roles ignore them. */
+  HPS_OPT_UDP_MAX_DATAGRAM = 32,  /* bytes per datagram, 1..65527; default
+                                     1432. Larger sends fail with
+                                     HPS_EDGRAMSIZE; a larger incoming
+                                     datagram is reported, never delivered
+                                     cut (see UDP) */
+  HPS_OPT_UDP_DETECT_INTERVAL = 33, /* ms, 0 = off; default 60000. UDP server
+                                     and client: a peer silent for interval
+                                     x attempts is closed (op
+                                     HPS_OP_RECEIVE, error HPS_EUDPIDLE);
+                                     a client idle for an interval sends a
+                                     heartbeat (an empty datagram), which a
+                                     server answers */
+  HPS_OPT_UDP_DETECT_ATTEMPTS = 34, /* 1..1000; default 3 */
+  HPS_OPT_UDP_CAST_MODE = 35,     /* enum hps_cast_mode; default MULTICAST */
+  HPS_OPT_UDP_MULTICAST_TTL = 36, /* 0..255; default 1 (cast, node) */
+  HPS_OPT_UDP_MULTICAST_LOOP = 37 /* 0/1: own multicast datagrams come back
+                                     to this host; default 1 (cast, node) */
+};
+
+/* HPS_OPT_UDP_CAST_MODE. */
+enum hps_cast_mode {
+  HPS_CAST_MULTICAST = 0, /* hps_start's host is a multicast group */
+  HPS_CAST_BROADCAST = 1  /* host is a broadcast address (SO_BROADCAST;
+                             on a node: broadcast sends allowed) */
 };
 
 /* Set an option. Returns 0, HPS_EHANDLE, HPS_EINVAL (unknown key or value
@@ -255,6 +292,7 @@ HPS_EXTERN int hps_create(int role, hps_event_fn fn, void *user,
  * - client: connect to host:port (as hps_connect: CONNECT or a CLOSE with
  *   op CONNECT follows; the connection's ID is also reachable as 0).
  * - agent: host/port are ignored; connect with hps_connect().
+ * - UDP roles: see "UDP" at the end of this header.
  * Host names are resolved synchronously (numeric addresses never block).
  * Returns 0, HPS_EHANDLE, HPS_ESTATE (already started), HPS_EADDR,
  * HPS_EHANDLER (PREPARE returned ERROR) or a system error such as
@@ -288,9 +326,10 @@ HPS_EXTERN int hps_state(hps_endpoint *ep);
 /* enum hps_role, or HPS_EHANDLE. */
 HPS_EXTERN int hps_role(hps_endpoint *ep);
 
-/* The address a started server listens on. host gets a numeric address
- * (hostlen >= 46 always suffices), port the bound port; either may be NULL.
- * Returns 0, HPS_EHANDLE, HPS_EROLE (not a server), HPS_ESTATE (not
+/* The address a started server (TCP or UDP), cast or node listens on. host
+ * gets a numeric address (hostlen >= 46 always suffices), port the bound
+ * port; either may be NULL. Returns 0, HPS_EHANDLE, HPS_EROLE (an agent or
+ * a client: see hps_local_address), HPS_ESTATE (not
  * listening) or HPS_EINVAL (hostlen too small). */
 HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
                                   size_t hostlen, uint16_t *port);
@@ -424,6 +463,87 @@ HPS_EXTERN int hps_get_stats(hps_endpoint *ep, hps_conn_id id,
  * number of connections selected, HPS_EHANDLE or HPS_EINVAL (ms <= 0). */
 HPS_EXTERN int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms);
 HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
+
+/* ------------------------------------------------------------------ */
+/* UDP                                                                 */
+/* ------------------------------------------------------------------ */
+
+/* The UDP roles use the same calls and events as TCP. Only the push model
+ * (HPS_OPT_RECV_MODEL, else HPS_EMODEL); hps_send_file gives HPS_EROLE.
+ * Every hps_send / hps_sendv is one datagram (at most
+ * HPS_OPT_UDP_MAX_DATAGRAM bytes, else HPS_EDGRAMSIZE; never empty: len 0
+ * is HPS_EINVAL), every RECEIVE one whole datagram. A PREPARE runs on the
+ * thread calling hps_start with conn 0 and the socket (a server with
+ * several workers: the first of its sockets); ERROR makes hps_start fail
+ * with HPS_EHANDLER. Events carry the peer's address in addr/port.
+ *
+ * - Server: hps_start(ep, host, port) binds (as a TCP server; port 0 picks
+ *   a free one, hps_listen_address reads it; HPS_OPT_WORKERS loops, while a
+ *   client, cast or node runs one). The first datagram from a new
+ *   address makes a connection: ACCEPT (ERROR refuses it: the datagram is
+ *   dropped, the next one asks again), HANDSHAKE, then a RECEIVE per
+ *   datagram. With several workers each loop has its own SO_REUSEPORT
+ *   socket; the kernel hashes a peer's datagrams to one of them, so a
+ *   peer's connection lives on one loop. Past HPS_OPT_MAX_CONNECTIONS new
+ *   peers' datagrams are dropped. An empty datagram is a heartbeat: it
+ *   keeps the connection alive, is answered with an empty datagram and is
+ *   not delivered. The server's socket is not connected, so the kernel
+ *   reports no ICMP errors to it: a peer gone away is found by idle
+ *   detection (HPS_OPT_UDP_DETECT_INTERVAL).
+ * - Client: hps_start(ep, host, port) opens a connected socket; CONNECT and
+ *   HANDSHAKE follow on its loop; it may send at once. An ICMP error (port
+ *   unreachable) closes it with the system error (ECONNREFUSED), op
+ *   HPS_OP_RECEIVE or HPS_OP_SEND. Heartbeats as above.
+ * - Cast: hps_start(ep, group, port) binds port on all addresses (port 0:
+ *   a free one; HPS_OPT_REUSE_ADDR lets several casts share it), joins the
+ *   multicast group (or, in HPS_CAST_BROADCAST mode, allows broadcast) and
+ *   makes group:port the destination of hps_send. One connection (ID 0
+ *   works) with CONNECT and HANDSHAKE; RECEIVE carries each sender's
+ *   address. HPS_OPT_UDP_MULTICAST_TTL / _LOOP and hps_cast_interface()
+ *   apply; hps_join_group / hps_leave_group add groups.
+ * - Node: hps_start(ep, host, port) binds (host NULL = all IPv4). One
+ *   connection (the socket; ID 0 works) with CONNECT and HANDSHAKE;
+ *   hps_send_to sends anywhere (hps_send gives HPS_EROLE); RECEIVE carries
+ *   the sender's address.
+ *
+ * A server or client connection that receives a datagram larger than the
+ * max datagram size is closed (op HPS_OP_RECEIVE, error HPS_EDGRAMSIZE). A
+ * cast or node gets a RECEIVE with error HPS_EDGRAMSIZE, op
+ * HPS_OP_RECEIVE, data NULL and len 0 (the sender in addr/port): the
+ * datagram was dropped. A cast or node datagram that fails after hps_send
+ * returned comes back as a SEND with error set (op HPS_OP_SEND, the
+ * destination in addr/port); a server or client connection closes with op
+ * HPS_OP_SEND. hps_disconnect closes a UDP connection at once (force or
+ * not); datagrams accepted before it still go out. A paused server
+ * connection's datagrams are dropped; a paused client, cast or node stops
+ * reading its socket. */
+
+/* Cast or node: send one datagram to host:port (a numeric address, or a
+ * name resolved synchronously). Same rules as hps_send otherwise. Returns
+ * 0, HPS_EHANDLE, HPS_EROLE (not a cast or node), HPS_EINVAL (NULL data,
+ * len 0), HPS_EADDR (unresolvable, port 0, or IPv6 to an IPv4 socket),
+ * HPS_EDGRAMSIZE, HPS_ENOTFOUND (not started, or its connection closed),
+ * HPS_ESENDQ, or a system error when the datagram failed at once on the
+ * loop thread. */
+HPS_EXTERN int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
+                           const void *data, size_t len);
+
+/* Cast or node: join / leave a multicast group (numeric address) on an
+ * interface: an IPv4 address, an IPv6 scope such as "::%lo", or NULL/""
+ * for the system's choice. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_EINVAL
+ * (NULL group), HPS_EADDR (group not a multicast address, or iface not
+ * numeric), HPS_ESTATE (not started) or a system error (EADDRINUSE: joined
+ * already; EADDRNOTAVAIL: not joined, or no such interface). */
+HPS_EXTERN int hps_join_group(hps_endpoint *ep, const char *group,
+                              const char *iface);
+HPS_EXTERN int hps_leave_group(hps_endpoint *ep, const char *group,
+                               const char *iface);
+
+/* Cast or node, before hps_start: the interface (as in hps_join_group)
+ * hps_start joins the cast's group on and multicast datagrams leave from;
+ * NULL or "" = the system's choice (the default). Returns 0, HPS_EHANDLE,
+ * HPS_EROLE, HPS_EADDR or HPS_ESTATE (started). */
+HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
 
 #ifdef __cplusplus
 }

@@ -27,7 +27,7 @@ int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
   hps_endpoint *ep;
   if (out == NULL) return HPS_EINVAL;
   *out = NULL;
-  if (fn == NULL || role < HPS_TCP_SERVER || role > HPS_TCP_CLIENT)
+  if (fn == NULL || role < HPS_TCP_SERVER || role > HPS_UDP_NODE)
     return HPS_EINVAL;
   ep = calloc(1, sizeof(*ep));
   if (ep == NULL) return HPS_ENOMEM;
@@ -55,6 +55,8 @@ int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
   CHECK_EP(ep);
   r = hps__opt_check(opt, value);
   if (r != 0) return r;
+  if (opt == HPS_OPT_RECV_MODEL && value != HPS_MODEL_PUSH && HPS__IS_UDP(ep))
+    return HPS_EMODEL; /* datagrams: push only */
   uv_mutex_lock(&ep->mutex);
   s = ep->state;
   if ((s == HPS_STATE_STARTED || s == HPS_STATE_STOPPING || ep->starting) &&
@@ -115,7 +117,9 @@ int hps_listen_address(hps_endpoint *ep, char *host, size_t hostlen,
                        uint16_t *port) {
   hps__addr a;
   CHECK_EP(ep);
-  if (ep->role != HPS_TCP_SERVER) return HPS_EROLE;
+  if (ep->role != HPS_TCP_SERVER && ep->role != HPS_UDP_SERVER &&
+      ep->role != HPS_UDP_CAST && ep->role != HPS_UDP_NODE)
+    return HPS_EROLE;
   if (host != NULL && hostlen == 0) return HPS_EINVAL;
   uv_mutex_lock(&ep->mutex);
   if (ep->state != HPS_STATE_STARTED) {
@@ -161,6 +165,7 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
 int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                   int64_t offset, int64_t length) {
   CHECK_EP(ep);
+  if (HPS__IS_UDP(ep)) return HPS_EROLE;
   if (path == NULL || path[0] == '\0' || offset < 0) return HPS_EINVAL;
   return hps__send_file(ep, id, path, offset, length);
 }
@@ -240,4 +245,41 @@ int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms) {
   CHECK_EP(ep);
   if (age_ms <= 0) return HPS_EINVAL;
   return hps__disconnect_where(ep, age_ms, 0);
+}
+
+/* ---- UDP ---- */
+
+static int cast_or_node(hps_endpoint *ep) {
+  return ep->role == HPS_UDP_CAST || ep->role == HPS_UDP_NODE;
+}
+
+int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
+                const void *data, size_t len) {
+  hps_buf b;
+  CHECK_EP(ep);
+  if (!cast_or_node(ep)) return HPS_EROLE;
+  if (data == NULL || len == 0) return HPS_EINVAL;
+  b.base = data;
+  b.len = len;
+  return hps__udp_send_to(ep, host, port, &b, 1);
+}
+
+int hps_join_group(hps_endpoint *ep, const char *group, const char *iface) {
+  CHECK_EP(ep);
+  if (!cast_or_node(ep)) return HPS_EROLE;
+  if (group == NULL) return HPS_EINVAL;
+  return hps__udp_membership(ep, group, iface, 1);
+}
+
+int hps_leave_group(hps_endpoint *ep, const char *group, const char *iface) {
+  CHECK_EP(ep);
+  if (!cast_or_node(ep)) return HPS_EROLE;
+  if (group == NULL) return HPS_EINVAL;
+  return hps__udp_membership(ep, group, iface, 0);
+}
+
+int hps_cast_interface(hps_endpoint *ep, const char *iface) {
+  CHECK_EP(ep);
+  if (!cast_or_node(ep)) return HPS_EROLE;
+  return hps__udp_set_iface(ep, iface);
 }

@@ -18,6 +18,12 @@
  * --setup-rate: connect, send one message, verify the echo, close; repeat,
  * with --conns cycles running concurrently; reports connections/s.
  *
+ * --udp: the same echo load over UDP (one connected socket per --conns, each
+ * datagram one message of --size bytes, --depth in flight per socket).
+ * Reports datagrams/s; a datagram not echoed within --loss-ms is counted
+ * lost (and its slot reused), one echoed after that is counted late. Loss
+ * is reported, not an error; a corrupted datagram still is (exit 2).
+ *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
  * during an echo run (a connection was closed or reset by the server).
@@ -59,6 +65,8 @@ struct config {
     int json;
     int setup_rate;
     int marks;
+    int udp;
+    int loss_ms;
 
     /* derived */
     size_t hdr;      /* 0 or 4 */
@@ -760,6 +768,8 @@ static void usage(FILE *f)
             "  --mode echo|pack raw echo, or HP-Socket pack frames (default echo)\n"
             "  --flag F         pack header flag, 0..1023 (default 0)\n"
             "  --setup-rate     measure connect+echo+close cycles per second\n"
+            "  --udp            UDP datagrams instead of TCP (echo mode; loss reported)\n"
+            "  --loss-ms MS     UDP: a datagram not echoed within MS is lost (default 200)\n"
             "  --json           print one JSON object line\n"
             "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
             "                   to stderr at the measured window's edges (for compare.py)\n"
@@ -794,7 +804,7 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 static void parse_args(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_CONNS, O_SIZE, O_DEPTH, O_DURATION, O_WARMUP, O_THREADS,
-           O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_HELP };
+           O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_UDP, O_LOSS, O_HELP };
     static const struct option opts[] = {
         { "host", required_argument, NULL, O_HOST },
         { "port", required_argument, NULL, O_PORT },
@@ -809,6 +819,8 @@ static void parse_args(int argc, char **argv)
         { "json", no_argument, NULL, O_JSON },
         { "setup-rate", no_argument, NULL, O_SETUP },
         { "marks", no_argument, NULL, O_MARKS },
+        { "udp", no_argument, NULL, O_UDP },
+        { "loss-ms", required_argument, NULL, O_LOSS },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -822,6 +834,7 @@ static void parse_args(int argc, char **argv)
     cfg.threads = 1;
     cfg.mode = MODE_ECHO;
     cfg.flag = 0;
+    cfg.loss_ms = 200;
 
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -848,6 +861,8 @@ static void parse_args(int argc, char **argv)
         case O_JSON: cfg.json = 1; break;
         case O_SETUP: cfg.setup_rate = 1; break;
         case O_MARKS: cfg.marks = 1; break;
+        case O_UDP: cfg.udp = 1; break;
+        case O_LOSS: cfg.loss_ms = (int)parse_long("loss-ms", optarg, 1, 60000); break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(64);
         }
@@ -869,6 +884,11 @@ static void parse_args(int argc, char **argv)
         }
         cfg.hdr = 4;
         cfg.pack_header = ((uint32_t)cfg.flag << 22) | (uint32_t)cfg.size;
+    }
+    if (cfg.udp && (cfg.mode != MODE_ECHO || cfg.setup_rate || cfg.size < 8 ||
+                    cfg.size > 65507)) {
+        fprintf(stderr, "hps_perf: --udp needs echo mode and 8 <= --size <= 65507\n");
+        exit(64);
     }
     cfg.msglen = cfg.hdr + cfg.size;
     if (cfg.setup_rate)
@@ -894,6 +914,253 @@ static void resolve(void)
     freeaddrinfo(res);
 }
 
+/* -------------------------------------------------------------------- udp */
+
+struct usock {
+    int fd;
+    uint32_t id;
+    uint32_t tx_seq;
+    int inflight;
+    uint32_t *seq_at;  /* slot (seq % depth) -> seq outstanding there */
+    uint64_t *sent_ns; /* its send time; 0 = slot free */
+};
+
+struct uworker {
+    pthread_t th;
+    int ep;
+    struct usock *s;
+    int n;
+    uint8_t *buf, *want;
+    struct hist hist;
+    uint64_t msgs, sent, echoed, lost, late, errors;
+    int logged;
+};
+
+static void udp_err(struct uworker *w, const char *fmt, uint32_t id, uint32_t seq)
+{
+    w->errors++;
+    if (w->logged++ < MAX_LOGGED_ERRORS)
+        fprintf(stderr, fmt, (unsigned)id, (unsigned)seq);
+}
+
+static void udp_fill(struct uworker *w, struct usock *u)
+{
+    while (u->inflight < cfg.depth && atomic_load(&g_phase) < PH_DRAIN) {
+        uint32_t seq = u->tx_seq;
+        size_t slot = seq % (uint32_t)cfg.depth;
+        if (u->sent_ns[slot] != 0)
+            break; /* its datagram is still out */
+        gen_range(w->buf, u->id, seq, 0, cfg.size);
+        if (send(u->fd, w->buf, cfg.size, MSG_DONTWAIT) != (ssize_t)cfg.size) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+                udp_err(w, "hps_perf: udp socket %u: send failed (seq %u)\n", u->id, seq);
+            break;
+        }
+        u->seq_at[slot] = seq;
+        u->sent_ns[slot] = now_ns();
+        u->tx_seq++;
+        u->inflight++;
+        w->sent++;
+    }
+}
+
+static void udp_read(struct uworker *w, struct usock *u)
+{
+    for (;;) {
+        ssize_t n = recv(u->fd, w->buf, cfg.size + 1, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                udp_err(w, "hps_perf: udp socket %u: receive failed (after seq %u)\n", u->id,
+                        u->tx_seq);
+            return;
+        }
+        uint32_t seq = (uint32_t)w->buf[0] | (uint32_t)w->buf[1] << 8 |
+                       (uint32_t)w->buf[2] << 16 | (uint32_t)w->buf[3] << 24;
+        if ((size_t)n != cfg.size) {
+            udp_err(w, "hps_perf: udp socket %u: datagram of the wrong size (seq %u)\n", u->id,
+                    seq);
+            continue;
+        }
+        gen_range(w->want, u->id, seq, 0, cfg.size);
+        if (memcmp(w->want, w->buf, cfg.size) != 0) {
+            udp_err(w, "hps_perf: udp socket %u: corrupted datagram (seq %u)\n", u->id, seq);
+            continue;
+        }
+        size_t slot = seq % (uint32_t)cfg.depth;
+        if (u->sent_ns[slot] == 0 || u->seq_at[slot] != seq) {
+            w->late++; /* declared lost already, or a duplicate */
+            continue;
+        }
+        uint64_t t = now_ns();
+        if (atomic_load(&g_phase) == PH_MEASURE) {
+            w->msgs++;
+            hist_add(&w->hist, t - u->sent_ns[slot]);
+        }
+        w->echoed++;
+        u->sent_ns[slot] = 0;
+        u->inflight--;
+    }
+}
+
+/* Datagrams out longer than --loss-ms are lost; their slots free up. */
+static void udp_sweep(struct uworker *w, uint64_t now, int all)
+{
+    uint64_t limit = (uint64_t)cfg.loss_ms * 1000000ULL;
+    for (int i = 0; i < w->n; i++) {
+        struct usock *u = &w->s[i];
+        for (int k = 0; k < cfg.depth; k++)
+            if (u->sent_ns[k] != 0 && (all || now - u->sent_ns[k] > limit)) {
+                u->sent_ns[k] = 0;
+                u->inflight--;
+                w->lost++;
+            }
+    }
+}
+
+static void *udp_worker(void *arg)
+{
+    struct uworker *w = arg;
+    struct epoll_event evs[64];
+    uint64_t next_sweep = now_ns(), drain_end = 0;
+    pthread_barrier_wait(&g_barrier);
+    for (;;) {
+        int phase = atomic_load(&g_phase), busy = 0;
+        if (phase == PH_DRAIN) {
+            if (drain_end == 0)
+                drain_end = now_ns() + (uint64_t)cfg.loss_ms * 1000000ULL;
+            for (int i = 0; i < w->n; i++)
+                busy |= w->s[i].inflight > 0;
+            if (!busy || now_ns() >= drain_end)
+                break;
+        }
+        for (int i = 0; i < w->n; i++)
+            udp_fill(w, &w->s[i]);
+        int k = epoll_wait(w->ep, evs, 64, 5);
+        for (int i = 0; i < k; i++)
+            udp_read(w, &w->s[evs[i].data.u32]);
+        uint64_t now = now_ns();
+        if (now >= next_sweep) {
+            udp_sweep(w, now, 0);
+            next_sweep = now + 10000000ULL;
+        }
+    }
+    udp_sweep(w, 0, 1); /* what never came back is lost */
+    return NULL;
+}
+
+static int run_udp(void)
+{
+    int T = cfg.threads;
+    struct uworker *ws = calloc((size_t)T, sizeof *ws);
+    if (!ws) {
+        perror("hps_perf: calloc");
+        return 3;
+    }
+    for (int t = 0; t < T; t++) {
+        struct uworker *w = &ws[t];
+        w->n = cfg.conns / T + (t < cfg.conns % T ? 1 : 0);
+        w->s = calloc((size_t)w->n, sizeof *w->s);
+        w->buf = malloc(cfg.size + 1);
+        w->want = malloc(cfg.size);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (!w->s || !w->buf || !w->want || w->ep < 0) {
+            perror("hps_perf: setup");
+            return 3;
+        }
+        for (int i = 0; i < w->n; i++) {
+            struct usock *u = &w->s[i];
+            struct epoll_event ev;
+            int rcv = 1 << 20;
+            u->id = (uint32_t)(t + i * T);
+            u->seq_at = calloc((size_t)cfg.depth, sizeof *u->seq_at);
+            u->sent_ns = calloc((size_t)cfg.depth, sizeof *u->sent_ns);
+            u->fd = socket(cfg.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (!u->seq_at || !u->sent_ns || u->fd < 0) {
+                perror("hps_perf: udp socket");
+                return 3;
+            }
+            setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+            if (connect(u->fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) != 0) {
+                fprintf(stderr, "hps_perf: udp connect to %s:%s failed: %s\n", cfg.host,
+                        cfg.port, strerror(errno));
+                return 1;
+            }
+            memset(&ev, 0, sizeof ev);
+            ev.events = EPOLLIN;
+            ev.data.u32 = (uint32_t)i;
+            epoll_ctl(w->ep, EPOLL_CTL_ADD, u->fd, &ev);
+        }
+    }
+    pthread_barrier_init(&g_barrier, NULL, (unsigned)T + 1u);
+    for (int t = 0; t < T; t++)
+        if (pthread_create(&ws[t].th, NULL, udp_worker, &ws[t]) != 0) {
+            fprintf(stderr, "hps_perf: pthread_create failed\n");
+            return 3;
+        }
+    pthread_barrier_wait(&g_barrier);
+    uint64_t t_start = now_ns();
+    atomic_store(&g_phase, PH_WARMUP);
+    sleep_until(t_start + (uint64_t)(cfg.warmup * 1e9));
+    uint64_t t_m0 = now_ns();
+    atomic_store(&g_phase, PH_MEASURE);
+    if (cfg.marks)
+        fprintf(stderr, "hps_perf: mark measure-start\n");
+    sleep_until(t_m0 + (uint64_t)(cfg.duration * 1e9));
+    atomic_store(&g_phase, PH_DRAIN);
+    uint64_t t_m1 = now_ns();
+    if (cfg.marks)
+        fprintf(stderr, "hps_perf: mark measure-end\n");
+    for (int t = 0; t < T; t++)
+        pthread_join(ws[t].th, NULL);
+    alarm(0);
+
+    static struct hist h;
+    uint64_t msgs = 0, sent = 0, echoed = 0, lost = 0, late = 0, errors = 0;
+    for (int t = 0; t < T; t++) {
+        hist_merge(&h, &ws[t].hist);
+        msgs += ws[t].msgs;
+        sent += ws[t].sent;
+        echoed += ws[t].echoed;
+        lost += ws[t].lost;
+        late += ws[t].late;
+        errors += ws[t].errors;
+    }
+    double secs = (double)(t_m1 - t_m0) / 1e9;
+    double rate = (double)msgs / secs;
+    double loss_pct = sent ? 100.0 * (double)lost / (double)sent : 0.0;
+    double p50 = hist_pct(&h, 0.50) / 1e3, p99 = hist_pct(&h, 0.99) / 1e3;
+    double p999 = hist_pct(&h, 0.999) / 1e3;
+    double mean = h.count ? (double)h.sum / (double)h.count / 1e3 : 0.0;
+    if (cfg.json) {
+        printf("{\"test\":\"udp_echo\",\"mode\":\"udp\",\"host\":\"%s\",\"port\":%s,"
+               "\"conns\":%d,\"size\":%zu,\"depth\":%d,\"threads\":%d,\"duration_s\":%.3f,"
+               "\"msgs\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"sent\":%llu,"
+               "\"echoed\":%llu,\"lost\":%llu,\"late\":%llu,\"loss_pct\":%.4f,"
+               "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.1f,"
+               "\"errors\":%llu,\"verified\":%s}\n",
+               cfg.host, cfg.port, cfg.conns, cfg.size, cfg.depth, T, secs,
+               (unsigned long long)msgs, rate, rate * (double)cfg.size / 1e6,
+               (unsigned long long)sent, (unsigned long long)echoed,
+               (unsigned long long)lost, (unsigned long long)late, loss_pct, p50, p99, p999,
+               mean, (unsigned long long)errors, msgs > 0 ? "true" : "false");
+    } else {
+        printf("mode=udp conns=%d size=%zu depth=%d threads=%d duration=%.2fs msgs=%llu "
+               "datagrams/s=%.0f MB/s=%.2f sent=%llu echoed=%llu lost=%llu (%.3f%%) late=%llu "
+               "p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu verified=%s\n",
+               cfg.conns, cfg.size, cfg.depth, T, secs, (unsigned long long)msgs, rate,
+               rate * (double)cfg.size / 1e6, (unsigned long long)sent,
+               (unsigned long long)echoed, (unsigned long long)lost, loss_pct,
+               (unsigned long long)late, p50, p99, p999, (unsigned long long)errors,
+               msgs > 0 ? "yes" : "no");
+    }
+    fflush(stdout);
+    if (msgs == 0) {
+        fprintf(stderr, "hps_perf: ERROR: no datagram came back during the measured run\n");
+        return 3;
+    }
+    return errors > 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -906,6 +1173,8 @@ int main(int argc, char **argv)
     sigaction(SIGALRM, &sa, NULL);
     /* hard bound: warmup + duration + 10 s (connect window 5 s + drain 1 s fit in) */
     alarm((unsigned)(cfg.duration + cfg.warmup + 10.0));
+    if (cfg.udp)
+        return run_udp();
 
     int T = cfg.threads;
     struct worker *ws = calloc((size_t)T, sizeof *ws);

@@ -1,4 +1,4 @@
-"""hpsock: high-performance TCP for Python, on hpsock's libuv C core.
+"""hpsock: high-performance TCP and UDP for Python, on hpsock's libuv C core.
 
 An endpoint (TcpServer, TcpAgent, TcpClient) runs its connections on C loop
 threads and tells a :class:`Handler` what happens; connections are known by
@@ -21,10 +21,12 @@ Failures raise :class:`Error`, which carries the code and its name.
 """
 
 from . import _hpsock_swig as _c
-from ._constants import (ERROR, EVENTS_ALL, IGNORE, OK, Event, Model, Op,
-                         Option, Result, Role, State)
-from ._endpoint import Endpoint, Stats, TcpAgent, TcpClient, TcpServer
-from ._errors import (EADDR, EAGAIN, EFILE, EHANDLE, EHANDLER, EINLOOP,
+from ._constants import (ERROR, EVENTS_ALL, IGNORE, OK, CastMode, Event,
+                         Model, Op, Option, Result, Role, State)
+from ._endpoint import (Endpoint, Stats, TcpAgent, TcpClient, TcpServer,
+                        UdpCast, UdpClient, UdpNode, UdpServer)
+from ._errors import (EADDR, EAGAIN, EDGRAMSIZE, EFILE, EHANDLE, EHANDLER,
+                      EINLOOP, EUDPIDLE,
                       EINVAL, ELIMIT, EMODEL, ENOMEM, ENOTFOUND, EPACKEMPTY,
                       EPACKFLAG, EPACKSIZE, EPULLFULL, ESENDQ, ESILENCE,
                       ESTATE, ESTOPPING, ETIMEDOUT, EROLE, Error, err_name,
@@ -39,6 +41,8 @@ version_hex: int = _c.hps_version_hex()
 
 __all__ = [
     "Handler", "Endpoint", "TcpServer", "TcpAgent", "TcpClient", "Stats",
+    "UdpServer", "UdpClient", "UdpCast", "UdpNode", "CastMode",
+    "EDGRAMSIZE", "EUDPIDLE",
     "Error", "err_name", "strerror",
     "Result", "OK", "IGNORE", "ERROR", "Role", "Model", "Event", "Op",
     "State", "Option", "EVENTS_ALL",

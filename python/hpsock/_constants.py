@@ -9,7 +9,7 @@ from enum import IntEnum
 from . import _hpsock_swig as _c
 
 __all__ = ["Result", "OK", "IGNORE", "ERROR", "Role", "Model", "Event",
-           "Op", "State", "Option", "EVENTS_ALL"]
+           "Op", "State", "Option", "CastMode", "EVENTS_ALL"]
 
 
 class Result(IntEnum):
@@ -36,6 +36,10 @@ class Role(IntEnum):
     TCP_SERVER = _c.HPS_TCP_SERVER
     TCP_AGENT = _c.HPS_TCP_AGENT
     TCP_CLIENT = _c.HPS_TCP_CLIENT
+    UDP_SERVER = _c.HPS_UDP_SERVER
+    UDP_CLIENT = _c.HPS_UDP_CLIENT
+    UDP_CAST = _c.HPS_UDP_CAST
+    UDP_NODE = _c.HPS_UDP_NODE
 
 
 class Model(IntEnum):
@@ -116,3 +120,18 @@ class Option(IntEnum):
     PACK_MAX = _c.HPS_OPT_PACK_MAX
     PULL_MAX = _c.HPS_OPT_PULL_MAX
     SILENCE_TIMEOUT = _c.HPS_OPT_SILENCE_TIMEOUT
+    UDP_MAX_DATAGRAM = _c.HPS_OPT_UDP_MAX_DATAGRAM
+    UDP_DETECT_INTERVAL = _c.HPS_OPT_UDP_DETECT_INTERVAL
+    UDP_DETECT_ATTEMPTS = _c.HPS_OPT_UDP_DETECT_ATTEMPTS
+    UDP_CAST_MODE = _c.HPS_OPT_UDP_CAST_MODE
+    UDP_MULTICAST_TTL = _c.HPS_OPT_UDP_MULTICAST_TTL
+    UDP_MULTICAST_LOOP = _c.HPS_OPT_UDP_MULTICAST_LOOP
+
+
+class CastMode(IntEnum):
+    """Option ``udp_cast_mode`` of UdpCast (and UdpNode)."""
+
+    MULTICAST = _c.HPS_CAST_MULTICAST
+    """``start``'s host is a multicast group, joined at start."""
+    BROADCAST = _c.HPS_CAST_BROADCAST
+    """``start``'s host is a broadcast address (SO_BROADCAST)."""

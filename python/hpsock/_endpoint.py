@@ -16,7 +16,8 @@ from ._constants import Model, Option, Role, State
 from ._errors import EINLOOP, ENOMEM, ESTATE, ETIMEDOUT, Error
 from ._handler import Handler, bind_handler
 
-__all__ = ["Endpoint", "TcpServer", "TcpAgent", "TcpClient", "Stats"]
+__all__ = ["Endpoint", "TcpServer", "TcpAgent", "TcpClient", "Stats",
+           "UdpServer", "UdpClient", "UdpCast", "UdpNode"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 _E = TypeVar("_E", bound="Endpoint")
@@ -255,6 +256,12 @@ class Endpoint:
     pack_max = _option(Option.PACK_MAX, int, "Max pack body, 1..4194303; default 262144.")
     pull_max = _option(Option.PULL_MAX, int, "Max unread bytes per connection (pull model) before it closes with EPULLFULL; default 4 MiB.")
     silence_timeout = _option(Option.SILENCE_TIMEOUT, int, "ms without receiving before a connection closes with ESILENCE; 0 = off (default).")
+    udp_max_datagram = _option(Option.UDP_MAX_DATAGRAM, int, "UDP: bytes per datagram, 1..65527; default 1432.")
+    udp_detect_interval = _option(Option.UDP_DETECT_INTERVAL, int, "UDP server/client: detection interval in ms, 0 = off; default 60000.")
+    udp_detect_attempts = _option(Option.UDP_DETECT_ATTEMPTS, int, "UDP server/client: silent intervals before EUDPIDLE; default 3.")
+    udp_cast_mode = _option(Option.UDP_CAST_MODE, int, "UdpCast: CastMode.MULTICAST (default) or BROADCAST.")
+    udp_multicast_ttl = _option(Option.UDP_MULTICAST_TTL, int, "UdpCast/UdpNode: multicast TTL, 0..255; default 1.")
+    udp_multicast_loop = _option(Option.UDP_MULTICAST_LOOP, bool, "UdpCast/UdpNode: own multicast datagrams come back; default True.")
 
     @property
     def events(self) -> int:
@@ -496,3 +503,96 @@ class TcpClient(Endpoint):
 
     def get_extra(self, conn: int = 0) -> int:
         return Endpoint.get_extra(self, conn)
+
+
+# ---- UDP ------------------------------------------------------------------
+
+
+class UdpServer(TcpServer):
+    """One UDP port; each peer address is a connection: ``on_accept`` on
+    its first datagram, one ``on_receive`` per datagram, ``send`` to that
+    peer, ``disconnect``, ``on_close``. A peer silent for
+    ``udp_detect_interval`` x ``udp_detect_attempts`` ms is closed with
+    ``EUDPIDLE``; one sending a datagram over ``udp_max_datagram`` with
+    ``EDGRAMSIZE``. Push model only."""
+
+    _role = Role.UDP_SERVER
+
+
+class UdpClient(TcpClient):
+    """One connected UDP peer, made by ``start``; on_connect and
+    on_handshake follow, and it may send at once. An ICMP port unreachable
+    closes it (``-errno.ECONNREFUSED``); detection as for UdpServer (an
+    idle client sends heartbeats that a UdpServer answers)."""
+
+    _role = Role.UDP_CLIENT
+
+    def send_file(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        raise Error(_c.HPS_EROLE)
+
+
+class _Datagrams(TcpClient):
+    """What UdpCast and UdpNode share: one socket as one connection (ID 0),
+    ``send_to`` anywhere, multicast membership, the bound address."""
+
+    def send_to(self, host: str, port: int, data: Buffer) -> None:
+        """Send one datagram to ``host:port``. Raises ``EADDR`` for an
+        unresolvable host, ``EDGRAMSIZE`` over ``udp_max_datagram``."""
+        _c.hpsb_send_to(self._ep, host, port, data)
+
+    def join_group(self, group: str, iface: Optional[str] = None) -> None:
+        """Join multicast ``group`` on interface ``iface`` (an address, or
+        None for the system's choice)."""
+        _c.hps_join_group(self._ep, group, iface)
+
+    def leave_group(self, group: str, iface: Optional[str] = None) -> None:
+        """Leave multicast ``group``."""
+        _c.hps_leave_group(self._ep, group, iface)
+
+    @property
+    def listen_address(self) -> Tuple[str, int]:
+        """``(host, port)`` the socket is bound to."""
+        return _c.hpsb_listen_address(self._ep)
+
+    def send_file(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        raise Error(_c.HPS_EROLE)
+
+
+class UdpCast(_Datagrams):
+    """Sends to and receives from a multicast group (or, with
+    ``udp_cast_mode=CastMode.BROADCAST``, a broadcast address).
+    ``on_receive(cast, conn, data, (host, port))`` names each sender.
+    ``interface`` (constructor keyword) picks the multicast interface."""
+
+    _role = Role.UDP_CAST
+
+    def __init__(self, handler: Optional[object] = None,
+                 interface: Optional[str] = None, **options: Any) -> None:
+        super().__init__(handler, **options)
+        if interface is not None:
+            _c.hps_cast_interface(self._ep, interface)
+
+    def start(self, host: str, port: int = 0) -> None:  # type: ignore[override]
+        """Bind ``port`` (0: a free one; ``reuse_addr`` lets several casts
+        share it), join group ``host`` (or allow broadcast to it) and make
+        ``host:port`` the destination of ``send``."""
+        self._start(host, port)
+
+
+class UdpNode(_Datagrams):
+    """Connectionless: ``send_to`` any ``host:port``;
+    ``on_receive(node, conn, data, (host, port))`` names each sender.
+    ``send`` without an address raises ``EROLE``."""
+
+    _role = Role.UDP_NODE
+
+    def __init__(self, handler: Optional[object] = None,
+                 interface: Optional[str] = None, **options: Any) -> None:
+        super().__init__(handler, **options)
+        if interface is not None:
+            _c.hps_cast_interface(self._ep, interface)
+
+    def start(self, host: Optional[str] = None, port: int = 0) -> None:  # type: ignore[override]
+        """Bind ``host:port`` (None: every IPv4 address; port 0: a free
+        one)."""
+        self._start(host, port)

@@ -34,6 +34,8 @@ EPACKEMPTY: int = _c.HPS_EPACKEMPTY
 EPULLFULL: int = _c.HPS_EPULLFULL
 ESILENCE: int = _c.HPS_ESILENCE
 EFILE: int = _c.HPS_EFILE
+EDGRAMSIZE: int = _c.HPS_EDGRAMSIZE
+EUDPIDLE: int = _c.HPS_EUDPIDLE
 
 
 def err_name(code: int) -> str:

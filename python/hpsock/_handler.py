@@ -80,6 +80,19 @@ class Handler:
         """The endpoint stopped; no event follows."""
         return None
 
+    def on_error(self, endpoint: "Endpoint", conn: int, op: int, error: int,
+                 address: Tuple[str, int]) -> _Ret:
+        """UdpCast and UdpNode only: a datagram was dropped. ``op``
+        RECEIVE: one from ``address`` was larger than ``udp_max_datagram``
+        (``error`` EDGRAMSIZE); SEND: one to ``address`` failed after
+        ``send``/``send_to`` returned (``error`` says why). The endpoint
+        goes on.
+
+        On UdpCast and UdpNode, ``on_receive`` and ``on_send`` take a fifth
+        argument, ``address``: the ``(host, port)`` the datagram came from
+        or went to."""
+        return None
+
 
 _METHODS = (
     (Event.PREPARE, "on_prepare"),
@@ -106,4 +119,9 @@ def bind_handler(handler: object) -> Tuple[tuple, int]:
             continue  # the default no-op
         fns[event] = method
         mask |= 1 << event
+    method = getattr(handler, "on_error", None)
+    if (method is not None and callable(method) and
+            getattr(method, "__func__", None) is not Handler.on_error):
+        fns[0] = method  # slot 0: failed datagrams (UDP cast/node)
+        mask |= (1 << Event.RECEIVE) | (1 << Event.SEND)
     return tuple(fns), mask

@@ -33,6 +33,8 @@ namespace HpSock.Interop
         public nuint Len;
         public nuint Extra;
         public long Fd;
+        public IntPtr Addr; // appended for UDP: the peer's numeric host, or null
+        public int Port;
     }
 
     /// <summary>What the bridge delivers events to: the managed endpoint.</summary>

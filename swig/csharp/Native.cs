@@ -109,5 +109,17 @@ namespace HpSock.Interop
 
         [DllImport(Library, ExactSpelling = true)]
         internal static extern int hps_conn_list(IntPtr ep, ulong* ids, nuint cap, nuint* count);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_send_to(IntPtr ep, byte* host, ushort port, byte* data, nuint len);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_join_group(IntPtr ep, byte* group, byte* iface);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_leave_group(IntPtr ep, byte* group, byte* iface);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_cast_interface(IntPtr ep, byte* iface);
     }
 }

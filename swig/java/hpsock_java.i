@@ -68,6 +68,7 @@ HPSJ_LONG_TYPE(uintptr_t)
 %native(sendAddress) jint sendAddress(jlong ep, jlong id, jlong address, jint len);
 %native(sendArray) jint sendArray(jlong ep, jlong id, jbyteArray data, jint off, jint len);
 %native(sendv) jint sendv(jlong ep, jlong id, jobjectArray items, jintArray offs, jintArray lens);
+%native(sendTo) jint sendTo(jlong ep, jstring host, jint port, jbyteArray data, jint off, jint len);
 /* Pull model. */
 %native(fetchDirect) jint fetchDirect(jlong ep, jlong id, jobject buf, jint off, jint len, jboolean take);
 %native(fetchAddress) jint fetchAddress(jlong ep, jlong id, jlong address, jint len, jboolean take);

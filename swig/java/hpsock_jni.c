@@ -38,6 +38,9 @@
 
 static JavaVM *g_vm;
 static jmethodID g_dispatch; /* TcpEndpoint.dispatch(IJIIJLjava/nio/ByteBuffer;)I */
+/* TcpEndpoint.dispatchFrom(IJIIJLjava/nio/ByteBuffer;Ljava/lang/String;I)I:
+ * a UDP cast's or node's RECEIVE/SEND, with the sender or destination. */
+static jmethodID g_dispatch_from;
 static jclass g_bytes;       /* byte[] */
 static pthread_key_t g_key;  /* its destructor detaches loop threads */
 static long g_refs;          /* global refs held for endpoints and threads */
@@ -183,8 +186,8 @@ static int on_event(void *user, const hps_event *ev) {
   hpsj_ctx *ctx = user;
   hpsj_thread *t;
   JNIEnv *env = thread_env(&t);
-  jobject target = ctx->target, data = NULL;
-  jvalue args[6];
+  jobject target = ctx->target, data = NULL, host = NULL;
+  jvalue args[8];
   jlong n = 0;
   int local = 0, r;
   if (env == NULL) { /* cannot reach Java: refuse what can be refused */
@@ -216,7 +219,23 @@ static int on_event(void *user, const hps_event *ev) {
   args[3].i = ev->error;
   args[4].j = n;
   args[5].l = data;
-  r = (*env)->CallIntMethodA(env, target, g_dispatch, args);
+  if (ev->addr != NULL &&
+      (ev->type == HPS_EV_RECEIVE || ev->type == HPS_EV_SEND) &&
+      (hps_role(ev->endpoint) == HPS_UDP_CAST ||
+       hps_role(ev->endpoint) == HPS_UDP_NODE)) {
+    host = (*env)->NewStringUTF(env, ev->addr);
+    if (host == NULL) {
+      exception_clear(env);
+      if (local) (*env)->DeleteLocalRef(env, data);
+      return HPS_HR_ERROR;
+    }
+    args[6].l = host;
+    args[7].i = ev->port;
+    r = (*env)->CallIntMethodA(env, target, g_dispatch_from, args);
+    (*env)->DeleteLocalRef(env, host);
+  } else {
+    r = (*env)->CallIntMethodA(env, target, g_dispatch, args);
+  }
   if (exception_clear(env)) r = HPS_HR_ERROR;
   if (local) (*env)->DeleteLocalRef(env, data);
   if (ev->type == HPS_EV_SHUTDOWN) release_target(env, ctx);
@@ -237,8 +256,10 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
   if (c == NULL) return JNI_ERR;
   g_dispatch = (*env)->GetMethodID(env, c, "dispatch",
                                    "(IJIIJLjava/nio/ByteBuffer;)I");
+  g_dispatch_from = (*env)->GetMethodID(
+      env, c, "dispatchFrom", "(IJIIJLjava/nio/ByteBuffer;Ljava/lang/String;I)I");
   (*env)->DeleteLocalRef(env, c);
-  if (g_dispatch == NULL) return JNI_ERR;
+  if (g_dispatch == NULL || g_dispatch_from == NULL) return JNI_ERR;
   c = (*env)->FindClass(env, "[B");
   if (c == NULL) return JNI_ERR;
   g_bytes = (*env)->NewGlobalRef(env, c);
@@ -357,6 +378,36 @@ JNIEXPORT jint JNICALL HPSJ_FN(sendArray)(JNIEnv *env, jclass cls, jlong ep,
   if (p == NULL) return HPS_ENOMEM;
   r = hps_send(HPSJ_EP(ep), (hps_conn_id)id, (char *)p + off, (size_t)len);
   (*env)->ReleasePrimitiveArrayCritical(env, arr, p, JNI_ABORT);
+  return r;
+}
+
+/* UDP cast/node: one datagram of arr[off, off + len) to host:port. */
+JNIEXPORT jint JNICALL HPSJ_FN(sendTo)(JNIEnv *env, jclass cls, jlong ep,
+                                       jstring jhost, jint port,
+                                       jbyteArray arr, jint off, jint len) {
+  const char *host;
+  jbyte *p;
+  int r;
+  (void)cls;
+  if (jhost == NULL) return HPS_EADDR;
+  if (port < 0 || port > 65535) return HPS_EADDR;
+  if ((host = (*env)->GetStringUTFChars(env, jhost, NULL)) == NULL)
+    return HPS_ENOMEM;
+  if (len <= 0) {
+    r = hps_send_to(HPSJ_EP(ep), host, (uint16_t)port, "", 0);
+  } else if (len <= HPSJ_STACK_COPY) {
+    char tmp[HPSJ_STACK_COPY];
+    (*env)->GetByteArrayRegion(env, arr, off, len, (jbyte *)tmp);
+    r = hps_send_to(HPSJ_EP(ep), host, (uint16_t)port, tmp, (size_t)len);
+  } else if ((p = (*env)->GetByteArrayElements(env, arr, NULL)) == NULL) {
+    r = HPS_ENOMEM;
+  } else {
+    /* Not a critical region: name resolution may block for a while. */
+    r = hps_send_to(HPSJ_EP(ep), host, (uint16_t)port, (char *)p + off,
+                    (size_t)len);
+    (*env)->ReleaseByteArrayElements(env, arr, p, JNI_ABORT);
+  }
+  (*env)->ReleaseStringUTFChars(env, jhost, host);
   return r;
 }
 

@@ -96,6 +96,8 @@ typedef struct hpsb_ctx {
   PyObject *fn[HPSB_NEV];  /* callable per event type, or NULL */
   int armed;
   int pull;                /* RECEIVE carries the waiting count, not bytes */
+  int with_addr;           /* UDP cast/node: RECEIVE/SEND carry (addr, port);
+                              one with an error goes to fn[0] (on_error) */
 } hpsb_ctx;
 
 #if PY_VERSION_HEX >= 0x030D0000
@@ -206,12 +208,39 @@ static int hpsb_on_event(void *user, const hps_event *ev) {
   size_t nargs = 0, i;
 
   if (type <= 0 || type >= HPSB_NEV) return HPS_HR_OK;
+  /* A cast/node datagram that failed: on_error(owner, conn, op, error,
+   * (addr, port)), slot 0 of the handlers. */
+  if (ctx->with_addr && ev->error != 0 &&
+      (type == HPS_EV_RECEIVE || type == HPS_EV_SEND)) {
+    if (ctx->fn[0] == NULL || hpsb_finalizing()) return HPS_HR_OK;
+    kept = hpsb_gil_take(&gs);
+    fn = ctx->fn[0];
+    if (fn != NULL) {
+      res = PyObject_CallFunction(fn, "OKii(si)", ctx->owner,
+                                  (unsigned long long)ev->conn, ev->op,
+                                  ev->error, ev->addr ? ev->addr : "",
+                                  ev->port);
+      rv = hpsb_result(fn, res);
+    }
+    hpsb_gil_drop(kept, gs);
+    return rv;
+  }
   /* No handler and nothing to release: no GIL at all. */
   if (ctx->fn[type] == NULL && type != HPS_EV_SHUTDOWN) return HPS_HR_OK;
   if (hpsb_finalizing()) return HPS_HR_OK; /* Python is going away */
 
   kept = hpsb_gil_take(&gs);
   fn = ctx->fn[type];
+  if (fn != NULL && ctx->with_addr &&
+      (type == HPS_EV_RECEIVE || type == HPS_EV_SEND)) {
+    /* cast/node: the sender (RECEIVE) or destination (SEND) too */
+    res = PyObject_CallFunction(fn, "OKy#(si)", ctx->owner,
+                                (unsigned long long)ev->conn,
+                                (const char *)ev->data, (Py_ssize_t)ev->len,
+                                ev->addr ? ev->addr : "", ev->port);
+    rv = hpsb_result(fn, res);
+    fn = NULL;
+  }
   if (fn != NULL) {
     args[0] = NULL; /* room for PY_VECTORCALL_ARGUMENTS_OFFSET */
     args[1] = ctx->owner;
@@ -316,6 +345,8 @@ int hpsb_start(hpsb_ctx *ctx, PyObject *owner, PyObject *handlers,
     ctx->owner = owner;
     hps_getopt(ctx->ep, HPS_OPT_RECV_MODEL, &model);
     ctx->pull = model == HPS_MODEL_PULL;
+    ctx->with_addr = hps_role(ctx->ep) == HPS_UDP_CAST ||
+                     hps_role(ctx->ep) == HPS_UDP_NODE;
     ctx->armed = armed_here = 1;
   }
   Py_BEGIN_ALLOW_THREADS
@@ -504,6 +535,10 @@ int hpsb_get_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *out_extra) {
 }
 int hpsb_get_stats(hps_endpoint *ep, hps_conn_id id, hps_stats *out_stats) {
   return hps_get_stats(ep, id, out_stats);
+}
+int hpsb_send_to(hps_endpoint *ep, const char *host, uint16_t port,
+                 const void *data, size_t len) {
+  return hps_send_to(ep, host, port, data, len);
 }
 
 /* The open connections' IDs as a list. */

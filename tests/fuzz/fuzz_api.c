@@ -685,6 +685,8 @@ static void run_op(rd *r) {
   case OP_CREATE: {
     uint8_t b = u8(r);
     int slot = 2 + (b & 1), role = (b >> 1) % 5;
+    if (role == HPS_UDP_SERVER) role = HPS_UDP_NODE + 1; /* TCP model only:
+                                             keep one invalid role */
     hps_endpoint *tmp = (hps_endpoint *)&tmp;
     if (b & 0x40) {
       CHECK(chk(F_CREATE, hps_create(role, handler, NULL, NULL)) ==

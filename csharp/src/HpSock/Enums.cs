@@ -31,6 +31,18 @@ namespace HpSock
 
         /// <summary>Owns one outbound connection.</summary>
         Client = (int)hps_role_kind.HPS_TCP_CLIENT,
+
+        /// <summary>UDP: one port, a connection per peer address.</summary>
+        UdpServer = (int)hps_role_kind.HPS_UDP_SERVER,
+
+        /// <summary>UDP: one connected peer.</summary>
+        UdpClient = (int)hps_role_kind.HPS_UDP_CLIENT,
+
+        /// <summary>UDP: a multicast group or broadcast address.</summary>
+        UdpCast = (int)hps_role_kind.HPS_UDP_CAST,
+
+        /// <summary>UDP: connectionless, sends to any address.</summary>
+        UdpNode = (int)hps_role_kind.HPS_UDP_NODE,
     }
 
     /// <summary>How received bytes are delivered.</summary>
@@ -189,6 +201,24 @@ namespace HpSock
         /// <summary>Milliseconds without receiving before a connection is closed
         /// with <see cref="HpSockError.Silence"/>; 0 = off.</summary>
         SilenceTimeout = (int)hps_option.HPS_OPT_SILENCE_TIMEOUT,
+
+        /// <summary>UDP: bytes per datagram, 1..65527; default 1432.</summary>
+        UdpMaxDatagram = (int)hps_option.HPS_OPT_UDP_MAX_DATAGRAM,
+
+        /// <summary>UDP server/client: detection interval in ms, 0 = off; default 60000.</summary>
+        UdpDetectInterval = (int)hps_option.HPS_OPT_UDP_DETECT_INTERVAL,
+
+        /// <summary>UDP server/client: silent intervals before <see cref="HpSockError.UdpIdle"/>; default 3.</summary>
+        UdpDetectAttempts = (int)hps_option.HPS_OPT_UDP_DETECT_ATTEMPTS,
+
+        /// <summary>UDP cast: 0 multicast (default), 1 broadcast.</summary>
+        UdpCastMode = (int)hps_option.HPS_OPT_UDP_CAST_MODE,
+
+        /// <summary>UDP cast/node: multicast TTL 0..255; default 1.</summary>
+        UdpMulticastTtl = (int)hps_option.HPS_OPT_UDP_MULTICAST_TTL,
+
+        /// <summary>UDP cast/node: 1 = own multicast datagrams come back (default).</summary>
+        UdpMulticastLoop = (int)hps_option.HPS_OPT_UDP_MULTICAST_LOOP,
     }
 
     /// <summary>hpsock's error codes (negative). Any other negative value is a
@@ -262,5 +292,11 @@ namespace HpSock
 
         /// <summary>HPS_EFILE: the file cannot be read for sending.</summary>
         File = (int)hps_errno.HPS_EFILE,
+
+        /// <summary>HPS_EDGRAMSIZE: datagram larger than the max datagram size.</summary>
+        DatagramSize = (int)hps_errno.HPS_EDGRAMSIZE,
+
+        /// <summary>HPS_EUDPIDLE: UDP peer silent past detect interval x attempts.</summary>
+        UdpIdle = (int)hps_errno.HPS_EUDPIDLE,
     }
 }

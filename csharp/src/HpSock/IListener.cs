@@ -4,6 +4,7 @@
 // (HPS_OPT_EVENTS), so an unimplemented event costs no native-to-managed
 // transition at all.
 using System;
+using System.Net;
 
 namespace HpSock
 {
@@ -91,5 +92,23 @@ namespace HpSock
         /// <param name="sender">The endpoint.</param>
         /// <returns>Ignored.</returns>
         HandleResult OnShutdown(TcpEndpoint sender) => HandleResult.Ok;
+
+        /// <summary>UDP cast and node: a datagram arrived from <paramref name="from"/>.
+        /// The default passes it to <see cref="OnReceive(TcpEndpoint, ulong, ReadOnlySpan{byte})"/>.</summary>
+        HandleResult OnReceiveFrom(TcpEndpoint sender, ulong connId, ReadOnlySpan<byte> data, IPEndPoint from) =>
+            OnReceive(sender, connId, data);
+
+        /// <summary>UDP cast and node: a datagram to <paramref name="to"/> went to the kernel.
+        /// The default passes it to <see cref="OnSend(TcpEndpoint, ulong, ReadOnlySpan{byte})"/>.</summary>
+        HandleResult OnSendTo(TcpEndpoint sender, ulong connId, ReadOnlySpan<byte> data, IPEndPoint to) =>
+            OnSend(sender, connId, data);
+
+        /// <summary>UDP cast and node: a datagram was dropped and the endpoint goes on.
+        /// <see cref="SocketOperation.Receive"/>: one from <paramref name="address"/> was larger
+        /// than the max datagram (<see cref="HpSockError.DatagramSize"/>);
+        /// <see cref="SocketOperation.Send"/>: one to <paramref name="address"/> failed after
+        /// the send returned.</summary>
+        HandleResult OnDatagramError(TcpEndpoint sender, ulong connId, SocketOperation operation,
+            HpSockError error, IPEndPoint address) => HandleResult.Ok;
     }
 }

@@ -708,6 +708,17 @@ namespace HpSock
 
         private int Dispatch(in NativeEvent ev)
         {
+            if (ev.Addr != IntPtr.Zero && (Role == EndpointRole.UdpCast || Role == EndpointRole.UdpNode) &&
+                (ev.Type == (int)hps_event_type.HPS_EV_RECEIVE || ev.Type == (int)hps_event_type.HPS_EV_SEND))
+            {
+                var address = new IPEndPoint(IPAddress.Parse(Marshal.PtrToStringUTF8(ev.Addr)!), ev.Port);
+                if (ev.Error != 0)
+                    return (int)_listener.OnDatagramError(this, ev.Conn, (SocketOperation)ev.Op, (HpSockError)ev.Error, address);
+                var bytes = new ReadOnlySpan<byte>((void*)ev.Data, checked((int)ev.Len));
+                return ev.Type == (int)hps_event_type.HPS_EV_RECEIVE
+                    ? (int)_listener.OnReceiveFrom(this, ev.Conn, bytes, address)
+                    : (int)_listener.OnSendTo(this, ev.Conn, bytes, address);
+            }
             switch ((hps_event_type)ev.Type)
             {
                 case hps_event_type.HPS_EV_RECEIVE:
@@ -772,6 +783,9 @@ namespace HpSock
                     nameof(IListener.OnHandShake) => EventKinds.HandShake,
                     nameof(IListener.OnReceive) => EventKinds.Receive,
                     nameof(IListener.OnSend) => EventKinds.Send,
+                    nameof(IListener.OnReceiveFrom) => EventKinds.Receive,
+                    nameof(IListener.OnSendTo) => EventKinds.Send,
+                    nameof(IListener.OnDatagramError) => EventKinds.Receive | EventKinds.Send,
                     _ => EventKinds.None,
                 };
             }
@@ -789,6 +803,77 @@ namespace HpSock
             var bytes = new byte[n + 1];
             Encoding.UTF8.GetBytes(host, 0, host.Length, bytes, 0);
             return bytes;
+        }
+
+        /// <summary>UDP cast/node: one datagram to host:port.</summary>
+        private protected void SendToCore(string host, int port, ReadOnlySpan<byte> data)
+        {
+            if ((uint)port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port), port, "0..65535");
+            byte[] h = HostBytes(host);
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                fixed (byte* ph = h)
+                fixed (byte* pd = data)
+                {
+                    // a non-null pointer for an empty span, so len 0 is refused as such
+                    byte one = 0;
+                    r = Native.hps_send_to(_handle.DangerousGetHandle(), ph, (ushort)port,
+                        pd != null ? pd : &one, (nuint)data.Length);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "send_to");
+        }
+
+        /// <summary>UDP cast/node: join (or leave) a multicast group.</summary>
+        private protected void MembershipCore(string group, string? iface, bool join)
+        {
+            byte[] g = HostBytes(group);
+            byte[]? i = iface is null ? null : HostBytes(iface);
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                fixed (byte* pg = g)
+                fixed (byte* pi = i)
+                {
+                    r = join ? Native.hps_join_group(_handle.DangerousGetHandle(), pg, pi)
+                             : Native.hps_leave_group(_handle.DangerousGetHandle(), pg, pi);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, join ? "join_group" : "leave_group");
+        }
+
+        /// <summary>UDP cast/node, before start: the multicast interface.</summary>
+        private protected void CastInterfaceCore(string? iface)
+        {
+            byte[]? i = iface is null ? null : HostBytes(iface);
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                fixed (byte* pi = i)
+                {
+                    r = Native.hps_cast_interface(_handle.DangerousGetHandle(), pi);
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "cast_interface");
         }
 
         private protected int ConnectCore(string host, int port, out ulong connId)

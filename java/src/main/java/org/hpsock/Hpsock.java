@@ -55,6 +55,10 @@ public final class Hpsock {
   public static final int ESILENCE = -30020;
   /** File cannot be read for sending. */
   public static final int EFILE = -30021;
+  /** UDP: datagram larger than the max datagram size. */
+  public static final int EDGRAMSIZE = -30040;
+  /** UDP: peer silent past the detect interval times attempts. */
+  public static final int EUDPIDLE = -30041;
 
   /**
    * The version of the native library loaded.

@@ -1,5 +1,6 @@
 package org.hpsock;
 
+import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 
 /**
@@ -128,6 +129,54 @@ public interface Listener {
    * @return ignored
    */
   default HandleResult onShutdown(TcpEndpoint endpoint) {
+    return HandleResult.OK;
+  }
+
+  /**
+   * UDP cast and node only: a datagram arrived from {@code from}. The default passes it to {@link
+   * #onReceive(TcpEndpoint, long, ByteBuffer)}.
+   *
+   * @param endpoint the endpoint
+   * @param connId the endpoint's one connection
+   * @param data the datagram, valid only during the call
+   * @param from the sender (numeric host, unresolved)
+   * @return {@link HandleResult#ERROR} closes the connection
+   */
+  default HandleResult onReceiveFrom(
+      TcpEndpoint endpoint, long connId, ByteBuffer data, InetSocketAddress from) {
+    return onReceive(endpoint, connId, data);
+  }
+
+  /**
+   * UDP cast and node only: a datagram to {@code to} was handed to the kernel. The default passes
+   * it to {@link #onSend(TcpEndpoint, long, ByteBuffer)}.
+   *
+   * @param endpoint the endpoint
+   * @param connId the endpoint's one connection
+   * @param data the datagram, valid only during the call
+   * @param to the destination (numeric host, unresolved)
+   * @return {@link HandleResult#ERROR} closes the connection
+   */
+  default HandleResult onSendTo(
+      TcpEndpoint endpoint, long connId, ByteBuffer data, InetSocketAddress to) {
+    return onSend(endpoint, connId, data);
+  }
+
+  /**
+   * UDP cast and node only: a datagram was dropped, the endpoint goes on. {@code operation}
+   * RECEIVE: one from {@code address} was larger than the max datagram ({@link
+   * Hpsock#EDGRAMSIZE}); SEND: one to {@code address} failed after the send returned.
+   *
+   * @param endpoint the endpoint
+   * @param connId the endpoint's one connection
+   * @param operation RECEIVE or SEND
+   * @param errorCode why
+   * @param address the sender or destination
+   * @return {@link HandleResult#ERROR} closes the connection
+   */
+  default HandleResult onDatagramError(
+      TcpEndpoint endpoint, long connId, Operation operation, int errorCode,
+      InetSocketAddress address) {
     return HandleResult.OK;
   }
 }

@@ -56,7 +56,19 @@ public enum Option {
    * Milliseconds without receiving after which a connection is closed with {@link
    * Hpsock#ESILENCE}; 0 = off (default).
    */
-  SILENCE_TIMEOUT(19);
+  SILENCE_TIMEOUT(19),
+  /** UDP: bytes per datagram, 1..65527; default 1432. */
+  UDP_MAX_DATAGRAM(32),
+  /** UDP server/client: detection interval in milliseconds, 0 = off; default 60000. */
+  UDP_DETECT_INTERVAL(33),
+  /** UDP server/client: silent intervals before a peer closes with EUDPIDLE; default 3. */
+  UDP_DETECT_ATTEMPTS(34),
+  /** UDP cast: 0 multicast (default), 1 broadcast. */
+  UDP_CAST_MODE(35),
+  /** UDP cast/node: multicast TTL 0..255; default 1. */
+  UDP_MULTICAST_TTL(36),
+  /** UDP cast/node: 1 = own multicast datagrams come back to this host (default). */
+  UDP_MULTICAST_LOOP(37);
 
   final int key;
 

@@ -45,6 +45,10 @@ public abstract class TcpEndpoint implements AutoCloseable {
   static final int ROLE_SERVER = 1;
   static final int ROLE_AGENT = 2;
   static final int ROLE_CLIENT = 3;
+  static final int ROLE_UDP_SERVER = 4;
+  static final int ROLE_UDP_CLIENT = 5;
+  static final int ROLE_UDP_CAST = 6;
+  static final int ROLE_UDP_NODE = 7;
 
   private static final Cleaner CLEANER = Cleaner.create();
 
@@ -110,6 +114,16 @@ public abstract class TcpEndpoint implements AutoCloseable {
     if (overrides(c, "onSend", ep, long.class, ByteBuffer.class)) {
       m |= 1 << EV_SEND;
     }
+    Class<?> sa = InetSocketAddress.class;
+    if (overrides(c, "onReceiveFrom", ep, long.class, ByteBuffer.class, sa)) {
+      m |= 1 << EV_RECEIVE;
+    }
+    if (overrides(c, "onSendTo", ep, long.class, ByteBuffer.class, sa)) {
+      m |= 1 << EV_SEND;
+    }
+    if (overrides(c, "onDatagramError", ep, long.class, Operation.class, int.class, sa)) {
+      m |= 1 << EV_RECEIVE | 1 << EV_SEND;
+    }
     return m | 1 << EV_CLOSE | 1 << EV_SHUTDOWN;
   }
 
@@ -159,6 +173,27 @@ public abstract class TcpEndpoint implements AutoCloseable {
           break;
         default:
           r = HandleResult.OK;
+      }
+    } catch (Throwable e) {
+      Thread t = Thread.currentThread();
+      t.getUncaughtExceptionHandler().uncaughtException(t, e);
+      return HandleResult.ERROR.code;
+    }
+    return r == null ? HandleResult.OK.code : r.code;
+  }
+
+  /** UDP cast/node RECEIVE and SEND, with the sender or destination (from the bridge). */
+  final int dispatchFrom(
+      int type, long conn, int op, int error, long n, ByteBuffer data, String host, int port) {
+    HandleResult r;
+    try {
+      InetSocketAddress a = new InetSocketAddress(InetAddress.getByName(host), port); // numeric
+      if (error != 0) {
+        r = listener.onDatagramError(this, conn, Operation.of(op), error, a);
+      } else if (type == EV_RECEIVE) {
+        r = listener.onReceiveFrom(this, conn, view(data, n), a);
+      } else {
+        r = listener.onSendTo(this, conn, view(data, n), a);
       }
     } catch (Throwable e) {
       Thread t = Thread.currentThread();

@@ -1,0 +1,1480 @@
+/* test_udp.c - the UDP roles: server (a connection per peer address),
+ * client, cast (multicast and broadcast) and node; their options (max
+ * datagram, detection, cast mode, TTL, loop, interface, reuse, buffers,
+ * workers, max connections) and bad input (oversize datagrams both ways,
+ * unresolvable addresses, port unreachable). Everything runs on loopback;
+ * multicast uses the loopback interface explicitly and, where the host
+ * namespace does not allow it, a network namespace the test makes. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* cmocka needs these first; keep the order */
+// clang-format off
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+// clang-format on
+
+#include "hps_test.h"
+#include "hpsock.h"
+
+/* ---- a recorder that keeps every event's datagram and address ---- */
+
+typedef struct u_ev {
+  int type, op, error;
+  hps_conn_id conn;
+  size_t len;
+  int has_data;
+  unsigned char *data;
+  char addr[64];
+  int port;
+  pthread_t thread;
+} u_ev;
+
+typedef struct u_rec u_rec;
+typedef int (*u_hook)(u_rec *r, const hps_event *ev);
+
+struct u_rec {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  u_ev *evs;
+  size_t n, cap;
+  int echo; /* send each datagram back (server/client: hps_send;
+               node: hps_send_to the sender) */
+  u_hook hook;
+  int accept_refusals; /* ACCEPT returns ERROR this many times */
+  int64_t prepare_fd;
+};
+
+static void u_init(u_rec *r) {
+  memset(r, 0, sizeof(*r));
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  r->prepare_fd = -1;
+}
+
+static void u_free(u_rec *r) {
+  size_t i;
+  for (i = 0; i < r->n; i++)
+    free(r->evs[i].data);
+  free(r->evs);
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+}
+
+static int u_handler(void *user, const hps_event *ev) {
+  u_rec *r = user;
+  u_ev e;
+  int rc = HPS_HR_OK, refuse = 0;
+  memset(&e, 0, sizeof(e));
+  e.type = ev->type;
+  e.op = ev->op;
+  e.error = ev->error;
+  e.conn = ev->conn;
+  e.len = ev->len;
+  e.thread = pthread_self();
+  if (ev->data != NULL) {
+    e.has_data = 1;
+    e.data = malloc(ev->len + 1);
+    memcpy(e.data, ev->data, ev->len);
+  }
+  if (ev->addr)
+    snprintf(e.addr, sizeof(e.addr), "%s", ev->addr);
+  e.port = ev->port;
+  pthread_mutex_lock(&r->mu);
+  if (ev->type == HPS_EV_PREPARE)
+    r->prepare_fd = ev->fd;
+  if (ev->type == HPS_EV_ACCEPT && r->accept_refusals > 0) {
+    r->accept_refusals--;
+    refuse = 1;
+  }
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 64;
+    r->evs = realloc(r->evs, r->cap * sizeof(*r->evs));
+  }
+  r->evs[r->n++] = e;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  if (refuse)
+    return HPS_HR_ERROR;
+  if (ev->type == HPS_EV_RECEIVE && r->echo && ev->data != NULL) {
+    int role = hps_role(ev->endpoint);
+    if (role == HPS_UDP_NODE)
+      hps_send_to(ev->endpoint, ev->addr, (uint16_t)ev->port, ev->data,
+                  ev->len);
+    else
+      hps_send(ev->endpoint, ev->conn, ev->data, ev->len);
+  }
+  if (r->hook)
+    rc = r->hook(r, ev);
+  return rc;
+}
+
+static int u_count(u_rec *r, int type) {
+  size_t i;
+  int n = 0;
+  pthread_mutex_lock(&r->mu);
+  for (i = 0; i < r->n; i++)
+    n += r->evs[i].type == type;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+static int u_count_conn(u_rec *r, hps_conn_id c, int type) {
+  size_t i;
+  int n = 0;
+  pthread_mutex_lock(&r->mu);
+  for (i = 0; i < r->n; i++)
+    n += r->evs[i].type == type && r->evs[i].conn == c;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+/* Wait for at least n events of type; 0 or -1. */
+static int u_wait(u_rec *r, int type, int n, int ms) {
+  uint64_t end = t_now_ms() + (uint64_t)ms;
+  for (;;) {
+    if (u_count(r, type) >= n)
+      return 0;
+    if (t_now_ms() >= end)
+      return -1;
+    usleep(1000);
+  }
+}
+
+/* Copy of the i-th event of type (0-based); data not copied. */
+static u_ev u_get(u_rec *r, int type, int i) {
+  size_t k;
+  u_ev out;
+  memset(&out, 0, sizeof(out));
+  out.type = -1;
+  pthread_mutex_lock(&r->mu);
+  for (k = 0; k < r->n; k++)
+    if (r->evs[k].type == type && i-- == 0) {
+      out = r->evs[k];
+      out.data = NULL;
+      break;
+    }
+  pthread_mutex_unlock(&r->mu);
+  return out;
+}
+
+/* The i-th RECEIVE's datagram equals (buf, len)? */
+static int u_recv_is(u_rec *r, int i, const void *buf, size_t len) {
+  size_t k;
+  int ok = 0;
+  pthread_mutex_lock(&r->mu);
+  for (k = 0; k < r->n; k++)
+    if (r->evs[k].type == HPS_EV_RECEIVE && r->evs[k].has_data && i-- == 0) {
+      ok = r->evs[k].len == len && memcmp(r->evs[k].data, buf, len) == 0;
+      break;
+    }
+  pthread_mutex_unlock(&r->mu);
+  return ok;
+}
+
+static hps_endpoint *u_make(u_rec *r, int role, const int64_t *opts) {
+  hps_endpoint *ep = NULL;
+  assert_int_equal(hps_create(role, u_handler, r, &ep), 0);
+  for (; opts && opts[0] != 0; opts += 2)
+    assert_int_equal(hps_setopt(ep, (int)opts[0], opts[1]), 0);
+  return ep;
+}
+
+static uint16_t bound_port(hps_endpoint *ep) {
+  uint16_t port = 0;
+  assert_int_equal(hps_listen_address(ep, NULL, 0, &port), 0);
+  assert_true(port != 0);
+  return port;
+}
+
+/* ---- plain UDP sockets for the other side ---- */
+
+static int raw_udp(const char *host, uint16_t *port) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int fd;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, host, &a->sin6_addr), 1);
+    len = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, host, &a->sin_addr), 1);
+    len = sizeof(*a);
+  }
+  fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&ss, len), 0);
+  len = sizeof(ss);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+  if (port)
+    *port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
+  return fd;
+}
+
+static void raw_sendto(int fd, const char *host, uint16_t port, const void *buf,
+                       size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, host, &a->sin6_addr);
+    sl = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, host, &a->sin_addr);
+    sl = sizeof(*a);
+  }
+  assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&ss, sl),
+                   (ssize_t)len);
+}
+
+/* Receive one datagram within ms; with skip_empty, empty ones (hpsock
+ * heartbeats) are skipped. Returns its length or -1 on timeout; *from_port
+ * (may be NULL) gets the sender's port. */
+static ssize_t raw_recv(int fd, void *buf, size_t cap, int ms, int skip_empty,
+                        uint16_t *from_port) {
+  uint64_t end = t_now_ms() + (uint64_t)ms;
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    uint64_t now = t_now_ms();
+    ssize_t n;
+    if (now >= end)
+      return -1;
+    if (poll(&p, 1, (int)(end - now)) <= 0)
+      continue;
+    n = recvfrom(fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+    if (n < 0)
+      continue;
+    if (n == 0 && skip_empty)
+      continue;
+    if (from_port)
+      *from_port = ntohs(ss.ss_family == AF_INET6
+                             ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                             : ((struct sockaddr_in *)&ss)->sin_port);
+    return n;
+  }
+}
+
+/* A port nobody listens on (bound, read, closed). */
+static uint16_t dead_port(void) {
+  uint16_t port;
+  int fd = raw_udp("127.0.0.1", &port);
+  close(fd);
+  return port;
+}
+
+/* ---- server ---- */
+
+static void test_server_echo_per_peer_connections(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 2, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port, pport[3];
+  int fd[3], i;
+  char buf[2048], host[64];
+  hps_conn_id ids[3];
+  (void)state;
+  u_init(&r);
+  r.echo = 1;
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  assert_true(r.prepare_fd >= 0);
+  for (i = 0; i < 3; i++)
+    fd[i] = raw_udp("127.0.0.1", &pport[i]);
+  /* Boundaries survive: three datagrams of different sizes per peer. */
+  for (i = 0; i < 3; i++) {
+    size_t sizes[3] = {1, 700, 1432}, k;
+    for (k = 0; k < 3; k++) {
+      memset(buf, 'a' + i, sizes[k]);
+      raw_sendto(fd[i], "127.0.0.1", port, buf, sizes[k]);
+      assert_int_equal(raw_recv(fd[i], buf, sizeof(buf), T_WAIT_MS, 1, NULL),
+                       (ssize_t)sizes[k]);
+      assert_int_equal(buf[0], 'a' + i);
+    }
+  }
+  assert_int_equal(u_wait(&r, HPS_EV_ACCEPT, 3, T_WAIT_MS), 0);
+  assert_int_equal(u_count(&r, HPS_EV_ACCEPT), 3);
+  assert_int_equal(u_count(&r, HPS_EV_HANDSHAKE), 3);
+  assert_int_equal(hps_conn_count(ep), 3);
+  for (i = 0; i < 3; i++) {
+    u_ev a = u_get(&r, HPS_EV_ACCEPT, i);
+    int j;
+    uint16_t rp = 0;
+    ids[i] = a.conn;
+    assert_string_equal(a.addr, "127.0.0.1");
+    for (j = 0; j < 3 && pport[j] != a.port; j++) {
+    }
+    assert_true(j < 3); /* the event names a real peer */
+    assert_int_equal(u_count_conn(&r, a.conn, HPS_EV_RECEIVE), 3);
+    assert_int_equal(hps_remote_address(ep, a.conn, host, sizeof(host), &rp),
+                     0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(rp, a.port);
+    assert_int_equal(hps_local_address(ep, a.conn, host, sizeof(host), &rp), 0);
+    assert_int_equal(rp, port);
+  }
+  assert_true(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+  {
+    u_ev e = u_get(&r, HPS_EV_RECEIVE, 0);
+    assert_string_equal(e.addr, "127.0.0.1");
+    assert_true(e.port != 0);
+  }
+  assert_int_equal(hps_stop(ep), 0);
+  assert_int_equal(u_count(&r, HPS_EV_CLOSE), 3);
+  for (i = 0; i < 3; i++) {
+    u_ev c = u_get(&r, HPS_EV_CLOSE, i);
+    assert_int_equal(c.op, HPS_OP_CLOSE);
+    assert_int_equal(c.error, 0);
+  }
+  assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), 1);
+  assert_int_equal(hps_free(ep), 0);
+  for (i = 0; i < 3; i++)
+    close(fd[i]);
+  u_free(&r);
+}
+
+static void
+test_server_peer_stays_on_one_connection_across_workers(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 4, 0};
+  enum { PEERS = 12, EACH = 5 };
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd[PEERS], i, k;
+  char buf[64];
+  size_t e;
+  (void)state;
+  u_init(&r);
+  r.echo = 1;
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  for (i = 0; i < PEERS; i++)
+    fd[i] = raw_udp("127.0.0.1", NULL);
+  for (k = 0; k < EACH; k++)
+    for (i = 0; i < PEERS; i++) {
+      snprintf(buf, sizeof(buf), "p%d-%d", i, k);
+      raw_sendto(fd[i], "127.0.0.1", port, buf, strlen(buf));
+      assert_true(raw_recv(fd[i], buf, sizeof(buf), T_WAIT_MS, 1, NULL) > 0);
+    }
+  assert_int_equal(u_count(&r, HPS_EV_ACCEPT), PEERS);
+  assert_int_equal(u_count(&r, HPS_EV_RECEIVE), PEERS * EACH);
+  /* Every connection got all its peer's datagrams, on one thread. */
+  pthread_mutex_lock(&r.mu);
+  for (e = 0; e < r.n; e++) {
+    size_t f;
+    if (r.evs[e].type != HPS_EV_ACCEPT)
+      continue;
+    int n = 0;
+    for (f = 0; f < r.n; f++)
+      if (r.evs[f].conn == r.evs[e].conn && r.evs[f].type == HPS_EV_RECEIVE) {
+        n++;
+        assert_true(pthread_equal(r.evs[f].thread, r.evs[e].thread));
+        assert_int_equal(r.evs[f].port, r.evs[e].port);
+      }
+    assert_int_equal(n, EACH);
+  }
+  pthread_mutex_unlock(&r.mu);
+  t_stop_free(ep);
+  for (i = 0; i < PEERS; i++)
+    close(fd[i]);
+  u_free(&r);
+}
+
+static void test_server_disconnect_then_peer_gets_a_new_id(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  char buf[16];
+  u_ev a, c, b;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", NULL);
+  raw_sendto(fd, "127.0.0.1", port, "one", 3);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  a = u_get(&r, HPS_EV_ACCEPT, 0);
+  assert_int_equal(hps_send(ep, a.conn, "hey", 3), 0);
+  assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 3);
+  assert_int_equal(hps_disconnect(ep, a.conn, 0), 0);
+  assert_int_equal(hps_send(ep, a.conn, "x", 1), HPS_ENOTFOUND);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  c = u_get(&r, HPS_EV_CLOSE, 0);
+  assert_true(c.conn == a.conn);
+  assert_int_equal(c.op, HPS_OP_CLOSE);
+  assert_int_equal(c.error, 0);
+  assert_string_equal(c.addr, "127.0.0.1");
+  assert_int_equal(hps_disconnect(ep, a.conn, 1), HPS_ENOTFOUND);
+  raw_sendto(fd, "127.0.0.1", port, "two", 3);
+  assert_int_equal(u_wait(&r, HPS_EV_ACCEPT, 2, T_WAIT_MS), 0);
+  b = u_get(&r, HPS_EV_ACCEPT, 1);
+  assert_true(b.conn != a.conn);
+  assert_int_equal(b.port, a.port);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&r, 1, "two", 3));
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_server_accept_error_refuses_then_asks_again(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  (void)state;
+  u_init(&r);
+  r.accept_refusals = 1;
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", NULL);
+  raw_sendto(fd, "127.0.0.1", port, "refused", 7);
+  assert_int_equal(u_wait(&r, HPS_EV_ACCEPT, 1, T_WAIT_MS), 0);
+  raw_sendto(fd, "127.0.0.1", port, "taken", 5);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&r, 0, "taken", 5)); /* the refused one dropped */
+  assert_int_equal(u_count(&r, HPS_EV_ACCEPT), 2);
+  assert_int_equal(hps_conn_count(ep), 1);
+  assert_int_equal(hps_stop(ep), 0);
+  /* Only the accepted connection has a CLOSE. */
+  assert_int_equal(u_count(&r, HPS_EV_CLOSE), 1);
+  assert_true(u_get(&r, HPS_EV_CLOSE, 0).conn ==
+              u_get(&r, HPS_EV_ACCEPT, 1).conn);
+  assert_int_equal(hps_free(ep), 0);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_server_max_connections_drops_new_peers(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_MAX_CONNECTIONS, 2,
+                                 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd[3], i;
+  char buf[16];
+  (void)state;
+  u_init(&r);
+  r.echo = 1;
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  for (i = 0; i < 3; i++) {
+    fd[i] = raw_udp("127.0.0.1", NULL);
+    raw_sendto(fd[i], "127.0.0.1", port, "hi", 2);
+    if (i < 2)
+      assert_int_equal(raw_recv(fd[i], buf, sizeof(buf), T_WAIT_MS, 1, NULL),
+                       2);
+  }
+  /* The third peer is over the limit: no ACCEPT, no echo. */
+  assert_int_equal(raw_recv(fd[2], buf, sizeof(buf), 300, 1, NULL), -1);
+  assert_int_equal(u_count(&r, HPS_EV_ACCEPT), 2);
+  assert_int_equal(hps_conn_count(ep), 2);
+  /* A slot frees up: the peer gets in. */
+  assert_int_equal(hps_disconnect(ep, u_get(&r, HPS_EV_ACCEPT, 0).conn, 1), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  assert_int_equal(t_wait_conn_count(ep, 1, T_WAIT_MS), 0);
+  raw_sendto(fd[2], "127.0.0.1", port, "in", 2);
+  assert_int_equal(raw_recv(fd[2], buf, sizeof(buf), T_WAIT_MS, 1, NULL), 2);
+  t_stop_free(ep);
+  for (i = 0; i < 3; i++)
+    close(fd[i]);
+  u_free(&r);
+}
+
+static void test_server_two_on_one_port_is_eaddrinuse(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 2, 0};
+  u_rec r, r2;
+  hps_endpoint *ep, *ep2;
+  uint16_t port;
+  (void)state;
+  u_init(&r);
+  u_init(&r2);
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  ep2 = u_make(&r2, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  assert_int_equal(hps_start(ep2, "127.0.0.1", port), -EADDRINUSE);
+  assert_int_equal(hps_state(ep2), HPS_STATE_CREATED);
+  assert_int_equal(u_count(&r2, HPS_EV_SHUTDOWN), 0);
+  t_stop_free(ep);
+  assert_int_equal(hps_free(ep2), 0);
+  u_free(&r);
+  u_free(&r2);
+}
+
+/* ---- oversize ---- */
+
+static void test_oversize_datagram_closes_server_connection(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_UDP_MAX_DATAGRAM,
+                                 100, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  char buf[4096];
+  u_ev c;
+  hps_conn_id id;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", NULL);
+  memset(buf, 'x', sizeof(buf));
+  raw_sendto(fd, "127.0.0.1", port, buf, 100); /* exactly the max: fine */
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&r, HPS_EV_RECEIVE, 0).len, 100);
+  id = u_get(&r, HPS_EV_ACCEPT, 0).conn;
+  /* Sends over the max are refused, nothing goes out. */
+  assert_int_equal(hps_send(ep, id, buf, 101), HPS_EDGRAMSIZE);
+  assert_int_equal(hps_send(ep, id, buf, 100), 0);
+  assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 100);
+  raw_sendto(fd, "127.0.0.1", port, buf, 101);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  c = u_get(&r, HPS_EV_CLOSE, 0);
+  assert_true(c.conn == id);
+  assert_int_equal(c.op, HPS_OP_RECEIVE);
+  assert_int_equal(c.error, HPS_EDGRAMSIZE);
+  assert_int_equal(u_count(&r, HPS_EV_RECEIVE), 1); /* never delivered cut */
+  /* A big one from a new peer: accepted, then closed the same way. */
+  raw_sendto(fd, "127.0.0.1", port, buf, 4000);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 2, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 1).error, HPS_EDGRAMSIZE);
+  assert_int_equal(u_count(&r, HPS_EV_RECEIVE), 1);
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_oversize_datagram_closes_client(void **state) {
+  static const int64_t opts[] = {HPS_OPT_UDP_MAX_DATAGRAM, 64, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t sport, cport;
+  int fd;
+  char buf[512];
+  u_ev c;
+  (void)state;
+  u_init(&r);
+  fd = raw_udp("127.0.0.1", &sport);
+  ep = u_make(&r, HPS_UDP_CLIENT, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", sport), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
+  assert_int_equal(hps_send(ep, 0, buf, 65), HPS_EDGRAMSIZE);
+  assert_int_equal(hps_send(ep, 0, "hello", 5), 0);
+  assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, &cport), 5);
+  memset(buf, 'z', sizeof(buf));
+  raw_sendto(fd, "127.0.0.1", cport, buf, 64);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  raw_sendto(fd, "127.0.0.1", cport, buf, 512);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  c = u_get(&r, HPS_EV_CLOSE, 0);
+  assert_int_equal(c.op, HPS_OP_RECEIVE);
+  assert_int_equal(c.error, HPS_EDGRAMSIZE);
+  assert_int_equal(u_count(&r, HPS_EV_RECEIVE), 1);
+  assert_int_equal(hps_send(ep, 0, "x", 1), HPS_ENOTFOUND);
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_oversize_datagram_is_reported_to_node(void **state) {
+  static const int64_t opts[] = {HPS_OPT_UDP_MAX_DATAGRAM, 32, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port, pport;
+  int fd;
+  char buf[256];
+  u_ev e;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_NODE, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", &pport);
+  memset(buf, 'q', sizeof(buf));
+  raw_sendto(fd, "127.0.0.1", port, buf, 33);
+  raw_sendto(fd, "127.0.0.1", port, buf, 32);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  e = u_get(&r, HPS_EV_RECEIVE, 0);
+  assert_int_equal(e.error, HPS_EDGRAMSIZE);
+  assert_int_equal(e.op, HPS_OP_RECEIVE);
+  assert_false(e.has_data);
+  assert_int_equal(e.len, 0);
+  assert_string_equal(e.addr, "127.0.0.1");
+  assert_int_equal(e.port, pport);
+  e = u_get(&r, HPS_EV_RECEIVE, 1); /* the node goes on */
+  assert_int_equal(e.error, 0);
+  assert_int_equal(e.len, 32);
+  assert_int_equal(u_count(&r, HPS_EV_CLOSE), 0);
+  assert_int_equal(hps_send_to(ep, "127.0.0.1", pport, buf, 33),
+                   HPS_EDGRAMSIZE);
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+/* ---- client ---- */
+
+static void test_client_server_echo(void **state) {
+  static const int64_t sopts[] = {HPS_OPT_WORKERS, 2, 0};
+  u_rec rs, rc;
+  hps_endpoint *srv, *cli;
+  uint16_t port, lport = 0;
+  hps_buf v[3] = {{"ab", 2}, {NULL, 0}, {"cde", 3}};
+  char host[64];
+  u_ev e;
+  int i;
+  (void)state;
+  u_init(&rs);
+  u_init(&rc);
+  rs.echo = 1;
+  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
+  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
+  port = bound_port(srv);
+  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
+  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  assert_true(rc.prepare_fd >= 0);
+  /* It may send at once: the socket is connected before start returns. */
+  assert_int_equal(hps_send(cli, 0, "ping", 4), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&rc, 0, "ping", 4));
+  assert_int_equal(u_count(&rc, HPS_EV_CONNECT), 1);
+  assert_int_equal(u_count(&rc, HPS_EV_HANDSHAKE), 1);
+  /* CONNECT came first, then HANDSHAKE, then the RECEIVE. */
+  assert_int_equal(rc.evs[0].type, HPS_EV_PREPARE);
+  assert_int_equal(rc.evs[1].type, HPS_EV_CONNECT);
+  assert_int_equal(rc.evs[2].type, HPS_EV_HANDSHAKE);
+  e = u_get(&rc, HPS_EV_RECEIVE, 0);
+  assert_string_equal(e.addr, "127.0.0.1");
+  assert_int_equal(e.port, port);
+  assert_true(e.conn == u_get(&rc, HPS_EV_CONNECT, 0).conn);
+  /* A gathered send is one datagram. */
+  assert_int_equal(hps_sendv(cli, 0, v, 3), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&rc, 1, "abcde", 5));
+  for (i = 0; i < 20; i++) {
+    char m[16];
+    snprintf(m, sizeof(m), "m%02d", i);
+    assert_int_equal(hps_send(cli, e.conn, m, strlen(m)), 0);
+  }
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 22, T_WAIT_MS), 0);
+  assert_int_equal(hps_remote_address(cli, 0, host, sizeof(host), &lport), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(lport, port);
+  assert_int_equal(hps_local_address(cli, 0, host, sizeof(host), &lport), 0);
+  assert_int_equal(u_get(&rs, HPS_EV_ACCEPT, 0).port, lport);
+  assert_int_equal(hps_listen_address(cli, NULL, 0, NULL), HPS_EROLE);
+  {
+    hps_stats st;
+    assert_int_equal(hps_get_stats(cli, 0, &st), 0);
+    assert_int_equal(st.msgs_sent, 22);
+    assert_int_equal(st.msgs_received, 22);
+    assert_int_equal(st.bytes_sent, 4 + 5 + 20 * 3);
+    assert_int_equal(hps_get_stats(srv, u_get(&rs, HPS_EV_ACCEPT, 0).conn, &st),
+                     0);
+    assert_int_equal(st.msgs_received, 22);
+    assert_int_equal(hps_get_stats(srv, 0, &st), 0);
+    assert_int_equal(st.msgs_sent, 22);
+  }
+  assert_int_equal(hps_disconnect(cli, 0, 0), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&rc, HPS_EV_CLOSE, 0).op, HPS_OP_CLOSE);
+  assert_int_equal(hps_send(cli, 0, "x", 1), HPS_ENOTFOUND);
+  t_stop_free(cli);
+  t_stop_free(srv);
+  assert_int_equal(u_count(&rc, HPS_EV_CLOSE), 1);
+  u_free(&rs);
+  u_free(&rc);
+}
+
+static void test_client_ipv6_echo(void **state) {
+  static const int64_t sopts[] = {HPS_OPT_WORKERS, 1, 0};
+  u_rec rs, rc;
+  hps_endpoint *srv, *cli;
+  uint16_t port;
+  (void)state;
+  u_init(&rs);
+  u_init(&rc);
+  rs.echo = 1;
+  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
+  assert_int_equal(hps_start(srv, "::1", 0), 0);
+  port = bound_port(srv);
+  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
+  assert_int_equal(hps_start(cli, "::1", port), 0);
+  assert_int_equal(hps_send(cli, 0, "six", 3), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_string_equal(u_get(&rc, HPS_EV_RECEIVE, 0).addr, "::1");
+  assert_string_equal(u_get(&rs, HPS_EV_ACCEPT, 0).addr, "::1");
+  t_stop_free(cli);
+  t_stop_free(srv);
+  u_free(&rs);
+  u_free(&rc);
+}
+
+static void
+test_client_port_unreachable_closes_with_econnrefused(void **state) {
+  u_rec r;
+  hps_endpoint *ep;
+  u_ev c;
+  int i;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_CLIENT, NULL);
+  assert_int_equal(hps_start(ep, "127.0.0.1", dead_port()), 0);
+  /* The ICMP answer to the first datagram fails a later read or send. */
+  for (i = 0; i < 50 && u_count(&r, HPS_EV_CLOSE) == 0; i++) {
+    int rc = hps_send(ep, 0, "anyone?", 7);
+    assert_true(rc == 0 || rc == -ECONNREFUSED || rc == HPS_ENOTFOUND);
+    usleep(20000);
+  }
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  c = u_get(&r, HPS_EV_CLOSE, 0);
+  assert_int_equal(c.error, -ECONNREFUSED);
+  assert_true(c.op == HPS_OP_RECEIVE || c.op == HPS_OP_SEND);
+  assert_string_equal(hps_err_name(c.error), "ECONNREFUSED");
+  assert_int_equal(hps_send(ep, 0, "x", 1), HPS_ENOTFOUND);
+  t_stop_free(ep);
+  assert_int_equal(u_count(&r, HPS_EV_CLOSE), 1);
+  u_free(&r);
+}
+
+static void test_client_bad_addresses_fail_start(void **state) {
+  u_rec r;
+  hps_endpoint *ep;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_CLIENT, NULL);
+  assert_int_equal(hps_start(ep, NULL, 9), HPS_EADDR);
+  assert_int_equal(hps_start(ep, "", 9), HPS_EADDR);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), HPS_EADDR);
+  assert_int_equal(hps_start(ep, "no-such-host.invalid", 9), HPS_EADDR);
+  assert_int_equal(hps_state(ep), HPS_STATE_CREATED);
+  assert_int_equal(r.n, 0); /* no event at all */
+  assert_int_equal(hps_free(ep), 0);
+  u_free(&r);
+}
+
+/* ---- detection ---- */
+
+static void test_detect_closes_a_silent_server_peer(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 100,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS,
+                                 2,
+                                 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  uint64_t t0, dt;
+  u_ev c;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", NULL);
+  t0 = t_now_ms();
+  raw_sendto(fd, "127.0.0.1", port, "once", 4);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  dt = t_now_ms() - t0;
+  c = u_get(&r, HPS_EV_CLOSE, 0);
+  assert_int_equal(c.op, HPS_OP_RECEIVE);
+  assert_int_equal(c.error, HPS_EUDPIDLE);
+  assert_true(dt >= 190); /* interval x attempts = 200 ms, not earlier */
+  assert_true(dt < 3000);
+  assert_string_equal(hps_err_name(HPS_EUDPIDLE), "HPS_EUDPIDLE");
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_detect_heartbeats_keep_client_and_server_alive(void **state) {
+  /* 400 ms of silence would close; heartbeats every 100 ms keep both ends
+   * alive with room for a slow (sanitized, loaded) machine. */
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 100,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS,
+                                 4,
+                                 0};
+  u_rec rs, rc;
+  hps_endpoint *srv, *cli;
+  uint16_t port;
+  u_ev c;
+  (void)state;
+  u_init(&rs);
+  u_init(&rc);
+  srv = u_make(&rs, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
+  port = bound_port(srv);
+  cli = u_make(&rc, HPS_UDP_CLIENT, opts);
+  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  assert_int_equal(hps_send(cli, 0, "hi", 2), 0);
+  assert_int_equal(u_wait(&rs, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  /* Several times the silence limit with no traffic but heartbeats. */
+  assert_int_equal(u_wait(&rs, HPS_EV_CLOSE, 1, 1500), -1);
+  assert_int_equal(u_count(&rc, HPS_EV_CLOSE), 0);
+  assert_int_equal(u_count(&rs, HPS_EV_RECEIVE), 1); /* not delivered */
+  assert_int_equal(u_count(&rc, HPS_EV_RECEIVE), 0);
+  /* The client goes away: the server's side times out. */
+  t_stop_free(cli);
+  assert_int_equal(u_wait(&rs, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  c = u_get(&rs, HPS_EV_CLOSE, 0);
+  assert_int_equal(c.error, HPS_EUDPIDLE);
+  t_stop_free(srv);
+  u_free(&rs);
+  u_free(&rc);
+}
+
+static void test_detect_closes_client_whose_peer_is_silent(void **state) {
+  static const int64_t opts[] = {HPS_OPT_UDP_DETECT_INTERVAL, 60,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS, 2, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t sport;
+  int fd;
+  char buf[16];
+  (void)state;
+  u_init(&r);
+  fd = raw_udp("127.0.0.1", &sport);
+  ep = u_make(&r, HPS_UDP_CLIENT, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", sport), 0);
+  /* The silent peer sees heartbeats: empty datagrams. */
+  assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 0, NULL), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).error, HPS_EUDPIDLE);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).op, HPS_OP_RECEIVE);
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_detect_off_keeps_silent_peers(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS, 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL, 0, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd;
+  int64_t v;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_SERVER, NULL);
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_DETECT_INTERVAL, &v), 0);
+  assert_int_equal(v, 60000);
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_DETECT_ATTEMPTS, &v), 0);
+  assert_int_equal(v, 3);
+  assert_int_equal(hps_free(ep), 0);
+  ep = u_make(&r, HPS_UDP_SERVER, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  port = bound_port(ep);
+  fd = raw_udp("127.0.0.1", NULL);
+  raw_sendto(fd, "127.0.0.1", port, "x", 1);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, 400), -1);
+  /* hps_disconnect_silent works on UDP connections too. */
+  assert_int_equal(hps_disconnect_silent(ep, 1), 1);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).error, HPS_ESILENCE);
+  t_stop_free(ep);
+  close(fd);
+  u_free(&r);
+}
+
+/* ---- node ---- */
+
+static void test_node_send_to_and_sender_address(void **state) {
+  static const int64_t opts[] = {HPS_OPT_RCVBUF, 1 << 18, HPS_OPT_SNDBUF,
+                                 1 << 18, 0};
+  u_rec ra, rb;
+  hps_endpoint *a, *b;
+  uint16_t pa, pb;
+  u_ev e;
+  int v = 0;
+  socklen_t vl = sizeof(v);
+  (void)state;
+  u_init(&ra);
+  u_init(&rb);
+  rb.echo = 1; /* b answers each sender with hps_send_to from its loop */
+  a = u_make(&ra, HPS_UDP_NODE, opts);
+  b = u_make(&rb, HPS_UDP_NODE, NULL);
+  assert_int_equal(hps_start(a, "127.0.0.1", 0), 0);
+  assert_int_equal(hps_start(b, NULL, 0), 0); /* all IPv4 addresses */
+  pa = bound_port(a);
+  pb = bound_port(b);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_RCVBUF, &v, &vl), 0);
+  assert_true(v >= 1 << 18);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, SOL_SOCKET, SO_SNDBUF, &v, &vl), 0);
+  assert_true(v >= 1 << 18);
+  assert_int_equal(u_wait(&ra, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", pb, "to b", 4), 0);
+  assert_int_equal(hps_send_to(a, "localhost", pb, "by name", 7), 0);
+  assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  e = u_get(&rb, HPS_EV_RECEIVE, 0);
+  assert_string_equal(e.addr, "127.0.0.1");
+  assert_int_equal(e.port, pa);
+  e = u_get(&ra, HPS_EV_RECEIVE, 0);
+  assert_int_equal(e.port, pb);
+  assert_true(u_recv_is(&ra, 0, "to b", 4));
+  assert_true(u_recv_is(&ra, 1, "by name", 7));
+  /* What a node refuses. */
+  assert_int_equal(hps_send(a, 0, "x", 1), HPS_EROLE);
+  assert_int_equal(hps_send_to(a, "no-such-host.invalid", pb, "x", 1),
+                   HPS_EADDR);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", 0, "x", 1), HPS_EADDR);
+  assert_int_equal(hps_send_to(a, NULL, pb, "x", 1), HPS_EADDR);
+  assert_int_equal(hps_send_to(a, "::1", pb, "x", 1), HPS_EADDR);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", pb, NULL, 1), HPS_EINVAL);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", pb, "x", 0), HPS_EINVAL);
+  assert_int_equal(hps_send_file(a, 0, "/etc/hostname", 0, -1), HPS_EROLE);
+  /* A closed port: an unconnected socket hears no ICMP; nothing breaks. */
+  assert_int_equal(hps_send_to(a, "127.0.0.1", dead_port(), "void", 4), 0);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", pb, "after", 5), 0);
+  assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 3, T_WAIT_MS), 0);
+  assert_int_equal(u_count(&ra, HPS_EV_CLOSE), 0);
+  t_stop_free(a);
+  t_stop_free(b);
+  assert_int_equal(u_count(&ra, HPS_EV_CLOSE), 1);
+  assert_int_equal(u_get(&ra, HPS_EV_CLOSE, 0).op, HPS_OP_CLOSE);
+  u_free(&ra);
+  u_free(&rb);
+}
+
+static void test_node_dual_stack_and_send_events(void **state) {
+  u_rec ra, rb;
+  hps_endpoint *a, *b;
+  uint16_t pb;
+  u_ev e;
+  int fd;
+  char buf[16];
+  uint16_t pf;
+  (void)state;
+  u_init(&ra);
+  u_init(&rb);
+  a = u_make(&ra, HPS_UDP_NODE, NULL);
+  b = u_make(&rb, HPS_UDP_NODE, NULL);
+  assert_int_equal(hps_start(a, "::", 0), 0);
+  assert_int_equal(hps_start(b, "::1", 0), 0);
+  pb = bound_port(b);
+  assert_int_equal(hps_send_to(a, "::1", pb, "v6", 2), 0);
+  assert_int_equal(u_wait(&rb, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_string_equal(u_get(&rb, HPS_EV_RECEIVE, 0).addr, "::1");
+  /* SEND events name the destination. */
+  assert_int_equal(u_wait(&ra, HPS_EV_SEND, 1, T_WAIT_MS), 0);
+  e = u_get(&ra, HPS_EV_SEND, 0);
+  assert_string_equal(e.addr, "::1");
+  assert_int_equal(e.port, pb);
+  assert_int_equal(e.len, 2);
+  assert_int_equal(e.error, 0);
+  /* An IPv4 destination from a dual-stack socket. */
+  fd = raw_udp("127.0.0.1", &pf);
+  assert_int_equal(hps_send_to(a, "127.0.0.1", pf, "v4", 2), 0);
+  assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 2);
+  assert_int_equal(u_wait(&ra, HPS_EV_SEND, 2, T_WAIT_MS), 0);
+  assert_string_equal(u_get(&ra, HPS_EV_SEND, 1).addr, "::ffff:127.0.0.1");
+  t_stop_free(a);
+  t_stop_free(b);
+  close(fd);
+  u_free(&ra);
+  u_free(&rb);
+}
+
+/* A send that fails on the loop comes back as a SEND with an error: here a
+ * broadcast without HPS_CAST_BROADCAST (EACCES). */
+static void test_node_failed_datagram_is_a_send_event_with_error(void **state) {
+  u_rec r;
+  hps_endpoint *ep;
+  u_ev e;
+  (void)state;
+  u_init(&r);
+  ep = u_make(&r, HPS_UDP_NODE, NULL);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  assert_int_equal(hps_send_to(ep, "127.255.255.255", 9, "b", 1), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_SEND, 1, T_WAIT_MS), 0);
+  e = u_get(&r, HPS_EV_SEND, 0);
+  assert_int_equal(e.error, -EACCES);
+  assert_int_equal(e.op, HPS_OP_SEND);
+  assert_string_equal(e.addr, "127.255.255.255");
+  assert_int_equal(e.port, 9);
+  assert_int_equal(u_count(&r, HPS_EV_CLOSE), 0);
+  t_stop_free(ep);
+  u_free(&r);
+}
+
+/* ---- cast ---- */
+
+/* Multicast needs the loopback interface to carry it. It does on a stock
+ * kernel when the interface is named explicitly; where it does not, the
+ * test moves this thread into a network namespace of its own (we may be
+ * root) and tries there. */
+static int g_netns_orig = -1;
+
+static int enter_netns(void) {
+  g_netns_orig = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (g_netns_orig < 0)
+    return -1;
+  if (unshare(CLONE_NEWNET) != 0) {
+    close(g_netns_orig);
+    g_netns_orig = -1;
+    return -1;
+  }
+  if (system("ip link set lo up && ip link set lo multicast on") != 0) {
+    setns(g_netns_orig, CLONE_NEWNET);
+    close(g_netns_orig);
+    g_netns_orig = -1;
+    return -1;
+  }
+  return 0;
+}
+
+static void leave_netns(void) {
+  if (g_netns_orig < 0)
+    return;
+  assert_int_equal(setns(g_netns_orig, CLONE_NEWNET), 0);
+  close(g_netns_orig);
+  g_netns_orig = -1;
+}
+
+#define GROUP "239.255.77.1"
+
+/* Two casts on one group port; 0 when a's datagram reached b. */
+static int multicast_pair(u_rec *ra, u_rec *rb, hps_endpoint **pa,
+                          hps_endpoint **pb) {
+  hps_endpoint *a = u_make(ra, HPS_UDP_CAST, NULL);
+  hps_endpoint *b = u_make(rb, HPS_UDP_CAST, NULL);
+  uint16_t port;
+  assert_int_equal(hps_cast_interface(a, "127.0.0.1"), 0);
+  assert_int_equal(hps_cast_interface(b, "127.0.0.1"), 0);
+  *pa = a;
+  *pb = b;
+  if (hps_start(a, GROUP, 0) != 0)
+    return -1;
+  port = bound_port(a);
+  if (hps_start(b, GROUP, port) != 0)
+    return -1; /* reuse: shares it */
+  if (hps_send(a, 0, "probe", 5) != 0)
+    return -1;
+  return u_wait(rb, HPS_EV_RECEIVE, 1, 1000);
+}
+
+static void test_cast_multicast_group(void **state) {
+  u_rec ra, rb;
+  hps_endpoint *a, *b;
+  uint16_t port, pa;
+  u_ev e;
+  int in_ns = 0, ttl = 0;
+  socklen_t tl = sizeof(ttl);
+  (void)state;
+  u_init(&ra);
+  u_init(&rb);
+  /* HPS_TEST_UDP_NETNS=1 goes straight to the namespace (to test it). */
+  if (getenv("HPS_TEST_UDP_NETNS") != NULL ||
+      multicast_pair(&ra, &rb, &a, &b) != 0) {
+    if (getenv("HPS_TEST_UDP_NETNS") == NULL) {
+      hps_free(a);
+      hps_free(b);
+      u_free(&ra);
+      u_free(&rb);
+      u_init(&ra);
+      u_init(&rb);
+    }
+    if (enter_netns() != 0) {
+      print_message("[  SKIP    ] multicast: loopback refuses it and no "
+                    "network namespace can be made here (needs "
+                    "CAP_SYS_ADMIN)\n");
+      skip();
+    }
+    in_ns = 1;
+    assert_int_equal(multicast_pair(&ra, &rb, &a, &b), 0);
+  }
+  port = bound_port(a);
+  pa = port;
+  e = u_get(&rb, HPS_EV_RECEIVE, 0);
+  assert_string_equal(e.addr, "127.0.0.1");
+  assert_int_equal(e.port, pa); /* a's socket is bound to the group port */
+  assert_true(u_recv_is(&rb, 0, "probe", 5));
+  /* Loop is on by default: a hears itself too. */
+  assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(
+      getsockopt((int)ra.prepare_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, &tl),
+      0);
+  assert_int_equal(ttl, 1);
+  /* Connection-like: CONNECT and HANDSHAKE, ID 0 works, addresses. */
+  assert_int_equal(u_count(&ra, HPS_EV_CONNECT), 1);
+  {
+    char host[64];
+    uint16_t p;
+    assert_int_equal(hps_remote_address(a, 0, host, sizeof(host), &p), 0);
+    assert_string_equal(host, GROUP);
+    assert_int_equal(p, port);
+  }
+  /* b leaves: it hears nothing more; joins again: it does. */
+  assert_int_equal(hps_leave_group(b, GROUP, "127.0.0.1"), 0);
+  assert_int_equal(hps_leave_group(b, GROUP, "127.0.0.1"), -EADDRNOTAVAIL);
+  assert_int_equal(hps_send(a, 0, "gone", 4), 0);
+  assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_int_equal(u_wait(&rb, HPS_EV_RECEIVE, 2, 300), -1);
+  assert_int_equal(hps_join_group(b, GROUP, "127.0.0.1"), 0);
+  assert_int_equal(hps_join_group(b, GROUP, "127.0.0.1"), -EADDRINUSE);
+  assert_int_equal(hps_send_to(a, GROUP, port, "back", 4), 0);
+  assert_int_equal(u_wait(&rb, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&rb, 1, "back", 4));
+  /* Bad groups and interfaces. */
+  assert_int_equal(hps_join_group(b, "127.0.0.1", NULL), HPS_EADDR);
+  assert_int_equal(hps_join_group(b, "nonsense", NULL), HPS_EADDR);
+  assert_int_equal(hps_join_group(b, "239.1.1.1", "eth-name"), HPS_EADDR);
+  assert_int_equal(hps_join_group(b, NULL, NULL), HPS_EINVAL);
+  assert_int_equal(hps_cast_interface(b, "127.0.0.1"), HPS_ESTATE);
+  t_stop_free(a);
+  t_stop_free(b);
+  /* TTL and loop reach the socket. (On the loopback interface every
+   * datagram comes back whatever IP_MULTICAST_LOOP says, so the option is
+   * read back rather than observed.) */
+  {
+    static const int64_t noloop[] = {HPS_OPT_UDP_MULTICAST_LOOP, 0,
+                                     HPS_OPT_UDP_MULTICAST_TTL, 3, 0};
+    u_rec rc, rd;
+    hps_endpoint *c, *d;
+    int loop = -1;
+    socklen_t ll = sizeof(loop);
+    u_init(&rc);
+    u_init(&rd);
+    c = u_make(&rc, HPS_UDP_CAST, noloop);
+    d = u_make(&rd, HPS_UDP_CAST, NULL);
+    assert_int_equal(hps_cast_interface(c, "127.0.0.1"), 0);
+    assert_int_equal(hps_cast_interface(d, "127.0.0.1"), 0);
+    assert_int_equal(hps_start(d, GROUP, 0), 0);
+    assert_int_equal(hps_start(c, GROUP, bound_port(d)), 0);
+    assert_int_equal(
+        getsockopt((int)rc.prepare_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, &tl),
+        0);
+    assert_int_equal(ttl, 3);
+    assert_int_equal(getsockopt((int)rc.prepare_fd, IPPROTO_IP,
+                                IP_MULTICAST_LOOP, &loop, &ll),
+                     0);
+    assert_int_equal(loop, 0);
+    assert_int_equal(getsockopt((int)rd.prepare_fd, IPPROTO_IP,
+                                IP_MULTICAST_LOOP, &loop, &ll),
+                     0);
+    assert_int_equal(loop, 1);
+    assert_int_equal(hps_send(c, 0, "to d", 4), 0);
+    assert_int_equal(u_wait(&rd, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+    assert_true(u_recv_is(&rd, 0, "to d", 4));
+    t_stop_free(c);
+    t_stop_free(d);
+    u_free(&rc);
+    u_free(&rd);
+  }
+  if (in_ns) {
+    leave_netns();
+    print_message("[  INFO    ] multicast ran in a network namespace of "
+                  "its own\n");
+  }
+  u_free(&ra);
+  u_free(&rb);
+}
+
+static void test_cast_broadcast(void **state) {
+  static const int64_t opts[] = {HPS_OPT_UDP_CAST_MODE, HPS_CAST_BROADCAST, 0};
+  u_rec ra, rb;
+  hps_endpoint *a, *b;
+  uint16_t port;
+  (void)state;
+  u_init(&ra);
+  u_init(&rb);
+  a = u_make(&ra, HPS_UDP_CAST, opts);
+  b = u_make(&rb, HPS_UDP_CAST, opts);
+  assert_int_equal(hps_start(a, "127.255.255.255", 0), 0);
+  port = bound_port(a);
+  assert_int_equal(hps_start(b, "127.255.255.255", port), 0);
+  assert_int_equal(hps_send(a, 0, "all", 3), 0);
+  assert_int_equal(u_wait(&rb, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_wait(&ra, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&rb, 0, "all", 3));
+  assert_int_equal(u_get(&rb, HPS_EV_RECEIVE, 0).port, port);
+  t_stop_free(a);
+  t_stop_free(b);
+  u_free(&ra);
+  u_free(&rb);
+}
+
+static void test_cast_reuse_off_refuses_a_shared_port(void **state) {
+  static const int64_t noreuse[] = {HPS_OPT_REUSE_ADDR, 0, 0};
+  u_rec ra, rb;
+  hps_endpoint *a, *b;
+  (void)state;
+  u_init(&ra);
+  u_init(&rb);
+  a = u_make(&ra, HPS_UDP_CAST, noreuse);
+  b = u_make(&rb, HPS_UDP_CAST, noreuse);
+  assert_int_equal(hps_start(a, GROUP, 0), 0);
+  assert_int_equal(hps_start(b, GROUP, bound_port(a)), -EADDRINUSE);
+  /* In multicast mode the host must be a group. */
+  assert_int_equal(hps_start(b, "127.0.0.1", 0), HPS_EADDR);
+  assert_int_equal(hps_start(b, NULL, 0), HPS_EADDR);
+  t_stop_free(a);
+  assert_int_equal(hps_free(b), 0);
+  u_free(&ra);
+  u_free(&rb);
+}
+
+/* ---- API surface ---- */
+
+static int refuse_prepare(u_rec *r, const hps_event *ev) {
+  (void)r;
+  return ev->type == HPS_EV_PREPARE ? HPS_HR_ERROR : HPS_HR_OK;
+}
+
+static int refuse_connect(u_rec *r, const hps_event *ev) {
+  (void)r;
+  return ev->type == HPS_EV_CONNECT ? HPS_HR_ERROR : HPS_HR_OK;
+}
+
+static void test_udp_options_and_refusals(void **state) {
+  static const int roles[] = {HPS_UDP_SERVER, HPS_UDP_CLIENT, HPS_UDP_CAST,
+                              HPS_UDP_NODE};
+  u_rec r;
+  hps_endpoint *ep;
+  int64_t v;
+  size_t i;
+  (void)state;
+  u_init(&r);
+  for (i = 0; i < 4; i++) {
+    ep = u_make(&r, roles[i], NULL);
+    assert_int_equal(hps_role(ep), roles[i]);
+    assert_int_equal(hps_setopt(ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PULL),
+                     HPS_EMODEL);
+    assert_int_equal(hps_setopt(ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PACK),
+                     HPS_EMODEL);
+    assert_int_equal(hps_setopt(ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PUSH), 0);
+    assert_int_equal(hps_send_file(ep, 0, "/etc/hostname", 0, -1), HPS_EROLE);
+    assert_int_equal(hps_connect(ep, "127.0.0.1", 9, NULL), HPS_EROLE);
+    assert_int_equal(hps_send(ep, 0, "x", 1),
+                     roles[i] == HPS_UDP_NODE ? HPS_EROLE : HPS_ENOTFOUND);
+    if (roles[i] == HPS_UDP_CAST || roles[i] == HPS_UDP_NODE) {
+      assert_int_equal(hps_send_to(ep, "127.0.0.1", 9, "x", 1), HPS_ENOTFOUND);
+      assert_int_equal(hps_join_group(ep, GROUP, NULL), HPS_ESTATE);
+      assert_int_equal(hps_cast_interface(ep, "not an address"), HPS_EADDR);
+      assert_int_equal(hps_cast_interface(ep, "::%lo"), 0);
+      assert_int_equal(hps_cast_interface(ep, NULL), 0);
+    } else {
+      assert_int_equal(hps_send_to(ep, "127.0.0.1", 9, "x", 1), HPS_EROLE);
+      assert_int_equal(hps_join_group(ep, GROUP, NULL), HPS_EROLE);
+      assert_int_equal(hps_leave_group(ep, GROUP, NULL), HPS_EROLE);
+      assert_int_equal(hps_cast_interface(ep, NULL), HPS_EROLE);
+    }
+    assert_int_equal(hps_free(ep), 0);
+  }
+  assert_int_equal(hps_send_to(NULL, "127.0.0.1", 9, "x", 1), HPS_EHANDLE);
+  assert_int_equal(hps_join_group(NULL, GROUP, NULL), HPS_EHANDLE);
+  assert_int_equal(hps_leave_group(NULL, GROUP, NULL), HPS_EHANDLE);
+  assert_int_equal(hps_cast_interface(NULL, NULL), HPS_EHANDLE);
+  ep = u_make(&r, HPS_UDP_SERVER, NULL);
+  /* Ranges and defaults. */
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, &v), 0);
+  assert_int_equal(v, 1432);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, 0), HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, 65528), HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, 65527), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_DETECT_INTERVAL, -1), HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_DETECT_ATTEMPTS, 0), HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_DETECT_ATTEMPTS, 1001),
+                   HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_CAST_MODE, 2), HPS_EINVAL);
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_CAST_MODE, &v), 0);
+  assert_int_equal(v, HPS_CAST_MULTICAST);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MULTICAST_TTL, 256), HPS_EINVAL);
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_MULTICAST_TTL, &v), 0);
+  assert_int_equal(v, 1);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MULTICAST_LOOP, 2), HPS_EINVAL);
+  assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_MULTICAST_LOOP, &v), 0);
+  assert_int_equal(v, 1);
+  assert_int_equal(hps_setopt(ep, 38, 1), HPS_EINVAL);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_WORKERS, 1), 0);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, 10), HPS_ESTATE);
+  assert_int_equal(hps_send(ep, 12345, "x", 1), HPS_ENOTFOUND);
+  assert_int_equal(hps_send(ep, 0, "x", 1), HPS_ENOTFOUND);
+  assert_int_equal(hps_pause_receive(ep, 12345, 1), HPS_ENOTFOUND);
+  t_stop_free(ep);
+  /* PREPARE's ERROR fails the start of every role. */
+  assert_int_equal(u_count(&r, HPS_EV_PREPARE), 1);
+  r.hook = refuse_prepare;
+  for (i = 0; i < 4; i++) {
+    ep = u_make(&r, roles[i], NULL);
+    assert_int_equal(hps_start(ep,
+                               roles[i] == HPS_UDP_CAST ? GROUP : "127.0.0.1",
+                               roles[i] == HPS_UDP_CLIENT ? 9 : 0),
+                     HPS_EHANDLER);
+    assert_int_equal(hps_state(ep), HPS_STATE_CREATED);
+    assert_int_equal(hps_free(ep), 0);
+  }
+  assert_int_equal(u_count(&r, HPS_EV_PREPARE), 1 + 4);
+  assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), 1); /* the server's only */
+  /* CONNECT's ERROR closes the connection with op CONNECT. */
+  r.hook = refuse_connect;
+  ep = u_make(&r, HPS_UDP_NODE, NULL);
+  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).op, HPS_OP_CONNECT);
+  assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).error, HPS_EHANDLER);
+  assert_int_equal(u_count(&r, HPS_EV_HANDSHAKE), 0);
+  t_stop_free(ep);
+  assert_string_equal(hps_err_name(HPS_EDGRAMSIZE), "HPS_EDGRAMSIZE");
+  assert_string_not_equal(hps_strerror(HPS_EDGRAMSIZE), "unknown error");
+  assert_string_not_equal(hps_strerror(HPS_EUDPIDLE), "unknown error");
+  u_free(&r);
+}
+
+static void test_pause_client_and_server_connection(void **state) {
+  static const int64_t sopts[] = {HPS_OPT_WORKERS, 1, 0};
+  u_rec rs, rc;
+  hps_endpoint *srv, *cli;
+  uint16_t port;
+  hps_conn_id sid;
+  (void)state;
+  u_init(&rs);
+  u_init(&rc);
+  rs.echo = 1;
+  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
+  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
+  port = bound_port(srv);
+  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
+  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  assert_int_equal(hps_send(cli, 0, "a", 1), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  /* A paused client stops reading; the kernel keeps what arrives. */
+  assert_int_equal(hps_pause_receive(cli, 0, 1), 0);
+  assert_int_equal(hps_send(cli, 0, "b", 1), 0);
+  assert_int_equal(u_wait(&rs, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 2, 200), -1);
+  assert_int_equal(hps_pause_receive(cli, 0, 0), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  /* A paused server connection drops its peer's datagrams. */
+  sid = u_get(&rs, HPS_EV_ACCEPT, 0).conn;
+  assert_int_equal(hps_pause_receive(srv, sid, 1), 0);
+  assert_int_equal(hps_send(cli, 0, "c", 1), 0);
+  assert_int_equal(u_wait(&rs, HPS_EV_RECEIVE, 3, 300), -1);
+  assert_int_equal(hps_pause_receive(srv, sid, 0), 0);
+  assert_int_equal(hps_send(cli, 0, "d", 1), 0);
+  assert_int_equal(u_wait(&rs, HPS_EV_RECEIVE, 3, T_WAIT_MS), 0);
+  assert_true(u_recv_is(&rs, 2, "d", 1));
+  t_stop_free(cli);
+  t_stop_free(srv);
+  u_free(&rs);
+  u_free(&rc);
+}
+
+static void test_restart_every_role(void **state) {
+  static const int roles[] = {HPS_UDP_SERVER, HPS_UDP_CLIENT, HPS_UDP_CAST,
+                              HPS_UDP_NODE};
+  u_rec r;
+  uint16_t sport;
+  int fd = raw_udp("127.0.0.1", &sport), i, k;
+  char buf[16];
+  (void)state;
+  for (i = 0; i < 4; i++) {
+    hps_endpoint *ep;
+    u_init(&r);
+    ep = u_make(&r, roles[i], NULL);
+    for (k = 0; k < 2; k++) {
+      const char *host = roles[i] == HPS_UDP_CAST ? GROUP : "127.0.0.1";
+      uint16_t port = roles[i] == HPS_UDP_CLIENT ? sport : 0;
+      assert_int_equal(hps_start(ep, host, port), 0);
+      assert_int_equal(hps_state(ep), HPS_STATE_STARTED);
+      if (roles[i] == HPS_UDP_SERVER) {
+        raw_sendto(fd, "127.0.0.1", bound_port(ep), "r", 1);
+        assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, k + 1, T_WAIT_MS), 0);
+      } else if (roles[i] == HPS_UDP_CLIENT) {
+        assert_int_equal(hps_send(ep, 0, "r", 1), 0);
+        assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 1);
+      } else {
+        assert_int_equal(hps_send_to(ep, "127.0.0.1", sport, "r", 1), 0);
+        assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), 1);
+      }
+      assert_int_equal(hps_stop(ep), 0);
+      assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), k + 1);
+      /* server: the peer's connection; others: their one connection */
+      assert_int_equal(u_count(&r, HPS_EV_CLOSE), k + 1);
+    }
+    assert_int_equal(hps_free(ep), 0);
+    u_free(&r);
+  }
+  close(fd);
+}
+
+int main(void) {
+  const char *filter = getenv("HPS_TEST_FILTER");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_server_echo_per_peer_connections),
+      cmocka_unit_test(test_server_peer_stays_on_one_connection_across_workers),
+      cmocka_unit_test(test_server_disconnect_then_peer_gets_a_new_id),
+      cmocka_unit_test(test_server_accept_error_refuses_then_asks_again),
+      cmocka_unit_test(test_server_max_connections_drops_new_peers),
+      cmocka_unit_test(test_server_two_on_one_port_is_eaddrinuse),
+      cmocka_unit_test(test_oversize_datagram_closes_server_connection),
+      cmocka_unit_test(test_oversize_datagram_closes_client),
+      cmocka_unit_test(test_oversize_datagram_is_reported_to_node),
+      cmocka_unit_test(test_client_server_echo),
+      cmocka_unit_test(test_client_ipv6_echo),
+      cmocka_unit_test(test_client_port_unreachable_closes_with_econnrefused),
+      cmocka_unit_test(test_client_bad_addresses_fail_start),
+      cmocka_unit_test(test_detect_closes_a_silent_server_peer),
+      cmocka_unit_test(test_detect_heartbeats_keep_client_and_server_alive),
+      cmocka_unit_test(test_detect_closes_client_whose_peer_is_silent),
+      cmocka_unit_test(test_detect_off_keeps_silent_peers),
+      cmocka_unit_test(test_node_send_to_and_sender_address),
+      cmocka_unit_test(test_node_dual_stack_and_send_events),
+      cmocka_unit_test(test_node_failed_datagram_is_a_send_event_with_error),
+      cmocka_unit_test(test_cast_multicast_group),
+      cmocka_unit_test(test_cast_broadcast),
+      cmocka_unit_test(test_cast_reuse_off_refuses_a_shared_port),
+      cmocka_unit_test(test_udp_options_and_refusals),
+      cmocka_unit_test(test_pause_client_and_server_connection),
+      cmocka_unit_test(test_restart_every_role),
+  };
+  if (filter)
+    cmocka_set_test_filter(filter);
+  return cmocka_run_group_tests_name("udp", tests, NULL, NULL);
+}
