@@ -241,3 +241,34 @@ int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms) {
   if (age_ms <= 0) return HPS_EINVAL;
   return hps__disconnect_where(ep, age_ms, 0);
 }
+
+/* ---- TLS ---- */
+
+int hps_setopt_str(hps_endpoint *ep, int opt, const char *value) {
+  CHECK_EP(ep);
+  return hps__tls_setopt_str(ep, opt, value);
+}
+
+int hps_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
+                   size_t *len) {
+  CHECK_EP(ep);
+  if (buf == NULL && cap > 0) return HPS_EINVAL;
+  return hps__tls_getopt_str(ep, opt, buf, cap, len);
+}
+
+int hps_tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
+                     const char *key) {
+  CHECK_EP(ep);
+  if (ep->role != HPS_TCP_SERVER) return HPS_EROLE;
+  if (name == NULL || name[0] == '\0' || cert == NULL || cert[0] == '\0' ||
+      key == NULL || key[0] == '\0')
+    return HPS_EINVAL;
+  return hps__tls_add_cert(ep, name, cert, key);
+}
+
+int hps_tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
+                 size_t cap, size_t *len) {
+  CHECK_EP(ep);
+  if (buf == NULL) return HPS_EINVAL;
+  return hps__tls_info(ep, id, kind, buf, cap, len);
+}
