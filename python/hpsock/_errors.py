@@ -11,7 +11,9 @@ __all__ = ["Error", "err_name", "strerror",
            "EINVAL", "EHANDLE", "ENOTFOUND", "ESTATE", "EROLE", "EMODEL",
            "ENOMEM", "ESENDQ", "ELIMIT", "EINLOOP", "EHANDLER", "EADDR",
            "ESTOPPING", "ETIMEDOUT", "EAGAIN", "EPACKFLAG", "EPACKSIZE",
-           "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE"]
+           "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE", "ETLS",
+           "ETLSVERIFY", "ETLSCONFIG", "ETLSEOF", "ETLSNOTTLS", "ETLSALERT",
+           "ENOTLS"]
 
 EINVAL: int = _c.HPS_EINVAL
 EHANDLE: int = _c.HPS_EHANDLE
@@ -34,6 +36,13 @@ EPACKEMPTY: int = _c.HPS_EPACKEMPTY
 EPULLFULL: int = _c.HPS_EPULLFULL
 ESILENCE: int = _c.HPS_ESILENCE
 EFILE: int = _c.HPS_EFILE
+ETLS: int = _c.HPS_ETLS
+ETLSVERIFY: int = _c.HPS_ETLSVERIFY
+ETLSCONFIG: int = _c.HPS_ETLSCONFIG
+ETLSEOF: int = _c.HPS_ETLSEOF
+ETLSNOTTLS: int = _c.HPS_ETLSNOTTLS
+ETLSALERT: int = _c.HPS_ETLSALERT
+ENOTLS: int = _c.HPS_ENOTLS
 
 
 def err_name(code: int) -> str:
