@@ -56,7 +56,20 @@ public enum Option {
    * Milliseconds without receiving after which a connection is closed with {@link
    * Hpsock#ESILENCE}; 0 = off (default).
    */
-  SILENCE_TIMEOUT(19);
+  SILENCE_TIMEOUT(19),
+  /** 0/1: every connection speaks TLS; default 0. See {@link TcpEndpoint#setTls(boolean)}. */
+  TLS(64),
+  /**
+   * The {@link TlsVerify}'s {@code code()}; default {@code PEER} for agents and clients, {@code
+   * NONE} for servers.
+   */
+  TLS_VERIFY(65),
+  /** Lowest TLS version accepted: {@link TlsVerify#V1_2} (default) or {@link TlsVerify#V1_3}. */
+  TLS_MIN_VERSION(66),
+  /** 0/1, default 1: session cache (server) and resumption (agent, client). */
+  TLS_SESSION_CACHE(67),
+  /** Milliseconds from accept/connect to the end of the TLS handshake; default 10000. */
+  TLS_HANDSHAKE_TIMEOUT(68);
 
   final int key;
 

@@ -35,7 +35,7 @@ class ErrorsTest {
         n++;
       }
     }
-    assertEquals(21, n, "every HPS_E* code has a constant");
+    assertEquals(28, n, "every HPS_E* code has a constant");
     for (Option o : Option.values()) {
       assertEquals(NativeConstants.class.getField("HPS_OPT_" + o.name()).getInt(null), o.key());
     }
