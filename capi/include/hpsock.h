@@ -133,7 +133,8 @@ enum hps_event_type {
   HPS_EV_ACCEPT = 2,    /* server accepted a connection */
   HPS_EV_CONNECT = 3,   /* agent/client connection established */
   HPS_EV_HANDSHAKE = 4, /* connection ready for traffic (after ACCEPT or
-                           CONNECT) */
+                           CONNECT; with TLS, once the TLS handshake is
+                           done) */
   HPS_EV_RECEIVE = 5,   /* data arrived (see the receive models) */
   HPS_EV_SEND = 6,      /* bytes handed to the kernel; data/len are them
                            (in the pack model: the body, without header) */
@@ -148,8 +149,10 @@ enum hps_event_type {
 /* The operation during which a connection closed (hps_event.op). */
 enum hps_op {
   HPS_OP_UNKNOWN = 0,
-  HPS_OP_ACCEPT = 1,
-  HPS_OP_CONNECT = 2,
+  HPS_OP_ACCEPT = 1,  /* also a failed TLS handshake of a server's
+                         connection */
+  HPS_OP_CONNECT = 2, /* also a failed TLS handshake of an agent's or
+                         client's connection */
   HPS_OP_SEND = 3,
   HPS_OP_RECEIVE = 4, /* includes a normal close by the peer (error 0) */
   HPS_OP_CLOSE = 5    /* closed locally: disconnect or stop (error 0) */
@@ -361,7 +364,9 @@ HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
  * finish within HPS_OPT_CONNECT_TIMEOUT closes with HPS_ETIMEDOUT). Every
  * ID returned gets exactly one CLOSE. Sending before CONNECT gives
  * HPS_ESTATE. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_ESTATE (not started),
- * HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. */
+ * HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. With TLS,
+ * a host name (not a numeric address) is also the server name sent and
+ * verified, unless HPS_OPT_TLS_SNI is set. */
 HPS_EXTERN int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
                            hps_conn_id *id);
 
