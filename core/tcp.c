@@ -730,7 +730,7 @@ static void on_write(uv_write_t *req, int status) {
     free(w);
     if (p == NULL) {
       if (status < 0 && status != UV_ECANCELED)
-        hps__conn_close(c, HPS_OP_SEND, status);
+        hps__conn_close(c, hps__tls_send_op(c), status);
       return;
     }
     w = p;
@@ -780,7 +780,7 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
     }
     if (r < 0 && r != UV_EAGAIN) {
       free(cw);
-      hps__conn_close(c, HPS_OP_SEND, (int)r);
+      hps__conn_close(c, hps__tls_send_op(c), (int)r);
       return (int)r;
     }
     if (r > 0) cw->off = (size_t)r;
@@ -791,7 +791,7 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
   if (e != 0) {
     HPS__SUB(&c->queued, cw->len - cw->off);
     free(cw);
-    hps__conn_close(c, HPS_OP_SEND, e);
+    hps__conn_close(c, hps__tls_send_op(c), e);
   }
   return e;
 }

@@ -81,6 +81,10 @@ static void ex_init(void) {
 
 int hps__tls_done(const hps__conn *c) { return c->tls->done; }
 
+int hps__tls_send_op(const hps__conn *c) {
+  return c->tls != NULL && !c->tls->done ? c->tls->op : HPS_OP_SEND;
+}
+
 int hps__tls_active(const hps_endpoint *ep) {
   return ep->tls != NULL && ep->tls->ctx != NULL;
 }
@@ -685,7 +689,7 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
   }
   cw = hps__wreq_new(n);
   if (cw == NULL) {
-    hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
+    hps__conn_close(c, hps__tls_send_op(c), HPS_ENOMEM);
     return HPS_ENOMEM;
   }
   BIO_read(c->tls->wbio, cw->data, (int)n);

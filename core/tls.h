@@ -23,6 +23,9 @@ struct hps__tls_conn;
 
 /* Is the connection's TLS handshake done? (c->tls must be non-NULL) */
 int hps__tls_done(const hps__conn *c);
+/* The op of a CLOSE for a failed write: the handshake's op (ACCEPT or
+ * CONNECT) until it is done, then HPS_OP_SEND. */
+int hps__tls_send_op(const hps__conn *c);
 /* Does the endpoint's current run speak TLS? */
 int hps__tls_active(const hps_endpoint *ep);
 
