@@ -692,6 +692,87 @@ static void stream_cut_without_close_notify_is_etlseof(void **state) {
   t_rec_free(&sr);
 }
 
+/* TLS 1.3 KeyUpdate from the peer (asking for ours back): the echo goes
+ * on, under new keys both ways. */
+static void key_update_is_handled(void **state) {
+  t_rec sr;
+  obs so;
+  uint16_t port;
+  hps_endpoint *srv;
+  SSL_CTX *ctx;
+  SSL *ssl;
+  char back[8];
+  int fd, i;
+  (void)state;
+  rec_init(&sr, &so);
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  fd = t_connect(HOST, port);
+  ssl = raw_tls_client(&ctx, fd);
+  assert_string_equal(SSL_get_version(ssl), "TLSv1.3");
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write(ssl, "rekeyed", 7), 7);
+    assert_int_equal(SSL_read(ssl, back, 7), 7);
+    assert_memory_equal(back, "rekeyed", 7);
+  }
+  assert_int_equal(t_rec_count(&sr, HPS_EV_CLOSE), 0);
+  SSL_shutdown(ssl); /* close_notify: a normal close */
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  shutdown(fd, SHUT_WR);
+  t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_RECEIVE, 0);
+  close(fd);
+  t_stop_free(srv);
+  t_rec_free(&sr);
+}
+
+/* A TLS 1.2 peer: echo works; its renegotiation is refused (no second
+ * HANDSHAKE), and the connection stays usable or closes with a TLS error,
+ * never anything else. */
+static void tls12_echo_and_renegotiation_refused(void **state) {
+  t_rec sr;
+  obs so;
+  uint16_t port;
+  hps_endpoint *srv;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  SSL *ssl;
+  char back[8];
+  int fd;
+  (void)state;
+  rec_init(&sr, &so);
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  fd = t_connect(HOST, port);
+  assert_non_null(ctx);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  assert_int_equal(SSL_connect(ssl), 1);
+  assert_string_equal(SSL_get_version(ssl), "TLSv1.2");
+  assert_int_equal(SSL_write(ssl, "twelve", 6), 6);
+  assert_int_equal(SSL_read(ssl, back, 6), 6);
+  assert_memory_equal(back, "twelve", 6);
+  assert_int_equal(SSL_renegotiate(ssl), 1);
+  assert_true(SSL_do_handshake(ssl) != 1); /* refused */
+  ERR_clear_error();
+  assert_int_equal(t_rec_count(&sr, HPS_EV_HANDSHAKE), 1);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  close(fd);
+  {
+    t_ev e = t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                          HPS_EV_CLOSE);
+    assert_int_equal(e.op, HPS_OP_RECEIVE);
+    if (e.error != HPS_ETLSEOF && e.error != HPS_ETLS &&
+        e.error != HPS_ETLSALERT && e.error != -ECONNRESET)
+      fail_msg("close error %s", hps_err_name(e.error));
+  }
+  t_stop_free(srv);
+  t_rec_free(&sr);
+}
+
 /* ------------------------------------------------------------------ */
 /* client certificates, resumption, SNI, PEM                           */
 /* ------------------------------------------------------------------ */
@@ -1246,6 +1327,8 @@ int main(void) {
       cmocka_unit_test(handshake_timeout_closes_with_etimedout),
       cmocka_unit_test(garbage_record_after_handshake_is_etls),
       cmocka_unit_test(stream_cut_without_close_notify_is_etlseof),
+      cmocka_unit_test(key_update_is_handled),
+      cmocka_unit_test(tls12_echo_and_renegotiation_refused),
       cmocka_unit_test(required_client_certificate),
       cmocka_unit_test(second_connection_resumes_the_session),
       cmocka_unit_test(sni_selects_the_certificate),
