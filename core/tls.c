@@ -684,7 +684,12 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
   size_t n = BIO_ctrl_pending(c->tls->wbio);
   hps__wreq *cw;
   if (n == 0) {
-    if (plain != NULL) free(plain); /* nothing to carry it: done */
+    /* SSL_write always makes a record: no ciphertext for plaintext would
+     * be a broken stream. plain (maybe the file being sent) is not taken. */
+    if (plain != NULL) {
+      fail(c, HPS_ETLS, "no ciphertext for the plaintext written");
+      return HPS_ETLS;
+    }
     return 0;
   }
   cw = hps__wreq_new(n);

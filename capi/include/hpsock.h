@@ -252,6 +252,7 @@ enum hps_option {
                                      10000; past it: CLOSE with
                                      HPS_ETIMEDOUT */
   /* String-valued (hps_setopt_str / hps_getopt_str only): */
+  /* A _PEM option wins over the matching _FILE one when both are set. */
   HPS_OPT_TLS_CERT_FILE = 80,     /* certificate (chain) PEM file */
   HPS_OPT_TLS_KEY_FILE = 81,      /* private key PEM file (unencrypted) */
   HPS_OPT_TLS_CERT_PEM = 82,      /* certificate (chain) as PEM text */
