@@ -16,6 +16,7 @@
  *   any other protocol failure                         -> HPS_ETLS
  */
 #include <arpa/inet.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -692,12 +693,37 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
     }
     return 0;
   }
-  cw = hps__wreq_new(n);
+  if (plain == NULL && !c->handle_closing && c->tcp.write_queue_size == 0) {
+    /* The common case (an echo, a handshake flight): write straight from
+     * the BIO's memory and copy only what the socket did not take. */
+    BUF_MEM *bm = NULL;
+    ssize_t r;
+    uv_buf_t b;
+    BIO_get_mem_ptr(c->tls->wbio, &bm);
+    b = uv_buf_init(bm->data, (unsigned)bm->length);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)bm->length) {
+      (void)BIO_reset(c->tls->wbio);
+      return 0;
+    }
+    if (r < 0 && r != UV_EAGAIN) {
+      (void)BIO_reset(c->tls->wbio);
+      hps__conn_close(c, hps__tls_send_op(c), (int)r);
+      return (int)r;
+    }
+    if (r < 0) r = 0;
+    n = bm->length - (size_t)r;
+    cw = hps__wreq_new(n);
+    if (cw != NULL) memcpy(cw->data, bm->data + r, n);
+    (void)BIO_reset(c->tls->wbio);
+  } else {
+    cw = hps__wreq_new(n);
+    if (cw != NULL) BIO_read(c->tls->wbio, cw->data, (int)n);
+  }
   if (cw == NULL) {
     hps__conn_close(c, hps__tls_send_op(c), HPS_ENOMEM);
     return HPS_ENOMEM;
   }
-  BIO_read(c->tls->wbio, cw->data, (int)n);
   cw->kind = HPS__CMD_TLSRAW;
   cw->id = c->id;
   cw->plain = plain;
