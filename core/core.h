@@ -25,6 +25,7 @@
 #define HPS__MAX_WORKERS 64
 #define HPS__READ_BUF (64 * 1024)
 #define HPS__FILE_CHUNK (64 * 1024)
+#define HPS__OPT_SLOTS 96 /* option keys 1..95 */
 
 /* Relaxed atomics for counters written by one thread and read by others. */
 #define HPS__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -71,7 +72,9 @@ enum hps__cmd_kind {
   HPS__CMD_FILE = 2,
   HPS__CMD_DISCONNECT = 3,
   HPS__CMD_PAUSE = 4,
-  HPS__CMD_CONNECT = 5
+  HPS__CMD_CONNECT = 5,
+  HPS__CMD_TLSRAW = 6,  /* TLS: ciphertext write (tls.c) */
+  HPS__CMD_TLSDRAIN = 7 /* TLS: deliver plaintext buffered while paused */
 };
 
 /* One queued write, and also the cross-thread command carrying it: the
@@ -89,6 +92,7 @@ struct hps__wreq {
   size_t skip;  /* leading header bytes not reported in SEND (pack) */
   int fd;       /* FILE: open file; -1 otherwise */
   int64_t file_off, file_left;
+  hps__wreq *plain; /* TLSRAW: the plaintext request it carries, or NULL */
   char data[];
 };
 
@@ -117,7 +121,8 @@ struct hps__conn {
   size_t plen, pcap;
   /* pack model (loop thread only) */
   hps__pack_dec *pack;
-  uv_timer_t *connect_timer;
+  uv_timer_t *connect_timer; /* also the TLS handshake timer */
+  struct hps__tls_conn *tls; /* NULL on plain connections */
   hps__addr peer;
   hps__addr local;
   /* UDP (udp.c, loop thread only) */
@@ -187,7 +192,8 @@ struct hps_endpoint {
   hps_event_fn fn;
   void *user;
   /* options */
-  int64_t opt[64]; /* by key; UDP keys are 32..63 */
+  int64_t opt[HPS__OPT_SLOTS];
+  struct hps__tls_ep *tls; /* string options, SSL_CTX; NULL until used */
   uint32_t events; /* atomic: live event mask */
   /* life cycle, under mutex */
   uv_mutex_t mutex;
@@ -285,6 +291,19 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w);
 int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t);
 void hps__on_timer(uv_timer_t *t);
 hps__wreq *hps__wreq_new(size_t len);
+/* Count plaintext bytes received and deliver them in the receive model,
+ * corking the connection's own sends from the handlers. */
+void hps__deliver_plain(hps__conn *c, char *base, size_t n);
+/* Write ciphertext cw (kind TLSRAW): try-write first when nothing is queued
+ * and cw carries no plaintext request, else queue it. On error cw is freed
+ * (its plain request is not) and the connection closes. */
+int hps__write_cipher(hps__conn *c, hps__wreq *cw);
+/* Write what waited in the deferred list (behind a file send or the TLS
+ * handshake), then the graceful shutdown if one waits. */
+void hps__drain_deferred(hps__conn *c);
+void hps__start_reading(hps__conn *c);
+
+#include "tls.h"
 
 /* ops.c: post a command for w->id from any thread (frees w on failure). */
 int hps__post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes);

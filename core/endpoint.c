@@ -49,7 +49,14 @@ static const struct {
     [HPS_OPT_UDP_CAST_MODE] = {HPS_CAST_MULTICAST, HPS_CAST_BROADCAST, 0},
     [HPS_OPT_UDP_MULTICAST_TTL] = {0, 255, 0},
     [HPS_OPT_UDP_MULTICAST_LOOP] = {0, 1, 0},
+    [HPS_OPT_TLS] = {0, 1, 0},
+    [HPS_OPT_TLS_VERIFY] = {HPS_TLS_VERIFY_NONE, HPS_TLS_VERIFY_REQUIRE, 0},
+    [HPS_OPT_TLS_MIN_VERSION] = {HPS_TLS_V1_2, HPS_TLS_V1_3, 0},
+    [HPS_OPT_TLS_SESSION_CACHE] = {0, 1, 0},
+    [HPS_OPT_TLS_HANDSHAKE_TIMEOUT] = {1, 600000, 0},
 };
+_Static_assert(sizeof(opt_range) / sizeof(opt_range[0]) <= HPS__OPT_SLOTS,
+               "ep->opt has a slot for every option key");
 #define OPT_COUNT ((int)(sizeof(opt_range) / sizeof(opt_range[0])))
 
 int hps__opt_check(int opt, int64_t value) {
@@ -88,6 +95,12 @@ void hps__opt_defaults(hps_endpoint *ep) {
   ep->opt[HPS_OPT_BACKLOG] = 1024;
   ep->opt[HPS_OPT_PACK_MAX] = 262144;
   ep->opt[HPS_OPT_PULL_MAX] = 4 << 20;
+  ep->opt[HPS_OPT_TLS_VERIFY] = ep->role == HPS_TCP_SERVER
+                                    ? HPS_TLS_VERIFY_NONE
+                                    : HPS_TLS_VERIFY_PEER;
+  ep->opt[HPS_OPT_TLS_MIN_VERSION] = HPS_TLS_V1_2;
+  ep->opt[HPS_OPT_TLS_SESSION_CACHE] = 1;
+  ep->opt[HPS_OPT_TLS_HANDSHAKE_TIMEOUT] = 10000;
   ep->events = HPS_EVENTS_ALL;
   ep->opt[HPS_OPT_UDP_MAX_DATAGRAM] = 1432;
   ep->opt[HPS_OPT_UDP_DETECT_INTERVAL] = 60000;
@@ -292,6 +305,9 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
     if (host == NULL || host[0] == '\0' || port == 0) r = HPS_EADDR;
     else r = hps__resolve(host, port, &ca);
   }
+  /* TLS: the whole configuration is checked (and built) before a loop
+   * runs, so a bad certificate fails the start. */
+  if (r == 0) r = hps__tls_ep_start(ep);
   if (r == 0) ep->loops = calloc((size_t)n, sizeof(*ep->loops));
   if (r == 0 && ep->loops == NULL) r = HPS_ENOMEM;
   else if (r == 0) ep->nloops = n;
@@ -407,6 +423,7 @@ void hps__ep_destroy(hps_endpoint *ep) {
   reap_locked(ep);
   free_loops(ep);
   uv_mutex_unlock(&ep->mutex);
+  hps__tls_ep_free(ep);
   uv_mutex_destroy(&ep->mutex);
   uv_cond_destroy(&ep->cond);
   ep->magic = 0;

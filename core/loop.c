@@ -72,6 +72,7 @@ void hps__loop_free(hps__loop *lp) {
   }
   while ((c = lp->conns) != NULL) { /* only PENDING ones can remain */
     lp->conns = c->next;
+    hps__tls_conn_free(c);
     free(c);
   }
   free(lp->slots);
@@ -217,6 +218,7 @@ void hps__conn_release_locked(hps__loop *lp, hps__conn *c) {
   if (c->next) c->next->prev = c->prev;
   lp->nconns--;
   free(c->pbuf);
+  hps__tls_conn_free(c);
   if (c->pack) {
     hps__pack_reset(c->pack);
     free(c->pack);
@@ -293,6 +295,10 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     break;
   case HPS__CMD_PAUSE:
     hps__conn_pause(c, w->arg);
+    free_wreq(w);
+    break;
+  case HPS__CMD_TLSDRAIN:
+    hps__tls_drain(c);
     free_wreq(w);
     break;
   default:

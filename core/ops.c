@@ -151,7 +151,7 @@ static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
     if (c->handle_closing) return HPS_ENOTFOUND;
   }
   if (n == 1 && hdr == 0 && !send_events && c->file == NULL &&
-      c->tcp.write_queue_size == 0) {
+      c->tls == NULL && c->tcp.write_queue_size == 0) {
     uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == (ssize_t)total) {

@@ -139,7 +139,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 static void start_shutdown(hps__conn *c) {
-  uv_shutdown_t *req = malloc(sizeof(*req));
+  uv_shutdown_t *req;
+  if (c->tls != NULL) hps__tls_shutdown(c); /* close_notify before FIN */
+  if (c->handle_closing) return;
+  req = malloc(sizeof(*req));
   if (req != NULL) {
     req->data = c;
     if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) return;
@@ -158,7 +161,8 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
     close_pending(c, HPS_OP_CLOSE, err);
     return;
   }
-  if (force || c->state != HPS__C_OPEN) {
+  if (force || c->state != HPS__C_OPEN ||
+      (c->tls != NULL && !hps__tls_done(c))) { /* mid-handshake: at once */
     hps__conn_close(c, HPS_OP_CLOSE, err);
     return;
   }
@@ -183,10 +187,12 @@ void hps__conn_pause(hps__conn *c, int pause) {
   }
   c->paused = (uint8_t)pause;
   if (c->state != HPS__C_OPEN) return; /* applied once connected */
-  if (pause)
+  if (pause) {
     uv_read_stop((uv_stream_t *)&c->tcp);
-  else
+  } else {
     start_reading(c);
+    if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_resume(c);
+  }
 }
 
 /* ---- read ---- */
@@ -204,6 +210,8 @@ static void start_reading(hps__conn *c) {
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r != 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
 }
+
+void hps__start_reading(hps__conn *c) { start_reading(c); }
 
 static void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
   hps__loop *lp = c->loop;
@@ -263,6 +271,10 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
   if (nread <= 0) {
+    if (c->tls != NULL && c->state == HPS__C_OPEN) {
+      if (nread < 0) hps__tls_on_eof(c, (int)nread);
+      return;
+    }
     if (nread == UV_EOF && c->state == HPS__C_OPEN &&
         (c->tcp.write_queue_size > 0 || c->file != NULL ||
          c->defer_head != NULL)) {
@@ -280,9 +292,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state != HPS__C_OPEN) return;
   /* The loop's cached time: same monotonic clock as now_ms(), no syscall */
   HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
+  if (c->tls != NULL) { /* ciphertext: plaintext comes back through */
+    hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
+    return;
+  }
   count_recv(c, (size_t)nread, 0);
   c->loop->corked = c;
   deliver(c, buf->base, (size_t)nread);
+  hps__cork_flush(c);
+  c->loop->corked = NULL;
+}
+
+void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
+  count_recv(c, n, 0);
+  c->loop->corked = c;
+  deliver(c, base, n);
   hps__cork_flush(c);
   c->loop->corked = NULL;
 }
@@ -323,6 +347,11 @@ static int model_init(hps__conn *c) {
 static void conn_ready(hps__conn *c, int op) {
   int r;
   if (c->state != HPS__C_OPEN) return; /* closed from inside the handler */
+  if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done */
+    if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN && !c->paused)
+      start_reading(c);
+    return;
+  }
   r = hps__emit(c, HPS_EV_HANDSHAKE, NULL, 0);
   if (r == HPS_HR_ERROR) {
     hps__conn_close(c, op, HPS_EHANDLER);
@@ -371,7 +400,8 @@ void hps__on_connection(uv_stream_t *server, int status) {
   c->tcp.data = c;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
       HPS__LOAD(&ep->nconns) > ep->opt[HPS_OPT_MAX_CONNECTIONS] ||
-      model_init(c) != 0) {
+      model_init(c) != 0 ||
+      (hps__tls_active(ep) && hps__tls_conn_new(c, NULL, NULL) != 0)) {
     hps__conn_close(c, HPS_OP_ACCEPT, 0); /* never visible: no CLOSE */
     return;
   }
@@ -400,10 +430,12 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
   r = hps__resolve(host, port, &a);
   if (r != 0) return r;
   if (HPS__LOAD(&ep->state) != HPS_STATE_STARTED) return HPS_ESTATE;
-  w = hps__wreq_new(sizeof(a));
+  /* The address, then the host as given (TLS: server name to verify). */
+  w = hps__wreq_new(sizeof(a) + strlen(host) + 1);
   if (w == NULL) return HPS_ENOMEM;
   w->kind = HPS__CMD_CONNECT;
   memcpy(w->data, &a, sizeof(a));
+  memcpy(w->data + sizeof(a), host, strlen(host) + 1);
   if (HPS__ADD(&ep->nconns, 1) >= ep->opt[HPS_OPT_MAX_CONNECTIONS]) {
     HPS__SUB(&ep->nconns, 1);
     free(w);
@@ -466,15 +498,22 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
   hps__conn *c;
   uv_connect_t *req;
   hps__addr a;
-  int r;
+  int r, tls_err = 0;
   memcpy(&a, w->data, sizeof(a));
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(ep, w->id, NULL);
   uv_mutex_unlock(&lp->lock);
+  if (c != NULL && c->state == HPS__C_PENDING && !lp->stopping &&
+      hps__tls_active(ep))
+    tls_err = hps__tls_conn_new(c, w->data + sizeof(a), &a);
   free(w);
   if (c == NULL || c->state != HPS__C_PENDING) return;
   if (lp->stopping) {
     close_pending(c, HPS_OP_CONNECT, HPS_ESTOPPING);
+    return;
+  }
+  if (tls_err != 0) {
+    close_pending(c, HPS_OP_CONNECT, tls_err);
     return;
   }
   r = uv_tcp_init_ex(&lp->uv, &c->tcp, a.sa.sa_family);
@@ -530,6 +569,16 @@ static void file_next(hps__conn *c);
 static int queue_write(hps__conn *c, hps__wreq *w) {
   uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
   int r;
+  if (c->tls != NULL) { /* queued as ciphertext, counted there */
+    r = hps__tls_write(c, w);
+    if (r != 0) {
+      if (w->fd >= 0) close(w->fd);
+      if (c->file == w) c->file = NULL;
+      free(w);
+      hps__conn_close(c, HPS_OP_SEND, r);
+    }
+    return r;
+  }
   HPS__ADD(&c->queued, w->len - w->off);
   r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r != 0) {
@@ -581,6 +630,10 @@ void hps__cork_flush(hps__conn *c) {
   if (lp->corked != c || n == 0) return;
   lp->cork_len = 0;
   if (c->handle_closing) return; /* closed by force: the bytes go with it */
+  if (c->tls != NULL && c->file == NULL) {
+    hps__tls_write_bytes(c, lp->cork, n);
+    return;
+  }
   if (c->file == NULL && c->tcp.write_queue_size == 0) {
     uv_buf_t b = uv_buf_init(lp->cork, (unsigned)n);
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -609,7 +662,8 @@ int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
   if (HPS__IS_UDP(conn_ep(c))) return hps__udp_write(c, w);
   hps__cork_flush(c); /* what the handler sent before goes first */
-  if (c->file != NULL) { /* keep order behind the file being sent */
+  /* keep order behind the file being sent, or the TLS handshake */
+  if (c->file != NULL || (c->tls != NULL && !hps__tls_done(c))) {
     defer(c, w);
     return 0;
   }
@@ -620,7 +674,7 @@ int hps__conn_write(hps__conn *c, hps__wreq *w) {
     return 0;
   }
   hps__count_sent(c, w->len - w->skip, 1);
-  if (!send_events_on(c)) {
+  if (!send_events_on(c) && c->tls == NULL) {
     uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == (ssize_t)(w->len - w->off)) {
@@ -639,7 +693,7 @@ int hps__conn_write(hps__conn *c, hps__wreq *w) {
 
 /* Read and write the next chunk of the file being sent, or finish it. */
 static void file_next(hps__conn *c) {
-  hps__wreq *w = c->file, *d;
+  hps__wreq *w = c->file;
   size_t n = w->cap;
   ssize_t got;
   if (w->file_left > 0) {
@@ -665,6 +719,11 @@ static void file_next(hps__conn *c) {
   c->file = NULL;
   close(w->fd);
   free(w);
+  hps__drain_deferred(c);
+}
+
+void hps__drain_deferred(hps__conn *c) {
+  hps__wreq *d;
   while (c->file == NULL && (d = c->defer_head) != NULL) {
     c->defer_head = d->next;
     if (c->defer_head == NULL) c->defer_tail = NULL;
@@ -681,6 +740,16 @@ static void on_write(uv_write_t *req, int status) {
   hps__wreq *w = (hps__wreq *)req;
   hps__conn *c = req->handle->data;
   HPS__SUB(&c->queued, w->len - w->off);
+  if (w->kind == HPS__CMD_TLSRAW) { /* ciphertext: its plaintext completes */
+    hps__wreq *p = w->plain;
+    free(w);
+    if (p == NULL) {
+      if (status < 0 && status != UV_ECANCELED)
+        hps__conn_close(c, hps__tls_send_op(c), status);
+      return;
+    }
+    w = p;
+  }
   if (status < 0) {
     if (c->file == w) c->file = NULL;
     if (w->fd >= 0) close(w->fd);
@@ -707,6 +776,39 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   free(w);
+}
+
+int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
+  uv_buf_t b;
+  ssize_t r;
+  int e;
+  if (c->handle_closing) {
+    free(cw);
+    return UV_EBADF;
+  }
+  if (cw->plain == NULL && c->tcp.write_queue_size == 0) {
+    b = uv_buf_init(cw->data, (unsigned)cw->len);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)cw->len) {
+      free(cw);
+      return 0;
+    }
+    if (r < 0 && r != UV_EAGAIN) {
+      free(cw);
+      hps__conn_close(c, hps__tls_send_op(c), (int)r);
+      return (int)r;
+    }
+    if (r > 0) cw->off = (size_t)r;
+  }
+  b = uv_buf_init(cw->data + cw->off, (unsigned)(cw->len - cw->off));
+  HPS__ADD(&c->queued, cw->len - cw->off);
+  e = uv_write(&cw->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (e != 0) {
+    HPS__SUB(&c->queued, cw->len - cw->off);
+    free(cw);
+    hps__conn_close(c, hps__tls_send_op(c), e);
+  }
+  return e;
 }
 
 /* ---- silence detection ---- */

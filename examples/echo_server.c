@@ -1,8 +1,10 @@
 /* echo_server - the hpsock echo server: every byte received is sent back.
  *
  *   hps_echo_server [--host H] [--port P] [--workers N] [--mode push|pack]
- *                   [--flag F] [--max-pack B]
+ *                   [--flag F] [--max-pack B] [--tls --cert F --key F]
  *
+ * --tls: every connection speaks TLS with the certificate and key (PEM
+ * files), e.g. tests/fixtures/tls/server.pem and server.key.
  * Prints "listening on HOST:PORT" once ready (port 0 picks a free port) and
  * runs until SIGINT or SIGTERM. In pack mode every frame is echoed as one
  * frame. */
@@ -25,7 +27,8 @@ static int on_event(void *user, const hps_event *ev) {
 
 static void usage(void) {
   fprintf(stderr, "usage: hps_echo_server [--host H] [--port P] [--workers N]"
-                  " [--mode push|pack] [--flag F] [--max-pack B]\n");
+                  " [--mode push|pack] [--flag F] [--max-pack B]"
+                  " [--tls --cert F --key F]\n");
   exit(64);
 }
 
@@ -40,7 +43,8 @@ static int check(const char *what, int r) {
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
-  int port = 0, workers = 0, i, sig;
+  int port = 0, workers = 0, i, sig, tls = 0, r;
+  const char *cert = NULL, *key = NULL;
   int64_t model = HPS_MODEL_PUSH, flag = 0, maxpack = 0;
   hps_endpoint *ep;
   char addr[64];
@@ -49,6 +53,10 @@ int main(int argc, char **argv) {
 
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--tls")) {
+      tls = 1;
+      continue;
+    }
     if (v == NULL) usage();
     if (!strcmp(a, "--host")) host = v;
     else if (!strcmp(a, "--port")) port = atoi(v);
@@ -59,10 +67,13 @@ int main(int argc, char **argv) {
                                    : (usage(), 0);
     else if (!strcmp(a, "--flag")) flag = atoll(v);
     else if (!strcmp(a, "--max-pack")) maxpack = atoll(v);
+    else if (!strcmp(a, "--cert")) cert = v;
+    else if (!strcmp(a, "--key")) key = v;
     else usage();
     i++;
   }
-  if (port < 0 || port > 65535) usage();
+  if (port < 0 || port > 65535 || (tls && (cert == NULL || key == NULL)))
+    usage();
 
   /* Block the stop signals in every thread; main waits for them below. */
   sigemptyset(&set);
@@ -80,7 +91,19 @@ int main(int argc, char **argv) {
   /* Only RECEIVE and CLOSE matter here: no SEND events keeps the
    * try-write fast path. */
   check("events", hps_setopt(ep, HPS_OPT_EVENTS, HPS_EVBIT(HPS_EV_RECEIVE)));
-  check("start", hps_start(ep, host, (uint16_t)port));
+  if (tls) {
+    check("--tls", hps_setopt(ep, HPS_OPT_TLS, 1));
+    check("--cert", hps_setopt_str(ep, HPS_OPT_TLS_CERT_FILE, cert));
+    check("--key", hps_setopt_str(ep, HPS_OPT_TLS_KEY_FILE, key));
+  }
+  r = hps_start(ep, host, (uint16_t)port);
+  if (r == HPS_ETLSCONFIG) { /* say which file or setting is wrong */
+    char why[256] = "";
+    hps_tls_info(ep, 0, HPS_TLS_INFO_CONFIG_ERROR, why, sizeof(why), NULL);
+    fprintf(stderr, "hps_echo_server: TLS: %s\n", why);
+    exit(1);
+  }
+  check("start", r);
   check("address", hps_listen_address(ep, addr, sizeof(addr), &bound));
   printf("listening on %s:%u\n", addr, (unsigned)bound);
   fflush(stdout);

@@ -39,8 +39,9 @@ static const struct {
     F(hps_peek),           F(hps_conn_count),       F(hps_conn_list),
     F(hps_local_address),  F(hps_remote_address),   F(hps_set_extra),
     F(hps_get_extra),      F(hps_get_stats),        F(hps_disconnect_silent),
-    F(hps_disconnect_long), F(hps_send_to),         F(hps_join_group),
-    F(hps_leave_group),    F(hps_cast_interface),
+    F(hps_disconnect_long), F(hps_send_to),          F(hps_join_group),
+    F(hps_leave_group),     F(hps_cast_interface),   F(hps_setopt_str),
+    F(hps_getopt_str),      F(hps_tls_add_cert),     F(hps_tls_info),
 #undef F
 };
 #define NPUBLIC (sizeof(public_fns) / sizeof(public_fns[0]))

@@ -84,9 +84,16 @@ HPS_EXTERN unsigned hps_version_hex(void);
   XX(EPACKEMPTY, -30018, "pack body is empty")                                \
   XX(EPULLFULL, -30019, "pull buffer limit exceeded")                         \
   XX(ESILENCE, -30020, "connection silent past the silence timeout")          \
-  XX(EFILE, -30021, "file cannot be read for sending")                       \
+  XX(EFILE, -30021, "file cannot be read for sending")                        \
   XX(EDGRAMSIZE, -30040, "datagram larger than the max datagram size")        \
-  XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")
+  XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")     \
+  XX(ETLS, -30060, "TLS protocol error")                                      \
+  XX(ETLSVERIFY, -30061, "TLS peer certificate verification failed")          \
+  XX(ETLSCONFIG, -30062, "TLS configuration invalid")                         \
+  XX(ETLSEOF, -30063, "TLS stream cut without close_notify")                  \
+  XX(ETLSNOTTLS, -30064, "peer did not speak TLS")                            \
+  XX(ETLSALERT, -30065, "peer sent a fatal TLS alert")                        \
+  XX(ENOTLS, -30066, "TLS is not enabled on this endpoint or build")
 
 enum hps_errno {
 #define HPS__ERR_ENUM(name, value, msg) HPS_##name = (value),
@@ -133,7 +140,8 @@ enum hps_event_type {
   HPS_EV_ACCEPT = 2,    /* server accepted a connection */
   HPS_EV_CONNECT = 3,   /* agent/client connection established */
   HPS_EV_HANDSHAKE = 4, /* connection ready for traffic (after ACCEPT or
-                           CONNECT) */
+                           CONNECT; with TLS, once the TLS handshake is
+                           done) */
   HPS_EV_RECEIVE = 5,   /* data arrived (see the receive models) */
   HPS_EV_SEND = 6,      /* bytes handed to the kernel; data/len are them
                            (in the pack model: the body, without header) */
@@ -148,8 +156,10 @@ enum hps_event_type {
 /* The operation during which a connection closed (hps_event.op). */
 enum hps_op {
   HPS_OP_UNKNOWN = 0,
-  HPS_OP_ACCEPT = 1,
-  HPS_OP_CONNECT = 2,
+  HPS_OP_ACCEPT = 1,  /* also a failed TLS handshake of a server's
+                         connection */
+  HPS_OP_CONNECT = 2, /* also a failed TLS handshake of an agent's or
+                         client's connection */
   HPS_OP_SEND = 3,
   HPS_OP_RECEIVE = 4, /* includes a normal close by the peer (error 0) */
   HPS_OP_CLOSE = 5    /* closed locally: disconnect or stop (error 0) */
@@ -250,8 +260,45 @@ enum hps_option {
   HPS_OPT_UDP_DETECT_ATTEMPTS = 34, /* 1..1000; default 3 */
   HPS_OPT_UDP_CAST_MODE = 35,     /* enum hps_cast_mode; default MULTICAST */
   HPS_OPT_UDP_MULTICAST_TTL = 36, /* 0..255; default 1 (cast, node) */
-  HPS_OPT_UDP_MULTICAST_LOOP = 37 /* 0/1: own multicast datagrams come back
+  HPS_OPT_UDP_MULTICAST_LOOP = 37, /* 0/1: own multicast datagrams come back
                                      to this host; default 1 (cast, node) */
+  /* TLS (keys 64..95; see "TLS" below). Integer-valued: */
+  HPS_OPT_TLS = 64,               /* 0/1: every connection speaks TLS;
+                                     default 0 */
+  HPS_OPT_TLS_VERIFY = 65,        /* enum hps_tls_verify; default
+                                     HPS_TLS_VERIFY_PEER for agents and
+                                     clients, HPS_TLS_VERIFY_NONE for
+                                     servers */
+  HPS_OPT_TLS_MIN_VERSION = 66,   /* lowest protocol accepted:
+                                     HPS_TLS_V1_2 (default) or
+                                     HPS_TLS_V1_3 */
+  HPS_OPT_TLS_SESSION_CACHE = 67, /* 0/1, default 1: a server keeps a
+                                     session cache and issues tickets; an
+                                     agent or client offers the last
+                                     session of the same server name and
+                                     port again (resumption) */
+  HPS_OPT_TLS_HANDSHAKE_TIMEOUT = 68, /* ms from ACCEPT/CONNECT to the end of
+                                     the handshake, 1..600000; default
+                                     10000; past it: CLOSE with
+                                     HPS_ETIMEDOUT */
+  /* String-valued (hps_setopt_str / hps_getopt_str only): */
+  /* A _PEM option wins over the matching _FILE one when both are set. */
+  HPS_OPT_TLS_CERT_FILE = 80,     /* certificate (chain) PEM file */
+  HPS_OPT_TLS_KEY_FILE = 81,      /* private key PEM file (unencrypted) */
+  HPS_OPT_TLS_CERT_PEM = 82,      /* certificate (chain) as PEM text */
+  HPS_OPT_TLS_KEY_PEM = 83,       /* private key as PEM text */
+  HPS_OPT_TLS_CA_FILE = 84,       /* trusted CAs, PEM file */
+  HPS_OPT_TLS_CA_PATH = 85,       /* trusted CAs, c_rehash'ed directory */
+  HPS_OPT_TLS_CA_PEM = 86,        /* trusted CAs as PEM text */
+  HPS_OPT_TLS_CIPHERS = 87,       /* TLS 1.2 cipher list (OpenSSL syntax) */
+  HPS_OPT_TLS_CIPHERSUITES = 88,  /* TLS 1.3 ciphersuites (OpenSSL syntax) */
+  HPS_OPT_TLS_SNI = 89            /* agent/client: the server name sent
+                                     (SNI) and verified against the
+                                     certificate for every connection;
+                                     "" (default): the host given to
+                                     hps_connect/hps_start when it is a
+                                     name, none for a numeric address
+                                     (then the address is verified) */
 };
 
 /* HPS_OPT_UDP_CAST_MODE. */
@@ -260,6 +307,22 @@ enum hps_cast_mode {
   HPS_CAST_BROADCAST = 1  /* host is a broadcast address (SO_BROADCAST;
                              on a node: broadcast sends allowed) */
 };
+
+/* HPS_OPT_TLS_VERIFY values. */
+enum hps_tls_verify {
+  HPS_TLS_VERIFY_NONE = 0,   /* no check (a server asks for no client
+                                certificate) */
+  HPS_TLS_VERIFY_PEER = 1,   /* client: the server's certificate must chain
+                                to a trusted CA and match the name; server:
+                                a client certificate is asked for and
+                                checked when given */
+  HPS_TLS_VERIFY_REQUIRE = 2 /* as PEER; a server also fails a client that
+                                sends no certificate */
+};
+
+/* HPS_OPT_TLS_MIN_VERSION values (the protocol's version numbers). */
+#define HPS_TLS_V1_2 0x0303
+#define HPS_TLS_V1_3 0x0304
 
 /* Set an option. Returns 0, HPS_EHANDLE, HPS_EINVAL (unknown key or value
  * out of range) or HPS_ESTATE (endpoint running and option not live). */
@@ -341,7 +404,9 @@ HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
  * finish within HPS_OPT_CONNECT_TIMEOUT closes with HPS_ETIMEDOUT). Every
  * ID returned gets exactly one CLOSE. Sending before CONNECT gives
  * HPS_ESTATE. Returns 0, HPS_EHANDLE, HPS_EROLE, HPS_ESTATE (not started, or
- * stopping), HPS_EADDR or HPS_ELIMIT. May be called from inside a handler. */
+ * stopping), HPS_EADDR or HPS_ELIMIT. May be called from inside a handler.
+ * With TLS, a host name (not a numeric address) is also the server name
+ * sent and verified, unless HPS_OPT_TLS_SNI is set. */
 HPS_EXTERN int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
                            hps_conn_id *id);
 
@@ -544,6 +609,77 @@ HPS_EXTERN int hps_leave_group(hps_endpoint *ep, const char *group,
  * NULL or "" = the system's choice (the default). Returns 0, HPS_EHANDLE,
  * HPS_EROLE, HPS_EADDR or HPS_ESTATE (started). */
 HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
+
+/* ------------------------------------------------------------------ */
+/* TLS                                                                 */
+/* ------------------------------------------------------------------ */
+/*
+ * With HPS_OPT_TLS = 1 every connection of the endpoint speaks TLS
+ * (OpenSSL 3, TLS 1.2 or 1.3), in every receive model: RECEIVE carries
+ * plaintext, sends take plaintext, the pack model frames the plaintext.
+ * ACCEPT/CONNECT still come when the TCP connection is made; HANDSHAKE
+ * comes when the TLS handshake has completed. Sends before HANDSHAKE wait
+ * and go out after it (bytes are counted against HPS_OPT_MAX_SEND_QUEUE).
+ * A handshake that fails closes the connection: CLOSE with op
+ * HPS_OP_ACCEPT (server) or HPS_OP_CONNECT (agent, client) and a TLS error
+ * (HPS_ETLS, HPS_ETLSVERIFY, HPS_ETLSNOTTLS, HPS_ETLSALERT, HPS_ETLSEOF,
+ * HPS_ETIMEDOUT). Later TLS errors close with op HPS_OP_RECEIVE. In every
+ * case the reason text is available from hps_tls_info(..., HPS_TLS_INFO_ERROR)
+ * until the CLOSE handler returns. hps_disconnect(force = 0) sends
+ * close_notify before FIN; a peer's close_notify is a normal close (op
+ * RECEIVE, error 0); a stream that ends without close_notify after the
+ * handshake closes with HPS_ETLSEOF.
+ * A server needs a certificate and key (file or PEM options); hps_start
+ * checks the whole configuration and returns HPS_ETLSCONFIG when it is
+ * unusable (the reason: hps_tls_info(ep, 0, HPS_TLS_INFO_CONFIG_ERROR)).
+ * Without CA options the system's default CA store is trusted.
+ */
+
+/* Set a string-valued option (HPS_OPT_TLS_CERT_FILE ...). The value is
+ * copied; NULL or "" clears it. Same state rules as hps_setopt. Returns 0,
+ * HPS_EHANDLE, HPS_EINVAL (not a string key), HPS_ESTATE or HPS_ENOMEM. */
+HPS_EXTERN int hps_setopt_str(hps_endpoint *ep, int opt, const char *value);
+
+/* Read a string-valued option: copies it NUL-terminated into buf (cap
+ * bytes; buf may be NULL when cap is 0) and sets *len (may be NULL) to its
+ * length without the NUL. Returns 0, HPS_EHANDLE, HPS_EINVAL (not a string
+ * key, NULL buf with cap > 0, or cap <= length: *len still tells the size
+ * needed). An unset option reads as "". */
+HPS_EXTERN int hps_getopt_str(hps_endpoint *ep, int opt, char *buf,
+                              size_t cap, size_t *len);
+
+/* Server: a certificate for clients that ask for server name `name` (SNI);
+ * clients asking for another name (or none) get the HPS_OPT_TLS_CERT_*
+ * one. name is a host name, or "*.domain" for one label under domain;
+ * case is ignored. cert and key are PEM text when they begin with
+ * "-----BEGIN", else file paths; both are read at hps_start. Before the
+ * start only (HPS_ESTATE otherwise). Returns 0, HPS_EHANDLE, HPS_EROLE (not
+ * a server), HPS_EINVAL (NULL or empty argument), HPS_ESTATE or
+ * HPS_ENOMEM. */
+HPS_EXTERN int hps_tls_add_cert(hps_endpoint *ep, const char *name,
+                                const char *cert, const char *key);
+
+/* What hps_tls_info reads. */
+enum hps_tls_info_kind {
+  HPS_TLS_INFO_ERROR = 1,       /* why the connection failed ("" if not) */
+  HPS_TLS_INFO_VERSION = 2,     /* "TLSv1.3", after HANDSHAKE */
+  HPS_TLS_INFO_CIPHER = 3,      /* cipher name, after HANDSHAKE */
+  HPS_TLS_INFO_SERVER_NAME = 4, /* SNI sent (client) or received (server) */
+  HPS_TLS_INFO_PEER_SUBJECT = 5, /* the peer certificate's subject, or "" */
+  HPS_TLS_INFO_RESUMED = 6,     /* "1" if the session was resumed, else "0" */
+  HPS_TLS_INFO_CONFIG_ERROR = 7 /* endpoint (id ignored): why the last
+                                   hps_start failed with HPS_ETLSCONFIG */
+};
+
+/* Read TLS facts of a connection as NUL-terminated text into buf (cap
+ * bytes) and set *len (may be NULL) to the text's length. Readable from
+ * ACCEPT/CONNECT until the CLOSE handler returns (the ERROR text is set
+ * just before CLOSE). Returns 0, HPS_EHANDLE, HPS_EINVAL (unknown kind,
+ * NULL buf, or cap <= length: *len still tells the size needed),
+ * HPS_ENOTFOUND or HPS_ENOTLS (the connection or endpoint does not use
+ * TLS). */
+HPS_EXTERN int hps_tls_info(hps_endpoint *ep, hps_conn_id id, int kind,
+                            char *buf, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -283,3 +283,34 @@ int hps_cast_interface(hps_endpoint *ep, const char *iface) {
   if (!cast_or_node(ep)) return HPS_EROLE;
   return hps__udp_set_iface(ep, iface);
 }
+
+/* ---- TLS ---- */
+
+int hps_setopt_str(hps_endpoint *ep, int opt, const char *value) {
+  CHECK_EP(ep);
+  return hps__tls_setopt_str(ep, opt, value);
+}
+
+int hps_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
+                   size_t *len) {
+  CHECK_EP(ep);
+  if (buf == NULL && cap > 0) return HPS_EINVAL;
+  return hps__tls_getopt_str(ep, opt, buf, cap, len);
+}
+
+int hps_tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
+                     const char *key) {
+  CHECK_EP(ep);
+  if (ep->role != HPS_TCP_SERVER) return HPS_EROLE;
+  if (name == NULL || name[0] == '\0' || cert == NULL || cert[0] == '\0' ||
+      key == NULL || key[0] == '\0')
+    return HPS_EINVAL;
+  return hps__tls_add_cert(ep, name, cert, key);
+}
+
+int hps_tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
+                 size_t cap, size_t *len) {
+  CHECK_EP(ep);
+  if (buf == NULL) return HPS_EINVAL;
+  return hps__tls_info(ep, id, kind, buf, cap, len);
+}

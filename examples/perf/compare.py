@@ -20,6 +20,12 @@ Example:
 
 Scenario keys: conns, size, depth, mode (echo|pack), flag, threads (client
 threads), duration, warmup, setup (1 = --setup-rate: connections/s).
+--client-args NAME=ARGS adds hps_perf arguments for one server only, e.g. a
+TLS row next to the plain one:
+  --server "plain=build/examples/hps_echo_server --port 0" \\
+  --server "tls=build/examples/hps_echo_server --port 0 --tls \\
+      --cert tests/fixtures/tls/server.pem --key tests/fixtures/tls/server.key" \\
+  --client-args "tls=--tls --ca tests/fixtures/tls/ca.pem --sni localhost"
 The first server is the reference for the ratio columns.
 Exit status: 0 if every run succeeded, 1 otherwise.
 """
@@ -57,6 +63,7 @@ class Server:
         self.proc = None
         self.host = None
         self.port = None
+        self.client_args = []  # extra hps_perf arguments (--client-args)
 
     def start(self, timeout=10.0):
         # A plain "prog args..." is exec'd directly; anything using shell
@@ -188,6 +195,7 @@ def client_cmd(perf, server, sc, args):
             cmd += [f"--{key}", str(val)]
     if sc.get("setup", "0") not in ("0", "", "no", "false"):
         cmd.append("--setup-rate")
+    cmd += server.client_args
     limit = float(duration if duration is not None else 5) + float(warmup if warmup is not None else 1) + 20
     return cmd, limit
 
@@ -263,6 +271,9 @@ def main():
     ap.add_argument("--client-threads", type=int, default=None, help="hps_perf --threads unless the scenario sets it")
     ap.add_argument("--perf", default=None, help="path to hps_perf (default: <repo>/build/examples/perf/hps_perf, else PATH)")
     ap.add_argument("--json-out", default=None, help="also write every run's raw result to this file (JSON lines)")
+    ap.add_argument("--client-args", action="append", default=[], metavar="NAME=ARGS",
+                    help="extra hps_perf arguments against server NAME, e.g. "
+                         "'tls=--tls --ca tests/fixtures/tls/ca.pem --sni localhost' (repeatable)")
     args = ap.parse_args()
 
     if args.reps < 1:
@@ -275,6 +286,12 @@ def main():
         if any(s.name == name.strip() for s in servers):
             ap.error(f"duplicate server name '{name}'")
         servers.append(Server(name.strip(), cmd.strip()))
+    for spec in args.client_args:
+        name, _, extra = spec.partition("=")
+        match = [s for s in servers if s.name == name.strip()]
+        if not match:
+            ap.error(f"--client-args: no server named '{name}'")
+        match[0].client_args += shlex.split(extra)
     perf = args.perf or find_perf()
 
     # the script's command line exactly as given (argv[0] as typed), runnable as is

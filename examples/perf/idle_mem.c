@@ -14,7 +14,12 @@
  * (per-loop read buffers, the first slot-table pages, libuv's loop
  * structures) is already resident and not charged to the connections.
  *
- *   hps_idle_mem [-n CONNS] [-w WORKERS]
+ *   hps_idle_mem [-n CONNS] [-w WORKERS] [-t CERT_BASE]
+ *
+ * -t: the server speaks TLS with CERT_BASE.pem / CERT_BASE.key (e.g.
+ * tests/fixtures/tls/server); the child completes a TLS handshake on every
+ * connection (OpenSSL, no verification) and the server is measured once it
+ * has delivered HANDSHAKE for all of them.
  *
  * The descriptor limit is raised to its hard limit; when that is too low
  * for CONNS, fewer connections are opened and idle_conns says how many.
@@ -35,12 +40,40 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "hpsock.h"
+
+static int g_handshakes; /* atomic: HANDSHAKE events */
+static int g_tls;
 
 static int on_event(void *user, const hps_event *ev) {
   (void)user;
-  (void)ev;
+  if (ev->type == HPS_EV_HANDSHAKE)
+    __atomic_add_fetch(&g_handshakes, 1, __ATOMIC_RELAXED);
   return HPS_HR_OK;
+}
+
+/* Connections the server holds ready: open ones, or (TLS) handshaken. */
+static int ready(hps_endpoint *ep) {
+  return g_tls ? __atomic_load_n(&g_handshakes, __ATOMIC_RELAXED)
+               : hps_conn_count(ep);
+}
+
+/* TLS client side: a handshake on fd (blocking), the SSL kept. */
+static SSL *tls_client(int fd) {
+  static SSL_CTX *ctx;
+  SSL *ssl;
+  if (ctx == NULL && (ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+    return NULL;
+  ssl = SSL_new(ctx);
+  if (ssl == NULL) return NULL;
+  SSL_set_fd(ssl, fd);
+  if (SSL_connect(ssl) != 1) {
+    SSL_free(ssl);
+    return NULL;
+  }
+  return ssl;
 }
 
 static long rss_bytes(void) {
@@ -83,7 +116,9 @@ static void child(int in, int out, uint16_t port, int n) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   for (i = 0; i < n; i++) {
-    if (connect_to(port) < 0) break;
+    int fd = connect_to(port);
+    if (fd < 0) break;
+    if (g_tls && tls_client(fd) == NULL) break;
     opened++;
   }
   if (write(out, &opened, sizeof(opened)) != sizeof(opened)) _exit(1);
@@ -98,14 +133,18 @@ int main(int argc, char **argv) {
   uint16_t port = 0;
   struct rlimit rl;
   long before, after;
+  const char *cert = NULL;
+  char certfile[1024], keyfile[1024];
   pid_t pid;
   uint64_t end;
-  while ((opt = getopt(argc, argv, "n:w:h")) != -1) {
+  while ((opt = getopt(argc, argv, "n:w:t:h")) != -1) {
     switch (opt) {
     case 'n': want = atoi(optarg); break;
     case 'w': workers = atoi(optarg); break;
+    case 't': cert = optarg; break;
     default:
-      fprintf(stderr, "usage: %s [-n CONNS] [-w WORKERS]\n", argv[0]);
+      fprintf(stderr, "usage: %s [-n CONNS] [-w WORKERS] [-t CERT_BASE]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -122,9 +161,15 @@ int main(int argc, char **argv) {
       want = (int)rl.rlim_cur - 64;
     }
   }
+  g_tls = cert != NULL;
+  snprintf(certfile, sizeof(certfile), "%s.pem", cert ? cert : "");
+  snprintf(keyfile, sizeof(keyfile), "%s.key", cert ? cert : "");
   if (hps_create(HPS_TCP_SERVER, on_event, NULL, &ep) != 0 ||
       (workers > 0 && hps_setopt(ep, HPS_OPT_WORKERS, workers) != 0) ||
       hps_setopt(ep, HPS_OPT_BACKLOG, 4096) != 0 ||
+      (g_tls && (hps_setopt(ep, HPS_OPT_TLS, 1) != 0 ||
+                 hps_setopt_str(ep, HPS_OPT_TLS_CERT_FILE, certfile) != 0 ||
+                 hps_setopt_str(ep, HPS_OPT_TLS_KEY_FILE, keyfile) != 0)) ||
       hps_start(ep, "127.0.0.1", 0) != 0 ||
       hps_listen_address(ep, NULL, 0, &port) != 0) {
     fprintf(stderr, "hps_idle_mem: cannot start the server\n");
@@ -132,12 +177,19 @@ int main(int argc, char **argv) {
   }
   /* Warm up: one connection through every part of the path. */
   fd = connect_to(port);
-  if (fd < 0 || write(fd, "x", 1) != 1) {
+  if (g_tls) {
+    SSL *ssl = fd < 0 ? NULL : tls_client(fd);
+    if (ssl == NULL || SSL_write(ssl, "x", 1) != 1) {
+      fprintf(stderr, "hps_idle_mem: warm-up TLS connect failed\n");
+      return 1;
+    }
+    SSL_free(ssl);
+  } else if (fd < 0 || write(fd, "x", 1) != 1) {
     fprintf(stderr, "hps_idle_mem: warm-up connect failed\n");
     return 1;
   }
   end = now_ms() + 5000;
-  while (hps_conn_count(ep) < 1 && now_ms() < end) usleep(1000);
+  while (ready(ep) < 1 && now_ms() < end) usleep(1000);
   close(fd);
   while (hps_conn_count(ep) > 0 && now_ms() < end) usleep(1000);
 
@@ -153,8 +205,10 @@ int main(int argc, char **argv) {
   close(to_child[0]);
   close(from_child[1]);
   if (read(from_child[0], &got, sizeof(got)) != sizeof(got)) got = 0;
+  if (g_tls) got += 1; /* the warm-up's HANDSHAKE counts too */
   end = now_ms() + 30000;
-  while (hps_conn_count(ep) < got && now_ms() < end) usleep(1000);
+  while (ready(ep) < got && now_ms() < end) usleep(1000);
+  if (g_tls) got -= 1;
   if (hps_conn_count(ep) != got || got == 0) {
     fprintf(stderr, "hps_idle_mem: server holds %d of %d connections\n",
             hps_conn_count(ep), got);
@@ -162,8 +216,8 @@ int main(int argc, char **argv) {
   }
   usleep(100000); /* let the loops settle (nothing more arrives) */
   after = rss_bytes();
-  printf("idle_conns=%d rss_per_conn_bytes=%ld\n", got,
-         (after - before) / got);
+  printf("idle_conns=%d%s rss_per_conn_bytes=%ld\n", got,
+         g_tls ? " tls=1" : "", (after - before) / got);
   fprintf(stderr, "rss_before=%ld rss_after=%ld\n", before, after);
   close(to_child[1]); /* the child ends; its connections close */
   waitpid(pid, &status, 0);

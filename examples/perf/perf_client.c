@@ -47,6 +47,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 /* ------------------------------------------------------------------ config */
 
 enum { MODE_ECHO = 0, MODE_PACK = 1 };
@@ -67,6 +70,9 @@ struct config {
     int marks;
     int udp;
     int loss_ms;
+    int tls;            /* --tls: every connection speaks TLS (OpenSSL) */
+    const char *ca;     /* --ca FILE: verify the server; else no verification */
+    const char *sni;    /* --sni NAME: server name sent and verified */
 
     /* derived */
     size_t hdr;      /* 0 or 4 */
@@ -77,6 +83,7 @@ struct config {
 };
 
 static struct config cfg;
+static SSL_CTX *g_tls; /* --tls */
 
 enum { PH_CONNECT = 0, PH_WARMUP, PH_MEASURE, PH_DRAIN };
 static _Atomic int g_phase = PH_CONNECT;
@@ -255,6 +262,7 @@ enum { ST_CLOSED = 0, ST_IDLE, ST_CONNECTING, ST_OPEN };
 
 struct conn {
     int fd;
+    SSL *ssl;          /* --tls */
     int state;
     uint32_t id;
     uint32_t tx_seq;   /* next sequence number to send */
@@ -317,6 +325,10 @@ static void ep_set(struct worker *w, struct conn *c, int op, uint32_t events)
 
 static void conn_close(struct worker *w, struct conn *c)
 {
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -348,9 +360,45 @@ static void enqueue_msg(struct conn *c, uint64_t now)
     c->tx_seq++;
 }
 
+static void want_out(struct worker *w, struct conn *c)
+{
+    if (!c->want_out) {
+        c->want_out = 1;
+        ep_set(w, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
+    }
+}
+
+/* TLS: SSL_write what is queued (partial writes on). */
+static int conn_flush_tls(struct worker *w, struct conn *c)
+{
+    while (c->wq_head < c->wq_tail) {
+        int n = SSL_write(c->ssl, c->wq + c->wq_head, (int)(c->wq_tail - c->wq_head));
+        if (n > 0) {
+            c->wq_head += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            want_out(w, c);
+            return 0;
+        }
+        ERR_clear_error();
+        conn_fail(w, c, "SSL_write", e == SSL_ERROR_SYSCALL ? errno : 0);
+        return -1;
+    }
+    c->wq_head = c->wq_tail = 0;
+    if (c->want_out) {
+        c->want_out = 0;
+        ep_set(w, c, EPOLL_CTL_MOD, EPOLLIN);
+    }
+    return 0;
+}
+
 /* Returns 0 if the connection is still usable. */
 static int conn_flush(struct worker *w, struct conn *c)
 {
+    if (c->ssl)
+        return conn_flush_tls(w, c);
     while (c->wq_head < c->wq_tail) {
         ssize_t n = send(c->fd, c->wq + c->wq_head, c->wq_tail - c->wq_head, MSG_NOSIGNAL);
         if (n > 0) {
@@ -481,11 +529,72 @@ static int connect_blocking(uint64_t deadline, int *err_out)
     }
 }
 
+/* TLS: the handshake on a connected non-blocking socket, waiting with
+ * poll until deadline. The SSL or NULL (*err_out set). */
+static SSL *tls_connect(int fd, uint64_t deadline, int *err_out)
+{
+    SSL *ssl = SSL_new(g_tls);
+    if (!ssl) {
+        *err_out = ENOMEM;
+        return NULL;
+    }
+    SSL_set_fd(ssl, fd);
+    if (cfg.sni) {
+        SSL_set_tlsext_host_name(ssl, cfg.sni);
+        if (cfg.ca)
+            SSL_set1_host(ssl, cfg.sni);
+    }
+    for (;;) {
+        int r = SSL_connect(ssl);
+        if (r == 1)
+            return ssl;
+        int e = SSL_get_error(ssl, r);
+        uint64_t now = now_ns();
+        if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || now >= deadline) {
+            unsigned long code = ERR_peek_last_error();
+            fprintf(stderr, "hps_perf: TLS handshake failed: %s\n",
+                    code ? ERR_reason_error_string(code) : "timeout or closed");
+            ERR_clear_error();
+            SSL_free(ssl);
+            *err_out = EPROTO;
+            return NULL;
+        }
+        struct pollfd pfd = { .fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT };
+        (void)poll(&pfd, 1, (int)((deadline - now) / 1000000ULL) + 1);
+    }
+}
+
 /* ----------------------------------------------------------------- echo run */
+
+/* TLS: read until OpenSSL wants more from the socket (epoll does not see
+ * what OpenSSL already buffered). */
+static void handle_readable_tls(struct worker *w, struct conn *c, int phase)
+{
+    for (;;) {
+        int n = SSL_read(c->ssl, w->rbuf, RBUF_SIZE);
+        if (n > 0) {
+            conn_received(w, c, w->rbuf, (size_t)n, now_ns(), phase);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return;
+        ERR_clear_error();
+        if (e == SSL_ERROR_ZERO_RETURN)
+            conn_fail(w, c, "server closed the connection (close_notify)", 0);
+        else
+            conn_fail(w, c, "SSL_read", e == SSL_ERROR_SYSCALL ? errno : 0);
+        return;
+    }
+}
 
 static void handle_readable(struct worker *w, struct conn *c, int phase)
 {
     ssize_t n;
+    if (c->ssl) {
+        handle_readable_tls(w, c, phase);
+        return;
+    }
     do {
         n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
     } while (n < 0 && errno == EINTR);
@@ -727,6 +836,12 @@ static void *worker_main(void *arg)
                 w->connect_errno = err;
                 break;
             }
+            if (g_tls && (w->conns[i].ssl = tls_connect(fd, deadline, &err)) == NULL) {
+                close(fd);
+                w->connect_failed = 1;
+                w->connect_errno = err;
+                break;
+            }
             w->conns[i].fd = fd;
             w->conns[i].state = ST_OPEN;
         }
@@ -772,6 +887,9 @@ static void usage(FILE *f)
             "  --loss-ms MS     UDP: a datagram not echoed within MS is lost (default 200)\n"
             "  --json           print one JSON object line\n"
             "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
+            "  --tls            speak TLS (OpenSSL); echo runs only\n"
+            "  --ca FILE        with --tls: verify the server against FILE (else no check)\n"
+            "  --sni NAME       with --tls: server name to send (and verify with --ca)\n"
             "                   to stderr at the measured window's edges (for compare.py)\n"
             "exit: 0 ok, 1 connect failure, 2 verification error, 3 stall/timeout,\n"
             "      4 connection errors during an echo run\n");
@@ -804,7 +922,8 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 static void parse_args(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_CONNS, O_SIZE, O_DEPTH, O_DURATION, O_WARMUP, O_THREADS,
-           O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_UDP, O_LOSS, O_HELP };
+           O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_UDP, O_LOSS, O_TLS, O_CA,
+           O_SNI, O_HELP };
     static const struct option opts[] = {
         { "host", required_argument, NULL, O_HOST },
         { "port", required_argument, NULL, O_PORT },
@@ -821,6 +940,9 @@ static void parse_args(int argc, char **argv)
         { "marks", no_argument, NULL, O_MARKS },
         { "udp", no_argument, NULL, O_UDP },
         { "loss-ms", required_argument, NULL, O_LOSS },
+        { "tls", no_argument, NULL, O_TLS },
+        { "ca", required_argument, NULL, O_CA },
+        { "sni", required_argument, NULL, O_SNI },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -863,6 +985,9 @@ static void parse_args(int argc, char **argv)
         case O_MARKS: cfg.marks = 1; break;
         case O_UDP: cfg.udp = 1; break;
         case O_LOSS: cfg.loss_ms = (int)parse_long("loss-ms", optarg, 1, 60000); break;
+        case O_TLS: cfg.tls = 1; break;
+        case O_CA: cfg.ca = optarg; break;
+        case O_SNI: cfg.sni = optarg; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(64);
         }
@@ -891,6 +1016,30 @@ static void parse_args(int argc, char **argv)
         exit(64);
     }
     cfg.msglen = cfg.hdr + cfg.size;
+    if (cfg.tls && cfg.udp) {
+        fprintf(stderr, "hps_perf: --tls is for TCP, not --udp\n");
+        exit(64);
+    }
+    if (cfg.tls && cfg.setup_rate) {
+        fprintf(stderr, "hps_perf: --tls measures echo runs only, not --setup-rate\n");
+        exit(64);
+    }
+    if (cfg.tls) {
+        g_tls = SSL_CTX_new(TLS_client_method());
+        if (!g_tls) {
+            fprintf(stderr, "hps_perf: SSL_CTX_new failed\n");
+            exit(3);
+        }
+        SSL_CTX_set_mode(g_tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (cfg.ca) {
+            if (SSL_CTX_load_verify_locations(g_tls, cfg.ca, NULL) != 1) {
+                fprintf(stderr, "hps_perf: cannot load --ca %s\n", cfg.ca);
+                exit(64);
+            }
+            SSL_CTX_set_verify(g_tls, SSL_VERIFY_PEER, NULL);
+        }
+    }
     if (cfg.setup_rate)
         cfg.depth = 1;
     if (cfg.threads > cfg.conns)

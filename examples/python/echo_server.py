@@ -3,7 +3,7 @@
 sent back.
 
     echo_server.py [--host H] [--port P] [--workers N] [--mode push|pack]
-                   [--flag F] [--max-pack B]
+                   [--flag F] [--max-pack B] [--tls --cert F --key F]
 
 The same command line as the C example (examples/echo_server.c). Prints
 "listening on HOST:PORT" once ready (port 0 picks a free port) and runs
@@ -35,9 +35,14 @@ def main(argv=None):
     ap.add_argument("--mode", choices=("push", "pack"), default="push")
     ap.add_argument("--flag", type=int, default=0, help="pack header flag")
     ap.add_argument("--max-pack", type=int, default=0, help="max pack body bytes")
+    ap.add_argument("--tls", action="store_true", help="speak TLS (needs --cert and --key)")
+    ap.add_argument("--cert", help="TLS certificate PEM file")
+    ap.add_argument("--key", help="TLS private key PEM file")
     args = ap.parse_args(argv)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be 0..65535")
+    if args.tls and not (args.cert and args.key):
+        ap.error("--tls needs --cert and --key")
 
     opts = {}
     if args.workers > 0:
@@ -46,16 +51,22 @@ def main(argv=None):
         opts.update(recv_model=hpsock.Model.PACK, pack_flag=args.flag)
         if args.max_pack > 0:
             opts["pack_max"] = args.max_pack
+    if args.tls:
+        opts.update(tls=True, tls_cert_file=args.cert, tls_key_file=args.key)
 
     # Block the stop signals before the loop threads exist (they inherit
     # the mask), so the main thread's sigwait receives them.
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    server = None
     try:
         server = hpsock.TcpServer(Echo(), **opts)
         server.start(args.host, args.port)
     except hpsock.Error as e:
-        print(f"echo_server.py: {e}", file=sys.stderr)
+        why = ""
+        if server is not None and e.code == hpsock.ETLSCONFIG:
+            why = f" ({server.tls_config_error()})"
+        print(f"echo_server.py: {e}{why}", file=sys.stderr)
         return 1
     with server:
         print("listening on %s:%d" % server.listen_address, flush=True)

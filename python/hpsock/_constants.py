@@ -9,7 +9,8 @@ from enum import IntEnum
 from . import _hpsock_swig as _c
 
 __all__ = ["Result", "OK", "IGNORE", "ERROR", "Role", "Model", "Event",
-           "Op", "State", "Option", "CastMode", "EVENTS_ALL"]
+           "Op", "State", "Option", "CastMode", "StrOption", "TlsVerify",
+           "TlsInfo", "TLS_V1_2", "TLS_V1_3", "EVENTS_ALL"]
 
 
 class Result(IntEnum):
@@ -126,6 +127,11 @@ class Option(IntEnum):
     UDP_CAST_MODE = _c.HPS_OPT_UDP_CAST_MODE
     UDP_MULTICAST_TTL = _c.HPS_OPT_UDP_MULTICAST_TTL
     UDP_MULTICAST_LOOP = _c.HPS_OPT_UDP_MULTICAST_LOOP
+    TLS = _c.HPS_OPT_TLS
+    TLS_VERIFY = _c.HPS_OPT_TLS_VERIFY
+    TLS_MIN_VERSION = _c.HPS_OPT_TLS_MIN_VERSION
+    TLS_SESSION_CACHE = _c.HPS_OPT_TLS_SESSION_CACHE
+    TLS_HANDSHAKE_TIMEOUT = _c.HPS_OPT_TLS_HANDSHAKE_TIMEOUT
 
 
 class CastMode(IntEnum):
@@ -135,3 +141,61 @@ class CastMode(IntEnum):
     """``start``'s host is a multicast group, joined at start."""
     BROADCAST = _c.HPS_CAST_BROADCAST
     """``start``'s host is a broadcast address (SO_BROADCAST)."""
+
+
+class StrOption(IntEnum):
+    """String-valued option keys (TLS); each is also a keyword argument and
+    a property of the endpoints, named in lower case. ``None`` or ``""``
+    clears one."""
+
+    TLS_CERT_FILE = _c.HPS_OPT_TLS_CERT_FILE
+    """Certificate (chain) PEM file."""
+    TLS_KEY_FILE = _c.HPS_OPT_TLS_KEY_FILE
+    """Private key PEM file (unencrypted)."""
+    TLS_CERT_PEM = _c.HPS_OPT_TLS_CERT_PEM
+    """Certificate (chain) as PEM text."""
+    TLS_KEY_PEM = _c.HPS_OPT_TLS_KEY_PEM
+    """Private key as PEM text."""
+    TLS_CA_FILE = _c.HPS_OPT_TLS_CA_FILE
+    """Trusted CAs, PEM file (default: the system's store)."""
+    TLS_CA_PATH = _c.HPS_OPT_TLS_CA_PATH
+    """Trusted CAs, hashed directory."""
+    TLS_CA_PEM = _c.HPS_OPT_TLS_CA_PEM
+    """Trusted CAs as PEM text."""
+    TLS_CIPHERS = _c.HPS_OPT_TLS_CIPHERS
+    """TLS 1.2 cipher list (OpenSSL syntax)."""
+    TLS_CIPHERSUITES = _c.HPS_OPT_TLS_CIPHERSUITES
+    """TLS 1.3 ciphersuites (OpenSSL syntax)."""
+    TLS_SNI = _c.HPS_OPT_TLS_SNI
+    """Agent/client: the server name sent and verified (default: the host
+    given to connect/start when it is a name)."""
+
+
+class TlsVerify(IntEnum):
+    """Option ``tls_verify``."""
+
+    NONE = _c.HPS_TLS_VERIFY_NONE
+    """No check (a server asks for no client certificate)."""
+    PEER = _c.HPS_TLS_VERIFY_PEER
+    """The peer's certificate must chain to a trusted CA (and, for a
+    client, match the server name). Default for agents and clients."""
+    REQUIRE = _c.HPS_TLS_VERIFY_REQUIRE
+    """As PEER; a server also fails a client without a certificate."""
+
+
+class TlsInfo(IntEnum):
+    """What ``tls_info`` reads."""
+
+    ERROR = _c.HPS_TLS_INFO_ERROR
+    VERSION = _c.HPS_TLS_INFO_VERSION
+    CIPHER = _c.HPS_TLS_INFO_CIPHER
+    SERVER_NAME = _c.HPS_TLS_INFO_SERVER_NAME
+    PEER_SUBJECT = _c.HPS_TLS_INFO_PEER_SUBJECT
+    RESUMED = _c.HPS_TLS_INFO_RESUMED
+    CONFIG_ERROR = _c.HPS_TLS_INFO_CONFIG_ERROR
+
+
+TLS_V1_2: int = _c.HPS_TLS_V1_2
+"""``tls_min_version`` value: TLS 1.2 (the default floor)."""
+TLS_V1_3: int = _c.HPS_TLS_V1_3
+"""``tls_min_version`` value: TLS 1.3 only."""

@@ -12,7 +12,7 @@ from typing import (Any, Callable, Iterable, List, NamedTuple, Optional,
                     Tuple, TypeVar, Union, overload)
 
 from . import _hpsock_swig as _c
-from ._constants import Model, Option, Role, State
+from ._constants import Model, Option, Role, State, StrOption, TlsInfo, TlsVerify
 from ._errors import EINLOOP, ENOMEM, ESTATE, ETIMEDOUT, Error
 from ._handler import Handler, bind_handler
 
@@ -73,7 +73,25 @@ def _option(key: Option, kind: Callable[[int], Any], doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+def _str_option(key: StrOption, doc: str) -> property:
+    def fget(self: "Endpoint") -> str:
+        return _str_result(_c.hpsw_getopt_str(self._ep, key))
+
+    def fset(self: "Endpoint", value: Optional[str]) -> None:
+        _c.hps_setopt_str(self._ep, key, None if value is None else os.fspath(value))
+
+    return property(fget, fset, doc=doc)
+
+
+def _str_result(s: Optional[str]) -> str:
+    """A string from an hpsw_* call; None means it failed."""
+    if s is None:
+        raise Error(_c.hpsw_error())
+    return s
+
+
 _OPTION_NAMES = {o.name.lower(): o for o in Option}
+_OPTION_NAMES.update({o.name.lower(): o for o in StrOption})
 
 
 class Endpoint:
@@ -262,6 +280,44 @@ class Endpoint:
     udp_cast_mode = _option(Option.UDP_CAST_MODE, int, "UdpCast: CastMode.MULTICAST (default) or BROADCAST.")
     udp_multicast_ttl = _option(Option.UDP_MULTICAST_TTL, int, "UdpCast/UdpNode: multicast TTL, 0..255; default 1.")
     udp_multicast_loop = _option(Option.UDP_MULTICAST_LOOP, bool, "UdpCast/UdpNode: own multicast datagrams come back; default True.")
+    tls = _option(Option.TLS, bool, "Every connection speaks TLS; default False.")
+    tls_verify = _option(Option.TLS_VERIFY, TlsVerify, "Peer verification (:class:`hpsock.TlsVerify`); default PEER for agents and clients, NONE for servers.")
+    tls_min_version = _option(Option.TLS_MIN_VERSION, int, "Lowest TLS version accepted: hpsock.TLS_V1_2 (default) or TLS_V1_3.")
+    tls_session_cache = _option(Option.TLS_SESSION_CACHE, bool, "Session cache and resumption; default True.")
+    tls_handshake_timeout = _option(Option.TLS_HANDSHAKE_TIMEOUT, int, "ms from accept/connect to the end of the TLS handshake; default 10000.")
+    tls_cert_file = _str_option(StrOption.TLS_CERT_FILE, "Certificate (chain) PEM file.")
+    tls_key_file = _str_option(StrOption.TLS_KEY_FILE, "Private key PEM file.")
+    tls_cert_pem = _str_option(StrOption.TLS_CERT_PEM, "Certificate (chain) as PEM text.")
+    tls_key_pem = _str_option(StrOption.TLS_KEY_PEM, "Private key as PEM text.")
+    tls_ca_file = _str_option(StrOption.TLS_CA_FILE, "Trusted CAs, PEM file (default: the system's store).")
+    tls_ca_path = _str_option(StrOption.TLS_CA_PATH, "Trusted CAs, hashed directory.")
+    tls_ca_pem = _str_option(StrOption.TLS_CA_PEM, "Trusted CAs as PEM text.")
+    tls_ciphers = _str_option(StrOption.TLS_CIPHERS, "TLS 1.2 cipher list (OpenSSL syntax).")
+    tls_ciphersuites = _str_option(StrOption.TLS_CIPHERSUITES, "TLS 1.3 ciphersuites (OpenSSL syntax).")
+    tls_sni = _str_option(StrOption.TLS_SNI, "Agent/client: server name sent and verified; default: the host given when it is a name.")
+
+    def setopt_str(self, option: Union[StrOption, int], value: Optional[str]) -> None:
+        """Set a string option by key (:class:`hpsock.StrOption`)."""
+        _c.hps_setopt_str(self._ep, option, value)
+
+    def getopt_str(self, option: Union[StrOption, int]) -> str:
+        """Read a string option by key ("" when unset)."""
+        return _str_result(_c.hpsw_getopt_str(self._ep, option))
+
+    def tls_info(self, conn: int, kind: Union[TlsInfo, int]) -> str:
+        """A TLS fact of a connection (:class:`hpsock.TlsInfo`): version,
+        cipher, server name, peer subject, ``"1"`` if resumed. Readable
+        from on_accept/on_connect until on_close returns."""
+        return _str_result(_c.hpsw_tls_info(self._ep, conn, kind))
+
+    def tls_error(self, conn: int) -> str:
+        """Why a TLS connection failed ("" if it did not); call it from
+        ``on_close``, where the error is one of ``hpsock.ETLS*``."""
+        return self.tls_info(conn, TlsInfo.ERROR)
+
+    def tls_config_error(self) -> str:
+        """Why the last ``start`` failed with ``ETLSCONFIG``."""
+        return self.tls_info(0, TlsInfo.CONFIG_ERROR)
 
     @property
     def events(self) -> int:
@@ -396,6 +452,13 @@ class TcpServer(Endpoint):
     def listen_address(self) -> Tuple[str, int]:
         """``(host, port)`` the started server listens on."""
         return _c.hpsb_listen_address(self._ep)
+
+    def tls_add_cert(self, name: str, cert: Union[str, PathLike],
+                     key: Union[str, PathLike]) -> None:
+        """Serve ``cert``/``key`` to clients asking for server name ``name``
+        (SNI; ``"*.domain"`` matches one label). Each is PEM text when it
+        begins with ``-----BEGIN``, else a file path. Before ``start``."""
+        _c.hps_tls_add_cert(self._ep, name, os.fspath(cert), os.fspath(key))
 
 
 class TcpAgent(Endpoint):

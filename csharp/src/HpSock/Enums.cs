@@ -219,6 +219,107 @@ namespace HpSock
 
         /// <summary>UDP cast/node: 1 = own multicast datagrams come back (default).</summary>
         UdpMulticastLoop = (int)hps_option.HPS_OPT_UDP_MULTICAST_LOOP,
+        /// <summary>0/1: every connection speaks TLS; default 0.</summary>
+        Tls = (int)hps_option.HPS_OPT_TLS,
+
+        /// <summary>A <see cref="HpSock.TlsVerify"/> value; default Peer for agents
+        /// and clients, None for servers.</summary>
+        TlsVerify = (int)hps_option.HPS_OPT_TLS_VERIFY,
+
+        /// <summary>Lowest TLS version accepted, a <see cref="TlsVersion"/>; default 1.2.</summary>
+        TlsMinVersion = (int)hps_option.HPS_OPT_TLS_MIN_VERSION,
+
+        /// <summary>0/1, default 1: session cache (server) and resumption (agent, client).</summary>
+        TlsSessionCache = (int)hps_option.HPS_OPT_TLS_SESSION_CACHE,
+
+        /// <summary>Milliseconds from accept/connect to the end of the TLS handshake; default 10000.</summary>
+        TlsHandshakeTimeout = (int)hps_option.HPS_OPT_TLS_HANDSHAKE_TIMEOUT,
+    }
+
+    /// <summary>String-valued options (TLS), for
+    /// <see cref="TcpEndpoint.SetOption(StringOption, string?)"/>. Set only
+    /// while not running; null or "" clears one.</summary>
+    public enum StringOption
+    {
+        /// <summary>Certificate (chain) PEM file.</summary>
+        TlsCertificateFile = (int)hps_option.HPS_OPT_TLS_CERT_FILE,
+
+        /// <summary>Private key PEM file (unencrypted).</summary>
+        TlsKeyFile = (int)hps_option.HPS_OPT_TLS_KEY_FILE,
+
+        /// <summary>Certificate (chain) as PEM text.</summary>
+        TlsCertificatePem = (int)hps_option.HPS_OPT_TLS_CERT_PEM,
+
+        /// <summary>Private key as PEM text.</summary>
+        TlsKeyPem = (int)hps_option.HPS_OPT_TLS_KEY_PEM,
+
+        /// <summary>Trusted CAs, PEM file; with no CA option the system's store is trusted.</summary>
+        TlsCaFile = (int)hps_option.HPS_OPT_TLS_CA_FILE,
+
+        /// <summary>Trusted CAs, hashed directory.</summary>
+        TlsCaPath = (int)hps_option.HPS_OPT_TLS_CA_PATH,
+
+        /// <summary>Trusted CAs as PEM text.</summary>
+        TlsCaPem = (int)hps_option.HPS_OPT_TLS_CA_PEM,
+
+        /// <summary>TLS 1.2 cipher list (OpenSSL syntax).</summary>
+        TlsCiphers = (int)hps_option.HPS_OPT_TLS_CIPHERS,
+
+        /// <summary>TLS 1.3 ciphersuites (OpenSSL syntax).</summary>
+        TlsCipherSuites = (int)hps_option.HPS_OPT_TLS_CIPHERSUITES,
+
+        /// <summary>Agent/client: the server name sent (SNI) and verified; default:
+        /// the host given to connect/start when it is a name.</summary>
+        TlsServerName = (int)hps_option.HPS_OPT_TLS_SNI,
+    }
+
+    /// <summary>How the TLS peer is verified (<see cref="EndpointOption.TlsVerify"/>).</summary>
+    public enum TlsVerify
+    {
+        /// <summary>No check (a server asks for no client certificate).</summary>
+        None = (int)hps_tls_verify.HPS_TLS_VERIFY_NONE,
+
+        /// <summary>The peer's certificate must chain to a trusted CA and, for a
+        /// client, match the server name.</summary>
+        Peer = (int)hps_tls_verify.HPS_TLS_VERIFY_PEER,
+
+        /// <summary>As Peer; a server also fails a client without a certificate.</summary>
+        Require = (int)hps_tls_verify.HPS_TLS_VERIFY_REQUIRE,
+    }
+
+    /// <summary>TLS protocol versions (<see cref="EndpointOption.TlsMinVersion"/>).</summary>
+    public enum TlsVersion
+    {
+        /// <summary>TLS 1.2 (the default floor).</summary>
+        Tls12 = 0x0303,
+
+        /// <summary>TLS 1.3.</summary>
+        Tls13 = 0x0304,
+    }
+
+    /// <summary>What <see cref="TcpEndpoint.GetTlsInfo(ulong, TlsInfoKind)"/> reads.</summary>
+    public enum TlsInfoKind
+    {
+        /// <summary>Why the connection failed ("" if it did not).</summary>
+        Error = (int)hps_tls_info_kind.HPS_TLS_INFO_ERROR,
+
+        /// <summary>The protocol version, e.g. "TLSv1.3".</summary>
+        Version = (int)hps_tls_info_kind.HPS_TLS_INFO_VERSION,
+
+        /// <summary>The cipher name.</summary>
+        Cipher = (int)hps_tls_info_kind.HPS_TLS_INFO_CIPHER,
+
+        /// <summary>The server name sent (client) or received (server).</summary>
+        ServerName = (int)hps_tls_info_kind.HPS_TLS_INFO_SERVER_NAME,
+
+        /// <summary>The peer certificate's subject, or "".</summary>
+        PeerSubject = (int)hps_tls_info_kind.HPS_TLS_INFO_PEER_SUBJECT,
+
+        /// <summary>"1" if the session was resumed, else "0".</summary>
+        Resumed = (int)hps_tls_info_kind.HPS_TLS_INFO_RESUMED,
+
+        /// <summary>Endpoint: why the last start failed with TlsConfig.</summary>
+        ConfigError = (int)hps_tls_info_kind.HPS_TLS_INFO_CONFIG_ERROR,
     }
 
     /// <summary>hpsock's error codes (negative). Any other negative value is a
@@ -298,5 +399,25 @@ namespace HpSock
 
         /// <summary>HPS_EUDPIDLE: UDP peer silent past detect interval x attempts.</summary>
         UdpIdle = (int)hps_errno.HPS_EUDPIDLE,
+        /// <summary>HPS_ETLS: TLS protocol error (see <see cref="TcpEndpoint.GetTlsError(ulong)"/>).</summary>
+        Tls = (int)hps_errno.HPS_ETLS,
+
+        /// <summary>HPS_ETLSVERIFY: TLS peer certificate verification failed.</summary>
+        TlsVerify = (int)hps_errno.HPS_ETLSVERIFY,
+
+        /// <summary>HPS_ETLSCONFIG: TLS configuration invalid (see <see cref="TcpEndpoint.TlsConfigError"/>).</summary>
+        TlsConfig = (int)hps_errno.HPS_ETLSCONFIG,
+
+        /// <summary>HPS_ETLSEOF: TLS stream cut without close_notify.</summary>
+        TlsEof = (int)hps_errno.HPS_ETLSEOF,
+
+        /// <summary>HPS_ETLSNOTTLS: the peer did not speak TLS.</summary>
+        TlsNotTls = (int)hps_errno.HPS_ETLSNOTTLS,
+
+        /// <summary>HPS_ETLSALERT: the peer sent a fatal TLS alert.</summary>
+        TlsAlert = (int)hps_errno.HPS_ETLSALERT,
+
+        /// <summary>HPS_ENOTLS: TLS is not enabled on this endpoint.</summary>
+        NoTls = (int)hps_errno.HPS_ENOTLS,
     }
 }

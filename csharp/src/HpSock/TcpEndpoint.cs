@@ -552,6 +552,94 @@ namespace HpSock
             return value;
         }
 
+        /// <summary>Sets a string option (TLS certificates, CAs, ciphers, server name).</summary>
+        /// <param name="option">The key.</param>
+        /// <param name="value">The value; null or "" clears it.</param>
+        /// <exception cref="HpSockException"><see cref="HpSockError.InvalidState"/> (running).</exception>
+        public void SetOption(StringOption option, string? value) =>
+            Check(hpsock_csharp.hps_setopt_str(H, (int)option, value), $"set option {option}");
+
+        /// <summary>Reads a string option ("" when unset).</summary>
+        /// <param name="option">The key.</param>
+        public string GetOption(StringOption option) =>
+            Str(hpsock_csharp.hpsw_getopt_str(H, (int)option), $"get option {option}");
+
+        /// <summary>A TLS fact of a connection; readable from OnAccept/OnConnect
+        /// until OnClose returns.</summary>
+        /// <param name="connId">The connection (0 = a client's own).</param>
+        /// <param name="kind">What to read.</param>
+        /// <exception cref="HpSockException"><see cref="HpSockError.NotFound"/>,
+        /// <see cref="HpSockError.NoTls"/>.</exception>
+        public string GetTlsInfo(ulong connId, TlsInfoKind kind) =>
+            Str(hpsock_csharp.hpsw_tls_info(H, connId, (int)kind), "TLS info");
+
+        /// <summary>Why a TLS connection failed: call it from OnClose, where the
+        /// error is one of the Tls* codes. "" if it did not fail.</summary>
+        /// <param name="connId">The connection.</param>
+        public string GetTlsError(ulong connId) => GetTlsInfo(connId, TlsInfoKind.Error);
+
+        /// <summary>Why the last Start failed with <see cref="HpSockError.TlsConfig"/>.</summary>
+        public string TlsConfigError => GetTlsInfo(0, TlsInfoKind.ConfigError);
+
+        private protected void AddTlsCertificateCore(string name, string certificate, string key) =>
+            Check(hpsock_csharp.hps_tls_add_cert(H, name, certificate, key), "add TLS certificate");
+
+        private static string Str(string? s, string operation)
+        {
+            if (s == null) Check(hpsock_csharp.hpsw_error(), operation);
+            return s ?? "";
+        }
+
+        /// <summary>Every connection speaks TLS; default false. A server needs
+        /// <see cref="TlsCertificateFile"/> and <see cref="TlsKeyFile"/> (or the PEM options).</summary>
+        public bool Tls
+        {
+            get => GetOption(EndpointOption.Tls) != 0;
+            set => SetOption(EndpointOption.Tls, value ? 1 : 0);
+        }
+
+        /// <summary>How the peer is verified.</summary>
+        public TlsVerify TlsVerify
+        {
+            get => (TlsVerify)GetOption(EndpointOption.TlsVerify);
+            set => SetOption(EndpointOption.TlsVerify, (long)value);
+        }
+
+        /// <summary>Lowest TLS version accepted; default 1.2.</summary>
+        public TlsVersion TlsMinVersion
+        {
+            get => (TlsVersion)GetOption(EndpointOption.TlsMinVersion);
+            set => SetOption(EndpointOption.TlsMinVersion, (long)value);
+        }
+
+        /// <summary>Certificate (chain) PEM file.</summary>
+        public string TlsCertificateFile
+        {
+            get => GetOption(StringOption.TlsCertificateFile);
+            set => SetOption(StringOption.TlsCertificateFile, value);
+        }
+
+        /// <summary>Private key PEM file.</summary>
+        public string TlsKeyFile
+        {
+            get => GetOption(StringOption.TlsKeyFile);
+            set => SetOption(StringOption.TlsKeyFile, value);
+        }
+
+        /// <summary>Trusted CAs, PEM file.</summary>
+        public string TlsCaFile
+        {
+            get => GetOption(StringOption.TlsCaFile);
+            set => SetOption(StringOption.TlsCaFile, value);
+        }
+
+        /// <summary>Agent/client: the server name sent and verified.</summary>
+        public string TlsServerName
+        {
+            get => GetOption(StringOption.TlsServerName);
+            set => SetOption(StringOption.TlsServerName, value);
+        }
+
         /// <summary>Loop threads, 1..64; default: the number of cores.</summary>
         public int Workers
         {

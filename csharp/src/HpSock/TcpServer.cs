@@ -37,6 +37,14 @@ namespace HpSock
         /// <see cref="HpSockError.Address"/> or <see cref="HpSockError.InvalidState"/>.</exception>
         public void Start(string? host, int port) => StartCore(host, port);
 
+        /// <summary>Serves another certificate to clients asking for server name
+        /// <paramref name="name"/> (SNI). Before Start.</summary>
+        /// <param name="name">A host name, or "*.domain" for one label under domain; case is ignored.</param>
+        /// <param name="certificate">PEM text (beginning with "-----BEGIN") or a file path.</param>
+        /// <param name="key">PEM text or a file path.</param>
+        public void AddTlsCertificate(string name, string certificate, string key) =>
+            AddTlsCertificateCore(name, certificate, key);
+
         /// <summary>The address the running server listens on.</summary>
         public IPEndPoint ListenAddress => ListenAddressCore();
     }

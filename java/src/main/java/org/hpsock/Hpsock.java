@@ -59,6 +59,20 @@ public final class Hpsock {
   public static final int EDGRAMSIZE = -30040;
   /** UDP: peer silent past the detect interval times attempts. */
   public static final int EUDPIDLE = -30041;
+  /** TLS protocol error ({@link TcpEndpoint#tlsError(long)} says more). */
+  public static final int ETLS = -30060;
+  /** TLS peer certificate verification failed. */
+  public static final int ETLSVERIFY = -30061;
+  /** TLS configuration invalid ({@link TcpEndpoint#tlsConfigError()} says why). */
+  public static final int ETLSCONFIG = -30062;
+  /** TLS stream cut without close_notify. */
+  public static final int ETLSEOF = -30063;
+  /** The peer did not speak TLS. */
+  public static final int ETLSNOTTLS = -30064;
+  /** The peer sent a fatal TLS alert. */
+  public static final int ETLSALERT = -30065;
+  /** TLS is not enabled on this endpoint. */
+  public static final int ENOTLS = -30066;
 
   /**
    * The version of the native library loaded.

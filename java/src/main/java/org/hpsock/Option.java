@@ -68,7 +68,20 @@ public enum Option {
   /** UDP cast/node: multicast TTL 0..255; default 1. */
   UDP_MULTICAST_TTL(36),
   /** UDP cast/node: 1 = own multicast datagrams come back to this host (default). */
-  UDP_MULTICAST_LOOP(37);
+  UDP_MULTICAST_LOOP(37),
+  /** 0/1: every connection speaks TLS; default 0. See {@link TcpEndpoint#setTls(boolean)}. */
+  TLS(64),
+  /**
+   * The {@link TlsVerify}'s {@code code()}; default {@code PEER} for agents and clients, {@code
+   * NONE} for servers.
+   */
+  TLS_VERIFY(65),
+  /** Lowest TLS version accepted: {@link TlsVerify#V1_2} (default) or {@link TlsVerify#V1_3}. */
+  TLS_MIN_VERSION(66),
+  /** 0/1, default 1: session cache (server) and resumption (agent, client). */
+  TLS_SESSION_CACHE(67),
+  /** Milliseconds from accept/connect to the end of the TLS handshake; default 10000. */
+  TLS_HANDSHAKE_TIMEOUT(68);
 
   final int key;
 

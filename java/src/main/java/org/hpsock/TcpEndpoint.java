@@ -351,6 +351,85 @@ public abstract class TcpEndpoint implements AutoCloseable {
   }
 
   /**
+   * Sets a string option (TLS certificates, CAs, ciphers, server name).
+   *
+   * @param option the option
+   * @param value its value; null or "" clears it
+   * @throws HpsockException {@link Hpsock#ESTATE} while running
+   */
+  public final void setOption(StringOption option, String value) {
+    check(Native.hps_setopt_str(ep(), option.key, value), "set " + option);
+  }
+
+  /**
+   * Reads a string option.
+   *
+   * @param option the option
+   * @return its value, "" when unset
+   */
+  public final String getOption(StringOption option) {
+    return str(Native.hpsw_getopt_str(ep(), option.key), "get " + option);
+  }
+
+  /**
+   * Turns TLS on or off for every connection ({@link Option#TLS}); set a certificate and key on a
+   * server, and trusted CAs on an agent or client ({@link StringOption}).
+   *
+   * @param on whether connections speak TLS
+   */
+  public final void setTls(boolean on) {
+    setOption(Option.TLS, on ? 1 : 0);
+  }
+
+  /**
+   * Sets how the peer is verified ({@link Option#TLS_VERIFY}).
+   *
+   * @param verify the mode
+   */
+  public final void setTlsVerify(TlsVerify verify) {
+    setOption(Option.TLS_VERIFY, verify.code());
+  }
+
+  /**
+   * A TLS fact of a connection. Readable from onAccept/onConnect until onClose returns.
+   *
+   * @param connId the connection (0 = a client's own)
+   * @param what what to read
+   * @return the text
+   * @throws HpsockException {@link Hpsock#ENOTFOUND}, {@link Hpsock#ENOTLS}
+   */
+  public final String tlsInfo(long connId, TlsInfo what) {
+    return str(Native.hpsw_tls_info(ep(), connId, what.code), "tlsInfo");
+  }
+
+  /**
+   * Why a TLS connection failed: call it from {@link Listener#onClose}, where the error is one of
+   * the {@code Hpsock.ETLS*} codes.
+   *
+   * @param connId the connection
+   * @return the reason, "" if it did not fail
+   */
+  public final String tlsError(long connId) {
+    return tlsInfo(connId, TlsInfo.ERROR);
+  }
+
+  /**
+   * Why the last start failed with {@link Hpsock#ETLSCONFIG}.
+   *
+   * @return the reason, "" if none
+   */
+  public final String tlsConfigError() {
+    return tlsInfo(0, TlsInfo.CONFIG_ERROR);
+  }
+
+  private static String str(String s, String what) {
+    if (s == null) {
+      throw new HpsockException(Native.hpsw_error(), what);
+    }
+    return s;
+  }
+
+  /**
    * Sets the number of loop threads ({@link Option#WORKERS}).
    *
    * @param workers 1..64

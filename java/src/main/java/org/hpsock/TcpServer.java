@@ -1,6 +1,7 @@
 package org.hpsock;
 
 import java.net.InetSocketAddress;
+import org.hpsock.internal.Native;
 
 /**
  * A TCP server: listens and accepts many connections, spread over its loop threads.
@@ -49,6 +50,18 @@ public final class TcpServer extends TcpEndpoint {
    */
   public InetSocketAddress listenAddress() {
     return address(0, 0, "listenAddress");
+  }
+
+  /**
+   * Serves another certificate to clients asking for server name {@code name} (SNI). Before start.
+   *
+   * @param name a host name, or "*.domain" for one label under domain; case is ignored
+   * @param cert PEM text (beginning with "-----BEGIN") or a file path
+   * @param key PEM text or a file path
+   * @throws HpsockException {@link Hpsock#EINVAL} empty argument, {@link Hpsock#ESTATE} running
+   */
+  public void addTlsCertificate(String name, String cert, String key) {
+    check(Native.hps_tls_add_cert(ep(), name, cert, key), "addTlsCertificate");
   }
 
   /**

@@ -1,0 +1,121 @@
+"""TLS: echo through hpsock on both ends, the options as keyword arguments
+and properties, a clear close error with its reason, configuration errors.
+Certificates: tests/fixtures/tls (see gen.sh there)."""
+
+import pytest
+
+import hpsock
+from support import FIXTURES, Recorder
+
+TLS = FIXTURES / "tls"
+
+
+class CloseReason(Recorder):
+    """Records on_close with the TLS reason read inside the handler (the
+    only place it is available)."""
+
+    def on_close(self, ep, conn, op, error):
+        reason = ep.tls_error(conn) if error else ""
+        self.record("close", conn, op, error, reason)
+
+    def on_handshake(self, ep, conn):
+        self.record("handshake", conn, ep.tls_info(conn, hpsock.TlsInfo.VERSION),
+                    ep.tls_info(conn, hpsock.TlsInfo.PEER_SUBJECT))
+
+
+class Echo(CloseReason):
+    def on_receive(self, ep, conn, data):
+        super().on_receive(ep, conn, data)
+        ep.send(conn, data)
+
+
+def tls_server(handler, **options):
+    return hpsock.TcpServer(handler, workers=1, tls=True,
+                            tls_cert_file=TLS / "server.pem",
+                            tls_key_file=TLS / "server.key", **options)
+
+
+def test_tls_echo_server_and_client():
+    srv_rec, cli_rec = Echo(), CloseReason()
+    with tls_server(srv_rec) as server, \
+            hpsock.TcpClient(cli_rec, tls=True, tls_ca_file=str(TLS / "ca.pem"),
+                             tls_sni="localhost") as client:
+        server.start("127.0.0.1", 0)
+        _, port = server.listen_address
+        client.start("127.0.0.1", port)
+        (_, conn, version, subject), = cli_rec.wait_event("handshake")
+        assert version.startswith("TLSv1.")
+        assert "CN=localhost" in subject
+        payload = bytes(range(256)) * 400  # 100 KiB: several records
+        client.send(payload)
+        cli_rec.wait(lambda r: len(r.received.get(conn, b"")) >= len(payload),
+                     what="the echo")
+        assert bytes(cli_rec.received[conn]) == payload
+        assert client.tls_info(0, hpsock.TlsInfo.SERVER_NAME) == "localhost"
+        # graceful: close_notify, a normal close on the server
+        client.disconnect(0)
+        (_, _, op, error, _), = srv_rec.wait_event("close")
+        assert (op, error) == (hpsock.Op.RECEIVE, 0)
+
+
+def test_wrong_ca_is_a_verify_close_error_with_a_reason():
+    srv_rec, ag_rec = Echo(), CloseReason()
+    with tls_server(srv_rec) as server, \
+            hpsock.TcpAgent(ag_rec, tls=True,
+                            tls_ca_file=str(TLS / "wrong_ca.pem")) as agent:
+        server.start("127.0.0.1", 0)
+        _, port = server.listen_address
+        agent.start()
+        conn = agent.connect("127.0.0.1", port)
+        (_, _, op, error, reason), = ag_rec.wait_event("close", conn)
+        assert op == hpsock.Op.CONNECT
+        assert error == hpsock.ETLSVERIFY
+        assert hpsock.err_name(error) == "HPS_ETLSVERIFY"
+        assert "certificate verify failed" in reason
+        assert not ag_rec.of("handshake")
+
+
+def test_options_as_properties_and_string_options():
+    with hpsock.TcpAgent() as agent:
+        assert agent.tls is False
+        assert agent.tls_verify == hpsock.TlsVerify.PEER
+        assert agent.tls_min_version == hpsock.TLS_V1_2
+        agent.tls_min_version = hpsock.TLS_V1_3
+        assert agent.getopt(hpsock.Option.TLS_MIN_VERSION) == 0x0304
+        assert agent.tls_ciphers == ""
+        agent.tls_ciphers = "HIGH:!aNULL"
+        assert agent.getopt_str(hpsock.StrOption.TLS_CIPHERS) == "HIGH:!aNULL"
+        agent.tls_ciphers = None
+        assert agent.tls_ciphers == ""
+        with pytest.raises(hpsock.Error) as e:
+            agent.setopt_str(hpsock.Option.TLS, "1")
+        assert e.value.code == hpsock.EINVAL
+        with pytest.raises(hpsock.Error) as e:
+            agent.getopt_str(90)
+        assert e.value.code == hpsock.EINVAL
+        with pytest.raises(TypeError):
+            hpsock.TcpAgent(tls_no_such_option=1)
+
+
+def test_bad_certificate_fails_start_with_a_reason():
+    with hpsock.TcpServer(tls=True, tls_cert_file=str(TLS / "server.pem"),
+                          tls_key_file=str(TLS / "other.key")) as server:
+        with pytest.raises(hpsock.Error) as e:
+            server.start("127.0.0.1", 0)
+        assert e.value.code == hpsock.ETLSCONFIG
+        assert "mismatch" in server.tls_config_error()
+
+
+def test_sni_certificate_on_the_server():
+    srv_rec, ag_rec = Echo(), CloseReason()
+    with tls_server(srv_rec) as server, \
+            hpsock.TcpAgent(ag_rec, tls=True, tls_ca_file=str(TLS / "ca.pem"),
+                            tls_sni="x.sni.test") as agent:
+        server.tls_add_cert("*.sni.test", TLS / "other.pem",
+                            (TLS / "other.key").read_text())
+        server.start("127.0.0.1", 0)
+        _, port = server.listen_address
+        agent.start()
+        conn = agent.connect("127.0.0.1", port)
+        (_, _, _, subject), = ag_rec.wait_event("handshake", conn)
+        assert "CN=other.test" in subject
