@@ -1107,6 +1107,20 @@ static void bad_configuration_fails_the_start(void **state) {
   assert_int_equal(hps_tls_add_cert(ep, "x.test", "-----BEGIN junk", FIX "server.key"), 0);
   expect_config_error(ep, "(PEM)");
   assert_int_equal(hps_free(ep), 0);
+  /* TLS is for the TCP roles: no UDP role starts with it (no DTLS) */
+  {
+    static const int udp_roles[] = {HPS_UDP_SERVER, HPS_UDP_CLIENT,
+                                    HPS_UDP_CAST, HPS_UDP_NODE};
+    size_t i;
+    for (i = 0; i < sizeof(udp_roles) / sizeof(udp_roles[0]); i++) {
+      ep = tls_ep(udp_roles[i], &r, HPS_MODEL_PUSH);
+      set_str(ep, HPS_OPT_TLS_CERT_FILE, FIX "server.pem");
+      set_str(ep, HPS_OPT_TLS_KEY_FILE, FIX "server.key");
+      expect_config_error(ep, "TCP roles only");
+      assert_int_equal(hps_setopt(ep, HPS_OPT_TLS, 0), 0);
+      assert_int_equal(hps_free(ep), 0);
+    }
+  }
   /* and a good one starts, after failures */
   ep = tls_ep(HPS_TCP_SERVER, &r, HPS_MODEL_PUSH);
   set_str(ep, HPS_OPT_TLS_CERT_FILE, FIX "server.pem");
