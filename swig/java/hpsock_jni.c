@@ -4,8 +4,9 @@
  * 1. The event bridge: one C callback (on_event) for every endpoint. It
  *    finds the JNIEnv of the calling loop thread (attached once, as a
  *    daemon, and detached when the thread exits), copies event bytes into
- *    that thread's direct ByteBuffer and calls TcpEndpoint.dispatch() on
- *    the endpoint object held by a global ref while the endpoint runs.
+ *    that thread's direct ByteBuffer and calls TcpEndpoint.receive() (bytes
+ *    received) or TcpEndpoint.dispatch() (every other event) on the
+ *    endpoint object held by a global ref while the endpoint runs.
  * 2. The functions swig/hpsock.i leaves to each language (callback,
  *    buffers, out-parameters), declared with %native in hpsock_java.i.
  *
