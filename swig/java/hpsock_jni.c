@@ -4,8 +4,9 @@
  * 1. The event bridge: one C callback (on_event) for every endpoint. It
  *    finds the JNIEnv of the calling loop thread (attached once, as a
  *    daemon, and detached when the thread exits), copies event bytes into
- *    that thread's direct ByteBuffer and calls TcpEndpoint.dispatch() on
- *    the endpoint object held by a global ref while the endpoint runs.
+ *    that thread's direct ByteBuffer and calls TcpEndpoint.receive() (bytes
+ *    received) or TcpEndpoint.dispatch() (every other event) on the
+ *    endpoint object held by a global ref while the endpoint runs.
  * 2. The functions swig/hpsock.i leaves to each language (callback,
  *    buffers, out-parameters), declared with %native in hpsock_java.i.
  *
@@ -41,6 +42,7 @@ static jmethodID g_dispatch; /* TcpEndpoint.dispatch(IJIIJLjava/nio/ByteBuffer;)
 /* TcpEndpoint.dispatchFrom(IJIIJLjava/nio/ByteBuffer;Ljava/lang/String;I)I:
  * a UDP cast's or node's RECEIVE/SEND, with the sender or destination. */
 static jmethodID g_dispatch_from;
+static jmethodID g_receive;  /* TcpEndpoint.receive(JILjava/nio/ByteBuffer;)I */
 static jclass g_bytes;       /* byte[] */
 static pthread_key_t g_key;  /* its destructor detaches loop threads */
 static long g_refs;          /* global refs held for endpoints and threads */
@@ -195,6 +197,31 @@ static int on_event(void *user, const hps_event *ev) {
     return HPS_HR_ERROR;
   }
   if (target == NULL) return HPS_HR_OK; /* no Java endpoint (cannot happen) */
+  /* The hot event, bytes received: receive() takes three arguments and
+   * returns the result plus one, so a 0 alone says an exception escaped
+   * (a JNI call returns 0 then) and only then is the VM asked. A received
+   * block is at most the read size or one frame (< 4 MiB): fits a jint. */
+  if (ev->type == HPS_EV_RECEIVE && ev->data != NULL &&
+      (ev->addr == NULL || /* TCP; a UDP cast/node goes to dispatchFrom */
+       (hps_role(ev->endpoint) != HPS_UDP_CAST &&
+        hps_role(ev->endpoint) != HPS_UDP_NODE))) {
+    if ((data = event_bytes(env, t, ev->data, ev->len, &local)) == NULL) {
+      exception_clear(env);
+      fprintf(stderr, "hpsock: no memory for an event of %zu bytes\n",
+              ev->len);
+      return HPS_HR_ERROR;
+    }
+    r = (*env)->CallIntMethod(env, target, g_receive, (jlong)ev->conn,
+                              (jint)ev->len, data);
+    if (r == 0) {
+      exception_clear(env);
+      r = HPS_HR_ERROR;
+    } else {
+      r -= 1;
+    }
+    if (local) (*env)->DeleteLocalRef(env, data);
+    return r;
+  }
   switch (ev->type) {
   case HPS_EV_PREPARE:
     n = (jlong)ev->fd;
@@ -256,10 +283,15 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
   if (c == NULL) return JNI_ERR;
   g_dispatch = (*env)->GetMethodID(env, c, "dispatch",
                                    "(IJIIJLjava/nio/ByteBuffer;)I");
-  g_dispatch_from = (*env)->GetMethodID(
-      env, c, "dispatchFrom", "(IJIIJLjava/nio/ByteBuffer;Ljava/lang/String;I)I");
+  g_dispatch_from = g_dispatch == NULL ? NULL
+      : (*env)->GetMethodID(env, c, "dispatchFrom",
+                            "(IJIIJLjava/nio/ByteBuffer;Ljava/lang/String;I)I");
+  g_receive = g_dispatch_from == NULL ? NULL
+              : (*env)->GetMethodID(env, c, "receive",
+                                    "(JILjava/nio/ByteBuffer;)I");
   (*env)->DeleteLocalRef(env, c);
-  if (g_dispatch == NULL || g_dispatch_from == NULL) return JNI_ERR;
+  if (g_dispatch == NULL || g_dispatch_from == NULL || g_receive == NULL)
+    return JNI_ERR;
   c = (*env)->FindClass(env, "[B");
   if (c == NULL) return JNI_ERR;
   g_bytes = (*env)->NewGlobalRef(env, c);

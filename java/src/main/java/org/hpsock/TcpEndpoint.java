@@ -203,6 +203,25 @@ public abstract class TcpEndpoint implements AutoCloseable {
     return r == null ? HandleResult.OK.code : r.code;
   }
 
+  /**
+   * Called by the native bridge for a RECEIVE event with bytes (push and pack models), the hot
+   * event: three arguments and no event switch. Returns the result's code plus one, so that 0
+   * means an exception escaped and the bridge asks the VM about exceptions only then. Never
+   * throws past a listener: its exception is reported and becomes ERROR.
+   */
+  final int receive(long conn, int n, ByteBuffer data) {
+    HandleResult r;
+    try {
+      data.clear().limit(n);
+      r = listener.onReceive(this, conn, data.order(ByteOrder.BIG_ENDIAN));
+    } catch (Throwable e) {
+      Thread t = Thread.currentThread();
+      t.getUncaughtExceptionHandler().uncaughtException(t, e);
+      return HandleResult.ERROR.code + 1;
+    }
+    return r == null ? HandleResult.OK.code + 1 : r.code + 1;
+  }
+
   private static ByteBuffer view(ByteBuffer data, long n) {
     data.clear().limit((int) n);
     return data.order(ByteOrder.BIG_ENDIAN);

@@ -11,12 +11,14 @@ import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -473,5 +475,37 @@ class ApiTest {
       State st = server.state();
       assertTrue(st == State.CREATED || st == State.STOPPED, st.toString());
     }
+  }
+
+  @Test
+  void receiveResultsNullIgnoreAndOkKeepTheConnectionAndTheBufferIsFresh() throws Exception {
+    // Every received block: exactly its bytes, position 0, big-endian, whatever the listener did
+    // to the buffer of the block before; a null or IGNORE result is OK (the connection stays).
+    AtomicInteger calls = new AtomicInteger();
+    List<String> problems = new java.util.concurrent.CopyOnWriteArrayList<>();
+    Listener l = new Listener() {
+      @Override
+      public HandleResult onReceive(TcpEndpoint ep, long connId, ByteBuffer data) {
+        int n = calls.getAndIncrement();
+        if (data.position() != 0 || data.order() != ByteOrder.BIG_ENDIAN || !data.isDirect()) {
+          problems.add("buffer " + data + " " + data.order());
+        }
+        ep.send(connId, data);
+        data.order(ByteOrder.LITTLE_ENDIAN).limit(data.capacity()).position(7); // mess it up
+        return n % 3 == 0 ? null : n % 3 == 1 ? HandleResult.IGNORE : HandleResult.OK;
+      }
+    };
+    try (TcpServer server = TestSupport.server(l, 1)) {
+      server.start("127.0.0.1", 0);
+      try (Socket s = TestSupport.connect(server)) {
+        for (int i = 0; i < 6; i++) {
+          byte[] msg = ascii("message " + i);
+          s.getOutputStream().write(msg);
+          assertArrayEquals(msg, TestSupport.readFully(s, msg.length), "echo " + i);
+        }
+      }
+    }
+    assertTrue(calls.get() >= 6, "calls " + calls.get());
+    assertTrue(problems.isEmpty(), problems.toString());
   }
 }
