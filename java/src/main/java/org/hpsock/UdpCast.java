@@ -1,15 +1,13 @@
 package org.hpsock;
 
-import java.net.InetSocketAddress;
 import org.hpsock.internal.Native;
-import org.hpsock.internal.NativeJNI;
 
 /**
  * A UDP cast: sends to and receives from a multicast group (or, with {@link
  * Option#UDP_CAST_MODE} 1, a broadcast address). One connection (ID 0); {@link
  * Listener#onReceiveFrom} names each sender.
  */
-public final class UdpCast extends TcpEndpoint {
+public final class UdpCast extends DatagramEndpoint {
   /**
    * Create a UDP cast.
    *
@@ -18,7 +16,6 @@ public final class UdpCast extends TcpEndpoint {
   public UdpCast(Listener listener) {
     super(ROLE_UDP_CAST, listener);
   }
-
 
   /**
    * Before start: the interface (an address) to join on and send multicast from; null for the
@@ -48,45 +45,5 @@ public final class UdpCast extends TcpEndpoint {
    */
   public void send(byte[] data) {
     send(0, data, 0, data.length);
-  }
-
-  /**
-   * Send one datagram to {@code host:port}.
-   *
-   * @param host numeric address or name
-   * @param port the port
-   * @param data the datagram
-   */
-  public void sendTo(String host, int port, byte[] data) {
-    check(NativeJNI.sendTo(ep(), host, port, data, 0, data.length), "sendTo");
-  }
-
-  /**
-   * Join a multicast group.
-   *
-   * @param group the group address
-   * @param iface interface address, or null for the system's choice
-   */
-  public void joinGroup(String group, String iface) {
-    check(Native.hps_join_group(ep(), group, iface), "joinGroup");
-  }
-
-  /**
-   * Leave a multicast group.
-   *
-   * @param group the group address
-   * @param iface interface address, or null
-   */
-  public void leaveGroup(String group, String iface) {
-    check(Native.hps_leave_group(ep(), group, iface), "leaveGroup");
-  }
-
-  /**
-   * The bound address.
-   *
-   * @return numeric address and port
-   */
-  public InetSocketAddress listenAddress() {
-    return address(0, 0, "listenAddress");
   }
 }
