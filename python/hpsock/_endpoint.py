@@ -596,7 +596,14 @@ class UdpClient(TcpClient):
 
 class _Datagrams(TcpClient):
     """What UdpCast and UdpNode share: one socket as one connection (ID 0),
-    ``send_to`` anywhere, multicast membership, the bound address."""
+    ``send_to`` anywhere, multicast membership, the bound address,
+    and the ``interface`` keyword (the multicast interface)."""
+
+    def __init__(self, handler: Optional[object] = None,
+                 interface: Optional[str] = None, **options: Any) -> None:
+        super().__init__(handler, **options)
+        if interface is not None:
+            _c.hps_cast_interface(self._ep, interface)
 
     def send_to(self, host: str, port: int, data: Buffer) -> None:
         """Send one datagram to ``host:port``. Raises ``EADDR`` for an
@@ -629,12 +636,6 @@ class UdpCast(_Datagrams):
 
     _role = Role.UDP_CAST
 
-    def __init__(self, handler: Optional[object] = None,
-                 interface: Optional[str] = None, **options: Any) -> None:
-        super().__init__(handler, **options)
-        if interface is not None:
-            _c.hps_cast_interface(self._ep, interface)
-
     def start(self, host: str, port: int = 0) -> None:  # type: ignore[override]
         """Bind ``port`` (0: a free one; ``reuse_addr`` lets several casts
         share it), join group ``host`` (or allow broadcast to it) and make
@@ -648,12 +649,6 @@ class UdpNode(_Datagrams):
     ``send`` without an address raises ``EROLE``."""
 
     _role = Role.UDP_NODE
-
-    def __init__(self, handler: Optional[object] = None,
-                 interface: Optional[str] = None, **options: Any) -> None:
-        super().__init__(handler, **options)
-        if interface is not None:
-            _c.hps_cast_interface(self._ep, interface)
 
     def start(self, host: Optional[str] = None, port: int = 0) -> None:  # type: ignore[override]
         """Bind ``host:port`` (None: every IPv4 address; port 0: a free
