@@ -110,6 +110,23 @@ static int ep_settable(hps_endpoint *ep) {
   return !(s == HPS_STATE_STARTED || s == HPS_STATE_STOPPING || ep->starting);
 }
 
+/* Under ep->mutex: the endpoint's TLS settings in *t, if they may change now
+ * (not while it starts or runs). */
+static int settable_tls(hps_endpoint *ep, struct hps__tls_ep **t) {
+  if (!ep_settable(ep)) return HPS_ESTATE;
+  if ((*t = ep_tls(ep)) == NULL) return HPS_ENOMEM;
+  return 0;
+}
+
+/* NULL and a partly filled one (a failed strdup) are fine. */
+static void sni_free(tls_sni *s) {
+  if (s == NULL) return;
+  free(s->name);
+  free(s->cert);
+  free(s->key);
+  free(s);
+}
+
 int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value) {
   struct hps__tls_ep *t;
   char *copy = NULL;
@@ -118,11 +135,8 @@ int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value) {
   if (value != NULL && value[0] != '\0' && (copy = strdup(value)) == NULL)
     return HPS_ENOMEM;
   uv_mutex_lock(&ep->mutex);
-  if (!ep_settable(ep))
-    r = HPS_ESTATE;
-  else if ((t = ep_tls(ep)) == NULL)
-    r = HPS_ENOMEM;
-  else {
+  r = settable_tls(ep, &t);
+  if (r == 0) {
     free(t->str[opt - STR_FIRST]);
     t->str[opt - STR_FIRST] = copy;
     copy = NULL;
@@ -161,30 +175,18 @@ int hps__tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
   int r = 0;
   if (s == NULL || (s->name = strdup(name)) == NULL ||
       (s->cert = strdup(cert)) == NULL || (s->key = strdup(key)) == NULL) {
-    if (s) {
-      free(s->name);
-      free(s->cert);
-    }
-    free(s);
+    sni_free(s);
     return HPS_ENOMEM;
   }
   uv_mutex_lock(&ep->mutex);
-  if (!ep_settable(ep))
-    r = HPS_ESTATE;
-  else if ((t = ep_tls(ep)) == NULL)
-    r = HPS_ENOMEM;
-  else {
+  r = settable_tls(ep, &t);
+  if (r == 0) {
     for (tail = &t->sni; *tail != NULL; tail = &(*tail)->next) {}
     *tail = s;
     s = NULL;
   }
   uv_mutex_unlock(&ep->mutex);
-  if (s) {
-    free(s->name);
-    free(s->cert);
-    free(s->key);
-    free(s);
-  }
+  sni_free(s);
   return r;
 }
 
@@ -534,10 +536,7 @@ void hps__tls_ep_free(hps_endpoint *ep) {
   clear_sessions(t);
   while ((s = t->sni) != NULL) {
     t->sni = s->next;
-    free(s->name);
-    free(s->cert);
-    free(s->key);
-    free(s);
+    sni_free(s);
   }
   for (i = 0; i < NSTR; i++) free(t->str[i]);
   uv_mutex_destroy(&t->sess_lock);
