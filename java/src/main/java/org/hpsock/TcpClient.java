@@ -15,7 +15,7 @@ import java.nio.ByteBuffer;
  * }
  * }</pre>
  */
-public final class TcpClient extends TcpEndpoint {
+public final class TcpClient extends ClientEndpoint {
   /**
    * A client that is not started yet.
    *
@@ -38,15 +38,6 @@ public final class TcpClient extends TcpEndpoint {
   }
 
   /**
-   * Sends bytes on the connection (see {@link TcpEndpoint#send(long, byte[])}).
-   *
-   * @param data the bytes (at least one)
-   */
-  public void send(byte[] data) {
-    send(0, data, 0, data.length);
-  }
-
-  /**
    * Sends {@code len} bytes of {@code data} from {@code off} on the connection.
    *
    * @param data the array
@@ -65,11 +56,6 @@ public final class TcpClient extends TcpEndpoint {
    */
   public void send(ByteBuffer data) {
     send(0, data);
-  }
-
-  /** Closes the connection gracefully (see {@link TcpEndpoint#disconnect(long)}). */
-  public void disconnect() {
-    disconnect(0, false);
   }
 
   /**

@@ -6,7 +6,7 @@ package org.hpsock;
  * ICMP port unreachable closes it with {@code ECONNREFUSED}; idle detection as for {@link
  * UdpServer} (an idle client sends heartbeats, which a UdpServer answers).
  */
-public final class UdpClient extends TcpEndpoint {
+public final class UdpClient extends ClientEndpoint {
   /**
    * Create a UDP client.
    *
@@ -24,19 +24,5 @@ public final class UdpClient extends TcpEndpoint {
    */
   public void start(String host, int port) {
     start0(host, port);
-  }
-
-  /**
-   * Send one datagram to the peer.
-   *
-   * @param data the datagram
-   */
-  public void send(byte[] data) {
-    send(0, data, 0, data.length);
-  }
-
-  /** Close the connection. */
-  public void disconnect() {
-    disconnect(0, false);
   }
 }
