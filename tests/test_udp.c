@@ -193,6 +193,14 @@ static hps_endpoint *u_make(u_rec *r, int role, const int64_t *opts) {
   return ep;
 }
 
+/* u_make, then started on host:port (port 0: a free one, see bound_port). */
+static hps_endpoint *u_started(u_rec *r, int role, const int64_t *opts,
+                               const char *host, uint16_t port) {
+  hps_endpoint *ep = u_make(r, role, opts);
+  assert_int_equal(hps_start(ep, host, port), 0);
+  return ep;
+}
+
 static uint16_t bound_port(hps_endpoint *ep) {
   uint16_t port = 0;
   assert_int_equal(hps_listen_address(ep, NULL, 0, &port), 0);
@@ -200,54 +208,63 @@ static uint16_t bound_port(hps_endpoint *ep) {
   return port;
 }
 
+/* rs: an echoing UDP server (one worker) started on host, port 0; rc: a
+ * UDP client started to it. */
+static void echo_pair(u_rec *rs, hps_endpoint **srv, u_rec *rc,
+                      hps_endpoint **cli, const char *host) {
+  static const int64_t sopts[] = {HPS_OPT_WORKERS, 1, 0};
+  u_init(rs);
+  u_init(rc);
+  rs->echo = 1;
+  *srv = u_started(rs, HPS_UDP_SERVER, sopts, host, 0);
+  *cli = u_started(rc, HPS_UDP_CLIENT, NULL, host, bound_port(*srv));
+}
+
 /* ---- plain UDP sockets for the other side ---- */
+
+/* ss = numeric host (IPv6 if it has a ':') and port; returns its size. */
+static socklen_t ss_fill(struct sockaddr_storage *ss, const char *host,
+                         uint16_t port) {
+  memset(ss, 0, sizeof(*ss));
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET6, host, &a->sin6_addr), 1);
+    return sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET, host, &a->sin_addr), 1);
+    return sizeof(*a);
+  }
+}
+
+static uint16_t ss_port(const struct sockaddr_storage *ss) {
+  return ntohs(ss->ss_family == AF_INET6
+                   ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                   : ((const struct sockaddr_in *)ss)->sin_port);
+}
 
 static int raw_udp(const char *host, uint16_t *port) {
   struct sockaddr_storage ss;
-  socklen_t len;
+  socklen_t len = ss_fill(&ss, host, 0);
   int fd;
-  memset(&ss, 0, sizeof(ss));
-  if (strchr(host, ':')) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    assert_int_equal(inet_pton(AF_INET6, host, &a->sin6_addr), 1);
-    len = sizeof(*a);
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    assert_int_equal(inet_pton(AF_INET, host, &a->sin_addr), 1);
-    len = sizeof(*a);
-  }
   fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   assert_true(fd >= 0);
   assert_int_equal(bind(fd, (struct sockaddr *)&ss, len), 0);
   len = sizeof(ss);
   assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
   if (port)
-    *port =
-        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                       : ((struct sockaddr_in *)&ss)->sin_port);
+    *port = ss_port(&ss);
   return fd;
 }
 
 static void raw_sendto(int fd, const char *host, uint16_t port, const void *buf,
                        size_t len) {
   struct sockaddr_storage ss;
-  socklen_t sl;
-  memset(&ss, 0, sizeof(ss));
-  if (strchr(host, ':')) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    inet_pton(AF_INET6, host, &a->sin6_addr);
-    sl = sizeof(*a);
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    inet_pton(AF_INET, host, &a->sin_addr);
-    sl = sizeof(*a);
-  }
+  socklen_t sl = ss_fill(&ss, host, port);
   assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&ss, sl),
                    (ssize_t)len);
 }
@@ -274,9 +291,7 @@ static ssize_t raw_recv(int fd, void *buf, size_t cap, int ms, int skip_empty,
     if (n == 0 && skip_empty)
       continue;
     if (from_port)
-      *from_port = ntohs(ss.ss_family == AF_INET6
-                             ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                             : ((struct sockaddr_in *)&ss)->sin_port);
+      *from_port = ss_port(&ss);
     return n;
   }
 }
@@ -302,8 +317,7 @@ static void test_server_echo_per_peer_connections(void **state) {
   (void)state;
   u_init(&r);
   r.echo = 1;
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   assert_true(r.prepare_fd >= 0);
   for (i = 0; i < 3; i++)
@@ -373,8 +387,7 @@ test_server_peer_stays_on_one_connection_across_workers(void **state) {
   (void)state;
   u_init(&r);
   r.echo = 1;
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   for (i = 0; i < PEERS; i++)
     fd[i] = raw_udp("127.0.0.1", NULL);
@@ -418,8 +431,7 @@ static void test_server_disconnect_then_peer_gets_a_new_id(void **state) {
   u_ev a, c, b;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", NULL);
   raw_sendto(fd, "127.0.0.1", port, "one", 3);
@@ -457,8 +469,7 @@ static void test_server_accept_error_refuses_then_asks_again(void **state) {
   (void)state;
   u_init(&r);
   r.accept_refusals = 1;
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", NULL);
   raw_sendto(fd, "127.0.0.1", port, "refused", 7);
@@ -489,8 +500,7 @@ static void test_server_max_connections_drops_new_peers(void **state) {
   (void)state;
   u_init(&r);
   r.echo = 1;
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   for (i = 0; i < 3; i++) {
     fd[i] = raw_udp("127.0.0.1", NULL);
@@ -550,8 +560,7 @@ static void test_oversize_datagram_closes_server_connection(void **state) {
   hps_conn_id id;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", NULL);
   memset(buf, 'x', sizeof(buf));
@@ -591,8 +600,7 @@ static void test_oversize_datagram_closes_client(void **state) {
   (void)state;
   u_init(&r);
   fd = raw_udp("127.0.0.1", &sport);
-  ep = u_make(&r, HPS_UDP_CLIENT, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", sport), 0);
+  ep = u_started(&r, HPS_UDP_CLIENT, opts, "127.0.0.1", sport);
   assert_int_equal(u_wait(&r, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
   assert_int_equal(hps_send(ep, 0, buf, 65), HPS_EDGRAMSIZE);
   assert_int_equal(hps_send(ep, 0, "hello", 5), 0);
@@ -622,8 +630,7 @@ static void test_oversize_datagram_is_reported_to_node(void **state) {
   u_ev e;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_NODE, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_NODE, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", &pport);
   memset(buf, 'q', sizeof(buf));
@@ -663,11 +670,9 @@ static void test_client_server_echo(void **state) {
   u_init(&rs);
   u_init(&rc);
   rs.echo = 1;
-  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
-  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
+  srv = u_started(&rs, HPS_UDP_SERVER, sopts, "127.0.0.1", 0);
   port = bound_port(srv);
-  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
-  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  cli = u_started(&rc, HPS_UDP_CLIENT, NULL, "127.0.0.1", port);
   assert_true(rc.prepare_fd >= 0);
   /* It may send at once: the socket is connected before start returns. */
   assert_int_equal(hps_send(cli, 0, "ping", 4), 0);
@@ -723,19 +728,10 @@ static void test_client_server_echo(void **state) {
 }
 
 static void test_client_ipv6_echo(void **state) {
-  static const int64_t sopts[] = {HPS_OPT_WORKERS, 1, 0};
   u_rec rs, rc;
   hps_endpoint *srv, *cli;
-  uint16_t port;
   (void)state;
-  u_init(&rs);
-  u_init(&rc);
-  rs.echo = 1;
-  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
-  assert_int_equal(hps_start(srv, "::1", 0), 0);
-  port = bound_port(srv);
-  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
-  assert_int_equal(hps_start(cli, "::1", port), 0);
+  echo_pair(&rs, &srv, &rc, &cli, "::1");
   assert_int_equal(hps_send(cli, 0, "six", 3), 0);
   assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
   assert_string_equal(u_get(&rc, HPS_EV_RECEIVE, 0).addr, "::1");
@@ -754,8 +750,7 @@ test_client_port_unreachable_closes_with_econnrefused(void **state) {
   int i;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_CLIENT, NULL);
-  assert_int_equal(hps_start(ep, "127.0.0.1", dead_port()), 0);
+  ep = u_started(&r, HPS_UDP_CLIENT, NULL, "127.0.0.1", dead_port());
   /* The ICMP answer to the first datagram fails a later read or send. */
   for (i = 0; i < 50 && u_count(&r, HPS_EV_CLOSE) == 0; i++) {
     int rc = hps_send(ep, 0, "anyone?", 7);
@@ -807,8 +802,7 @@ static void test_detect_closes_a_silent_server_peer(void **state) {
   u_ev c;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", NULL);
   t0 = t_now_ms();
@@ -843,11 +837,9 @@ static void test_detect_heartbeats_keep_client_and_server_alive(void **state) {
   (void)state;
   u_init(&rs);
   u_init(&rc);
-  srv = u_make(&rs, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
+  srv = u_started(&rs, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(srv);
-  cli = u_make(&rc, HPS_UDP_CLIENT, opts);
-  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  cli = u_started(&rc, HPS_UDP_CLIENT, opts, "127.0.0.1", port);
   assert_int_equal(hps_send(cli, 0, "hi", 2), 0);
   assert_int_equal(u_wait(&rs, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
   /* Several times the silence limit with no traffic but heartbeats. */
@@ -876,8 +868,7 @@ static void test_detect_closes_client_whose_peer_is_silent(void **state) {
   (void)state;
   u_init(&r);
   fd = raw_udp("127.0.0.1", &sport);
-  ep = u_make(&r, HPS_UDP_CLIENT, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", sport), 0);
+  ep = u_started(&r, HPS_UDP_CLIENT, opts, "127.0.0.1", sport);
   /* The silent peer sees heartbeats: empty datagrams. */
   assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 0, NULL), 0);
   assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
@@ -904,8 +895,7 @@ static void test_detect_off_keeps_silent_peers(void **state) {
   assert_int_equal(hps_getopt(ep, HPS_OPT_UDP_DETECT_ATTEMPTS, &v), 0);
   assert_int_equal(v, 3);
   assert_int_equal(hps_free(ep), 0);
-  ep = u_make(&r, HPS_UDP_SERVER, opts);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
   fd = raw_udp("127.0.0.1", NULL);
   raw_sendto(fd, "127.0.0.1", port, "x", 1);
@@ -1028,8 +1018,7 @@ static void test_node_failed_datagram_is_a_send_event_with_error(void **state) {
   u_ev e;
   (void)state;
   u_init(&r);
-  ep = u_make(&r, HPS_UDP_NODE, NULL);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_NODE, NULL, "127.0.0.1", 0);
   assert_int_equal(hps_send_to(ep, "127.255.255.255", 9, "b", 1), 0);
   assert_int_equal(u_wait(&r, HPS_EV_SEND, 1, T_WAIT_MS), 0);
   e = u_get(&r, HPS_EV_SEND, 0);
@@ -1354,8 +1343,7 @@ static void test_udp_options_and_refusals(void **state) {
   assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), 1); /* the server's only */
   /* CONNECT's ERROR closes the connection with op CONNECT. */
   r.hook = refuse_connect;
-  ep = u_make(&r, HPS_UDP_NODE, NULL);
-  assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+  ep = u_started(&r, HPS_UDP_NODE, NULL, "127.0.0.1", 0);
   assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
   assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).op, HPS_OP_CONNECT);
   assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).error, HPS_EHANDLER);
@@ -1368,20 +1356,11 @@ static void test_udp_options_and_refusals(void **state) {
 }
 
 static void test_pause_client_and_server_connection(void **state) {
-  static const int64_t sopts[] = {HPS_OPT_WORKERS, 1, 0};
   u_rec rs, rc;
   hps_endpoint *srv, *cli;
-  uint16_t port;
   hps_conn_id sid;
   (void)state;
-  u_init(&rs);
-  u_init(&rc);
-  rs.echo = 1;
-  srv = u_make(&rs, HPS_UDP_SERVER, sopts);
-  assert_int_equal(hps_start(srv, "127.0.0.1", 0), 0);
-  port = bound_port(srv);
-  cli = u_make(&rc, HPS_UDP_CLIENT, NULL);
-  assert_int_equal(hps_start(cli, "127.0.0.1", port), 0);
+  echo_pair(&rs, &srv, &rc, &cli, "127.0.0.1");
   assert_int_equal(hps_send(cli, 0, "a", 1), 0);
   assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
   /* A paused client stops reading; the kernel keeps what arrives. */
