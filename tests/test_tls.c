@@ -165,6 +165,24 @@ static hps_endpoint *tls_agent(t_rec *r, int model, const char *ca) {
   return ep;
 }
 
+/* Connects agent ag to HOST:port and waits for the handshake; the ID. */
+static hps_conn_id connect_tls(hps_endpoint *ag, t_rec *ar, uint16_t port) {
+  hps_conn_id id;
+  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
+  t_conn_event(ar, id, HPS_EV_HANDSHAKE);
+  return id;
+}
+
+/* Stops and frees the peer and then the server, and only then their
+ * recorders (no event can reach a freed recorder). */
+static void free_pair(hps_endpoint *peer, t_rec *pr, hps_endpoint *srv,
+                      t_rec *sr) {
+  t_stop_free(peer);
+  t_stop_free(srv);
+  t_rec_free(pr);
+  t_rec_free(sr);
+}
+
 static int has_text(const char *hay, const char *needle) {
   return strstr(hay, needle) != NULL;
 }
@@ -216,8 +234,7 @@ static void agent_echo(int model) {
   ag = tls_agent(&ar, model, FIX "ca.pem");
   /* a numeric host and no SNI option: the address is verified (the
    * server certificate has IP:127.0.0.1) */
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  id = connect_tls(ag, &ar, port);
   echo_round(ag, id, &ar, 100000, model == HPS_MODEL_PACK ? 1000 : 4096,
              model == HPS_MODEL_PACK);
   obs_get(&ar, &o);
@@ -235,10 +252,7 @@ static void agent_echo(int model) {
   assert_int_equal(types[0], HPS_EV_PREPARE);
   assert_int_equal(types[1], HPS_EV_CONNECT);
   assert_int_equal(types[2], HPS_EV_HANDSHAKE);
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void agent_echo_push(void **s) { (void)s; agent_echo(HPS_MODEL_PUSH); }
@@ -272,10 +286,7 @@ static void client_echo(int model) {
   t_expect_close(t_conn_event(&cr, t_nth_conn(&cr, HPS_EV_CLOSE, 0),
                               HPS_EV_CLOSE),
                  HPS_OP_RECEIVE, 0);
-  t_stop_free(cl);
-  t_stop_free(srv);
-  t_rec_free(&cr);
-  t_rec_free(&sr);
+  free_pair(cl, &cr, srv, &sr);
 }
 
 static void client_echo_push(void **s) { (void)s; client_echo(HPS_MODEL_PUSH); }
@@ -295,16 +306,12 @@ static void large_message_round_trip(void **state) {
   srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
   ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
   assert_int_equal(hps_setopt(ag, HPS_OPT_EVENTS, HPS_EVENTS_ALL), 0);
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  id = connect_tls(ag, &ar, port);
   echo_round(ag, id, &ar, 1 << 20, 1 << 20, 0);
   /* SEND events carry the plaintext */
   obs_get(&ar, &o);
   assert_int_equal(o.send_event_bytes, 1 << 20);
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 /* Sent from the CONNECT handler, before the handshake: waits, then goes
@@ -337,10 +344,7 @@ static void sends_before_handshake_wait_for_it(void **state) {
   assert_int_equal(n, 10);
   assert_memory_equal(got, "early-bird", 10);
   free(got);
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 /* Paused from the first RECEIVE handler: what OpenSSL still holds
@@ -367,8 +371,7 @@ static void pause_and_resume_deliver_everything(void **state) {
   srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
   start_server(srv, &port);
   ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  id = connect_tls(ag, &ar, port);
   sid = t_nth_conn(&sr, HPS_EV_HANDSHAKE, 0);
   t_pat_fill(buf, 300000, 3, 0);
   assert_int_equal(hps_send(srv, sid, buf, 300000), 0);
@@ -386,17 +389,14 @@ static void pause_and_resume_deliver_everything(void **state) {
   assert_int_equal(t_pat_check(got, n, 3, 0), -1);
   free(got);
   free(buf);
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void send_file_goes_through_tls(void **state) {
   t_rec sr, ar;
   obs so, ao;
   uint16_t port;
-  hps_conn_id id, sid;
+  hps_conn_id sid;
   hps_endpoint *srv, *ag;
   char path[] = "/tmp/hps_tls_fileXXXXXX";
   unsigned char *buf = malloc(200000), *got;
@@ -412,8 +412,7 @@ static void send_file_goes_through_tls(void **state) {
   srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
   start_server(srv, &port);
   ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  connect_tls(ag, &ar, port);
   sid = t_nth_conn(&sr, HPS_EV_HANDSHAKE, 0);
   assert_int_equal(hps_send_file(srv, sid, path, 0, -1), 0);
   assert_int_equal(hps_send(srv, sid, "tail", 4), 0); /* after the file */
@@ -427,10 +426,7 @@ static void send_file_goes_through_tls(void **state) {
   free(got);
   free(buf);
   unlink(path);
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 /* ------------------------------------------------------------------ */
@@ -472,10 +468,7 @@ static void wrong_ca_is_a_verify_error_on_both_sides(void **state) {
   assert_int_equal(t_rec_count(&sr, HPS_EV_HANDSHAKE), 0);
   close_text(&sr, o.close_text, sizeof(o.close_text));
   EXPECT_TEXT(o.close_text, "alert");
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void expired_certificate_is_a_verify_error(void **state) {
@@ -493,10 +486,7 @@ static void expired_certificate_is_a_verify_error(void **state) {
   t_expect_close(failed_agent_connect(ag, &ar, port, text, sizeof(text)),
                  HPS_OP_CONNECT, HPS_ETLSVERIFY);
   EXPECT_TEXT(text, "expired");
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void wrong_hostname_is_a_verify_error(void **state) {
@@ -524,15 +514,8 @@ static void wrong_hostname_is_a_verify_error(void **state) {
   set_str(ag, HPS_OPT_TLS_SNI, "not-localhost.example");
   assert_int_equal(hps_setopt(ag, HPS_OPT_TLS_VERIFY, HPS_TLS_VERIFY_NONE), 0);
   assert_int_equal(hps_start(ag, NULL, 0), 0);
-  {
-    hps_conn_id id;
-    assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-    t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
-  }
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  connect_tls(ag, &ar, port);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void plaintext_client_to_tls_server_is_etlsnottls(void **state) {
@@ -811,38 +794,32 @@ static void required_client_certificate(void **state) {
   set_str(ag, HPS_OPT_TLS_CERT_FILE, FIX "client.pem");
   set_str(ag, HPS_OPT_TLS_KEY_FILE, FIX "client.key");
   assert_int_equal(hps_start(ag, NULL, 0), 0);
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  id = connect_tls(ag, &ar, port);
   echo_round(ag, id, &ar, 1000, 1000, 0);
   obs_get(&sr, &o);
   EXPECT_TEXT(o.subject, "CN=hpsock-client");
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 static void second_connection_resumes_the_session(void **state) {
   t_rec sr, ar;
   obs so, ao, o;
   uint16_t port;
-  hps_conn_id id1, id2;
+  hps_conn_id id1;
   hps_endpoint *srv, *ag;
   (void)state;
   rec_init(&sr, &so);
   rec_init(&ar, &ao);
   srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
   ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
-  assert_int_equal(hps_connect(ag, HOST, port, &id1), 0);
-  t_conn_event(&ar, id1, HPS_EV_HANDSHAKE);
+  id1 = connect_tls(ag, &ar, port);
   obs_get(&ar, &o);
   assert_string_equal(o.resumed, "0");
   /* a round trip: the TLS 1.3 tickets arrive before the echo */
   echo_round(ag, id1, &ar, 100, 100, 0);
   assert_int_equal(hps_disconnect(ag, id1, 0), 0);
   t_conn_event(&ar, id1, HPS_EV_CLOSE);
-  assert_int_equal(hps_connect(ag, HOST, port, &id2), 0);
-  t_conn_event(&ar, id2, HPS_EV_HANDSHAKE);
+  connect_tls(ag, &ar, port);
   obs_get(&ar, &o);
   assert_string_equal(o.resumed, "1");
   t_stop_free(ag);
@@ -854,19 +831,14 @@ static void second_connection_resumes_the_session(void **state) {
   assert_int_equal(hps_setopt(ag, HPS_OPT_TLS_SESSION_CACHE, 0), 0);
   assert_int_equal(hps_start(ag, NULL, 0), 0);
   ar.echo = 0;
-  assert_int_equal(hps_connect(ag, HOST, port, &id1), 0);
-  t_conn_event(&ar, id1, HPS_EV_HANDSHAKE);
+  id1 = connect_tls(ag, &ar, port);
   echo_round(ag, id1, &ar, 100, 100, 0);
   assert_int_equal(hps_disconnect(ag, id1, 0), 0);
   t_conn_event(&ar, id1, HPS_EV_CLOSE);
-  assert_int_equal(hps_connect(ag, HOST, port, &id2), 0);
-  t_conn_event(&ar, id2, HPS_EV_HANDSHAKE);
+  connect_tls(ag, &ar, port);
   obs_get(&ar, &o);
   assert_string_equal(o.resumed, "0");
-  t_stop_free(ag);
-  t_stop_free(srv);
-  t_rec_free(&ar);
-  t_rec_free(&sr);
+  free_pair(ag, &ar, srv, &sr);
 }
 
 /* One handshake with SNI name; returns the peer subject seen. */
@@ -874,15 +846,13 @@ static void sni_handshake(uint16_t port, const char *name, char *subject,
                           size_t cap) {
   t_rec ar;
   obs ao, o;
-  hps_conn_id id;
   hps_endpoint *ag = NULL;
   rec_init(&ar, &ao);
   ag = tls_ep(HPS_TCP_AGENT, &ar, HPS_MODEL_PUSH);
   set_str(ag, HPS_OPT_TLS_CA_FILE, FIX "ca.pem");
   if (name) set_str(ag, HPS_OPT_TLS_SNI, name);
   assert_int_equal(hps_start(ag, NULL, 0), 0);
-  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
-  t_conn_event(&ar, id, HPS_EV_HANDSHAKE);
+  connect_tls(ag, &ar, port);
   obs_get(&ar, &o);
   snprintf(subject, cap, "%s", o.subject);
   t_stop_free(ag);
@@ -958,10 +928,7 @@ static void pem_options_work_like_files(void **state) {
                                   sizeof(buf), NULL), 0);
     assert_string_equal(buf, "localhost");
   }
-  t_stop_free(cl);
-  t_stop_free(srv);
-  t_rec_free(&cr);
-  t_rec_free(&sr);
+  free_pair(cl, &cr, srv, &sr);
   free(cert);
   free(key);
   free(ca);
