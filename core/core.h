@@ -102,7 +102,7 @@ struct hps__conn {
   uint8_t paused;
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
-  uint8_t doomed; /* under loop->lock: a disconnect is queued for it */
+  uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */
