@@ -186,7 +186,11 @@ struct hps_endpoint {
   hps__addr listen_addr;
 };
 
-extern _Thread_local hps__loop *hps__tls_loop;
+/* The loop whose thread this is, NULL elsewhere. initial-exec: read with one
+ * %fs-relative load, not a __tls_get_addr call per send; a pointer fits the
+ * static TLS glibc reserves for libraries loaded with dlopen (bindings). */
+extern _Thread_local hps__loop *hps__tls_loop
+    __attribute__((tls_model("initial-exec")));
 
 /* endpoint.c */
 int hps__on_own_loop(hps_endpoint *ep);
