@@ -191,7 +191,7 @@ static void start_reading(hps__conn *c) {
   if (r != 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
 }
 
-static void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
+static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
   hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
   HPS__BUMP(&c->msgs_recv, msgs);
@@ -266,7 +266,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state != HPS__C_OPEN) return;
   /* The loop's cached time: same monotonic clock as now_ms(), no syscall */
   HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
-  count_recv(c, (size_t)nread, 0);
   c->loop->corked = c;
   deliver(c, buf->base, (size_t)nread);
   hps__cork_flush(c);
@@ -277,15 +276,17 @@ static void deliver(hps__conn *c, char *base, size_t nread) {
   int r;
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
+    count_recv(c, nread, 0);
     read_pull(c, base, nread);
     break;
   case HPS_MODEL_PACK:
+    count_recv(c, nread, 0);
     r = hps__pack_feed(c->pack, (const uint8_t *)base, nread,
                        on_frame, c);
     if (r < 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
     break;
-  default:
-    count_recv(c, 0, 1);
+  default: /* push: one read, one message */
+    count_recv(c, nread, 1);
     if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
         HPS_HR_ERROR)
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
@@ -547,8 +548,10 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
       lp->cork_len + hdrlen + total > sizeof(lp->cork))
     return 0;
   p = lp->cork + lp->cork_len;
-  memcpy(p, hdr, hdrlen);
-  p += hdrlen;
+  if (hdrlen != 0) { /* a pack header: a constant-size copy, no call */
+    memcpy(p, hdr, HPS__PACK_HEADER);
+    p += HPS__PACK_HEADER;
+  }
   for (i = 0; i < n; i++) {
     if (bufs[i].len == 0) continue; /* base may be NULL */
     memcpy(p, bufs[i].base, bufs[i].len);

@@ -65,10 +65,11 @@ SCENARIOS = [
 UDP_SCENARIO = ("UDP 64 clients x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs")
 UDP_SERVERS = {"hps": "examples/udp_echo_server"}  # name -> binary under --build
 
-# callgrind: (label, hps_perf args, N1, N2 messages per connection)
+# callgrind: (label, hps_perf args, hpsock mode, N1, N2 messages per connection)
 CALLGRIND = [
-    ("1 conn, depth 1", "--conns 1 --size 64 --depth 1", 1000, 6000),
-    ("64 conns, depth 16", "--conns 64 --size 64 --depth 16", 200, 1200),
+    ("1 conn x 64 B, depth 1", "--conns 1 --size 64 --depth 1", "push", 1000, 6000),
+    ("64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16", "push", 200, 1200),
+    ("pack 64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16 --mode pack", "pack", 200, 1200),
 ]
 
 
@@ -221,10 +222,10 @@ def print_table(scenarios, results, reps):
 
 # ---------------------------------------------------------------- callgrind
 
-def callgrind_total(build, perf, name, cargs, count, tmp):
+def callgrind_total(build, perf, name, cargs, mode, count, tmp):
     out = os.path.join(tmp, f"cg.{name}.{count}")
     cmd = ("valgrind -q --tool=callgrind --callgrind-out-file=" + out + " "
-           + server_cmd(build, name, 1, "push"))
+           + server_cmd(build, name, 1, mode if name == "hps" else "push"))
     s = compare.Server(name, cmd)
     s.start(timeout=30)
     try:
@@ -248,11 +249,11 @@ def run_callgrind(args, perf):
     rows = []
     tmp = tempfile.mkdtemp(prefix="hps-suite-cg.")
     try:
-        for label, cargs, n1, n2 in CALLGRIND:
+        for label, cargs, mode, n1, n2 in CALLGRIND:
             per = {}
             for name in SERVERS:
-                ir1, m1 = callgrind_total(args.build, perf, name, cargs, n1, tmp)
-                ir2, m2 = callgrind_total(args.build, perf, name, cargs, n2, tmp)
+                ir1, m1 = callgrind_total(args.build, perf, name, cargs, mode, n1, tmp)
+                ir2, m2 = callgrind_total(args.build, perf, name, cargs, mode, n2, tmp)
                 per[name] = (ir2 - ir1) / (m2 - m1)
                 log(f"callgrind [{label}] {name}: {per[name]:.0f} Ir/msg "
                     f"({ir1:,} Ir / {m1} msgs, {ir2:,} Ir / {m2} msgs)")
