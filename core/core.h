@@ -158,6 +158,10 @@ struct hps__loop {
    * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
   hps__conn *corked;
   size_t cork_len;
+  /* When what is corked is one send of bytes inside readbuf (an echo), it
+   * is written from there: cork_ext points at them and nothing is copied.
+   * They stay put until the delivery ends, where the cork is flushed. */
+  const char *cork_ext;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
 };
@@ -254,6 +258,9 @@ int hps__conn_write(hps__conn *c, hps__wreq *w);
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
+/* Loop thread: the same for one send of bytes that lie in the loop's read
+ * buffer (an echo): they are written from there, not copied. */
+int hps__cork_borrow(hps__conn *c, const void *base, size_t len);
 /* Count bytes and messages sent, on the connection and its loop. */
 void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */

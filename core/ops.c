@@ -150,6 +150,8 @@ static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
     if (hdr)
       hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
                        (uint32_t)total);
+    else if (n == 1 && hps__cork_borrow(c, bufs[0].base, total))
+      return 0;
     if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
     hps__cork_flush(c); /* full or not delivering: keep order first */
     if (c->handle_closing) return HPS_ENOTFOUND;

@@ -539,6 +539,18 @@ static void defer(hps__conn *c, hps__wreq *w) {
   HPS__ADD(&c->queued, w->len);
 }
 
+int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
+  hps__loop *lp = c->loop;
+  if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
+      (uintptr_t)base < (uintptr_t)lp->readbuf ||
+      (uintptr_t)base + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
+    return 0;
+  lp->cork_ext = base;
+  lp->cork_len = len;
+  hps__count_sent(c, len, 1);
+  return 1;
+}
+
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total) {
   hps__loop *lp = c->loop;
@@ -547,6 +559,10 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
   if (lp->corked != c || c->file != NULL ||
       lp->cork_len + hdrlen + total > sizeof(lp->cork))
     return 0;
+  if (lp->cork_ext != NULL) { /* a second send: gather them after all */
+    memcpy(lp->cork, lp->cork_ext, lp->cork_len);
+    lp->cork_ext = NULL;
+  }
   p = lp->cork + lp->cork_len;
   if (hdrlen != 0) { /* a pack header: a constant-size copy, no call */
     memcpy(p, hdr, HPS__PACK_HEADER);
@@ -565,13 +581,15 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
 void hps__cork_flush(hps__conn *c) {
   hps__loop *lp = c->loop;
   size_t n = lp->cork_len;
+  const char *base = lp->cork_ext != NULL ? lp->cork_ext : lp->cork;
   ssize_t r = 0;
   hps__wreq *w;
   if (lp->corked != c || n == 0) return;
   lp->cork_len = 0;
+  lp->cork_ext = NULL;
   if (c->handle_closing) return; /* closed by force: the bytes go with it */
   if (c->file == NULL && c->tcp.write_queue_size == 0) {
-    uv_buf_t b = uv_buf_init(lp->cork, (unsigned)n);
+    uv_buf_t b = uv_buf_init((char *)base, (unsigned)n);
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == (ssize_t)n) return;
     if (r < 0 && r != UV_EAGAIN) {
@@ -585,7 +603,7 @@ void hps__cork_flush(hps__conn *c) {
     hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
     return;
   }
-  memcpy(w->data, lp->cork + r, n - (size_t)r);
+  memcpy(w->data, base + r, n - (size_t)r);
   w->kind = HPS__CMD_SEND;
   w->id = c->id;
   if (c->file != NULL)
