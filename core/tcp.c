@@ -318,14 +318,27 @@ static void conn_ready(hps__conn *c, int op) {
   if (c->state == HPS__C_OPEN && !c->paused) start_reading(c);
 }
 
-static void conn_opened(hps__conn *c) {
+/* Is a the listener's own address, not a wildcard? Then it is the local
+ * address of every connection accepted on it, known without a syscall. */
+static int addr_specific(const hps__addr *a) {
+  if (a->sa.sa_family == AF_INET)
+    return a->in4.sin_addr.s_addr != htonl(INADDR_ANY);
+  if (a->sa.sa_family == AF_INET6)
+    return !IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr);
+  return 0;
+}
+
+static void conn_opened(hps__conn *c, int accepted) {
   int len;
   uint64_t t = now_ms();
+  hps_endpoint *ep = conn_ep(c);
   hps__addr peer, local;
   len = sizeof(peer);
   if (uv_tcp_getpeername(&c->tcp, &peer.sa, &len) != 0) peer = c->peer;
   len = sizeof(local);
-  if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
+  if (accepted && addr_specific(&ep->listen_addr))
+    local = ep->listen_addr; /* written before the loops started */
+  else if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
     memset(&local, 0, sizeof(local));
   uv_mutex_lock(&c->loop->lock); /* other threads read them under it */
   c->peer = peer;
@@ -363,7 +376,7 @@ void hps__on_connection(uv_stream_t *server, int status) {
     return;
   }
   hps__setup_socket(ep, &c->tcp);
-  conn_opened(c);
+  conn_opened(c, 1);
   c->reported = 1;
   r = hps__emit(c, HPS_EV_ACCEPT, NULL, 0);
   if (r == HPS_HR_ERROR) {
@@ -440,7 +453,7 @@ static void on_connect(uv_connect_t *req, int status) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_ENOMEM);
     return;
   }
-  conn_opened(c);
+  conn_opened(c, 0);
   if (hps__emit(c, HPS_EV_CONNECT, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;
