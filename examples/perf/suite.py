@@ -23,14 +23,15 @@ After the timed rows come:
 - user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
 
 Knobs: --duration S (measured seconds per run, default 2), --warmup S
-(default 0.3), --reps R (default 3), --only SUBSTR (scenarios whose name
-contains it, repeatable), --no-callgrind, --no-mem, --json-out FILE.
+(default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
+matches it, repeatable), --no-callgrind, --no-mem, --json-out FILE.
 Exit status 1 if any run failed or a server died.
 """
 
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -59,11 +60,12 @@ SCENARIOS = [
     ("pack 64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16 --mode pack", 1, "pack", "msgs"),
 ]
 
-# UDP row: added when the build has a UDP echo server and hps_perf --udp (the
-# udp branch).  The references would need their own UDP echo; until then the
-# row shows hpsock alone.  To add it: fill in UDP_SERVERS below.
-UDP_SCENARIO = ("UDP 64 clients x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs")
-UDP_SERVERS = {"hps": "examples/udp_echo_server"}  # name -> binary under --build
+# UDP row: added by itself when the build has hps_udp_echo_server and
+# hps_perf --udp (the udp branch).  The references have no UDP echo yet, so
+# the row shows hpsock alone (ratios n/a); a UDP reference is one more entry
+# here, name -> binary under --build taking --port 0 --workers N.
+UDP_SCENARIO = ("UDP 64 peers x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs")
+UDP_SERVERS = {"hps": "examples/hps_udp_echo_server"}
 
 # callgrind: (label, hps_perf args, hpsock mode, N1, N2 messages per connection)
 CALLGRIND = [
@@ -79,7 +81,7 @@ def log(msg):
 
 def server_cmd(build, name, workers, mode):
     if mode == "udp":
-        return f"{os.path.join(build, UDP_SERVERS[name])} --port 0"
+        return f"{os.path.join(build, UDP_SERVERS[name])} --port 0 --workers {workers}"
     if name == "hps":
         return (f"{os.path.join(build, 'examples', 'hps_echo_server')} --port 0 "
                 f"--workers {workers} --mode {mode}")
@@ -295,8 +297,8 @@ def main():
     ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default 2)")
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
-    ap.add_argument("--only", action="append", default=[], metavar="SUBSTR",
-                    help="only scenarios whose name contains SUBSTR (repeatable)")
+    ap.add_argument("--only", action="append", default=[], metavar="REGEX",
+                    help="only scenarios whose name matches REGEX (re.search; repeatable)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     ap.add_argument("--no-mem", action="store_true", help="skip the idle-memory figure")
     ap.add_argument("--json-out", default=None, help="write every run's raw result here (JSON lines)")
@@ -317,7 +319,7 @@ def main():
     else:
         log("UDP row skipped: no UDP echo server / hps_perf --udp in this build")
     if args.only:
-        scenarios = [s for s in scenarios if any(o in s[0] for o in args.only)]
+        scenarios = [s for s in scenarios if any(re.search(o, s[0]) for o in args.only)]
 
     t0 = time.monotonic()
     print("command: python3 " + shlex.join(sys.argv))
