@@ -20,11 +20,13 @@ After the timed rows come:
   --count N2 on the same connections; (Ir(N2) - Ir(N1)) / (messages(N2) -
   messages(N1)) cancels start-up, connecting and shutdown.  Repeatable to a
   few instructions, so a regression shows without timing noise.
+- syscalls per echoed message (strace -f -c, differenced the same way).
 - user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
 
 Knobs: --duration S (measured seconds per run, default 2), --warmup S
 (default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
-matches it, repeatable), --no-callgrind, --no-mem, --json-out FILE.
+matches it, repeatable), --no-callgrind, --no-syscalls, --no-mem,
+--json-out FILE.
 Exit status 1 if any run failed or a server died.
 """
 
@@ -278,6 +280,82 @@ def print_callgrind(rows):
           "runs (hps_perf --count), so start-up, connecting and shutdown cancel out.")
 
 
+# ---------------------------------------------------------------- syscalls
+
+SYSCALL_LOAD = ("64 conns x 64 B, depth 1", "--conns 64 --size 64 --depth 1", 50, 250)
+
+
+def strace_counts(build, perf, name, cargs, count, tmp):
+    """{syscall: calls} of the server over a fixed-work run, and messages"""
+    out = os.path.join(tmp, f"st.{name}.{count}")
+    s = compare.Server(name, f"strace -f -c -o {out} " + server_cmd(build, name, 1, "push"))
+    s.start(timeout=30)
+    try:
+        pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
+              "--duration", "60"] + shlex.split(cargs)
+        r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
+        if r.returncode != 0:
+            raise RuntimeError(f"strace run {name} --count {count}: exit {r.returncode}: "
+                               f"{r.stderr.strip()[-500:]}")
+        msgs = json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+    finally:
+        # end the server itself, not strace (which then writes its summary)
+        kids = []
+        try:
+            with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            pass
+        for k in kids:
+            try:
+                os.kill(k, 15)
+            except ProcessLookupError:
+                pass
+        try:
+            s.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        s.stop()
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            p = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                calls[p[-1]] = int(p[3])
+    return calls, msgs
+
+
+def run_syscalls(args, perf):
+    label, cargs, n1, n2 = SYSCALL_LOAD
+    per = {}
+    tmp = tempfile.mkdtemp(prefix="hps-suite-st.")
+    try:
+        for name in SERVERS:
+            c1, m1 = strace_counts(args.build, perf, name, cargs, n1, tmp)
+            c2, m2 = strace_counts(args.build, perf, name, cargs, n2, tmp)
+            diff = {k: (c2.get(k, 0) - c1.get(k, 0)) / (m2 - m1) for k in set(c1) | set(c2)}
+            per[name] = {k: v for k, v in diff.items() if v >= 0.005}
+            log(f"syscalls [{label}] {name}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(per[name].items(), key=lambda kv: -kv[1])))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return label, per
+
+
+def print_syscalls(st):
+    label, per = st
+    print(f"| syscalls per echoed message ({label}, 1 worker) | total | of which |")
+    print("|---|---:|---|")
+    for name in SERVERS:
+        d = per[name]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+        print(f"| {name} | {sum(d.values()):.2f} | {parts} |")
+    print()
+    print("strace -f -c of the server over two fixed-work runs (hps_perf --count), differenced "
+          "like the instruction counts.")
+
+
 def run_idle_mem(args):
     prog = os.path.join(args.build, "examples", "perf", "hps_idle_mem")
     r = subprocess.run([prog, "-n", "10000"], capture_output=True, text=True, timeout=60)
@@ -301,6 +379,7 @@ def main():
                     help="only scenarios whose name matches REGEX (re.search; repeatable)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     ap.add_argument("--no-mem", action="store_true", help="skip the idle-memory figure")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts (strace)")
     ap.add_argument("--json-out", default=None, help="write every run's raw result here (JSON lines)")
     args = ap.parse_args()
     if args.reps < 1:
@@ -332,6 +411,7 @@ def main():
     try:
         results, failed = run_scenarios(args, perf, scenarios)
         cg = [] if args.no_callgrind or not shutil.which("valgrind") else run_callgrind(args, perf)
+        st = None if args.no_syscalls or not shutil.which("strace") else run_syscalls(args, perf)
         mem = None if args.no_mem else run_idle_mem(args)
     finally:
         if args.jsonf:
@@ -341,6 +421,9 @@ def main():
     print()
     if cg:
         print_callgrind(cg)
+        print()
+    if st:
+        print_syscalls(st)
         print()
     if mem:
         print(f"idle memory: hpsock holds {mem[0]:,} idle connections with {mem[1]:,} bytes "
