@@ -277,7 +277,11 @@ def print_callgrind(rows):
     print()
     print("User-space instructions only (valgrind --tool=callgrind, Ir); each figure is "
           "(Ir at N2 - Ir at N1) / (messages at N2 - messages at N1) of two fixed-work "
-          "runs (hps_perf --count), so start-up, connecting and shutdown cancel out.")
+          "runs (hps_perf --count), so start-up, connecting and shutdown cancel out. "
+          "The references echo pack frames as plain bytes: the pack row is what parsing "
+          "and re-framing cost hpsock, not a like-for-like ratio. callgrind counts a "
+          "rep movsb copy per byte, so copies of 2 KiB and more weigh far more here "
+          "than on the CPU.")
 
 
 # ---------------------------------------------------------------- syscalls
