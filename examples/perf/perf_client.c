@@ -943,6 +943,10 @@ static void parse_args(int argc, char **argv)
         fprintf(stderr, "hps_perf: --count and --setup-rate do not go together\n");
         exit(64);
     }
+    if (cfg.idle > 0 && cfg.setup_rate) {
+        fprintf(stderr, "hps_perf: --idle and --setup-rate do not go together\n");
+        exit(64);
+    }
     if (cfg.threads > cfg.conns)
         cfg.threads = cfg.conns;
 }
