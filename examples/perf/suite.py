@@ -128,6 +128,7 @@ def run_scenarios(args, perf, scenarios):
                            "--duration", str(args.duration), "--warmup", str(args.warmup)]
                     cmd += shlex.split(cargs)
                     res = compare.run_client(cmd, args.duration + args.warmup + 40, s)
+                    res["rep"] = rep
                     results.setdefault((si, s.name), []).append(res)
                     j = res["json"]
                     if res["rc"] != 0 or j is None or "cpu_s" not in res:
@@ -183,14 +184,26 @@ def summarize(runs, unit):
     }
 
 
+def rep_ratio(runs, ref_runs, unit, per_cpu):
+    """Median over repetitions of this server's figure / the reference's in
+    the same repetition: the runs of one repetition follow each other, so a
+    change in the machine's load between repetitions cancels out."""
+    def ok(r):
+        return r["rc"] == 0 and r["json"] and r.get("cpu_s")
+
+    def fig(r):
+        j = r["json"]
+        return work_of(j, unit) / r["cpu_s"] if per_cpu else rate_of(j, unit)
+    ref = {r["rep"]: r for r in ref_runs if ok(r)}
+    ratios = [fig(r) / fig(ref[r["rep"]]) for r in runs
+              if ok(r) and r["rep"] in ref and fig(ref[r["rep"]]) > 0]
+    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+
+
 def fmt(x):
     if x is None:
         return "n/a"
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-
-def ratio(x, ref):
-    return f"{x / ref:.2f}x" if ref else "n/a"
 
 
 def print_table(scenarios, results, reps):
@@ -202,7 +215,6 @@ def print_table(scenarios, results, reps):
         names = list(UDP_SERVERS) if mode == "udp" else list(SERVERS)
         for name in names:
             sums[name] = summarize(results.get((si, name), []), unit)
-        ep, uv = sums.get("epoll"), sums.get("uv")
         u = {"msgs": "msg/s", "MB": "MB/s", "conns": "conn/s"}[unit]
         wl = f" [{workers}w]" if workers > 1 else ""
         for name in names:
@@ -211,13 +223,16 @@ def print_table(scenarios, results, reps):
             if m is None:
                 print(f"| {label}{wl} | {name} | FAILED | | | | | | | | | | 0/{len(runs)} |")
                 continue
+            ref_ep = results.get((si, "epoll"), [])
+            ref_uv = results.get((si, "uv"), [])
             print(f"| {label}{wl} | {name} | {fmt(m['rate'])} {u} | {m['spread']:.0f}% | "
-                  f"{ratio(m['rate'], ep and ep['rate'])} | {ratio(m['rate'], uv and uv['rate'])} | "
-                  f"{fmt(m['per_cpu'])} | {ratio(m['per_cpu'], ep and ep['per_cpu'])} | "
-                  f"{ratio(m['per_cpu'], uv and uv['per_cpu'])} | {m['p50']:.0f} | {m['p99']:.0f} | "
+                  f"{rep_ratio(runs, ref_ep, unit, False)} | {rep_ratio(runs, ref_uv, unit, False)} | "
+                  f"{fmt(m['per_cpu'])} | {rep_ratio(runs, ref_ep, unit, True)} | "
+                  f"{rep_ratio(runs, ref_uv, unit, True)} | {m['p50']:.0f} | {m['p99']:.0f} | "
                   f"{m['p999']:.0f} | {m['n']}/{m['of']} |")
     print()
-    print(f"Medians over {reps} interleaved repetitions. rate: messages/s, MB/s of payload "
+    print(f"Medians over {reps} interleaved repetitions; a ratio is the median over the "
+          "repetitions of the two servers' figures in the same repetition. rate: messages/s, MB/s of payload "
           "(stream) or connect+echo+close cycles/s (setup); per server CPU-s: the same work "
           "per second of server CPU (user+sys, all threads) in the measured window; "
           "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed, "
