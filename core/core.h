@@ -106,7 +106,7 @@ struct hps__conn {
   uint8_t paused;
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
-  uint8_t doomed; /* under loop->lock: a disconnect is queued for it */
+  uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */
@@ -181,6 +181,10 @@ struct hps__loop {
    * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
   hps__conn *corked;
   size_t cork_len;
+  /* When what is corked is one send of bytes inside readbuf (an echo), it
+   * is written from there: cork_ext points at them and nothing is copied.
+   * They stay put until the delivery ends, where the cork is flushed. */
+  const char *cork_ext;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
   hps__udp_loop udp; /* UDP roles only */
@@ -219,7 +223,11 @@ struct hps_endpoint {
   ((ep)->role == HPS_TCP_CLIENT || (ep)->role == HPS_UDP_CLIENT ||            \
    (ep)->role == HPS_UDP_CAST || (ep)->role == HPS_UDP_NODE)
 
-extern _Thread_local hps__loop *hps__tls_loop;
+/* The loop whose thread this is, NULL elsewhere. initial-exec: read with one
+ * %fs-relative load, not a __tls_get_addr call per send; a pointer fits the
+ * static TLS glibc reserves for libraries loaded with dlopen (bindings). */
+extern _Thread_local hps__loop *hps__tls_loop
+    __attribute__((tls_model("initial-exec")));
 
 /* endpoint.c */
 int hps__on_own_loop(hps_endpoint *ep);
@@ -283,6 +291,9 @@ int hps__conn_write(hps__conn *c, hps__wreq *w);
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
+/* Loop thread: the same for one send of bytes that lie in the loop's read
+ * buffer (an echo): they are written from there, not copied. */
+int hps__cork_borrow(hps__conn *c, const void *base, size_t len);
 /* Count bytes and messages sent, on the connection and its loop. */
 void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */

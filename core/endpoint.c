@@ -9,7 +9,8 @@
 
 #include "core.h"
 
-_Thread_local hps__loop *hps__tls_loop;
+_Thread_local hps__loop *hps__tls_loop
+    __attribute__((tls_model("initial-exec")));
 /* The endpoint whose server PREPARE this thread is delivering in hps_start:
  * hps_free / hps_wait from that handler are refused as from a loop. */
 static _Thread_local hps_endpoint *tls_starting;

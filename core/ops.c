@@ -59,7 +59,7 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
   /* One read: the loop may close it meanwhile, and CLOSING is not "not
    * connected yet". */
   state = HPS__LOAD(&c->state);
-  if (state == HPS__C_CLOSING || c->doomed) {
+  if (state == HPS__C_CLOSING || HPS__LOAD(&c->doomed)) {
     err = HPS_ENOTFOUND;
   } else if (queued_bytes > 0 && state != HPS__C_OPEN) {
     err = HPS_ESTATE;
@@ -73,7 +73,7 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     HPS__ADD(&c->queued, queued_bytes);
     /* A queued disconnect ends the connection for every later call, even
      * before its loop runs it: later sends fail instead of vanishing. */
-    if (w->kind == HPS__CMD_DISCONNECT) c->doomed = 1;
+    if (w->kind == HPS__CMD_DISCONNECT) HPS__STORE(&c->doomed, 1);
   }
   uv_mutex_unlock(&lp->lock);
   if (err != 0) {
@@ -83,15 +83,19 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
   return 0;
 }
 
-/* On the owning loop: the connection, or NULL with *err set. */
+/* On the owning loop: the connection, or NULL with *err set. The one whose
+ * read is being delivered (a handler answering what it got: the hot path)
+ * needs neither the lock nor the table: only this thread closes or recycles
+ * it, and `doomed`, set by other threads, is read atomically. */
 static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
-  hps__loop *lp;
-  hps__conn *c = lock_conn(ep, id, &lp, err);
-  int gone;
-  if (c == NULL) return NULL;
-  gone = HPS__LOAD(&c->state) == HPS__C_CLOSING || c->doomed;
-  uv_mutex_unlock(&lp->lock);
-  if (gone) {
+  hps__loop *lp = hps__tls_loop;
+  hps__conn *c = lp->corked;
+  if (c == NULL || c->id != id) {
+    c = lock_conn(ep, id, &lp, err);
+    if (c == NULL) return NULL;
+    uv_mutex_unlock(&lp->lock); /* only this thread may free it */
+  }
+  if (HPS__LOAD(&c->state) == HPS__C_CLOSING || HPS__LOAD(&c->doomed)) {
     *err = HPS_ENOTFOUND;
     return NULL;
   }
@@ -146,6 +150,8 @@ static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
     if (hdr)
       hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
                        (uint32_t)total);
+    else if (n == 1 && hps__cork_borrow(c, bufs[0].base, total))
+      return 0;
     if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
     hps__cork_flush(c); /* full or not delivering: keep order first */
     if (c->handle_closing) return HPS_ENOTFOUND;

@@ -56,14 +56,6 @@ static inline uint32_t hps__pack_load_le32(const uint8_t *p) {
          ((uint32_t)p[3] << 24);
 }
 
-void hps__pack_header(uint8_t out[4], uint32_t flag, uint32_t len) {
-  uint32_t h = ((flag & HPS__PACK_FLAG_MAX) << 22) | (len & HPS__PACK_LEN_MASK);
-  out[0] = (uint8_t)h;
-  out[1] = (uint8_t)(h >> 8);
-  out[2] = (uint8_t)(h >> 16);
-  out[3] = (uint8_t)(h >> 24);
-}
-
 void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max) {
   /* No clamping needed: a flag over 10 bits never matches (every frame is
    * rejected), and a max over HPS__PACK_MAX_LIMIT allows no more than the

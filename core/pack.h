@@ -18,7 +18,14 @@
 #define HPS__PACK_MAX_LIMIT 0x3fffffu  /* 4 MiB - 1 */
 
 /* Write the header for a body of len bytes with flag into out[4]. */
-void hps__pack_header(uint8_t out[4], uint32_t flag, uint32_t len);
+static inline void hps__pack_header(uint8_t out[4], uint32_t flag,
+                                    uint32_t len) {
+  uint32_t h = ((flag & HPS__PACK_FLAG_MAX) << 22) | (len & HPS__PACK_LEN_MASK);
+  out[0] = (uint8_t)h;
+  out[1] = (uint8_t)(h >> 8);
+  out[2] = (uint8_t)(h >> 16);
+  out[3] = (uint8_t)(h >> 24);
+}
 
 /* Called once per whole frame; body is valid only during the call (it may
  * point into the fed data or into the decoder's buffer). Return 0 to go on,

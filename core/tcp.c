@@ -213,7 +213,7 @@ static void start_reading(hps__conn *c) {
 
 void hps__start_reading(hps__conn *c) { start_reading(c); }
 
-static void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
+static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
   hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
   HPS__BUMP(&c->msgs_recv, msgs);
@@ -296,15 +296,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
     return;
   }
-  count_recv(c, (size_t)nread, 0);
   c->loop->corked = c;
   deliver(c, buf->base, (size_t)nread);
   hps__cork_flush(c);
   c->loop->corked = NULL;
 }
 
+/* Plaintext out of TLS: counted (as plaintext) and delivered as a read. */
 void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
-  count_recv(c, n, 0);
   c->loop->corked = c;
   deliver(c, base, n);
   hps__cork_flush(c);
@@ -315,15 +314,17 @@ static void deliver(hps__conn *c, char *base, size_t nread) {
   int r;
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
+    count_recv(c, nread, 0);
     read_pull(c, base, nread);
     break;
   case HPS_MODEL_PACK:
+    count_recv(c, nread, 0);
     r = hps__pack_feed(c->pack, (const uint8_t *)base, nread,
                        on_frame, c);
     if (r < 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
     break;
-  default:
-    count_recv(c, 0, 1);
+  default: /* push: one read, one message */
+    count_recv(c, nread, 1);
     if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
         HPS_HR_ERROR)
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
@@ -360,14 +361,27 @@ static void conn_ready(hps__conn *c, int op) {
   if (c->state == HPS__C_OPEN && !c->paused) start_reading(c);
 }
 
-static void conn_opened(hps__conn *c) {
+/* Is a the listener's own address, not a wildcard? Then it is the local
+ * address of every connection accepted on it, known without a syscall. */
+static int addr_specific(const hps__addr *a) {
+  if (a->sa.sa_family == AF_INET)
+    return a->in4.sin_addr.s_addr != htonl(INADDR_ANY);
+  if (a->sa.sa_family == AF_INET6)
+    return !IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr);
+  return 0;
+}
+
+static void conn_opened(hps__conn *c, int accepted) {
   int len;
   uint64_t t = now_ms();
+  hps_endpoint *ep = conn_ep(c);
   hps__addr peer, local;
   len = sizeof(peer);
   if (uv_tcp_getpeername(&c->tcp, &peer.sa, &len) != 0) peer = c->peer;
   len = sizeof(local);
-  if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
+  if (accepted && addr_specific(&ep->listen_addr))
+    local = ep->listen_addr; /* written before the loops started */
+  else if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
     memset(&local, 0, sizeof(local));
   uv_mutex_lock(&c->loop->lock); /* other threads read them under it */
   c->peer = peer;
@@ -406,7 +420,7 @@ void hps__on_connection(uv_stream_t *server, int status) {
     return;
   }
   hps__setup_socket(ep, &c->tcp);
-  conn_opened(c);
+  conn_opened(c, 1);
   c->reported = 1;
   r = hps__emit(c, HPS_EV_ACCEPT, NULL, 0);
   if (r == HPS_HR_ERROR) {
@@ -485,7 +499,7 @@ static void on_connect(uv_connect_t *req, int status) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_ENOMEM);
     return;
   }
-  conn_opened(c);
+  conn_opened(c, 0);
   if (hps__emit(c, HPS_EV_CONNECT, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;
@@ -601,6 +615,18 @@ static void defer(hps__conn *c, hps__wreq *w) {
   HPS__ADD(&c->queued, w->len);
 }
 
+int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
+  hps__loop *lp = c->loop;
+  if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
+      (uintptr_t)base < (uintptr_t)lp->readbuf ||
+      (uintptr_t)base + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
+    return 0;
+  lp->cork_ext = base;
+  lp->cork_len = len;
+  hps__count_sent(c, len, 1);
+  return 1;
+}
+
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total) {
   hps__loop *lp = c->loop;
@@ -609,9 +635,15 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
   if (lp->corked != c || c->file != NULL ||
       lp->cork_len + hdrlen + total > sizeof(lp->cork))
     return 0;
+  if (lp->cork_ext != NULL) { /* a second send: gather them after all */
+    memcpy(lp->cork, lp->cork_ext, lp->cork_len);
+    lp->cork_ext = NULL;
+  }
   p = lp->cork + lp->cork_len;
-  memcpy(p, hdr, hdrlen);
-  p += hdrlen;
+  if (hdrlen != 0) { /* a pack header: a constant-size copy, no call */
+    memcpy(p, hdr, HPS__PACK_HEADER);
+    p += HPS__PACK_HEADER;
+  }
   for (i = 0; i < n; i++) {
     if (bufs[i].len == 0) continue; /* base may be NULL */
     memcpy(p, bufs[i].base, bufs[i].len);
@@ -625,17 +657,19 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
 void hps__cork_flush(hps__conn *c) {
   hps__loop *lp = c->loop;
   size_t n = lp->cork_len;
+  const char *base = lp->cork_ext != NULL ? lp->cork_ext : lp->cork;
   ssize_t r = 0;
   hps__wreq *w;
   if (lp->corked != c || n == 0) return;
   lp->cork_len = 0;
+  lp->cork_ext = NULL;
   if (c->handle_closing) return; /* closed by force: the bytes go with it */
   if (c->tls != NULL && c->file == NULL) {
-    hps__tls_write_bytes(c, lp->cork, n);
+    hps__tls_write_bytes(c, base, n);
     return;
   }
   if (c->file == NULL && c->tcp.write_queue_size == 0) {
-    uv_buf_t b = uv_buf_init(lp->cork, (unsigned)n);
+    uv_buf_t b = uv_buf_init((char *)base, (unsigned)n);
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == (ssize_t)n) return;
     if (r < 0 && r != UV_EAGAIN) {
@@ -649,7 +683,7 @@ void hps__cork_flush(hps__conn *c) {
     hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
     return;
   }
-  memcpy(w->data, lp->cork + r, n - (size_t)r);
+  memcpy(w->data, base + r, n - (size_t)r);
   w->kind = HPS__CMD_SEND;
   w->id = c->id;
   if (c->file != NULL)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "hpsock.h"
@@ -39,6 +40,15 @@ static int check(const char *what, int r) {
     exit(1);
   }
   return r;
+}
+
+/* Up to the hard limit: 10,000 connections need more than the usual 1024. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -76,6 +86,7 @@ int main(int argc, char **argv) {
     usage();
 
   /* Block the stop signals in every thread; main waits for them below. */
+  raise_nofile();
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);

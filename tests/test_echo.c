@@ -785,6 +785,57 @@ static void test_agent_connect_timeout_closes_with_etimedout(void **state) {
   t_rec_free(&r);
 }
 
+/* A handler's sends of the bytes it was given are written from the read
+ * buffer itself (no copy) unless more follows: then everything is gathered
+ * in order. Mixed here: the whole read, a stack byte, a slice of the read;
+ * and, on the next read, only a slice (an interior pointer). */
+static int hook_echo_mixed(t_rec *r, const hps_event *ev) {
+  const char *d = ev->data;
+  (void)r;
+  if (ev->type != HPS_EV_RECEIVE || d == NULL || ev->len < 2)
+    return HPS_HR_OK;
+  if (d[0] == 'A') {
+    if (hps_send(ev->endpoint, ev->conn, d, ev->len) != 0 ||
+        hps_send(ev->endpoint, ev->conn, "|", 1) != 0 ||
+        hps_send(ev->endpoint, ev->conn, d + 1, ev->len - 1) != 0)
+      return HPS_HR_ERROR;
+  } else if (hps_send(ev->endpoint, ev->conn, d + 1, ev->len - 1) != 0) {
+    return HPS_HR_ERROR;
+  }
+  return HPS_HR_OK;
+}
+
+static void test_sends_of_the_received_bytes_keep_content_and_order(
+    void **state) {
+  t_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  char got[64];
+  int fd, i;
+  /* without SEND events: the path that gathers a handler's sends */
+  const int64_t opts[] = {HPS_OPT_EVENTS,
+                          HPS_EVENTS_ALL & ~HPS_EVBIT(HPS_EV_SEND), 0};
+  (void)state;
+  t_rec_init(&r);
+  r.hook = hook_echo_mixed;
+  ep = t_server_opts(&r, 1, HPS_MODEL_PUSH, opts, &port);
+  fd = t_connect(HOST, port);
+  for (i = 0; i < 20; i++) {
+    /* one message at a time, each answered before the next: one read each */
+    t_send_all(fd, "Abcdef", 6);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(t_recv_exact(fd, got, 12, T_WAIT_MS), 12);
+    assert_string_equal(got, "Abcdef|bcdef");
+    t_send_all(fd, "Bxyz", 4);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(t_recv_exact(fd, got, 3, T_WAIT_MS), 3);
+    assert_string_equal(got, "xyz");
+  }
+  close(fd);
+  t_stop_free(ep);
+  t_rec_free(&r);
+}
+
 /* ------------------------------------------------------------------ */
 /* many connections, concurrency                                       */
 /* ------------------------------------------------------------------ */
@@ -1779,6 +1830,7 @@ int main(void) {
           test_handler_error_from_receive_closes_only_that_connection),
       cmocka_unit_test(test_agent_connect_refused_closes_with_econnrefused),
       cmocka_unit_test(test_agent_connect_timeout_closes_with_etimedout),
+      cmocka_unit_test(test_sends_of_the_received_bytes_keep_content_and_order),
       cmocka_unit_test(test_agent_with_fifty_connections_to_one_server),
       cmocka_unit_test(test_events_of_one_connection_never_overlap),
       cmocka_unit_test(test_sends_from_many_threads_never_interleave),

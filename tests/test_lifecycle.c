@@ -249,6 +249,32 @@ static void server_without_host_listens_on_all_ipv4(void **state) {
   }
 }
 
+/* A connection accepted on a wildcard listener has the address it came in
+ * on as its local address, not the wildcard. */
+static void wildcard_listener_reports_the_real_local_address(void **state) {
+  t_rec r;
+  hps_endpoint *ep;
+  char host[64];
+  uint16_t port, lport = 0;
+  t_ev a;
+  int fd;
+  (void)state;
+  t_rec_init(&r);
+  assert_int_equal(hps_create(HPS_TCP_SERVER, t_rec_handler, &r, &ep), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_WORKERS, 1), 0);
+  assert_int_equal(hps_start(ep, "0.0.0.0", 0), 0);
+  assert_int_equal(hps_listen_address(ep, NULL, 0, &port), 0);
+  fd = t_connect("127.0.0.1", port);
+  assert_int_equal(t_rec_wait(&r, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_get(&r, HPS_EV_ACCEPT, 0, &a), 0);
+  assert_int_equal(hps_local_address(ep, a.conn, host, sizeof(host), &lport), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(lport, port);
+  close(fd);
+  assert_int_equal(hps_free(ep), 0);
+  t_rec_free(&r);
+}
+
 /* ------------------------------------------------------------------ */
 /* Restart                                                             */
 /* ------------------------------------------------------------------ */
@@ -1052,6 +1078,7 @@ int main(void) {
       cmocka_unit_test(start_stop_moves_through_the_states),
       cmocka_unit_test(stop_of_a_never_started_endpoint_is_estate),
       cmocka_unit_test(server_without_host_listens_on_all_ipv4),
+      cmocka_unit_test(wildcard_listener_reports_the_real_local_address),
       cmocka_unit_test(restart_after_stop_serves_on_a_new_port),
       cmocka_unit_test(agent_restart_connects_again),
       cmocka_unit_test(id_from_before_a_restart_never_reaches_a_new_connection),

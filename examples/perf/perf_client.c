@@ -24,6 +24,15 @@
  * lost (and its slot reused), one echoed after that is counted late. Loss
  * is reported, not an error; a corrupted datagram still is (exit 2).
  *
+ * --idle N: N more connections are opened before the run and held without
+ * sending; at the end each must still be open (a server that dropped one
+ * counts an error).  With --conns 100 --idle 9900 the server holds 10,000
+ * connections of which 100 are busy.
+ *
+ * --count N: every connection sends exactly N messages and the run ends when
+ * all of them are echoed (no warm-up; --duration is then only a time limit).
+ * A fixed amount of work, for instruction counting (callgrind).
+ *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
  * during an echo run (a connection was closed or reset by the server).
@@ -43,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +83,8 @@ struct config {
     int tls;            /* --tls: every connection speaks TLS (OpenSSL) */
     const char *ca;     /* --ca FILE: verify the server; else no verification */
     const char *sni;    /* --sni NAME: server name sent and verified */
+    int idle;          /* extra connections held open without traffic */
+    long count;        /* messages per connection, then stop (0 = timed run) */
 
     /* derived */
     size_t hdr;      /* 0 or 4 */
@@ -90,7 +102,8 @@ static _Atomic int g_phase = PH_CONNECT;
 static _Atomic int g_abort = 0;
 
 #define DRAIN_NS 1000000000ULL     /* max wait for in-flight echoes at the end */
-#define CONNECT_WINDOW_NS 5000000000ULL
+/* connecting: 5 s plus 1 ms per connection (10,000 idle ones take time) */
+#define CONNECT_WINDOW_NS (5000000000ULL + 1000000ULL * (uint64_t)(cfg.conns + cfg.idle))
 #define RBUF_SIZE (256 * 1024)
 #define MAX_LOGGED_ERRORS 5
 
@@ -282,6 +295,9 @@ struct worker {
     int ep;
     struct conn *conns;
     int nconns;
+    int *idle_fds;      /* --idle: held open, never used */
+    int nidle;
+    uint64_t idle_lost; /* idle connections found closed at the end */
     int active;
     int idle;
     uint8_t *rbuf;
@@ -474,7 +490,8 @@ static void conn_received(struct worker *w, struct conn *c, const uint8_t *p, si
             }
             c->rx_seq++;
             c->rx_off = 0;
-            if (!cfg.setup_rate && phase < PH_DRAIN)
+            if (!cfg.setup_rate && phase < PH_DRAIN &&
+                (cfg.count == 0 || c->tx_seq < (uint64_t)cfg.count))
                 enqueue_msg(c, now);
         }
     }
@@ -620,13 +637,23 @@ static void run_echo(struct worker *w)
     for (int i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         ep_set(w, c, EPOLL_CTL_ADD, EPOLLIN);
-        for (int d = 0; d < cfg.depth; d++)
+        for (int d = 0; d < cfg.depth && (cfg.count == 0 || d < cfg.count); d++)
             enqueue_msg(c, now);
         conn_flush(w, c);
     }
 
     for (;;) {
         int phase = atomic_load_explicit(&g_phase, memory_order_relaxed);
+        if (cfg.count > 0) {
+            /* fixed work: a connection is done once its N echoes are back */
+            for (int i = 0; i < w->nconns; i++) {
+                struct conn *c = &w->conns[i];
+                if (c->state == ST_OPEN && c->rx_seq == (uint32_t)cfg.count)
+                    conn_close(w, c);
+            }
+            if (w->active == 0)
+                break;
+        }
         if (phase >= PH_DRAIN) {
             now = now_ns();
             if (!drain_deadline) {
@@ -845,6 +872,16 @@ static void *worker_main(void *arg)
             w->conns[i].fd = fd;
             w->conns[i].state = ST_OPEN;
         }
+        for (int i = 0; i < w->nidle && !w->connect_failed; i++) {
+            int err = 0;
+            int fd = connect_blocking(deadline, &err);
+            if (fd < 0) {
+                w->connect_failed = 1;
+                w->connect_errno = err;
+                break;
+            }
+            w->idle_fds[i] = fd;
+        }
     }
     pthread_barrier_wait(&g_barrier);
     if (atomic_load(&g_abort) || w->connect_failed)
@@ -853,10 +890,32 @@ static void *worker_main(void *arg)
         run_setup(w);
     else
         run_echo(w);
+    /* every idle connection must still be open: nothing to read, no EOF */
+    for (int i = 0; i < w->nidle; i++) {
+        char b;
+        ssize_t r = recv(w->idle_fds[i], &b, 1, MSG_DONTWAIT | MSG_PEEK);
+        if (!(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+            if (w->idle_lost++ == 0)
+                log_error(w, r == 0 ? "idle connection closed by the server"
+                                    : r > 0 ? "idle connection received bytes" : "idle connection",
+                          r < 0 ? errno : 0);
+        }
+        close(w->idle_fds[i]);
+    }
     return NULL;
 }
 
 /* -------------------------------------------------------------------- main */
+
+/* Up to the hard limit: 10,000 connections need more than the usual 1024. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 static void on_alarm(int sig)
 {
@@ -885,6 +944,9 @@ static void usage(FILE *f)
             "  --setup-rate     measure connect+echo+close cycles per second\n"
             "  --udp            UDP datagrams instead of TCP (echo mode; loss reported)\n"
             "  --loss-ms MS     UDP: a datagram not echoed within MS is lost (default 200)\n"
+            "  --idle N         also hold N connections open without traffic\n"
+            "  --count N        each connection sends exactly N messages, then the run\n"
+            "                   ends (no warm-up; --duration is only a time limit)\n"
             "  --json           print one JSON object line\n"
             "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
             "  --tls            speak TLS (OpenSSL); echo runs only\n"
@@ -923,7 +985,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_CONNS, O_SIZE, O_DEPTH, O_DURATION, O_WARMUP, O_THREADS,
            O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_UDP, O_LOSS, O_TLS, O_CA,
-           O_SNI, O_HELP };
+           O_SNI, O_IDLE, O_COUNT, O_HELP };
     static const struct option opts[] = {
         { "host", required_argument, NULL, O_HOST },
         { "port", required_argument, NULL, O_PORT },
@@ -943,6 +1005,8 @@ static void parse_args(int argc, char **argv)
         { "tls", no_argument, NULL, O_TLS },
         { "ca", required_argument, NULL, O_CA },
         { "sni", required_argument, NULL, O_SNI },
+        { "idle", required_argument, NULL, O_IDLE },
+        { "count", required_argument, NULL, O_COUNT },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -988,6 +1052,8 @@ static void parse_args(int argc, char **argv)
         case O_TLS: cfg.tls = 1; break;
         case O_CA: cfg.ca = optarg; break;
         case O_SNI: cfg.sni = optarg; break;
+        case O_IDLE: cfg.idle = (int)parse_long("idle", optarg, 0, 1000000); break;
+        case O_COUNT: cfg.count = parse_long("count", optarg, 1, 1L << 31); break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(64);
         }
@@ -1020,6 +1086,10 @@ static void parse_args(int argc, char **argv)
         fprintf(stderr, "hps_perf: --tls is for TCP, not --udp\n");
         exit(64);
     }
+    if ((cfg.idle || cfg.count) && (cfg.tls || cfg.udp)) {
+        fprintf(stderr, "hps_perf: --idle and --count are for plain TCP echo runs\n");
+        exit(64);
+    }
     if (cfg.tls && cfg.setup_rate) {
         fprintf(stderr, "hps_perf: --tls measures echo runs only, not --setup-rate\n");
         exit(64);
@@ -1042,6 +1112,14 @@ static void parse_args(int argc, char **argv)
     }
     if (cfg.setup_rate)
         cfg.depth = 1;
+    if (cfg.count > 0 && cfg.setup_rate) {
+        fprintf(stderr, "hps_perf: --count and --setup-rate do not go together\n");
+        exit(64);
+    }
+    if (cfg.idle > 0 && cfg.setup_rate) {
+        fprintf(stderr, "hps_perf: --idle and --setup-rate do not go together\n");
+        exit(64);
+    }
     if (cfg.threads > cfg.conns)
         cfg.threads = cfg.conns;
 }
@@ -1320,8 +1398,9 @@ int main(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, NULL);
-    /* hard bound: warmup + duration + 10 s (connect window 5 s + drain 1 s fit in) */
-    alarm((unsigned)(cfg.duration + cfg.warmup + 10.0));
+    raise_nofile();
+    /* hard bound: connect window + warmup + duration + 5 s (drain 1 s fits in) */
+    alarm((unsigned)((double)CONNECT_WINDOW_NS / 1e9 + cfg.duration + cfg.warmup + 5.0));
     if (cfg.udp)
         return run_udp();
 
@@ -1337,6 +1416,12 @@ int main(int argc, char **argv)
         w->idx = t;
         w->nconns = cfg.conns / T + (t < cfg.conns % T ? 1 : 0);
         w->conns = calloc((size_t)w->nconns, sizeof *w->conns);
+        w->nidle = cfg.idle / T + (t < cfg.idle % T ? 1 : 0);
+        w->idle_fds = calloc((size_t)w->nidle + 1, sizeof *w->idle_fds);
+        if (!w->idle_fds) {
+            perror("hps_perf: calloc");
+            return 3;
+        }
         w->rbuf = malloc(RBUF_SIZE);
         w->scratch = malloc(scratch_len);
         w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1360,6 +1445,8 @@ int main(int argc, char **argv)
     }
 
     pthread_barrier_init(&g_barrier, NULL, (unsigned)T + 1u);
+    if (cfg.count > 0) /* every echo counts, from the very first */
+        atomic_store(&g_phase, PH_MEASURE);
     for (int t = 0; t < T; t++) {
         if (pthread_create(&ws[t].th, NULL, worker_main, &ws[t]) != 0) {
             fprintf(stderr, "hps_perf: pthread_create failed\n");
@@ -1376,28 +1463,43 @@ int main(int argc, char **argv)
         }
     }
 
-    uint64_t t_start = now_ns();
-    atomic_store(&g_phase, PH_WARMUP);
-    sleep_until(t_start + (uint64_t)(cfg.warmup * 1e9));
-    uint64_t t_m0 = now_ns();
-    atomic_store(&g_phase, PH_MEASURE);
-    if (cfg.marks)
-        fprintf(stderr, "hps_perf: mark measure-start\n");
-    sleep_until(t_m0 + (uint64_t)(cfg.duration * 1e9));
-    atomic_store(&g_phase, PH_DRAIN);
-    uint64_t t_m1 = now_ns();
-    if (cfg.marks)
-        fprintf(stderr, "hps_perf: mark measure-end\n");
-    for (int t = 0; t < T; t++)
-        pthread_join(ws[t].th, NULL);
+    uint64_t t_m0, t_m1;
+    if (cfg.count > 0) {
+        /* fixed work: measure from the first send to the last echo */
+        t_m0 = now_ns();
+        atomic_store(&g_phase, PH_MEASURE);
+        if (cfg.marks)
+            fprintf(stderr, "hps_perf: mark measure-start\n");
+        for (int t = 0; t < T; t++)
+            pthread_join(ws[t].th, NULL);
+        t_m1 = now_ns();
+        if (cfg.marks)
+            fprintf(stderr, "hps_perf: mark measure-end\n");
+    } else {
+        uint64_t t_start = now_ns();
+        atomic_store(&g_phase, PH_WARMUP);
+        sleep_until(t_start + (uint64_t)(cfg.warmup * 1e9));
+        t_m0 = now_ns();
+        atomic_store(&g_phase, PH_MEASURE);
+        if (cfg.marks)
+            fprintf(stderr, "hps_perf: mark measure-start\n");
+        sleep_until(t_m0 + (uint64_t)(cfg.duration * 1e9));
+        atomic_store(&g_phase, PH_DRAIN);
+        t_m1 = now_ns();
+        if (cfg.marks)
+            fprintf(stderr, "hps_perf: mark measure-end\n");
+        for (int t = 0; t < T; t++)
+            pthread_join(ws[t].th, NULL);
+    }
     alarm(0);
 
     static struct hist h;
-    uint64_t msgs = 0, errors = 0;
+    uint64_t msgs = 0, errors = 0, idle_lost = 0;
     for (int t = 0; t < T; t++) {
         hist_merge(&h, &ws[t].hist);
         msgs += ws[t].msgs;
-        errors += ws[t].errors;
+        errors += ws[t].errors + ws[t].idle_lost;
+        idle_lost += ws[t].idle_lost;
     }
     double secs = (double)(t_m1 - t_m0) / 1e9;
     double rate = (double)msgs / secs;
@@ -1412,9 +1514,11 @@ int main(int argc, char **argv)
 
     if (cfg.json) {
         printf("{\"test\":\"%s\",\"mode\":\"%s\",\"host\":\"%s\",\"port\":%s,\"conns\":%d,"
-               "\"size\":%zu,\"depth\":%d,\"threads\":%d,\"flag\":%u,\"duration_s\":%.3f,",
+               "\"size\":%zu,\"depth\":%d,\"threads\":%d,\"flag\":%u,\"duration_s\":%.3f,"
+               "\"idle\":%d,\"idle_lost\":%llu,\"count\":%ld,",
                cfg.setup_rate ? "setup_rate" : "echo", mode, cfg.host, cfg.port, cfg.conns,
-               cfg.size, cfg.depth, T, cfg.flag, secs);
+               cfg.size, cfg.depth, T, cfg.flag, secs, cfg.idle,
+               (unsigned long long)idle_lost, cfg.count);
         if (cfg.setup_rate)
             printf("\"connects\":%llu,\"conns_per_s\":%.1f,", (unsigned long long)msgs, rate);
         else
@@ -1430,18 +1534,24 @@ int main(int argc, char **argv)
                mode, cfg.conns, cfg.size, T, secs, (unsigned long long)msgs, rate, p50, p99,
                p999, (unsigned long long)errors, verified ? "yes" : "no");
     } else {
-        printf("mode=%s conns=%d size=%zu depth=%d threads=%d duration=%.2fs msgs=%llu "
+        printf("mode=%s conns=%d idle=%d size=%zu depth=%d threads=%d duration=%.2fs msgs=%llu "
                "msgs/s=%.0f MB/s=%.2f p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu "
                "verified=%s\n",
-               mode, cfg.conns, cfg.size, cfg.depth, T, secs, (unsigned long long)msgs, rate,
-               mbps, p50, p99, p999, (unsigned long long)errors, verified ? "yes" : "no");
+               mode, cfg.conns, cfg.idle, cfg.size, cfg.depth, T, secs,
+               (unsigned long long)msgs, rate, mbps, p50, p99, p999,
+               (unsigned long long)errors, verified ? "yes" : "no");
     }
     fflush(stdout);
     if (msgs == 0) {
         fprintf(stderr, "hps_perf: ERROR: no message completed during the measured run\n");
         return 3;
     }
-    if (errors > 0 && !cfg.setup_rate)
+    if (cfg.count > 0 && msgs != (uint64_t)cfg.count * (uint64_t)cfg.conns) {
+        fprintf(stderr, "hps_perf: ERROR: %llu of %llu messages echoed\n",
+                (unsigned long long)msgs, (unsigned long long)cfg.count * (unsigned long long)cfg.conns);
+        return 4;
+    }
+    if ((errors > 0 && !cfg.setup_rate) || idle_lost > 0)
         return 4;
     return 0;
 }

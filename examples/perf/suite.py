@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""hpsock performance suite: every scenario, three servers, one table.
+
+    python3 examples/perf/suite.py --build build-perf
+
+Builds nothing: --build names a build tree that already has
+examples/hps_echo_server and examples/perf/{hps_perf,hps_epoll_echo,
+hps_uv_echo,hps_idle_mem} (a Release build; see examples/perf/README.md).
+
+For every scenario each repetition runs hps_perf once against each of the
+three servers -- hps (examples/hps_echo_server), epoll (the raw-epoll
+reference) and uv (the bare-libuv echo) -- in an order that rotates every
+repetition; the table shows medians.  Server CPU is sampled from /proc at the
+edges of the measured window (see compare.py), so "per CPU-s" is work done
+per second of server CPU (user + sys, all threads).
+
+After the timed rows come:
+- instructions per echoed message (valgrind --tool=callgrind, user space
+  only): each server runs twice under callgrind with hps_perf --count N1 and
+  --count N2 on the same connections; (Ir(N2) - Ir(N1)) / (messages(N2) -
+  messages(N1)) cancels start-up, connecting and shutdown.  Repeatable to a
+  few instructions, so a regression shows without timing noise.
+- syscalls per echoed message (strace -f -c, differenced the same way).
+- user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
+
+Knobs: --duration S (measured seconds per run, default 2), --warmup S
+(default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
+matches it, repeatable), --no-callgrind, --no-syscalls, --no-mem,
+--json-out FILE.
+Exit status 1 if any run failed or a server died.
+"""
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import compare  # noqa: E402  (Server, run_client: the shared measuring code)
+
+SERVERS = ("hps", "epoll", "uv")
+
+# name, hps_perf arguments, server workers, hpsock receive mode, rate unit.
+# unit: msgs (messages/s), MB (MB/s of payload), conns (setup cycles/s).
+SCENARIOS = [
+    ("latency 1 conn x 64 B, depth 1", "--conns 1 --size 64 --depth 1", 1, "push", "msgs"),
+    ("64 conns x 64 B, depth 1", "--conns 64 --size 64 --depth 1", 1, "push", "msgs"),
+    ("64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16", 1, "push", "msgs"),
+    ("64 conns x 64 B, depth 16, 2 workers", "--conns 64 --size 64 --depth 16", 2, "push", "msgs"),
+    ("1,000 conns x 64 B, depth 1", "--conns 1000 --size 64 --depth 1", 1, "push", "msgs"),
+    ("10,000 conns: 100 active + 9,900 idle", "--conns 100 --idle 9900 --size 64 --depth 1", 1, "push", "msgs"),
+    ("8 conns x 16 KiB stream, depth 4", "--conns 8 --size 16384 --depth 4", 1, "push", "MB"),
+    ("setup rate: connect+echo+close, 64 at once", "--conns 64 --size 64 --setup-rate", 1, "push", "conns"),
+    ("pack 64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16 --mode pack", 1, "pack", "msgs"),
+]
+
+# UDP row: added by itself when the build has hps_udp_echo_server and
+# hps_perf --udp (the udp branch).  The references have no UDP echo yet, so
+# the row shows hpsock alone (ratios n/a); a UDP reference is one more entry
+# here, name -> binary under --build taking --port 0 --workers N.
+UDP_SCENARIO = ("UDP 64 peers x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs")
+UDP_SERVERS = {"hps": "examples/hps_udp_echo_server"}
+
+# callgrind: (label, hps_perf args, hpsock mode, N1, N2 messages per connection)
+CALLGRIND = [
+    ("1 conn x 64 B, depth 1", "--conns 1 --size 64 --depth 1", "push", 1000, 6000),
+    ("64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16", "push", 200, 1200),
+    ("pack 64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16 --mode pack", "pack", 200, 1200),
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def server_cmd(build, name, workers, mode):
+    if mode == "udp":
+        return f"{os.path.join(build, UDP_SERVERS[name])} --port 0 --workers {workers}"
+    if name == "hps":
+        return (f"{os.path.join(build, 'examples', 'hps_echo_server')} --port 0 "
+                f"--workers {workers} --mode {mode}")
+    prog = {"epoll": "hps_epoll_echo", "uv": "hps_uv_echo"}[name]
+    return f"{os.path.join(build, 'examples', 'perf', prog)} --port 0 --workers {workers}"
+
+
+def udp_available(build, perf):
+    if not os.access(os.path.join(build, UDP_SERVERS["hps"]), os.X_OK):
+        return False
+    out = subprocess.run([perf, "--help"], capture_output=True, text=True).stdout
+    return "--udp" in out
+
+
+# ---------------------------------------------------------------- timed rows
+
+def run_scenarios(args, perf, scenarios):
+    """results[(scenario index, server)] = list of run results"""
+    results = {}
+    failed = False
+    # Servers are started once per (workers, mode) and shared by scenarios.
+    pool = {}
+    try:
+        for si, (label, cargs, workers, mode, unit) in enumerate(scenarios):
+            names = list(UDP_SERVERS) if mode == "udp" else list(SERVERS)
+            servers = []
+            for name in names:
+                # the references echo pack frames as plain bytes: one instance
+                key = (name, workers, mode if name == "hps" else "push")
+                if key not in pool:
+                    s = compare.Server(name, server_cmd(args.build, name, workers, key[2]))
+                    s.start()
+                    log(f"started {name}: {s.cmd} (pid {s.proc.pid})")
+                    pool[key] = s
+                servers.append(pool[key])
+            for rep in range(args.reps):
+                k = rep % len(servers)
+                for s in servers[k:] + servers[:k]:
+                    if not s.alive():
+                        raise RuntimeError(f"server {s.name} died (status {s.proc.poll()})")
+                    cmd = [perf, "--host", s.host, "--port", str(s.port), "--json", "--marks",
+                           "--duration", str(args.duration), "--warmup", str(args.warmup)]
+                    cmd += shlex.split(cargs)
+                    res = compare.run_client(cmd, args.duration + args.warmup + 40, s)
+                    res["rep"] = rep
+                    results.setdefault((si, s.name), []).append(res)
+                    j = res["json"]
+                    if res["rc"] != 0 or j is None or "cpu_s" not in res:
+                        failed = True
+                        log(f"FAILED [{label}] {s.name} rep {rep + 1}: exit {res['rc']}\n  "
+                            + shlex.join(cmd) + "\n  " + "\n  ".join(res["stderr"][-10:]))
+                    else:
+                        log(f"[{label}] {s.name} rep {rep + 1}/{args.reps}: "
+                            f"{rate_of(j, unit):,.1f} {unit}/s p99={j['p99_us']}us "
+                            f"server_cpu={res['cpu_s']:.2f}s")
+                    if args.jsonf:
+                        args.jsonf.write(json.dumps({"scenario": label, "server": s.name,
+                                                     "rep": rep + 1, **res}) + "\n")
+    finally:
+        for s in pool.values():
+            try:
+                s.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"stopping {s.name}: {e}")
+    return results, failed
+
+
+def rate_of(j, unit):
+    if unit == "conns":
+        return j["conns_per_s"]
+    if unit == "MB":
+        return j["mb_per_s"]
+    return j["msgs_per_s"]
+
+
+def work_of(j, unit):
+    """what per-CPU-s counts: connections, MB or messages"""
+    if unit == "conns":
+        return j["connects"]
+    if unit == "MB":
+        return j["mb_per_s"] * j["duration_s"]
+    return j["msgs"]
+
+
+def summarize(runs, unit):
+    ok = [r for r in runs if r["rc"] == 0 and r["json"] and r.get("cpu_s")]
+    if not ok:
+        return None
+    rates = [rate_of(r["json"], unit) for r in ok]
+    med = statistics.median(rates)
+    return {
+        "n": len(ok), "of": len(runs), "rate": med,
+        "spread": 100.0 * (max(rates) - min(rates)) / med if med else 0.0,
+        "per_cpu": statistics.median(work_of(r["json"], unit) / r["cpu_s"] for r in ok),
+        "p50": statistics.median(r["json"]["p50_us"] for r in ok),
+        "p99": statistics.median(r["json"]["p99_us"] for r in ok),
+        "p999": statistics.median(r["json"]["p999_us"] for r in ok),
+    }
+
+
+def rep_ratio(runs, ref_runs, unit, per_cpu):
+    """Median over repetitions of this server's figure / the reference's in
+    the same repetition: the runs of one repetition follow each other, so a
+    change in the machine's load between repetitions cancels out."""
+    def ok(r):
+        return r["rc"] == 0 and r["json"] and r.get("cpu_s")
+
+    def fig(r):
+        j = r["json"]
+        return work_of(j, unit) / r["cpu_s"] if per_cpu else rate_of(j, unit)
+    ref = {r["rep"]: r for r in ref_runs if ok(r)}
+    ratios = [fig(r) / fig(ref[r["rep"]]) for r in runs
+              if ok(r) and r["rep"] in ref and fig(ref[r["rep"]]) > 0]
+    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+
+
+def fmt(x):
+    if x is None:
+        return "n/a"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def print_table(scenarios, results, reps):
+    print("| scenario | server | rate | spread | vs epoll | vs uv | per server CPU-s | vs epoll "
+          "| vs uv | p50 us | p99 us | p99.9 us | runs ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for si, (label, _, workers, mode, unit) in enumerate(scenarios):
+        sums = {}
+        names = list(UDP_SERVERS) if mode == "udp" else list(SERVERS)
+        for name in names:
+            sums[name] = summarize(results.get((si, name), []), unit)
+        u = {"msgs": "msg/s", "MB": "MB/s", "conns": "conn/s"}[unit]
+        wl = f" [{workers}w]" if workers > 1 else ""
+        for name in names:
+            m = sums[name]
+            runs = results.get((si, name), [])
+            if m is None:
+                print(f"| {label}{wl} | {name} | FAILED | | | | | | | | | | 0/{len(runs)} |")
+                continue
+            ref_ep = results.get((si, "epoll"), [])
+            ref_uv = results.get((si, "uv"), [])
+            print(f"| {label}{wl} | {name} | {fmt(m['rate'])} {u} | {m['spread']:.0f}% | "
+                  f"{rep_ratio(runs, ref_ep, unit, False)} | {rep_ratio(runs, ref_uv, unit, False)} | "
+                  f"{fmt(m['per_cpu'])} | {rep_ratio(runs, ref_ep, unit, True)} | "
+                  f"{rep_ratio(runs, ref_uv, unit, True)} | {m['p50']:.0f} | {m['p99']:.0f} | "
+                  f"{m['p999']:.0f} | {m['n']}/{m['of']} |")
+    print()
+    print(f"Medians over {reps} interleaved repetitions; a ratio is the median over the "
+          "repetitions of the two servers' figures in the same repetition. rate: messages/s, MB/s of payload "
+          "(stream) or connect+echo+close cycles/s (setup); per server CPU-s: the same work "
+          "per second of server CPU (user+sys, all threads) in the measured window; "
+          "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed, "
+          "from the measured window. Every echoed byte is verified.")
+
+
+# ---------------------------------------------------------------- callgrind
+
+def callgrind_total(build, perf, name, cargs, mode, count, tmp):
+    out = os.path.join(tmp, f"cg.{name}.{count}")
+    cmd = ("valgrind -q --tool=callgrind --callgrind-out-file=" + out + " "
+           + server_cmd(build, name, 1, mode if name == "hps" else "push"))
+    s = compare.Server(name, cmd)
+    s.start(timeout=30)
+    try:
+        pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
+              "--duration", "60"] + shlex.split(cargs)
+        r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
+        if r.returncode != 0:
+            raise RuntimeError(f"callgrind run {name} --count {count}: exit {r.returncode}: "
+                               f"{r.stderr.strip()[-500:]}")
+        msgs = json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+    finally:
+        s.stop()
+    with open(out) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1]), msgs
+    raise RuntimeError(f"no totals in {out}")
+
+
+def run_callgrind(args, perf):
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="hps-suite-cg.")
+    try:
+        for label, cargs, mode, n1, n2 in CALLGRIND:
+            per = {}
+            for name in SERVERS:
+                ir1, m1 = callgrind_total(args.build, perf, name, cargs, mode, n1, tmp)
+                ir2, m2 = callgrind_total(args.build, perf, name, cargs, mode, n2, tmp)
+                per[name] = (ir2 - ir1) / (m2 - m1)
+                log(f"callgrind [{label}] {name}: {per[name]:.0f} Ir/msg "
+                    f"({ir1:,} Ir / {m1} msgs, {ir2:,} Ir / {m2} msgs)")
+            rows.append((label, per))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def print_callgrind(rows):
+    print("| callgrind: instructions per echoed message (1 worker) | hps | epoll | uv "
+          "| hps vs epoll | hps vs uv |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, per in rows:
+        print(f"| {label} | {per['hps']:.0f} | {per['epoll']:.0f} | {per['uv']:.0f} | "
+              f"{per['hps'] / per['epoll']:.2f}x | {per['hps'] / per['uv']:.2f}x |")
+    print()
+    print("User-space instructions only (valgrind --tool=callgrind, Ir); each figure is "
+          "(Ir at N2 - Ir at N1) / (messages at N2 - messages at N1) of two fixed-work "
+          "runs (hps_perf --count), so start-up, connecting and shutdown cancel out. "
+          "The references echo pack frames as plain bytes: the pack row is what parsing "
+          "and re-framing cost hpsock, not a like-for-like ratio. callgrind counts a "
+          "rep movsb copy per byte, so copies of 2 KiB and more weigh far more here "
+          "than on the CPU.")
+
+
+# ---------------------------------------------------------------- syscalls
+
+SYSCALL_LOAD = ("64 conns x 64 B, depth 1", "--conns 64 --size 64 --depth 1", 50, 250)
+
+
+def strace_counts(build, perf, name, cargs, count, tmp):
+    """{syscall: calls} of the server over a fixed-work run, and messages"""
+    out = os.path.join(tmp, f"st.{name}.{count}")
+    s = compare.Server(name, f"strace -f -c -o {out} " + server_cmd(build, name, 1, "push"))
+    s.start(timeout=30)
+    try:
+        pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
+              "--duration", "60"] + shlex.split(cargs)
+        r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
+        if r.returncode != 0:
+            raise RuntimeError(f"strace run {name} --count {count}: exit {r.returncode}: "
+                               f"{r.stderr.strip()[-500:]}")
+        msgs = json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+    finally:
+        # end the server itself, not strace (which then writes its summary)
+        kids = []
+        try:
+            with open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            pass
+        for k in kids:
+            try:
+                os.kill(k, 15)
+            except ProcessLookupError:
+                pass
+        try:
+            s.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        s.stop()
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            p = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                calls[p[-1]] = int(p[3])
+    return calls, msgs
+
+
+def run_syscalls(args, perf):
+    label, cargs, n1, n2 = SYSCALL_LOAD
+    per = {}
+    tmp = tempfile.mkdtemp(prefix="hps-suite-st.")
+    try:
+        for name in SERVERS:
+            c1, m1 = strace_counts(args.build, perf, name, cargs, n1, tmp)
+            c2, m2 = strace_counts(args.build, perf, name, cargs, n2, tmp)
+            diff = {k: (c2.get(k, 0) - c1.get(k, 0)) / (m2 - m1) for k in set(c1) | set(c2)}
+            per[name] = {k: v for k, v in diff.items() if v >= 0.005}
+            log(f"syscalls [{label}] {name}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(per[name].items(), key=lambda kv: -kv[1])))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return label, per
+
+
+def print_syscalls(st):
+    label, per = st
+    print(f"| syscalls per echoed message ({label}, 1 worker) | total | of which |")
+    print("|---|---:|---|")
+    for name in SERVERS:
+        d = per[name]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+        print(f"| {name} | {sum(d.values()):.2f} | {parts} |")
+    print()
+    print("strace -f -c of the server over two fixed-work runs (hps_perf --count), differenced "
+          "like the instruction counts.")
+
+
+def run_idle_mem(args):
+    prog = os.path.join(args.build, "examples", "perf", "hps_idle_mem")
+    r = subprocess.run([prog, "-n", "10000"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"hps_idle_mem: exit {r.returncode}: {r.stderr.strip()}")
+    kv = dict(p.split("=", 1) for p in r.stdout.split() if "=" in p)
+    return int(kv["idle_conns"]), int(kv["rss_per_conn_bytes"])
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("--build", required=True, help="build tree (a Release build; nothing is built)")
+    ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default 2)")
+    ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument("--only", action="append", default=[], metavar="REGEX",
+                    help="only scenarios whose name matches REGEX (re.search; repeatable)")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    ap.add_argument("--no-mem", action="store_true", help="skip the idle-memory figure")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts (strace)")
+    ap.add_argument("--json-out", default=None, help="write every run's raw result here (JSON lines)")
+    args = ap.parse_args()
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    args.build = os.path.abspath(args.build)
+    perf = os.path.join(args.build, "examples", "perf", "hps_perf")
+    for p in (perf, os.path.join(args.build, "examples", "hps_echo_server"),
+              os.path.join(args.build, "examples", "perf", "hps_epoll_echo"),
+              os.path.join(args.build, "examples", "perf", "hps_uv_echo")):
+        if not os.access(p, os.X_OK):
+            sys.exit(f"suite.py: {p} missing: build first (see examples/perf/README.md)")
+
+    scenarios = list(SCENARIOS)
+    if udp_available(args.build, perf):
+        scenarios.append(UDP_SCENARIO)
+    else:
+        log("UDP row skipped: no UDP echo server / hps_perf --udp in this build")
+    if args.only:
+        scenarios = [s for s in scenarios if any(re.search(o, s[0]) for o in args.only)]
+
+    t0 = time.monotonic()
+    print("command: python3 " + shlex.join(sys.argv))
+    print(f"machine: {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}; "
+          f"{args.reps} reps x ({args.warmup:g} s warm-up + {args.duration:g} s)")
+    print()
+    sys.stdout.flush()
+    args.jsonf = open(args.json_out, "w") if args.json_out else None
+    failed = False
+    try:
+        results, failed = run_scenarios(args, perf, scenarios)
+        cg = [] if args.no_callgrind or not shutil.which("valgrind") else run_callgrind(args, perf)
+        st = None if args.no_syscalls or not shutil.which("strace") else run_syscalls(args, perf)
+        mem = None if args.no_mem else run_idle_mem(args)
+    finally:
+        if args.jsonf:
+            args.jsonf.close()
+
+    print_table(scenarios, results, args.reps)
+    print()
+    if cg:
+        print_callgrind(cg)
+        print()
+    if st:
+        print_syscalls(st)
+        print()
+    if mem:
+        print(f"idle memory: hpsock holds {mem[0]:,} idle connections with {mem[1]:,} bytes "
+              "of user-space RSS each (hps_idle_mem -n 10000; target <= 1,024)")
+        print()
+    print(f"suite time: {time.monotonic() - t0:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        log(f"suite.py: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
