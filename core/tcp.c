@@ -208,7 +208,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void start_reading(hps__conn *c) {
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (r != 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
+  /* Already reading is fine: a handler may have paused and resumed the
+   * connection inside ACCEPT/CONNECT/HANDSHAKE, before conn_ready starts. */
+  if (r != 0 && r != UV_EALREADY) hps__conn_close(c, HPS_OP_RECEIVE, r);
 }
 
 void hps__start_reading(hps__conn *c) { start_reading(c); }

@@ -404,6 +404,44 @@ static void test_pause_stops_receive_until_resume(void **state) {
   free(out);
 }
 
+/* Pause and resume inside ACCEPT and HANDSHAKE, then echo: the resume
+ * starts reading before the engine would, and that must not close the
+ * connection (libuv answers UV_EALREADY to a second read start). */
+static int hook_pause_resume_early(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_ACCEPT || ev->type == HPS_EV_HANDSHAKE) {
+    assert_int_equal(hps_pause_receive(ev->endpoint, ev->conn, 1), 0);
+    assert_int_equal(hps_pause_receive(ev->endpoint, ev->conn, 0), 0);
+  }
+  if (ev->type == HPS_EV_RECEIVE)
+    hps_send(ev->endpoint, ev->conn, ev->data, ev->len);
+  return HPS_HR_OK;
+}
+
+static void test_pause_resume_before_reading_starts(void **state) {
+  t_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  char buf[5];
+  int fd;
+  (void)state;
+  t_rec_init(&r);
+  r.hook = hook_pause_resume_early;
+  ep = t_server(&r, 1, HPS_MODEL_PUSH, &port);
+  fd = t_connect("127.0.0.1", port);
+  t_send_all(fd, "hello", 5);
+  assert_int_equal(t_recv_exact(fd, buf, 5, T_WAIT_MS), 5);
+  assert_memory_equal(buf, "hello", 5);
+  assert_int_equal(t_rec_count(&r, HPS_EV_CLOSE), 0);
+  close(fd);
+  assert_int_equal(t_rec_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
+  t_expect_close(t_conn_event(&r, t_nth_conn(&r, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_RECEIVE, 0);
+  t_stop_free(ep);
+  t_rec_free(&r);
+}
+
 /* ------------------------------------------------------------------ */
 /* silent and long connections                                         */
 /* ------------------------------------------------------------------ */
@@ -729,6 +767,7 @@ int main(void) {
       cmocka_unit_test(test_send_file_bad_path_or_range_is_efile),
       cmocka_unit_test(test_sends_after_a_file_send_arrive_after_its_bytes),
       cmocka_unit_test(test_pause_stops_receive_until_resume),
+      cmocka_unit_test(test_pause_resume_before_reading_starts),
       cmocka_unit_test(
           test_disconnect_silent_closes_only_the_silent_connection),
       cmocka_unit_test(test_disconnect_long_closes_only_the_old_connection),
