@@ -284,8 +284,12 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
   hps__udp_loop *u = &lp->udp;
   uint64_t now = uv_now(&lp->uv);
   hps__conn *c;
-  if (HPS__LOAD(&ep->nconns) >= ep->opt[HPS_OPT_MAX_CONNECTIONS])
+  /* Count first, then check: loops accepting at once cannot both take
+   * the last place. */
+  if (HPS__ADD(&ep->nconns, 1) >= ep->opt[HPS_OPT_MAX_CONNECTIONS]) {
+    HPS__SUB(&ep->nconns, 1);
     return NULL; /* past the limit: the datagram is dropped */
+  }
   uv_mutex_lock(&lp->lock);
   c = hps__conn_new_locked(lp);
   if (c != NULL) {
@@ -293,9 +297,10 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
     c->local = ep->listen_addr;
   }
   uv_mutex_unlock(&lp->lock);
-  if (c == NULL)
+  if (c == NULL) {
+    HPS__SUB(&ep->nconns, 1);
     return NULL;
-  HPS__ADD(&ep->nconns, 1);
+  }
   addr_text(a, c->peer_text, sizeof(c->peer_text));
   HPS__STORE(&c->t_open, now);
   HPS__STORE(&c->t_recv, now);
@@ -406,10 +411,14 @@ void hps__udp_pause(hps__conn *c, int pause) {
    * paused (server_recv). The single roles stop reading. */
   if (c_ep(c)->role == HPS_UDP_SERVER || !u->has_sock || u->closed)
     return;
-  if (pause)
+  if (pause) {
     uv_udp_recv_stop(&u->sock);
-  else if (!c->loop->stopping)
+  } else if (!c->loop->stopping) {
+    /* idle detection counts from the resume, not from the last datagram
+     * before the pause */
+    HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
     start_recv(c->loop);
+  }
 }
 
 /* ---- send ---- */
@@ -672,7 +681,10 @@ static void on_detect(uv_timer_t *t) {
   for (c = lp->conns; c != NULL; c = c->next) {
     if (c->state != HPS__C_OPEN)
       continue;
-    if (hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit)
+    /* A paused client, cast or node does not read its socket: silence
+     * then proves nothing (its heartbeats still go out). */
+    if (hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit &&
+        !(c->paused && ep->role != HPS_UDP_SERVER))
       hps__udp_close(c, HPS_OP_RECEIVE, HPS_EUDPIDLE);
     else if (ep->role == HPS_UDP_CLIENT &&
              hps__elapsed(now, HPS__LOAD(&c->t_sent)) + 1 >= iv)

@@ -857,6 +857,45 @@ static void test_detect_heartbeats_keep_client_and_server_alive(void **state) {
   u_free(&rc);
 }
 
+/* A paused client does not read its socket, so the server's heartbeat
+ * answers go unseen: that silence must not close it, and its own
+ * heartbeats keep the server's side alive too. */
+static void test_detect_spares_a_paused_client(void **state) {
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 100,
+                                 HPS_OPT_UDP_DETECT_ATTEMPTS,
+                                 4,
+                                 0};
+  u_rec rs, rc;
+  hps_endpoint *srv, *cli;
+  uint16_t port;
+  (void)state;
+  u_init(&rs);
+  u_init(&rc);
+  rs.echo = 1;
+  srv = u_started(&rs, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
+  port = bound_port(srv);
+  cli = u_started(&rc, HPS_UDP_CLIENT, opts, "127.0.0.1", port);
+  assert_int_equal(hps_send(cli, 0, "hi", 2), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(hps_pause_receive(cli, 0, 1), 0);
+  /* several times the 400 ms silence limit */
+  assert_int_equal(u_wait(&rc, HPS_EV_CLOSE, 1, 1500), -1);
+  assert_int_equal(u_count(&rs, HPS_EV_CLOSE), 0);
+  /* resumed: traffic flows again, nothing was closed */
+  assert_int_equal(hps_pause_receive(cli, 0, 0), 0);
+  assert_int_equal(hps_send(cli, 0, "again", 5), 0);
+  assert_int_equal(u_wait(&rc, HPS_EV_RECEIVE, 2, T_WAIT_MS), 0);
+  assert_int_equal(u_count(&rc, HPS_EV_CLOSE), 0);
+  assert_int_equal(u_count(&rs, HPS_EV_CLOSE), 0);
+  t_stop_free(cli);
+  t_stop_free(srv);
+  u_free(&rs);
+  u_free(&rc);
+}
+
 static void test_detect_closes_client_whose_peer_is_silent(void **state) {
   static const int64_t opts[] = {HPS_OPT_UDP_DETECT_INTERVAL, 60,
                                  HPS_OPT_UDP_DETECT_ATTEMPTS, 2, 0};
@@ -1441,6 +1480,7 @@ int main(void) {
       cmocka_unit_test(test_client_bad_addresses_fail_start),
       cmocka_unit_test(test_detect_closes_a_silent_server_peer),
       cmocka_unit_test(test_detect_heartbeats_keep_client_and_server_alive),
+      cmocka_unit_test(test_detect_spares_a_paused_client),
       cmocka_unit_test(test_detect_closes_client_whose_peer_is_silent),
       cmocka_unit_test(test_detect_off_keeps_silent_peers),
       cmocka_unit_test(test_node_send_to_and_sender_address),
