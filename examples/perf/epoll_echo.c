@@ -14,6 +14,19 @@
  * order is kept).  If a peer stops reading, the queue is capped: reading stops
  * until it drains (back-pressure instead of unbounded memory).
  *
+ * --udp: a UDP echo instead.  One UDP socket per worker (SO_REUSEPORT when
+ * N > 1, the kernel spreads peers over them by address hash), SO_RCVBUF and
+ * SO_SNDBUF asked for 4 MiB (as hps_udp_echo_server does).  Each datagram is
+ * read with recvfrom into the per-thread buffer and sent straight back with
+ * sendto, one syscall each (no recvmmsg/sendmmsg: hpsock batches neither).
+ * Edge-triggered (registered once, EPOLLIN|EPOLLOUT|EPOLLET): recvfrom until
+ * EAGAIN.  --lt: EPOLLIN, one recvfrom per event, EPOLLOUT only while a queue
+ * exists.  A datagram the socket would not take (EAGAIN) is copied, with its
+ * address, into a per-worker FIFO sent on EPOLLOUT, and later ones go behind
+ * it (as uv_udp_send does); above 4 MiB queued, reading stops until it
+ * drains, so the kernel drops instead.  Any other sendto error drops that
+ * one datagram: it is UDP.
+ *
  * Prints "listening on HOST:PORT" once every listener is bound and listening,
  * runs until SIGINT/SIGTERM, exits 0.  --cpu-report prints
  * "cpu_user=U cpu_sys=S" (seconds, getrusage) to stderr on exit.
@@ -50,20 +63,35 @@ struct conn {
     size_t qoff, qlen, qcap;
 };
 
+/* --udp: a datagram waiting for the socket to take it */
+struct dgram {
+    struct dgram *next;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    size_t len;
+    uint8_t data[];
+};
+
 struct worker {
     pthread_t th;
     int ep;
-    int lfd;
+    int lfd;       /* the listener, or with --udp the UDP socket */
     int efd;       /* eventfd: wakes the loop for shutdown */
     uint8_t *buf;
     struct conn conns; /* list head */
     int warned_fds;
+    /* --udp */
+    struct dgram *qhead, **qtail; /* datagrams not yet sent back, in order */
+    size_t qbytes;
+    int upaused;       /* stopped reading because the queue is full */
+    uint32_t uevents;  /* --lt: the interest set currently registered */
 };
 
-/* epoll data.ptr tags for the two non-connection fds */
-static char tag_listen, tag_wake;
+/* epoll data.ptr tags for the non-connection fds */
+static char tag_listen, tag_wake, tag_udp;
 static _Atomic int g_stop;
-static int g_lt; /* level-triggered mode */
+static int g_lt;  /* level-triggered mode */
+static int g_udp; /* UDP echo instead of TCP */
 
 static void die(const char *what)
 {
@@ -237,6 +265,124 @@ static void on_accept(struct worker *w)
     }
 }
 
+/* ---- --udp ---- */
+
+static int udp_queue(struct worker *w, const uint8_t *p, size_t n,
+                     const struct sockaddr_storage *to, socklen_t tolen)
+{
+    struct dgram *d = malloc(sizeof *d + n);
+    if (!d)
+        return -1; /* dropped: it is UDP */
+    d->next = NULL;
+    memcpy(&d->to, to, tolen);
+    d->tolen = tolen;
+    d->len = n;
+    memcpy(d->data, p, n);
+    *w->qtail = d;
+    w->qtail = &d->next;
+    w->qbytes += n;
+    return 0;
+}
+
+static void udp_pop(struct worker *w)
+{
+    struct dgram *d = w->qhead;
+    w->qhead = d->next;
+    if (!w->qhead)
+        w->qtail = &w->qhead;
+    w->qbytes -= d->len;
+    free(d);
+}
+
+/* Send queued datagrams until the socket pushes back. */
+static void udp_flush(struct worker *w)
+{
+    while (w->qhead) {
+        struct dgram *d = w->qhead;
+        ssize_t s = sendto(w->lfd, d->data, d->len, 0, (struct sockaddr *)&d->to, d->tolen);
+        if (s < 0 && errno == EINTR)
+            continue;
+        if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        udp_pop(w); /* sent, or failed for good: dropped */
+    }
+}
+
+/* --lt: EPOLLOUT only while datagrams are queued, EPOLLIN only below the cap. */
+static void udp_lt_update(struct worker *w)
+{
+    uint32_t want = (w->qbytes < QUEUE_MAX ? EPOLLIN : 0u) | (w->qhead ? EPOLLOUT : 0u);
+    if (want == w->uevents)
+        return;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = want;
+    ev.data.ptr = &tag_udp;
+    w->uevents = want;
+    if (epoll_ctl(w->ep, EPOLL_CTL_MOD, w->lfd, &ev) != 0)
+        die("epoll_ctl");
+}
+
+/* Echo datagrams: until EAGAIN (edge-triggered) or one (--lt). */
+static void udp_readable(struct worker *w)
+{
+    for (;;) {
+        if (w->qbytes >= QUEUE_MAX) {
+            w->upaused = 1; /* resumed from udp_writable once the queue drains */
+            return;
+        }
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(w->lfd, w->buf, RBUF_SIZE, 0, (struct sockaddr *)&from, &fl);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN: drained (or an error: nothing to do for UDP) */
+        }
+        int queue = w->qhead != NULL; /* keep the order behind queued ones */
+        while (!queue) {
+            ssize_t s = sendto(w->lfd, w->buf, (size_t)n, 0, (struct sockaddr *)&from, fl);
+            if (s < 0 && errno == EINTR)
+                continue;
+            queue = s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            break; /* sent, or failed for good: dropped */
+        }
+        if (queue)
+            udp_queue(w, w->buf, (size_t)n, &from, fl);
+        if (g_lt) {
+            udp_lt_update(w);
+            return;
+        }
+    }
+}
+
+static void udp_writable(struct worker *w)
+{
+    udp_flush(w);
+    if (g_lt) {
+        w->upaused = 0;
+        udp_lt_update(w);
+        return;
+    }
+    if (w->upaused && w->qbytes < QUEUE_MAX) {
+        w->upaused = 0;
+        udp_readable(w);
+    }
+}
+
+static void on_udp(struct worker *w, uint32_t e)
+{
+    if (e & EPOLLERR) { /* collect it so it is not reported again */
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(w->lfd, SOL_SOCKET, SO_ERROR, &err, &el);
+    }
+    if (e & EPOLLIN)
+        udp_readable(w);
+    if (e & EPOLLOUT)
+        udp_writable(w);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -258,6 +404,10 @@ static void *worker_main(void *arg)
             }
             if (p == &tag_wake)
                 continue; /* g_stop is set; the loop condition ends us */
+            if (p == &tag_udp) {
+                on_udp(w, e);
+                continue;
+            }
             struct conn *c = p;
             int bad = 0;
             if (e & EPOLLERR)
@@ -275,13 +425,18 @@ static void *worker_main(void *arg)
 
 static int make_listener(const struct addrinfo *ai, int port, int reuseport)
 {
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int type = g_udp ? SOCK_DGRAM : SOCK_STREAM;
+    int fd = socket(ai->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
-    int one = 1;
+    int one = 1, bufsz = 4 << 20;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         die("setsockopt(SO_REUSEPORT)");
+    if (g_udp) { /* as hps_udp_echo_server asks (the kernel caps it at r/wmem_max) */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    }
     struct sockaddr_storage ss;
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
     if (ss.ss_family == AF_INET)
@@ -290,7 +445,7 @@ static int make_listener(const struct addrinfo *ai, int port, int reuseport)
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
     if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) != 0)
         die("bind");
-    if (listen(fd, 4096) != 0)
+    if (!g_udp && listen(fd, 4096) != 0)
         die("listen");
     return fd;
 }
@@ -308,11 +463,13 @@ static int bound_port(int fd)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hps_epoll_echo [--host H] [--port P] [--workers N] [--lt] [--cpu-report]\n"
+    fprintf(f, "usage: hps_epoll_echo [--host H] [--port P] [--workers N] [--lt] [--udp]\n"
+               "                      [--cpu-report]\n"
                "  --host H      address to bind (default 127.0.0.1)\n"
                "  --port P      port, 0 picks a free one (default 0)\n"
                "  --workers N   threads, each with its own epoll and SO_REUSEPORT listener\n"
                "  --lt          level-triggered epoll (default: edge-triggered)\n"
+               "  --udp         echo UDP datagrams (one SO_REUSEPORT socket per worker)\n"
                "  --cpu-report  on exit print cpu_user=.. cpu_sys=.. (seconds) to stderr\n");
 }
 
@@ -336,6 +493,7 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "cpu-report", no_argument, NULL, 'c' },
         { "lt", no_argument, NULL, 'l' },
+        { "udp", no_argument, NULL, 'u' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 },
     };
@@ -360,6 +518,7 @@ int main(int argc, char **argv)
             break;
         case 'c': cpu_report = 1; break;
         case 'l': g_lt = 1; break;
+        case 'u': g_udp = 1; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
@@ -372,7 +531,7 @@ int main(int argc, char **argv)
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = g_udp ? SOCK_DGRAM : SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int r = getaddrinfo(host, "0", &hints, &ai);
     if (r != 0 || !ai) {
@@ -396,6 +555,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nworkers; i++) {
         struct worker *w = &ws[i];
         w->conns.next = w->conns.prev = &w->conns;
+        w->qtail = &w->qhead;
         w->lfd = make_listener(ai, port, reuseport);
         if (port == 0)
             port = bound_port(w->lfd); /* the other workers join this port */
@@ -406,10 +566,17 @@ int main(int argc, char **argv)
             die("setup");
         struct epoll_event ev;
         memset(&ev, 0, sizeof ev);
-        ev.events = EPOLLIN; /* level-triggered listener: accept in a loop anyway */
-        ev.data.ptr = &tag_listen;
+        if (g_udp) { /* edge-triggered: registered once; --lt: EPOLLOUT on demand */
+            ev.events = g_lt ? EPOLLIN : EPOLLIN | EPOLLOUT | EPOLLET;
+            ev.data.ptr = &tag_udp;
+            w->uevents = ev.events;
+        } else {
+            ev.events = EPOLLIN; /* level-triggered listener: accept in a loop anyway */
+            ev.data.ptr = &tag_listen;
+        }
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &ev) != 0)
             die("epoll_ctl");
+        ev.events = EPOLLIN;
         ev.data.ptr = &tag_wake;
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->efd, &ev) != 0)
             die("epoll_ctl");
@@ -439,6 +606,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nworkers; i++) {
         while (ws[i].conns.next != &ws[i].conns)
             conn_free(ws[i].conns.next);
+        while (ws[i].qhead)
+            udp_pop(&ws[i]);
         close(ws[i].lfd);
         close(ws[i].efd);
         close(ws[i].ep);

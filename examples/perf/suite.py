@@ -12,7 +12,10 @@ three servers -- hps (examples/hps_echo_server), epoll (the raw-epoll
 reference) and uv (the bare-libuv echo) -- in an order that rotates every
 repetition; the table shows medians.  Server CPU is sampled from /proc at the
 edges of the measured window (see compare.py), so "per CPU-s" is work done
-per second of server CPU (user + sys, all threads).
+per second of server CPU (user + sys, all threads).  The UDP rows (1 and 2
+workers; only when the build has examples/hps_udp_echo_server and hps_perf
+--udp) run hps_perf --udp against hps_udp_echo_server, hps_epoll_echo --udp
+and hps_uv_echo --udp; lost and late datagrams per server follow the table.
 
 After the timed rows come:
 - instructions per echoed message (valgrind --tool=callgrind, user space
@@ -25,8 +28,8 @@ After the timed rows come:
 
 Knobs: --duration S (measured seconds per run, default 2), --warmup S
 (default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
-matches it, repeatable), --no-callgrind, --no-syscalls, --no-mem,
---json-out FILE.
+matches it, repeatable; --only UDP runs the two UDP rows, --only 'UDP.*1$'
+the 1-worker one), --no-callgrind, --no-syscalls, --no-mem, --json-out FILE.
 Exit status 1 if any run failed or a server died.
 """
 
@@ -62,12 +65,20 @@ SCENARIOS = [
     ("pack 64 conns x 64 B, depth 16", "--conns 64 --size 64 --depth 16 --mode pack", 1, "pack", "msgs"),
 ]
 
-# UDP row: added by itself when the build has hps_udp_echo_server and
-# hps_perf --udp (the udp branch).  The references have no UDP echo yet, so
-# the row shows hpsock alone (ratios n/a); a UDP reference is one more entry
-# here, name -> binary under --build taking --port 0 --workers N.
-UDP_SCENARIO = ("UDP 64 peers x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs")
-UDP_SERVERS = {"hps": "examples/hps_udp_echo_server"}
+# UDP rows: added by themselves when the build has hps_udp_echo_server and
+# hps_perf --udp.  Same three servers: name -> (binary under --build, its
+# arguments besides --port 0 --workers N).
+UDP_SCENARIOS = [
+    ("UDP 64 peers x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs"),
+    # one SO_REUSEPORT socket per worker; about 25 s, the suite stays under 5 min
+    ("UDP 64 peers x 64 B datagrams, depth 1, 2 workers", "--udp --conns 64 --size 64 --depth 1", 2,
+     "udp", "msgs"),
+]
+UDP_SERVERS = {
+    "hps": ("examples/hps_udp_echo_server", ""),
+    "epoll": ("examples/perf/hps_epoll_echo", "--udp"),
+    "uv": ("examples/perf/hps_uv_echo", "--udp"),
+}
 
 # callgrind: (label, hps_perf args, hpsock mode, N1, N2 messages per connection)
 CALLGRIND = [
@@ -83,7 +94,9 @@ def log(msg):
 
 def server_cmd(build, name, workers, mode):
     if mode == "udp":
-        return f"{os.path.join(build, UDP_SERVERS[name])} --port 0 --workers {workers}"
+        prog, extra = UDP_SERVERS[name]
+        return " ".join(filter(None, [os.path.join(build, prog), extra,
+                                      f"--port 0 --workers {workers}"]))
     if name == "hps":
         return (f"{os.path.join(build, 'examples', 'hps_echo_server')} --port 0 "
                 f"--workers {workers} --mode {mode}")
@@ -92,7 +105,7 @@ def server_cmd(build, name, workers, mode):
 
 
 def udp_available(build, perf):
-    if not os.access(os.path.join(build, UDP_SERVERS["hps"]), os.X_OK):
+    if not all(os.access(os.path.join(build, prog), os.X_OK) for prog, _ in UDP_SERVERS.values()):
         return False
     out = subprocess.run([perf, "--help"], capture_output=True, text=True).stdout
     return "--udp" in out
@@ -108,11 +121,10 @@ def run_scenarios(args, perf, scenarios):
     pool = {}
     try:
         for si, (label, cargs, workers, mode, unit) in enumerate(scenarios):
-            names = list(UDP_SERVERS) if mode == "udp" else list(SERVERS)
             servers = []
-            for name in names:
+            for name in SERVERS:
                 # the references echo pack frames as plain bytes: one instance
-                key = (name, workers, mode if name == "hps" else "push")
+                key = (name, workers, mode if name == "hps" or mode == "udp" else "push")
                 if key not in pool:
                     s = compare.Server(name, server_cmd(args.build, name, workers, key[2]))
                     s.start()
@@ -136,9 +148,11 @@ def run_scenarios(args, perf, scenarios):
                         log(f"FAILED [{label}] {s.name} rep {rep + 1}: exit {res['rc']}\n  "
                             + shlex.join(cmd) + "\n  " + "\n  ".join(res["stderr"][-10:]))
                     else:
+                        loss = (f" lost={j['lost']}/{j['sent']} late={j['late']}"
+                                if mode == "udp" else "")
                         log(f"[{label}] {s.name} rep {rep + 1}/{args.reps}: "
                             f"{rate_of(j, unit):,.1f} {unit}/s p99={j['p99_us']}us "
-                            f"server_cpu={res['cpu_s']:.2f}s")
+                            f"server_cpu={res['cpu_s']:.2f}s{loss}")
                     if args.jsonf:
                         args.jsonf.write(json.dumps({"scenario": label, "server": s.name,
                                                      "rep": rep + 1, **res}) + "\n")
@@ -212,12 +226,11 @@ def print_table(scenarios, results, reps):
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for si, (label, _, workers, mode, unit) in enumerate(scenarios):
         sums = {}
-        names = list(UDP_SERVERS) if mode == "udp" else list(SERVERS)
-        for name in names:
+        for name in SERVERS:
             sums[name] = summarize(results.get((si, name), []), unit)
         u = {"msgs": "msg/s", "MB": "MB/s", "conns": "conn/s"}[unit]
         wl = f" [{workers}w]" if workers > 1 else ""
-        for name in names:
+        for name in SERVERS:
             m = sums[name]
             runs = results.get((si, name), [])
             if m is None:
@@ -237,6 +250,23 @@ def print_table(scenarios, results, reps):
           "per second of server CPU (user+sys, all threads) in the measured window; "
           "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed, "
           "from the measured window. Every echoed byte is verified.")
+    udp = [(si, label) for si, (label, _, _, mode, _) in enumerate(scenarios) if mode == "udp"]
+    if udp:
+        print()
+        print("UDP loss (hps_perf --udp: a datagram not echoed within --loss-ms 200 is lost; "
+              "late = echoed after that), summed over the repetitions:")
+        print()
+        for si, label in udp:
+            wl = f" [{scenarios[si][2]}w]" if scenarios[si][2] > 1 else ""
+            parts = []
+            for name in SERVERS:
+                js = [r["json"] for r in results.get((si, name), []) if r["json"]]
+                sent = sum(j["sent"] for j in js)
+                lost = sum(j["lost"] for j in js)
+                late = sum(j["late"] for j in js)
+                pct = 100.0 * lost / sent if sent else 0.0
+                parts.append(f"{name} {lost:,} of {sent:,} ({pct:.3f}%), {late:,} late")
+            print(f"- {label}{wl}: " + "; ".join(parts))
 
 
 # ---------------------------------------------------------------- callgrind
@@ -413,7 +443,7 @@ def main():
 
     scenarios = list(SCENARIOS)
     if udp_available(args.build, perf):
-        scenarios.append(UDP_SCENARIO)
+        scenarios += UDP_SCENARIOS
     else:
         log("UDP row skipped: no UDP echo server / hps_perf --udp in this build")
     if args.only:

@@ -10,6 +10,17 @@
  * a malloc'd block and queued with uv_write.  If a peer stops reading and the
  * write queue grows past a cap, reading stops until it drains.
  *
+ * --udp: a UDP echo instead, the idiomatic libuv way too.  One uv_udp_t per
+ * worker loop; libuv 1.44 has no UV_UDP_REUSEPORT either, so with N > 1 the
+ * socket is made, given SO_REUSEPORT and bound by hand, then handed over
+ * with uv_udp_open.  SO_RCVBUF/SO_SNDBUF ask for 4 MiB (as
+ * hps_udp_echo_server does).  uv_udp_recv_start with the same alloc callback
+ * (no UV_UDP_RECVMMSG: hpsock does not use it), each datagram sent back with
+ * uv_udp_try_send, and on UV_EAGAIN (the socket is full, or sends are
+ * already queued) a malloc'd copy goes out with uv_udp_send.  Above 4 MiB
+ * queued, receiving stops until the queue is half drained (the kernel drops
+ * meanwhile).  A send that fails otherwise drops the datagram: it is UDP.
+ *
  * Prints "listening on HOST:PORT" once every listener is listening, runs until
  * SIGINT/SIGTERM, exits 0.  --cpu-report prints "cpu_user=U cpu_sys=S"
  * (seconds, getrusage) to stderr on exit.
@@ -36,6 +47,8 @@ struct worker {
     pthread_t th;
     uv_loop_t loop;
     uv_tcp_t server;
+    uv_udp_t udp;   /* --udp: instead of server */
+    int upaused;    /* --udp: receiving stopped, the send queue is full */
     uv_async_t stop;
     char *buf;      /* the loop's read buffer */
     int buf_busy;   /* handed out by alloc_cb and not yet consumed */
@@ -50,6 +63,13 @@ struct write_req {
     uv_write_t req;
     uv_buf_t buf;
 };
+
+struct udp_req {
+    uv_udp_send_t req;
+    uv_buf_t buf;
+};
+
+static int g_udp; /* UDP echo instead of TCP */
 
 static void die_uv(const char *what, int err)
 {
@@ -174,12 +194,65 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
+/* ---- --udp ---- */
+
+static void udp_recv_cb(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *addr, unsigned flags);
+
+static void udp_send_cb(uv_udp_send_t *req, int status)
+{
+    struct udp_req *ur = (struct udp_req *)req;
+    uv_udp_t *u = req->handle;
+    struct worker *w = u->loop->data;
+    (void)status; /* UV_ECANCELED when closing; any other failure drops it */
+    free(ur->buf.base);
+    free(ur);
+    if (w->upaused && u->send_queue_size < QUEUE_MAX / 2 && !uv_is_closing((uv_handle_t *)u)) {
+        w->upaused = 0;
+        uv_udp_recv_start(u, alloc_cb, udp_recv_cb);
+    }
+}
+
+static void udp_recv_cb(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *addr, unsigned flags)
+{
+    struct worker *w = u->loop->data;
+    /* nread == 0 with no address: nothing more to read; with one: an empty
+     * datagram, echoed as one.  Errors and cut datagrams are dropped. */
+    if (nread < 0 || addr == NULL || (flags & UV_UDP_PARTIAL)) {
+        release_buf(w, buf);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+    int r = uv_udp_try_send(u, &b, 1, addr);
+    if (r == UV_EAGAIN) {
+        struct udp_req *ur = malloc(sizeof *ur);
+        char *copy = malloc(nread > 0 ? (size_t)nread : 1);
+        if (ur && copy) {
+            memcpy(copy, buf->base, (size_t)nread);
+            ur->buf = uv_buf_init(copy, (unsigned)nread);
+            if (uv_udp_send(&ur->req, u, &ur->buf, 1, addr, udp_send_cb) == 0) {
+                ur = NULL;
+                copy = NULL;
+            }
+        }
+        free(ur);
+        free(copy);
+        if (u->send_queue_size >= QUEUE_MAX) {
+            w->upaused = 1;
+            uv_udp_recv_stop(u);
+        }
+    }
+    release_buf(w, buf);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     struct worker *w = arg;
     if (uv_is_closing(h))
         return;
-    if (h == (uv_handle_t *)&w->server || h == (uv_handle_t *)&w->stop)
+    if (h == (uv_handle_t *)&w->server || h == (uv_handle_t *)&w->udp ||
+        h == (uv_handle_t *)&w->stop)
         uv_close(h, NULL);
     else
         uv_close(h, on_close);
@@ -201,13 +274,17 @@ static void *worker_main(void *arg)
 
 static int make_socket(const struct addrinfo *ai, int port, int reuseport)
 {
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(ai->ai_family, (g_udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
-    int one = 1;
+    int one = 1, bufsz = 4 << 20;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         die("setsockopt(SO_REUSEPORT)");
+    if (g_udp) { /* as hps_udp_echo_server asks (the kernel caps it at r/wmem_max) */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    }
     struct sockaddr_storage ss;
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
     if (ss.ss_family == AF_INET)
@@ -232,10 +309,11 @@ static int bound_port(int fd)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hps_uv_echo [--host H] [--port P] [--workers N] [--cpu-report]\n"
+    fprintf(f, "usage: hps_uv_echo [--host H] [--port P] [--workers N] [--udp] [--cpu-report]\n"
                "  --host H      address to bind (default 127.0.0.1)\n"
                "  --port P      port, 0 picks a free one (default 0)\n"
                "  --workers N   threads, each with its own uv loop and SO_REUSEPORT listener\n"
+               "  --udp         echo UDP datagrams (one SO_REUSEPORT uv_udp_t per worker)\n"
                "  --cpu-report  on exit print cpu_user=.. cpu_sys=.. (seconds) to stderr\n");
 }
 
@@ -258,6 +336,7 @@ int main(int argc, char **argv)
         { "port", required_argument, NULL, 'p' },
         { "workers", required_argument, NULL, 'w' },
         { "cpu-report", no_argument, NULL, 'c' },
+        { "udp", no_argument, NULL, 'u' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 },
     };
@@ -281,6 +360,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'c': cpu_report = 1; break;
+        case 'u': g_udp = 1; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
@@ -293,7 +373,7 @@ int main(int argc, char **argv)
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = g_udp ? SOCK_DGRAM : SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int r = getaddrinfo(host, "0", &hints, &ai);
     if (r != 0 || !ai) {
@@ -326,12 +406,21 @@ int main(int argc, char **argv)
         if ((r = uv_loop_init(&w->loop)) != 0)
             die_uv("uv_loop_init", r);
         w->loop.data = w;
-        if ((r = uv_tcp_init(&w->loop, &w->server)) != 0)
-            die_uv("uv_tcp_init", r);
-        if ((r = uv_tcp_open(&w->server, fd)) != 0)
-            die_uv("uv_tcp_open", r);
-        if ((r = uv_listen((uv_stream_t *)&w->server, 4096, on_connection)) != 0)
-            die_uv("uv_listen", r);
+        if (g_udp) {
+            if ((r = uv_udp_init(&w->loop, &w->udp)) != 0)
+                die_uv("uv_udp_init", r);
+            if ((r = uv_udp_open(&w->udp, fd)) != 0)
+                die_uv("uv_udp_open", r);
+            if ((r = uv_udp_recv_start(&w->udp, alloc_cb, udp_recv_cb)) != 0)
+                die_uv("uv_udp_recv_start", r);
+        } else {
+            if ((r = uv_tcp_init(&w->loop, &w->server)) != 0)
+                die_uv("uv_tcp_init", r);
+            if ((r = uv_tcp_open(&w->server, fd)) != 0)
+                die_uv("uv_tcp_open", r);
+            if ((r = uv_listen((uv_stream_t *)&w->server, 4096, on_connection)) != 0)
+                die_uv("uv_listen", r);
+        }
         if ((r = uv_async_init(&w->loop, &w->stop, on_stop)) != 0)
             die_uv("uv_async_init", r);
     }
