@@ -927,11 +927,16 @@ static void run_op(rd *r) {
   }
   case OP_DISC: {
     uint8_t f;
+    int was_closed;
     x = pick_x(r);
     id = pick_id(r);
     f = u8(r);
+    /* Closed before the call: this very disconnect may close the ID, and
+     * its CLOSE may come (UDP: on the loop's next turn) before a look after
+     * the call. */
+    was_closed = x != NULL && id != 0 && is_closed(x, id);
     rc = chk(F_DISC, hps_disconnect(x ? x->ep : NULL, id, f % 3));
-    if (x != NULL && id != 0 && is_closed(x, id) && rc != HPS_ENOTFOUND) {
+    if (was_closed && rc != HPS_ENOTFOUND) {
       fprintf(stderr,
               "fuzz_api: closed ID %llx reached a live connection "
               "(hps_disconnect returned %d)\n",

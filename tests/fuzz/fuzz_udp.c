@@ -609,9 +609,12 @@ static int x_start(epx *x) {
   pthread_mutex_lock(&x->mu);
   x->runs++;
   pthread_mutex_unlock(&x->mu);
-  if (x->role == HPS_UDP_CLIENT)
-    CHECK(hps_local_address(x->ep, 0, NULL, 0, &port) == 0);
-  else
+  if (x->role == HPS_UDP_CLIENT) {
+    /* A handler (CONNECT answered ERROR, a disconnect) may have closed the
+     * connection already: then it is made anew before the next input. */
+    if (chk(F_ADDR, hps_local_address(x->ep, 0, NULL, 0, &port)) != 0)
+      port = 0;
+  } else
     CHECK(hps_listen_address(x->ep, NULL, 0, &port) == 0);
   if (x->role == HPS_UDP_SERVER)
     g_sport = port;
