@@ -8,6 +8,8 @@
  *   v4-mapped addresses) every other time they are made)
  *   C  a UDP client of S, max datagram 384 (so S can send it oversize),
  *      idle detection 100 ms x 3 (heartbeats);
+ *   K  a UDP cast on group 239.255.77.1 over the loopback interface
+ *      (hps_cast_interface "127.0.0.1"; its own datagrams come back);
  *   four plain UDP sockets (the "raw" peers) on 127.0.0.1.
  * An endpoint found stopped (a handler may stop it), or a client or node
  * without its connection, is checked (below) and made anew.
@@ -20,13 +22,13 @@
  *     with ERROR: none); no event of an ID after its CLOSE;
  *   - addr/port: a server or client connection's events carry its peer,
  *     the same in every event (and for the client: S's address); a node's
- *     RECEIVE and SEND carry the sender / destination; a datagram of a raw
+ *     or cast's RECEIVE and SEND carry the sender / destination; a datagram of a raw
  *     peer arrives on the connection of that peer's port;
  *   - RECEIVE: one whole datagram, never more than the endpoint's max
  *     datagram (each datagram carries its own length and a pattern, so a
  *     cut or a mix shows), never empty on a server or client (heartbeats
- *     are not delivered); an oversize datagram on a node is a RECEIVE with
- *     HPS_EDGRAMSIZE, data NULL, len 0;
+ *     are not delivered); an oversize datagram on a node or cast is a
+ *     RECEIVE with HPS_EDGRAMSIZE, data NULL, len 0;
  *   - CLOSE op/error pairs that the header names; SEND at most max bytes;
  *   - calls from handlers (chosen by the input per endpoint and event
  *     type) return documented codes; hps_free / hps_wait there give
@@ -91,7 +93,7 @@
 #define BIG 65507 /* the largest IPv4 UDP payload */
 
 /* Datagram senders, as they appear in byte 1 of a datagram. */
-enum { SRC_RAW0 = 0, SRC_NODE = NRAW, SRC_CLIENT, SRC_SERVER, NSRC };
+enum { SRC_RAW0 = 0, SRC_NODE = NRAW, SRC_CLIENT, SRC_SERVER, SRC_CAST, NSRC };
 
 static int g_verbose;
 
@@ -192,7 +194,8 @@ typedef struct idrec {
   int port;
 } idrec;
 
-enum { X_S, X_N, X_C, NX };
+enum { X_S, X_N, X_C, X_K, NX };
+#define GROUP "239.255.77.1"
 
 typedef struct epx {
   const char *name;
@@ -213,6 +216,8 @@ typedef struct epx {
 
 static epx g_x[NX];
 static uint16_t g_sport, g_nport, g_cport; /* S, N and C's ports */
+static uint16_t g_kport;                   /* K's port */
+/* g_sport is written by the fuzzing thread only, read by handlers too. */
 static uint16_t g_ctarget;                 /* the port C was started to */
 /* Handlers read these while the fuzzing thread may set them. */
 #define LD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
@@ -341,6 +346,12 @@ enum {
   A_JUNK, A_N
 };
 
+/* Node and cast: RECEIVE and SEND name the other side, a datagram too
+ * big is a RECEIVE with an error, a failed one a SEND with an error. */
+static int dgram_role(const epx *x) {
+  return x->role == HPS_UDP_NODE || x->role == HPS_UDP_CAST;
+}
+
 static int valid_host(const char *a) {
   uint8_t b[16];
   return a != NULL && (inet_pton(AF_INET, a, b) == 1 ||
@@ -366,7 +377,7 @@ static int act(epx *x, const hps_event *ev) {
       CHECK(e != NULL);
       memcpy(e, ev->data, ev->len);
       e[0] = 'E';
-      if (x->role == HPS_UDP_NODE)
+      if (dgram_role(x))
         rc = chk(F_SENDTO, hps_send_to(ep, ev->addr, (uint16_t)ev->port, e,
                                        ev->len));
       else
@@ -389,7 +400,7 @@ static int act(epx *x, const hps_event *ev) {
                                         &port));
     /* A server or client connection's peer is fixed: it is the one the
      * events carry. */
-    if (rc == 0 && x->role != HPS_UDP_NODE && ev->type != HPS_EV_CLOSE) {
+    if (rc == 0 && !dgram_role(x) && ev->type != HPS_EV_CLOSE) {
       CHECK(ev->addr != NULL && strcmp(host, ev->addr) == 0);
       CHECK(port == ev->port);
     }
@@ -408,13 +419,13 @@ static int act(epx *x, const hps_event *ev) {
     CHECK(chk(F_SEND, hps_send(ep, ev->conn, NULL, 5)) == HPS_EINVAL);
     CHECK(chk(F_SEND, hps_send(ep, ev->conn, "x", 0)) == HPS_EINVAL);
     CHECK(chk(F_SENDTO, hps_send_to(ep, "127.0.0.1", 9, "x", 0)) ==
-          (x->role == HPS_UDP_NODE ? HPS_EINVAL : HPS_EROLE));
+          (dgram_role(x) ? HPS_EINVAL : HPS_EROLE));
     chk(F_MEMB, hps_join_group(ep, "239.255.0.1", "127.0.0.1"));
     chk(F_MEMB, hps_leave_group(ep, "239.255.0.1", "127.0.0.1"));
     rc = chk(F_IFACE, hps_cast_interface(ep, NULL));
     /* a node's SHUTDOWN handler may see it stopped already */
-    CHECK(rc == (x->role == HPS_UDP_NODE ? HPS_ESTATE : HPS_EROLE) ||
-          (x->role == HPS_UDP_NODE && ev->type == HPS_EV_SHUTDOWN &&
+    CHECK(rc == (dgram_role(x) ? HPS_ESTATE : HPS_EROLE) ||
+          (dgram_role(x) && ev->type == HPS_EV_SHUTDOWN &&
            rc == 0));
     break;
   default:
@@ -451,13 +462,22 @@ static void check_close(epx *x, const hps_event *ev) {
          ev->op, e, hps_err_name(e));
 }
 
+/* One of the harness's sockets: what it sends has a known form. */
+static int our_port(int port) {
+  int k;
+  for (k = 0; k < NRAW; k++)
+    if (port == g_rawport[k]) return 1;
+  return port == LD(g_sport) || port == LD(g_nport) || port == LD(g_cport) ||
+         port == LD(g_kport);
+}
+
 static void check_receive(epx *x, const hps_event *ev) {
   int src = -1;
   uint32_t mark = 0;
   if (ev->error != 0) {
     /* "A cast or node gets a RECEIVE with error HPS_EDGRAMSIZE, op
      * HPS_OP_RECEIVE, data NULL and len 0" */
-    if (x->role != HPS_UDP_NODE || ev->error != HPS_EDGRAMSIZE ||
+    if (!dgram_role(x) || ev->error != HPS_EDGRAMSIZE ||
         ev->op != HPS_OP_RECEIVE || ev->data != NULL || ev->len != 0)
       FAIL("%s: RECEIVE with error %d op %d data %p len %zu", x->name,
            ev->error, ev->op, ev->data, ev->len);
@@ -467,9 +487,11 @@ static void check_receive(epx *x, const hps_event *ev) {
   if (ev->len > LD(x->max))
     FAIL("%s: RECEIVE of %zu bytes, max datagram %zu", x->name, ev->len,
          LD(x->max));
-  if (ev->len == 0 && x->role != HPS_UDP_NODE)
+  if (ev->len == 0 && !dgram_role(x))
     FAIL("%s: empty RECEIVE (a heartbeat is not delivered)", x->name);
   CHECK(ev->data != NULL || ev->len == 0);
+  if (!our_port(ev->port))
+    return; /* another process on this host (loopback is shared) */
   if (check_dgram(x->name, ev->data, ev->len, &src, &mark)) {
     x->mark[src] = mark;
     if (src < NRAW && x->role == HPS_UDP_SERVER &&
@@ -533,7 +555,7 @@ static int handler(void *user, const hps_event *ev) {
     if (r != NULL && r->st != R_LIVE)
       FAIL("%s: event %d of ID %llx after its CLOSE", x->name, ev->type,
            (unsigned long long)ev->conn);
-    if (r != NULL && x->role != HPS_UDP_NODE &&
+    if (r != NULL && !dgram_role(x) &&
         (ev->addr == NULL || strcmp(ev->addr, r->addr) != 0 ||
          ev->port != r->port))
       FAIL("%s: event %d of ID %llx names peer %s:%d, was %s:%d", x->name,
@@ -548,14 +570,14 @@ static int handler(void *user, const hps_event *ev) {
       check_receive(x, ev);
     } else if (ev->type == HPS_EV_SEND) {
       CHECK(ev->len <= LD(x->max) && ev->len > 0);
-      CHECK(ev->error == 0 || (x->role == HPS_UDP_NODE &&
+      CHECK(ev->error == 0 || (dgram_role(x) &&
                                ev->op == HPS_OP_SEND && ev->error < 0));
     }
     break;
   }
   /* Which events must name a peer. */
   needs_addr = ev->type != HPS_EV_PREPARE && ev->type != HPS_EV_SHUTDOWN &&
-               (x->role != HPS_UDP_NODE || ev->type == HPS_EV_RECEIVE ||
+               (!dgram_role(x) || ev->type == HPS_EV_RECEIVE ||
                 ev->type == HPS_EV_SEND);
   if (needs_addr && ev->addr == NULL)
     FAIL("%s: event %d without addr", x->name, ev->type);
@@ -600,8 +622,10 @@ static void check_quiet(epx *x) {
 static int x_start(epx *x) {
   int rc;
   int64_t v = 0;
-  const char *host = x->role != HPS_UDP_CLIENT && (x->makes & 1) ? "::"
-                                                                 : "127.0.0.1";
+  const char *host = x->role == HPS_UDP_CAST ? GROUP
+                     : x->role != HPS_UDP_CLIENT && (x->makes & 1)
+                         ? "::"
+                         : "127.0.0.1";
   uint16_t port = 0;
   /* Set before the events that read them. */
   CHECK(hps_getopt(x->ep, HPS_OPT_UDP_MAX_DATAGRAM, &v) == 0);
@@ -623,10 +647,12 @@ static int x_start(epx *x) {
   } else
     CHECK(hps_listen_address(x->ep, NULL, 0, &port) == 0);
   if (x->role == HPS_UDP_SERVER)
-    g_sport = port;
+    __atomic_store_n(&g_sport, port, __ATOMIC_RELAXED);
   else
-    __atomic_store_n(x->role == HPS_UDP_NODE ? &g_nport : &g_cport, port,
-                     __ATOMIC_RELAXED);
+    __atomic_store_n(x->role == HPS_UDP_NODE   ? &g_nport
+                     : x->role == HPS_UDP_CAST ? &g_kport
+                                               : &g_cport,
+                     port, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -674,6 +700,10 @@ static void x_make(epx *x) {
   case HPS_UDP_NODE:
     CHECK(hps_setopt(x->ep, HPS_OPT_UDP_MAX_DATAGRAM, N_MAX) == 0);
     break;
+  case HPS_UDP_CAST: /* the group on loopback, own datagrams come back */
+    CHECK(hps_setopt(x->ep, HPS_OPT_UDP_MAX_DATAGRAM, N_MAX) == 0);
+    CHECK(hps_cast_interface(x->ep, "127.0.0.1") == 0);
+    break;
   default:
     CHECK(hps_setopt(x->ep, HPS_OPT_UDP_MAX_DATAGRAM, C_MAX) == 0);
     CHECK(hps_setopt(x->ep, HPS_OPT_UDP_DETECT_INTERVAL, 100) == 0);
@@ -692,7 +722,7 @@ static int has_conn(epx *x) {
 /* Everything running: S started, N and C started with their connection,
  * C aimed at S's current port. */
 static void ensure_all(void) {
-  epx *s = &g_x[X_S], *n = &g_x[X_N], *c = &g_x[X_C];
+  epx *s = &g_x[X_S], *n = &g_x[X_N], *c = &g_x[X_C], *k = &g_x[X_K];
   if (s->ep == NULL || hps_state(s->ep) != HPS_STATE_STARTED) {
     if (s->ep) x_stop(s);
     x_make(s);
@@ -701,6 +731,11 @@ static void ensure_all(void) {
       !has_conn(n)) {
     if (n->ep) x_stop(n);
     x_make(n);
+  }
+  if (k->ep == NULL || hps_state(k->ep) != HPS_STATE_STARTED ||
+      !has_conn(k)) {
+    if (k->ep) x_stop(k);
+    x_make(k);
   }
   if (c->ep == NULL || hps_state(c->ep) != HPS_STATE_STARTED ||
       !has_conn(c) || g_ctarget != g_sport) {
@@ -748,8 +783,12 @@ static void raw_drain(void) {
   uint32_t mark;
   for (k = 0; k < NRAW; k++)
     for (;;) {
-      ssize_t n = recv(g_raw[k], buf, sizeof(buf), 0);
+      struct sockaddr_in from;
+      socklen_t flen = sizeof(from);
+      ssize_t n = recvfrom(g_raw[k], buf, sizeof(buf), 0,
+                           (struct sockaddr *)&from, &flen);
       if (n < 0) break;
+      if (!our_port(ntohs(from.sin_port))) continue;
       if ((size_t)n > S_MAX)
         FAIL("raw peer %d got a datagram of %zd bytes (max 512)", k, n);
       check_dgram("raw peer", buf, (size_t)n, &src, &mark);
@@ -802,11 +841,14 @@ static void marker(int src, int dst) {
     epx *x = &g_x[dst];
     uint64_t t;
     if (src < NRAW) {
-      raw_send(src, dst == X_S ? g_sport : g_nport, m, 8);
+      raw_send(src, dst == X_S ? g_sport : dst == X_N ? g_nport : g_kport, m,
+               8);
     } else if (src == SRC_NODE) {
       chk(F_SENDTO, hps_send_to(g_x[X_N].ep, "127.0.0.1", g_sport, m, 8));
     } else if (src == SRC_CLIENT) {
       chk(F_SEND, hps_send(g_x[X_C].ep, 0, m, 8));
+    } else if (src == SRC_CAST) { /* to the group, back to itself */
+      chk(F_SEND, hps_send(g_x[X_K].ep, 0, m, 8));
     } else { /* server to its connection of C or N */
       hps_conn_id id;
       pthread_mutex_lock(&g_x[X_S].mu);
@@ -883,8 +925,14 @@ static size_t pick_size(rd *r, size_t max) {
 
 /* An endpoint handle: S, N, C or NULL. */
 static epx *pick_x(rd *r) {
-  uint8_t b = u8(r) % 4;
-  return b < NX ? &g_x[b] : NULL;
+  uint8_t b = u8(r);
+  if (b % 4 == 3) return (b & 4) ? &g_x[X_K] : NULL;
+  return &g_x[b % 4];
+}
+
+/* S, N, C, or K when bit 7 is set. */
+static epx *pick_slot(uint8_t b) {
+  return (b & 0x80) ? &g_x[X_K] : &g_x[b % 3];
 }
 
 static hps_conn_id pick_id(rd *r) {
@@ -994,7 +1042,7 @@ enum op {
 };
 
 static int g_used_raw[NRAW][NX]; /* raw peer k sent to slot */
-static int g_used_node, g_used_client, g_used_server;
+static int g_used_node, g_used_client, g_used_server, g_used_cast;
 
 static void run_op(rd *r) {
   uint8_t op = u8(r) % OP_N, b;
@@ -1009,12 +1057,16 @@ static void run_op(rd *r) {
     int k, dst;
     b = u8(r);
     k = b % NRAW;
-    dst = (b >> 2) % NX;
+    dst = (b & 0x80) ? X_K : (b >> 2) % 3;
     len = pick_size(r, g_x[dst].max);
     if (len > BIG) len = BIG;
     make_dgram(g_dg, len, SRC_RAW0 + k, (unsigned)g_nonce + len);
-    raw_send(k, dst == X_S ? g_sport : dst == X_N ? g_nport : g_cport, g_dg,
-             len);
+    raw_send(k,
+             dst == X_S   ? g_sport
+             : dst == X_N ? g_nport
+             : dst == X_K ? g_kport
+                          : g_cport,
+             g_dg, len);
     if (dst != X_C) g_used_raw[k][dst] = 1;
     break;
   }
@@ -1044,12 +1096,17 @@ static void run_op(rd *r) {
   }
   case OP_CLIENT:
   case OP_SENDBACK: {
-    x = op == OP_CLIENT ? &g_x[X_C] : &g_x[X_S];
     id = pick_id(r);
     b = u8(r);
+    /* bit 7 of b: the cast sends to its group instead of C / S */
+    x = (b & 0x80) ? &g_x[X_K] : op == OP_CLIENT ? &g_x[X_C] : &g_x[X_S];
     len = pick_size(r, x->max);
     if (len > BIG) len = BIG;
-    make_dgram(g_dg, len, op == OP_CLIENT ? SRC_CLIENT : SRC_SERVER, b);
+    make_dgram(g_dg, len,
+               x == &g_x[X_K]       ? SRC_CAST
+               : op == OP_CLIENT ? SRC_CLIENT
+                                 : SRC_SERVER,
+               b);
     if (b & 2) { /* sendv: the datagram in one to three pieces (an
                     empty one between, skipped) */
       hps_buf bufs[4];
@@ -1079,8 +1136,9 @@ static void run_op(rd *r) {
       if (b & 1 || len == 0) CHECK(rc == HPS_EINVAL);
       else if (len > x->max) CHECK(rc == HPS_EDGRAMSIZE);
     }
-    if (rc == 0 && op == OP_CLIENT) g_used_client = 1;
-    if (rc == 0 && op == OP_SENDBACK) g_used_server = 1;
+    if (rc == 0 && x == &g_x[X_K]) g_used_cast = 1;
+    else if (rc == 0 && op == OP_CLIENT) g_used_client = 1;
+    else if (rc == 0 && op == OP_SENDBACK) g_used_server = 1;
     break;
   }
   case OP_DISC:
@@ -1178,7 +1236,7 @@ static void run_op(rd *r) {
     if (b & 1) rc = chk(F_MEMB, hps_join_group(ep, g, i));
     else rc = chk(F_MEMB, hps_leave_group(ep, g, i));
     if (x == NULL) CHECK(rc == HPS_EHANDLE);
-    else if (x->role != HPS_UDP_NODE) CHECK(rc == HPS_EROLE);
+    else if (!dgram_role(x)) CHECK(rc == HPS_EROLE);
     else if (g == NULL) CHECK(rc == HPS_EINVAL);
     break;
   }
@@ -1187,7 +1245,7 @@ static void run_op(rd *r) {
     x = pick_x(r);
     rc = chk(F_IFACE, hps_cast_interface(x ? x->ep : NULL, i));
     if (x == NULL) CHECK(rc == HPS_EHANDLE);
-    else if (x->role != HPS_UDP_NODE) CHECK(rc == HPS_EROLE);
+    else if (!dgram_role(x)) CHECK(rc == HPS_EROLE);
     break;
   }
   case OP_SETOPT: {
@@ -1234,13 +1292,13 @@ static void run_op(rd *r) {
     uint8_t t;
     b = u8(r);
     t = u8(r);
-    x = &g_x[b % NX];
+    x = pick_slot(b);
     __atomic_store_n(&x->act[1 + t % 8], (int)(t >> 3) % A_N,
                      __ATOMIC_RELAXED);
     break;
   }
   case OP_RESTART:
-    x = &g_x[u8(r) % NX];
+    x = pick_slot(u8(r));
     rc = chk(F_STOP, hps_stop(x->ep));
     CHECK(rc == 0);
     check_quiet(x);
@@ -1314,6 +1372,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   g_x[X_N].role = HPS_UDP_NODE;
   g_x[X_C].name = "C";
   g_x[X_C].role = HPS_UDP_CLIENT;
+  g_x[X_K].name = "K";
+  g_x[X_K].role = HPS_UDP_CAST;
   for (i = 0; i < NX; i++) pthread_mutex_init(&g_x[i].mu, NULL);
   for (i = 0; i < NRAW; i++) g_raw[i] = udp_sock(&g_rawport[i]);
   g_closed_fd = udp_sock(&g_closed_port);
@@ -1326,7 +1386,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int i, k, nops = 0;
   ensure_all();
   memset(g_used_raw, 0, sizeof(g_used_raw));
-  g_used_node = g_used_client = g_used_server = 0;
+  g_used_node = g_used_client = g_used_server = g_used_cast = 0;
   while (r.n > 0 && nops++ < MAX_OPS) run_op(&r);
   /* Everything the input sent is handled before the next input. */
   calm();
@@ -1335,6 +1395,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (g_used_raw[k][i]) marker(SRC_RAW0 + k, i);
   if (g_used_node) marker(SRC_NODE, X_S);
   if (g_used_client) marker(SRC_CLIENT, X_S);
+  if (g_used_cast) marker(SRC_CAST, X_K);
   if (g_used_server) {
     marker(SRC_SERVER, X_C);
     marker(SRC_SERVER, X_N);
