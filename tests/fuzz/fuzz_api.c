@@ -416,13 +416,20 @@ static void check_quiet(epx *x) {
   pthread_mutex_unlock(&x->mu);
 }
 
+/* Handlers read act[] with atomics while this thread changes it. */
+static void clear_act(epx *x) {
+  size_t i;
+  for (i = 0; i < sizeof(x->act) / sizeof(x->act[0]); i++)
+    __atomic_store_n(&x->act[i], 0, __ATOMIC_RELAXED);
+}
+
 static void reset_tracker(epx *x) {
   pthread_mutex_lock(&x->mu);
   x->nids = x->overflow = 0;
   x->shutdowns = x->runs = x->shutdown_seen = 0;
   x->client_closes = x->client_starts = x->connects = 0;
   x->in_failing_start = x->start_events = 0;
-  memset(x->act, 0, sizeof(x->act));
+  clear_act(x);
   pthread_mutex_unlock(&x->mu);
 }
 
@@ -514,7 +521,7 @@ static void ensure_pair(void) {
     CHECK(hps_setopt(s->ep, HPS_OPT_WORKERS, 2) == 0);
     CHECK(hps_setopt(s->ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PULL) == 0);
   }
-  memset(s->act, 0, sizeof(s->act));
+  clear_act(s);
   st = hps_state(s->ep);
   if (st == HPS_STATE_STOPPING) {
     do_stop(s);
@@ -531,7 +538,7 @@ static void ensure_pair(void) {
   CHECK(hps_listen_address(s->ep, NULL, 0, &port) == 0);
   g_port = port;
   if (c->ep == NULL) CHECK(do_create(1, HPS_TCP_CLIENT) == 0);
-  memset(c->act, 0, sizeof(c->act));
+  clear_act(c);
   /* An earlier input may have masked events (a live option): the pair is
    * watched through ACCEPT, CONNECT and CLOSE. */
   CHECK(hps_setopt(s->ep, HPS_OPT_EVENTS, HPS_EVENTS_ALL) == 0);
@@ -1113,6 +1120,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (i = 2; i < NEP; i++)
     if (g_ep[i].ep != NULL) do_free(i);
   for (i = 0; i < 2; i++)
-    memset(g_ep[i].act, 0, sizeof(g_ep[i].act));
+    clear_act(&g_ep[i]);
   return 0;
 }
