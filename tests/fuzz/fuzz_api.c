@@ -729,9 +729,10 @@ static int cast_or_node(const epx *x) {
 /* After OP_SEND: hps_send_to of the same bytes; b's bits 4-6 pick the
  * host, 7 and 1 the port, 3 a junk handle where the slot is empty. */
 static void send_to_too(epx *x, uint8_t b, size_t len) {
-  static const char *const hosts[] = {"127.0.0.1", NULL,  "",
-                                      "::1",       "zz.invalid",
-                                      "239.255.0.1", "127.1", "1.2.3.4.5"};
+  /* numeric only: a name would wait for DNS (see fuzz_udp.c) */
+  static const char *const hosts[] = {"127.0.0.1", NULL,          "",
+                                      "::1",       "::",          "239.255.0.1",
+                                      "127.0.0.2", "255.255.255.255"};
   const char *host = hosts[(b >> 4) & 7];
   uint16_t port = (b & 0x80) ? g_port : (b & 2) ? g_closed_port : 0;
   hps_endpoint *ep = x ? x->ep : (b & 8) ? JUNK_EP : NULL;
