@@ -418,8 +418,10 @@ void hps__ep_loop_done(hps_endpoint *ep) {
 }
 
 void hps__ep_destroy(hps_endpoint *ep) {
-  if (ep->state == HPS_STATE_STARTED || ep->state == HPS_STATE_STOPPING)
-    hps__ep_stop(ep);
+  /* The last loop may be storing STOPPED right now (a stop begun in a
+   * handler): read the state as it is written, atomically. */
+  int st = HPS__LOAD(&ep->state);
+  if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING) hps__ep_stop(ep);
   uv_mutex_lock(&ep->mutex);
   reap_locked(ep);
   free_loops(ep);

@@ -1462,6 +1462,36 @@ static void test_restart_every_role(void **state) {
   close(fd);
 }
 
+/* A stop begun inside a handler finishes on the loop thread while the
+ * application frees the endpoint: hps_free waits for it (found by
+ * fuzz_api under TSan: hps_free read the state the ending loop wrote). */
+static int stop_on_connect(u_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_CONNECT)
+    assert_int_equal(hps_stop(ev->endpoint), 0);
+  return HPS_HR_OK;
+}
+
+static void test_free_while_a_handler_stop_finishes(void **state) {
+  int i;
+  (void)state;
+  for (i = 0; i < 50; i++) {
+    u_rec r;
+    hps_endpoint *ep;
+    u_init(&r);
+    r.hook = stop_on_connect;
+    ep = u_make(&r, HPS_UDP_NODE, NULL);
+    assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
+    if (i % 2)
+      usleep(100 * (useconds_t)(i % 5)); /* meet the loop at other points */
+    assert_int_equal(hps_free(ep), 0);
+    assert_int_equal(u_count(&r, HPS_EV_CONNECT), 1);
+    assert_int_equal(u_count(&r, HPS_EV_CLOSE), 1);
+    assert_int_equal(u_count(&r, HPS_EV_SHUTDOWN), 1);
+    u_free(&r);
+  }
+}
+
 int main(void) {
   const char *filter = getenv("HPS_TEST_FILTER");
   const struct CMUnitTest tests[] = {
@@ -1492,6 +1522,7 @@ int main(void) {
       cmocka_unit_test(test_udp_options_and_refusals),
       cmocka_unit_test(test_pause_client_and_server_connection),
       cmocka_unit_test(test_restart_every_role),
+      cmocka_unit_test(test_free_while_a_handler_stop_finishes),
   };
   if (filter)
     cmocka_set_test_filter(filter);

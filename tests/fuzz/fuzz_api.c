@@ -28,6 +28,15 @@
  * 1 the client of the pair, 2-3 made by the input; an empty slot passes
  * NULL); see run_op for the rest. Seeds: tests/fixtures/fuzz/api/.
  *
+ * UDP: create makes UDP roles in slots 2-3 too (all the checks above hold
+ * for them; their datagram traffic is fuzzed by fuzz_udp.c). The UDP
+ * calls ride on operations that read matching bytes: OP_SEND also calls
+ * hps_send_to, OP_CONNECT hps_join_group / hps_leave_group and
+ * hps_cast_interface, on any slot (wrong roles, stopped endpoints), NULL,
+ * or a junk handle, with NULL and junk hosts, groups and interfaces.
+ * Return codes are checked per role: a UDP endpoint may also give what the
+ * header's UDP section adds (HPS_EDGRAMSIZE, HPS_EROLE, HPS_EMODEL).
+ *
  * FUZZ_API_VERBOSE=1 prints each call; FUZZ_API_SOFT=1 reports an
  * undocumented return once per (function, code) and goes on, to survey.
  */
@@ -77,16 +86,20 @@ static uint64_t ebit(int rc) { return 1ull << (-30000 - rc); }
 enum {
   F_CREATE, F_SETOPT, F_GETOPT, F_START, F_STOP, F_WAIT, F_FREE, F_STATE,
   F_ROLE, F_LISTEN, F_CONNECT, F_SEND, F_SENDV, F_FILE, F_DISC, F_PAUSE,
-  F_FETCH, F_COUNT, F_LIST, F_ADDR, F_EXTRA, F_STATS, F_DWHERE, F_N
+  F_FETCH, F_COUNT, F_LIST, F_ADDR, F_EXTRA, F_STATS, F_DWHERE, F_SENDTO,
+  F_MEMB, F_IFACE, F_N
 };
 static const char *const f_name[F_N] = {
     "create", "setopt", "getopt", "start", "stop", "wait", "free", "state",
     "role", "listen_address", "connect", "send", "sendv", "send_file",
     "disconnect", "pause_receive", "fetch/peek", "conn_count", "conn_list",
     "local/remote_address", "set/get_extra", "get_stats",
-    "disconnect_silent/long"};
+    "disconnect_silent/long", "send_to", "join/leave_group",
+    "cast_interface"};
 
 static uint64_t f_allowed[F_N];
+/* What the UDP section adds for an endpoint of a UDP role. */
+static uint64_t f_udp[F_N];
 
 static void init_allowed(void) {
   uint64_t nomem = E(ENOMEM); /* any allocation may fail */
@@ -119,6 +132,21 @@ static void init_allowed(void) {
   f_allowed[F_EXTRA] = E(EHANDLE) | E(ENOTFOUND) | E(EINVAL);
   f_allowed[F_STATS] = E(EHANDLE) | E(EINVAL) | E(ENOTFOUND);
   f_allowed[F_DWHERE] = E(EHANDLE) | E(EINVAL) | R_POS;
+  /* The UDP functions (any role: EROLE unless a cast or node). */
+  f_allowed[F_SENDTO] = E(EHANDLE) | E(EROLE) | E(EINVAL) | E(EADDR) |
+                        E(EDGRAMSIZE) | E(ENOTFOUND) | E(ESENDQ) | R_SYS |
+                        nomem;
+  f_allowed[F_MEMB] = E(EHANDLE) | E(EROLE) | E(EINVAL) | E(EADDR) |
+                      E(ESTATE) | R_SYS;
+  f_allowed[F_IFACE] = E(EHANDLE) | E(EROLE) | E(EADDR) | E(ESTATE);
+  /* UDP roles: "Only the push model (HPS_OPT_RECV_MODEL, else HPS_EMODEL);
+   * hps_send_file gives HPS_EROLE", a send over the max datagram is
+   * HPS_EDGRAMSIZE, a node's hps_send HPS_EROLE. */
+  f_udp[F_SETOPT] = E(EMODEL);
+  f_udp[F_START] = E(EMODEL);
+  f_udp[F_SEND] = E(EDGRAMSIZE) | E(EROLE);
+  f_udp[F_SENDV] = E(EDGRAMSIZE) | E(EROLE);
+  f_udp[F_FILE] = E(EROLE);
 }
 
 static int known_lib_error(int rc) {
@@ -132,9 +160,10 @@ static int known_lib_error(int rc) {
   }
 }
 
-/* Abort unless rc is a documented return of function f. */
-static int chk(int f, int rc) {
-  uint64_t a = f_allowed[f];
+/* Abort unless rc is a documented return of function f (udp: called on an
+ * endpoint of a UDP role). */
+static int chk_in(int f, int udp, int rc) {
+  uint64_t a = f_allowed[f] | (udp ? f_udp[f] : 0);
   int ok;
   CHECK(hps_strerror(rc) != NULL && hps_err_name(rc) != NULL);
   if (rc == 0) ok = 1;
@@ -147,13 +176,19 @@ static int chk(int f, int rc) {
     fprintf(stderr, "fuzz_api: hps_%s returned %d (%s), not documented\n",
             f_name[f], rc, hps_err_name(rc));
     if (g_soft) { /* exploring: report each (function, code) once */
-      f_allowed[f] |= rc < 0 && known_lib_error(rc) ? ebit(rc) : R_SYS;
+      (udp ? f_udp : f_allowed)[f] |=
+          rc < 0 && known_lib_error(rc) ? ebit(rc) : R_SYS;
       return rc;
     }
     abort();
   }
   return rc;
 }
+
+struct epx;
+static int x_udp(const struct epx *x);
+/* chk(f, rc) where the endpoint slot x (may be NULL) is in scope. */
+#define chk(f, rc) chk_in((f), x_udp(x), (rc))
 
 /* ------------------------------------------------------------------ */
 /* Endpoints and what their events said                                */
@@ -181,6 +216,10 @@ typedef struct epx {
 } epx;
 
 static epx g_ep[NEP];
+
+static int x_udp(const struct epx *x) {
+  return x != NULL && x->role >= HPS_UDP_SERVER && x->role <= HPS_UDP_NODE;
+}
 static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static hps_conn_id g_pool[POOL];
 static unsigned g_pool_n;
@@ -377,13 +416,20 @@ static void check_quiet(epx *x) {
   pthread_mutex_unlock(&x->mu);
 }
 
+/* Handlers read act[] with atomics while this thread changes it. */
+static void clear_act(epx *x) {
+  size_t i;
+  for (i = 0; i < sizeof(x->act) / sizeof(x->act[0]); i++)
+    __atomic_store_n(&x->act[i], 0, __ATOMIC_RELAXED);
+}
+
 static void reset_tracker(epx *x) {
   pthread_mutex_lock(&x->mu);
   x->nids = x->overflow = 0;
   x->shutdowns = x->runs = x->shutdown_seen = 0;
   x->client_closes = x->client_starts = x->connects = 0;
   x->in_failing_start = x->start_events = 0;
-  memset(x->act, 0, sizeof(x->act));
+  clear_act(x);
   pthread_mutex_unlock(&x->mu);
 }
 
@@ -475,7 +521,7 @@ static void ensure_pair(void) {
     CHECK(hps_setopt(s->ep, HPS_OPT_WORKERS, 2) == 0);
     CHECK(hps_setopt(s->ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PULL) == 0);
   }
-  memset(s->act, 0, sizeof(s->act));
+  clear_act(s);
   st = hps_state(s->ep);
   if (st == HPS_STATE_STOPPING) {
     do_stop(s);
@@ -492,7 +538,7 @@ static void ensure_pair(void) {
   CHECK(hps_listen_address(s->ep, NULL, 0, &port) == 0);
   g_port = port;
   if (c->ep == NULL) CHECK(do_create(1, HPS_TCP_CLIENT) == 0);
-  memset(c->act, 0, sizeof(c->act));
+  clear_act(c);
   /* An earlier input may have masked events (a live option): the pair is
    * watched through ACCEPT, CONNECT and CLOSE. */
   CHECK(hps_setopt(s->ep, HPS_OPT_EVENTS, HPS_EVENTS_ALL) == 0);
@@ -667,6 +713,59 @@ static size_t pick_len(rd *r) {
   return lens[b % 12];
 }
 
+/* Not an endpoint: zeroed memory where a handle's magic would be (what an
+ * application holding a freed handle passes, as far as it can be tested
+ * without reading freed memory). */
+static uint64_t g_junk_mem[1024];
+#define JUNK_EP ((hps_endpoint *)(void *)g_junk_mem)
+
+static int cast_or_node(const epx *x) {
+  return x->role == HPS_UDP_CAST || x->role == HPS_UDP_NODE;
+}
+
+/* The UDP calls ride on OP_SEND and OP_CONNECT, with the bytes those read
+ * (new opcodes or argument bytes would change what older inputs mean). */
+
+/* After OP_SEND: hps_send_to of the same bytes; b's bits 4-6 pick the
+ * host, 7 and 1 the port, 3 a junk handle where the slot is empty. */
+static void send_to_too(epx *x, uint8_t b, size_t len) {
+  /* numeric only: a name would wait for DNS (see fuzz_udp.c) */
+  static const char *const hosts[] = {"127.0.0.1", NULL,          "",
+                                      "::1",       "::",          "239.255.0.1",
+                                      "127.0.0.2", "255.255.255.255"};
+  const char *host = hosts[(b >> 4) & 7];
+  uint16_t port = (b & 0x80) ? g_port : (b & 2) ? g_closed_port : 0;
+  hps_endpoint *ep = x ? x->ep : (b & 8) ? JUNK_EP : NULL;
+  int rc = chk(F_SENDTO, hps_send_to(ep, host, port,
+                                     (b & 1) ? NULL : g_buf + (b >> 1) % 8,
+                                     len));
+  if (x == NULL) CHECK(rc == HPS_EHANDLE);
+  else if (!cast_or_node(x)) CHECK(rc == HPS_EROLE);
+  else if ((b & 1) || len == 0) CHECK(rc == HPS_EINVAL);
+}
+
+/* After OP_CONNECT: hps_join_group or hps_leave_group (b's bit 4) of a
+ * group picked by bits 1-3 on the interface named by the picked host, and
+ * hps_cast_interface of that host (or of a name, bit 5); bit 7 a junk
+ * handle where the slot is empty. */
+static void membership_too(epx *x, const char *host, uint8_t b) {
+  static const char *const groups[] = {NULL,      "",          "239.255.0.1",
+                                       "224.0.0.1", "ff02::1",   "127.0.0.1",
+                                       "junk",    "239.255.0.1%lo"};
+  const char *group = groups[(b >> 1) & 7];
+  hps_endpoint *ep = x ? x->ep : (b & 0x80) ? JUNK_EP : NULL;
+  int rc;
+  if (b & 0x10) rc = chk(F_MEMB, hps_leave_group(ep, group, host));
+  else rc = chk(F_MEMB, hps_join_group(ep, group, host));
+  if (x == NULL) CHECK(rc == HPS_EHANDLE);
+  else if (!cast_or_node(x)) CHECK(rc == HPS_EROLE);
+  else if (group == NULL) CHECK(rc == HPS_EINVAL);
+  rc = chk(F_IFACE, hps_cast_interface(ep, (b & 0x20) ? "lo" : host));
+  if (x == NULL) CHECK(rc == HPS_EHANDLE);
+  else if (!cast_or_node(x)) CHECK(rc == HPS_EROLE);
+  else if (b & 0x20) CHECK(rc == HPS_EADDR); /* not numeric */
+}
+
 enum {
   OP_CREATE, OP_SETOPT, OP_GETOPT, OP_START, OP_STOP, OP_WAIT, OP_FREE,
   OP_SEND, OP_SENDV, OP_FILE, OP_DISC, OP_PAUSE, OP_FETCH, OP_EXTRA,
@@ -676,7 +775,7 @@ enum {
 
 static void run_op(rd *r) {
   uint8_t op = u8(r) % OP_N;
-  epx *x;
+  epx *x = NULL;
   hps_endpoint *ep;
   hps_conn_id id;
   int rc;
@@ -685,9 +784,14 @@ static void run_op(rd *r) {
   case OP_CREATE: {
     uint8_t b = u8(r);
     int slot = 2 + (b & 1), role = (b >> 1) % 5;
-    if (role == HPS_UDP_SERVER) role = HPS_UDP_NODE + 1; /* TCP model only:
-                                             keep one invalid role */
     hps_endpoint *tmp = (hps_endpoint *)&tmp;
+    /* 0 and 4 + 5k for k >= 4 stay invalid roles; 4, 9, 14, 19 are the
+     * UDP roles (the invariants checked here hold for them too: nothing
+     * here is TCP-only but the TCP client's CONNECT/CLOSE count, which is
+     * kept for that role). Older inputs keep the roles they had, but for
+     * these four values, which made an invalid role before. */
+    if (role == 4)
+      role = (b >> 1) < 20 ? HPS_UDP_SERVER + (b >> 1) / 5 : HPS_UDP_NODE + 1;
     if (b & 0x40) {
       CHECK(chk(F_CREATE, hps_create(role, handler, NULL, NULL)) ==
             HPS_EINVAL);
@@ -701,8 +805,10 @@ static void run_op(rd *r) {
     }
     if (g_ep[slot].ep != NULL) do_free(slot);
     rc = do_create(slot, role);
-    if (role < HPS_TCP_SERVER || role > HPS_TCP_CLIENT)
+    if (role < HPS_TCP_SERVER || role > HPS_UDP_NODE)
       CHECK(rc == HPS_EINVAL);
+    else
+      CHECK(rc == 0 || rc == HPS_ENOMEM);
     break;
   }
   case OP_SETOPT: {
@@ -711,6 +817,8 @@ static void run_op(rd *r) {
     x = pick_x(r);
     opt = (int)u8(r) % 24 - 2;
     v = pick_val(r);
+    /* 21 (not a key) stands for the UDP keys 32..37 */
+    if (opt == 21) opt = HPS_OPT_UDP_MAX_DATAGRAM + (int)((uint64_t)v % 6);
     ep = x ? x->ep : NULL;
     rc = chk(F_SETOPT, hps_setopt(ep, opt, v));
     if (ep == NULL) CHECK(rc == HPS_EHANDLE);
@@ -791,6 +899,7 @@ static void run_op(rd *r) {
     else if (b & 1) CHECK(rc == HPS_EINVAL);
     else if (len == 0) /* documented: pack model says the body is empty */
       CHECK(rc == HPS_EINVAL || rc == HPS_EPACKEMPTY);
+    send_to_too(x, b, len);
     break;
   }
   case OP_SENDV: {
@@ -826,11 +935,16 @@ static void run_op(rd *r) {
   }
   case OP_DISC: {
     uint8_t f;
+    int was_closed;
     x = pick_x(r);
     id = pick_id(r);
     f = u8(r);
+    /* Closed before the call: this very disconnect may close the ID, and
+     * its CLOSE may come (UDP: on the loop's next turn) before a look after
+     * the call. */
+    was_closed = x != NULL && id != 0 && is_closed(x, id);
     rc = chk(F_DISC, hps_disconnect(x ? x->ep : NULL, id, f % 3));
-    if (x != NULL && id != 0 && is_closed(x, id) && rc != HPS_ENOTFOUND) {
+    if (was_closed && rc != HPS_ENOTFOUND) {
       fprintf(stderr,
               "fuzz_api: closed ID %llx reached a live connection "
               "(hps_disconnect returned %d)\n",
@@ -955,6 +1069,7 @@ static void run_op(rd *r) {
       pthread_mutex_unlock(&x->mu);
       pool_add(got);
     }
+    membership_too(x, host, b);
     break;
   }
   case OP_MISC: {
@@ -1006,6 +1121,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (i = 2; i < NEP; i++)
     if (g_ep[i].ep != NULL) do_free(i);
   for (i = 0; i < 2; i++)
-    memset(g_ep[i].act, 0, sizeof(g_ep[i].act));
+    clear_act(&g_ep[i]);
   return 0;
 }
