@@ -454,9 +454,10 @@ HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
 /* Close a connection. force = 0: bytes of sends accepted before are sent
  * first, then the connection is shut down and closed; force != 0: closed at
  * once, unsent bytes dropped. From the moment it returns 0, sends,
- * disconnect, pause, fetch and peek on the ID fail with HPS_ENOTFOUND; the
- * queries (hps_get_stats, the address calls, hps_get/set_extra) still
- * answer until its CLOSE handler has returned. The CLOSE event has op
+ * disconnect and pause on the ID fail with HPS_ENOTFOUND; the queries
+ * (hps_get_stats, the address calls, hps_get/set_extra) and, in the pull
+ * model, hps_fetch/peek of bytes still waiting answer until its CLOSE
+ * handler has returned. The CLOSE event has op
  * HPS_OP_CLOSE and error 0. Returns 0, HPS_EHANDLE or HPS_ENOTFOUND (also when already
  * closing). */
 HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
