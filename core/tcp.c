@@ -103,6 +103,7 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     if (err != 0 && c->close_err == 0 && c->close_op == HPS_OP_RECEIVE) {
       c->close_op = op;
       c->close_err = err;
+      if (c->tls != NULL) hps__tls_close_text(c, err);
     }
     return;
   }
@@ -110,6 +111,7 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     c->close_op = op;
     c->close_err = err;
   }
+  if (c->tls != NULL && err != 0) hps__tls_close_text(c, err);
   HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
   if (c->connect_timer) {
@@ -161,8 +163,13 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
     close_pending(c, HPS_OP_CLOSE, err);
     return;
   }
+  /* Mid-handshake and graceful: after the handshake, behind the sends
+   * accepted before it. */
+  if (!force && c->tls != NULL && !hps__tls_done(c) &&
+      hps__tls_disconnect_later(c, err))
+    return;
   if (force || c->state != HPS__C_OPEN ||
-      (c->tls != NULL && !hps__tls_done(c))) { /* mid-handshake: at once */
+      (c->tls != NULL && !hps__tls_done(c))) {
     hps__conn_close(c, HPS_OP_CLOSE, err);
     return;
   }
@@ -187,6 +194,8 @@ void hps__conn_pause(hps__conn *c, int pause) {
   }
   c->paused = (uint8_t)pause;
   if (c->state != HPS__C_OPEN) return; /* applied once connected */
+  /* The TLS handshake reads on; its end applies the pause. */
+  if (c->tls != NULL && !hps__tls_done(c)) return;
   if (pause) {
     uv_read_stop((uv_stream_t *)&c->tcp);
   } else {
@@ -348,8 +357,9 @@ static int model_init(hps__conn *c) {
 static void conn_ready(hps__conn *c, int op) {
   int r;
   if (c->state != HPS__C_OPEN) return; /* closed from inside the handler */
-  if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done */
-    if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN && !c->paused)
+  if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done;
+                          * it reads even when paused (pause stops RECEIVE) */
+    if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN)
       start_reading(c);
     return;
   }
