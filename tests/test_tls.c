@@ -1288,6 +1288,272 @@ static void hpsock_client_to_openssl_s_server(void **state) {
   t_rec_free(&cr);
 }
 
+/* ------------------------------------------------------------------ */
+/* review fixes: pause and disconnect during the handshake, queue     */
+/* limit for OpenSSL's own output, reason texts, buffers, ID 0        */
+/* ------------------------------------------------------------------ */
+
+/* Pause in ACCEPT/CONNECT, resume in HANDSHAKE: pause only stops RECEIVE,
+ * so the handshake still reads and completes. */
+static int pause_until_handshake(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_ACCEPT || ev->type == HPS_EV_CONNECT)
+    hps_pause_receive(ev->endpoint, ev->conn, 1);
+  else if (ev->type == HPS_EV_HANDSHAKE)
+    hps_pause_receive(ev->endpoint, ev->conn, 0);
+  return HPS_HR_OK;
+}
+
+static void server_paused_in_accept_still_handshakes(void **state) {
+  t_rec sr, ar;
+  obs so, ao;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  sr.hook = pause_until_handshake;
+  srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
+  /* longer than the wait: a stalled handshake is no HANDSHAKE at all */
+  assert_int_equal(hps_setopt(srv, HPS_OPT_TLS_HANDSHAKE_TIMEOUT, 20000), 0);
+  sr.echo = 1;
+  start_server(srv, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
+  id = connect_tls(ag, &ar, port);
+  t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0), HPS_EV_HANDSHAKE);
+  echo_round(ag, id, &ar, 50000, 4096, 0);
+  free_pair(ag, &ar, srv, &sr);
+}
+
+/* The client pauses in CONNECT and stays paused: the handshake completes,
+ * then nothing is delivered until the resume. */
+static int pause_in_connect(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_CONNECT) hps_pause_receive(ev->endpoint, ev->conn, 1);
+  return HPS_HR_OK;
+}
+
+static int greet_on_handshake(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_HANDSHAKE) hps_send(ev->endpoint, ev->conn, "hi!", 3);
+  return HPS_HR_OK;
+}
+
+static void client_paused_in_connect_still_handshakes(void **state) {
+  t_rec sr, ar;
+  obs so, ao;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  unsigned char *got;
+  size_t n;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  sr.hook = greet_on_handshake;
+  ar.hook = pause_in_connect;
+  srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
+  sr.echo = 1; /* the greeting is the first thing either side sends */
+  start_server(srv, &port);
+  ag = tls_ep(HPS_TCP_AGENT, &ar, HPS_MODEL_PUSH);
+  set_str(ag, HPS_OPT_TLS_CA_FILE, FIX "ca.pem");
+  assert_int_equal(hps_setopt(ag, HPS_OPT_TLS_HANDSHAKE_TIMEOUT, 20000), 0);
+  assert_int_equal(hps_start(ag, NULL, 0), 0);
+  id = connect_tls(ag, &ar, port);
+  /* the greeting waits while paused */
+  t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0), HPS_EV_HANDSHAKE);
+  assert_int_equal(t_rec_quiet(&ar, 200), 0);
+  assert_int_equal(t_rec_count(&ar, HPS_EV_RECEIVE), 0);
+  assert_int_equal(hps_pause_receive(ag, id, 0), 0);
+  assert_int_equal(t_rec_wait_bytes(&ar, 3, T_WAIT_MS), 0);
+  got = t_rec_data_copy(&ar, &n);
+  assert_int_equal(n, 3);
+  assert_memory_equal(got, "hi!", 3);
+  free(got);
+  /* and the connection works both ways after it */
+  assert_int_equal(hps_send(ag, id, "ping", 4), 0);
+  assert_int_equal(t_rec_wait_bytes(&ar, 7, T_WAIT_MS), 0);
+  got = t_rec_data_copy(&ar, &n);
+  assert_int_equal(n, 7);
+  assert_memory_equal(got, "hi!ping", 7);
+  free(got);
+  free_pair(ag, &ar, srv, &sr);
+}
+
+/* Sent and disconnected gracefully from the CONNECT handler, before the
+ * handshake: the bytes go out after it, then close_notify and FIN; a
+ * send after the disconnect is refused. */
+static int later_send_rc = 1;
+
+static int send_then_disconnect(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_CONNECT) {
+    hps_send(ev->endpoint, ev->conn, "hello", 5);
+    hps_disconnect(ev->endpoint, ev->conn, 0);
+    __atomic_store_n(&later_send_rc, hps_send(ev->endpoint, ev->conn, "x", 1),
+                     __ATOMIC_SEQ_CST);
+  }
+  return HPS_HR_OK;
+}
+
+static void graceful_disconnect_during_handshake_sends_first(void **state) {
+  t_rec sr, ar;
+  obs so, ao;
+  uint16_t port;
+  hps_conn_id id, sid;
+  hps_endpoint *srv, *ag;
+  unsigned char *got;
+  size_t n;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  ar.hook = send_then_disconnect;
+  srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
+  start_server(srv, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
+  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
+  t_expect_close(t_conn_event(&ar, id, HPS_EV_CLOSE), HPS_OP_CLOSE, 0);
+  assert_int_equal(t_rec_conn_count(&ar, id, HPS_EV_HANDSHAKE), 0);
+  assert_int_equal(__atomic_load_n(&later_send_rc, __ATOMIC_SEQ_CST),
+                   HPS_ENOTFOUND);
+  sid = t_nth_conn(&sr, HPS_EV_ACCEPT, 0);
+  /* close_notify: a normal close by the peer, after the bytes */
+  t_expect_close(t_conn_event(&sr, sid, HPS_EV_CLOSE), HPS_OP_RECEIVE, 0);
+  got = t_rec_data_copy(&sr, &n);
+  assert_int_equal(n, 5);
+  assert_memory_equal(got, "hello", 5);
+  free(got);
+  free_pair(ag, &ar, srv, &sr);
+}
+
+/* The same with a handshake that fails: its failure is the CLOSE. */
+static void graceful_disconnect_then_failed_handshake(void **state) {
+  t_rec sr, ar;
+  obs so, ao;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  ar.hook = send_then_disconnect;
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "wrong_ca.pem");
+  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
+  t_expect_close(t_conn_event(&ar, id, HPS_EV_CLOSE), HPS_OP_CONNECT,
+                 HPS_ETLSVERIFY);
+  free_pair(ag, &ar, srv, &sr);
+}
+
+/* A TLS 1.3 peer that asks for a KeyUpdate with every record and never
+ * reads: the server's answers pile up; HPS_OPT_MAX_SEND_QUEUE holds for
+ * them (CLOSE op RECEIVE, HPS_ESENDQ) instead of the queue growing. */
+static void openssl_output_is_bounded_by_the_send_queue(void **state) {
+  t_rec sr;
+  obs so, o;
+  uint16_t port;
+  hps_endpoint *srv;
+  SSL_CTX *ctx;
+  SSL *ssl;
+  int fd, i, closed = 0;
+  (void)state;
+  signal(SIGPIPE, SIG_IGN);
+  rec_init(&sr, &so);
+  srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
+  assert_int_equal(hps_setopt(srv, HPS_OPT_MAX_SEND_QUEUE, 2048), 0);
+  assert_int_equal(hps_setopt(srv, HPS_OPT_SNDBUF, 4096), 0);
+  start_server(srv, &port);
+  fd = t_connect_rcvbuf(port, 4096);
+  ssl = raw_tls_client(&ctx, fd);
+  assert_string_equal(SSL_get_version(ssl), "TLSv1.3");
+  /* ~27 bytes back per round: far more than the socket buffers and the
+   * queue limit hold together */
+  for (i = 0; i < 40000 && !closed; i++) {
+    if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+        SSL_write(ssl, "k", 1) != 1)
+      break; /* the server closed */
+    if (i % 256 == 0) closed = t_rec_count(&sr, HPS_EV_CLOSE) > 0;
+  }
+  ERR_clear_error();
+  t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_RECEIVE, HPS_ESENDQ);
+  close_text(&sr, o.close_text, sizeof(o.close_text));
+  EXPECT_TEXT(o.close_text, "HPS_OPT_MAX_SEND_QUEUE");
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  close(fd);
+  t_stop_free(srv);
+  t_rec_free(&sr);
+}
+
+/* A handler error and a reset during the handshake: the CLOSE has a
+ * reason text too (not only TLS protocol failures). */
+static int refuse_handshake(t_rec *r, const hps_event *ev) {
+  (void)r;
+  return ev->type == HPS_EV_HANDSHAKE ? HPS_HR_ERROR : HPS_HR_OK;
+}
+
+static void every_error_close_has_a_reason_text(void **state) {
+  t_rec sr, ar;
+  obs so, ao, o;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  const unsigned char hello_head[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+  int fd;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  sr.hook = refuse_handshake;
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
+  assert_int_equal(hps_connect(ag, HOST, port, &id), 0);
+  t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_ACCEPT, HPS_EHANDLER);
+  close_text(&sr, o.close_text, sizeof(o.close_text));
+  EXPECT_TEXT(o.close_text, hps_strerror(HPS_EHANDLER));
+  t_conn_event(&ar, id, HPS_EV_CLOSE);
+  free_pair(ag, &ar, srv, &sr);
+
+  /* a reset in the middle of the ClientHello */
+  rec_init(&sr, &so);
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  fd = t_connect(HOST, port);
+  t_send_all(fd, hello_head, sizeof(hello_head));
+  t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0), HPS_EV_ACCEPT);
+  t_close_reset(fd);
+  {
+    t_ev e = t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                          HPS_EV_CLOSE);
+    assert_int_equal(e.op, HPS_OP_ACCEPT);
+    assert_true(e.error != 0);
+  }
+  close_text(&sr, o.close_text, sizeof(o.close_text));
+  EXPECT_TEXT(o.close_text, "handshake");
+  t_stop_free(srv);
+  t_rec_free(&sr);
+}
+
+/* ID 0 names the connection of every single-connection role: a UDP
+ * client answers HPS_ENOTLS (it has no TLS), not HPS_ENOTFOUND. */
+static void tls_info_id0_on_a_udp_client_is_enotls(void **state) {
+  t_rec r;
+  hps_endpoint *ep = NULL;
+  char buf[64];
+  (void)state;
+  t_rec_init(&r);
+  assert_int_equal(hps_create(HPS_UDP_CLIENT, t_rec_handler, &r, &ep), 0);
+  assert_int_equal(hps_start(ep, HOST, 9), 0);
+  assert_int_equal(hps_tls_info(ep, 0, HPS_TLS_INFO_VERSION, buf, sizeof(buf),
+                                NULL),
+                   HPS_ENOTLS);
+  t_stop_free(ep);
+  t_rec_free(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(agent_echo_push),
@@ -1320,6 +1586,13 @@ int main(void) {
       cmocka_unit_test(restart_with_tls_toggled),
       cmocka_unit_test(openssl_s_client_to_hpsock_server),
       cmocka_unit_test(hpsock_client_to_openssl_s_server),
+      cmocka_unit_test(server_paused_in_accept_still_handshakes),
+      cmocka_unit_test(client_paused_in_connect_still_handshakes),
+      cmocka_unit_test(graceful_disconnect_during_handshake_sends_first),
+      cmocka_unit_test(graceful_disconnect_then_failed_handshake),
+      cmocka_unit_test(openssl_output_is_bounded_by_the_send_queue),
+      cmocka_unit_test(every_error_close_has_a_reason_text),
+      cmocka_unit_test(tls_info_id0_on_a_udp_client_is_enotls),
   };
   if (getenv("HPS_TEST_FILTER")) /* e.g. HPS_TEST_FILTER='*resume*' */
     cmocka_set_test_filter(getenv("HPS_TEST_FILTER"));
