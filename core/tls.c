@@ -37,6 +37,9 @@
  * a buffer keeps its largest size, and one big message would otherwise
  * cost every connection that size for its whole life. */
 #define BIO_KEEP_MAX (32 * 1024)
+/* Renegotiation requests refused before the connection is closed: a peer
+ * that keeps asking only makes us write alerts. */
+#define MAX_RENEG_REFUSED 4
 
 typedef struct tls_sni {
   struct tls_sni *next;
@@ -67,6 +70,7 @@ struct hps__tls_conn {
   uint8_t in_read;  /* delivering plaintext: a resume needs no drain */
   uint8_t drain_posted;
   uint8_t close_after; /* hps_disconnect(force = 0) during the handshake */
+  int reneg_refused;   /* no_renegotiation alerts we sent */
   int op; /* HPS_OP_ACCEPT / HPS_OP_CONNECT: the op of a failed handshake */
   char *sess_key; /* client: key into the endpoint's session cache */
   /* info texts, written on the loop thread under the loop's lock */
@@ -556,6 +560,16 @@ static int is_ip(const char *host) {
   return inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1;
 }
 
+/* Counts the renegotiations we refused (OpenSSL answers each with a
+ * no_renegotiation warning and reads on); pump() closes after a few. */
+static void on_info(const SSL *ssl, int where, int ret) {
+  hps__conn *c;
+  if (!(where & SSL_CB_WRITE_ALERT) || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+    return;
+  c = SSL_get_ex_data(ssl, ex_conn);
+  if (c != NULL && c->tls != NULL) c->tls->reneg_refused++;
+}
+
 /* Published last and under the loop's lock: hps_tls_info reads c->tls and
  * its texts under it from other threads. */
 static void publish(hps__conn *c, struct hps__tls_conn *t) {
@@ -622,6 +636,7 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
   }
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   SSL_set_ex_data(t->ssl, ex_conn, c);
+  SSL_set_info_callback(t->ssl, on_info);
   t->op = host == NULL ? HPS_OP_ACCEPT : HPS_OP_CONNECT;
   if (host == NULL) {
     SSL_set_accept_state(t->ssl);
@@ -914,6 +929,10 @@ static void pump(hps__conn *c) {
     break;
   }
   t->in_read = 0;
+  if (!c->handle_closing && t->reneg_refused > MAX_RENEG_REFUSED) {
+    fail(c, HPS_ETLS, "the peer keeps asking to renegotiate (refused)");
+    return;
+  }
   /* KeyUpdate answers, refused renegotiations and the like: the peer
    * makes OpenSSL write them. One that never reads would grow the queue
    * without end; its limit holds for them as for sends. */

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
 #include <setjmp.h>
@@ -1489,6 +1491,100 @@ static void openssl_output_is_bounded_by_the_send_queue(void **state) {
   t_rec_free(&sr);
 }
 
+/* A TLS 1.2 peer that keeps sending renegotiation ClientHellos (and never
+ * reads the refusals): after a few the server closes with HPS_ETLS. The
+ * records are sealed by hand (AES-128-GCM keys from the key expansion)
+ * because OpenSSL's client stops after the first refusal. */
+static void tls12_prf(const unsigned char *secret, size_t slen,
+                      const char *label, const unsigned char *seed,
+                      size_t seedlen, unsigned char *out, size_t outlen) {
+  EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_id(EVP_PKEY_TLS1_PRF, NULL);
+  assert_non_null(p);
+  assert_true(EVP_PKEY_derive_init(p) > 0);
+  assert_true(EVP_PKEY_CTX_set_tls1_prf_md(p, EVP_sha256()) > 0);
+  assert_true(EVP_PKEY_CTX_set1_tls1_prf_secret(p, secret, (int)slen) > 0);
+  assert_true(EVP_PKEY_CTX_add1_tls1_prf_seed(
+                  p, (const unsigned char *)label, (int)strlen(label)) > 0);
+  assert_true(EVP_PKEY_CTX_add1_tls1_prf_seed(p, seed, (int)seedlen) > 0);
+  assert_true(EVP_PKEY_derive(p, out, &outlen) > 0);
+  EVP_PKEY_CTX_free(p);
+}
+
+/* One client handshake record (a 4-byte stub ClientHello header) sealed
+ * with key/iv at sequence seq: 33 bytes into rec. */
+static void seal_client_hello(const unsigned char *key, const unsigned char *iv,
+                              uint64_t seq, unsigned char *rec) {
+  unsigned char pt[4] = {1, 0, 0, 0}, aad[13], nonce[12];
+  int l, k;
+  EVP_CIPHER_CTX *e = EVP_CIPHER_CTX_new();
+  assert_non_null(e);
+  for (k = 0; k < 8; k++) aad[k] = (unsigned char)(seq >> (56 - 8 * k));
+  aad[8] = 22; /* handshake */
+  aad[9] = 3;
+  aad[10] = 3;
+  aad[11] = 0;
+  aad[12] = sizeof(pt);
+  memcpy(nonce, iv, 4);
+  memcpy(nonce + 4, aad, 8); /* explicit nonce: the sequence number */
+  rec[0] = 22;
+  rec[1] = 3;
+  rec[2] = 3;
+  rec[3] = 0;
+  rec[4] = 8 + sizeof(pt) + 16;
+  memcpy(rec + 5, aad, 8);
+  assert_int_equal(EVP_EncryptInit_ex(e, EVP_aes_128_gcm(), NULL, key, nonce), 1);
+  assert_int_equal(EVP_EncryptUpdate(e, NULL, &l, aad, 13), 1);
+  assert_int_equal(EVP_EncryptUpdate(e, rec + 13, &l, pt, sizeof(pt)), 1);
+  assert_int_equal(EVP_EncryptFinal_ex(e, rec + 17, &l), 1);
+  assert_int_equal(EVP_CIPHER_CTX_ctrl(e, EVP_CTRL_GCM_GET_TAG, 16, rec + 17), 1);
+  EVP_CIPHER_CTX_free(e);
+}
+
+static void repeated_renegotiation_closes_the_connection(void **state) {
+  t_rec sr;
+  obs so, o;
+  uint16_t port;
+  hps_endpoint *srv;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  SSL *ssl;
+  unsigned char ms[48], seed[64], kb[40], recs[33 * 64];
+  uint64_t seq;
+  int fd, i;
+  (void)state;
+  rec_init(&sr, &so);
+  srv = echo_server(&sr, HPS_MODEL_PUSH, &port);
+  fd = t_connect_rcvbuf(port, 4096);
+  assert_non_null(ctx);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+  assert_int_equal(
+      SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:"
+                                   "ECDHE-RSA-AES128-GCM-SHA256"),
+      1);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  assert_int_equal(SSL_connect(ssl), 1);
+  assert_int_equal(SSL_SESSION_get_master_key(SSL_get_session(ssl), ms, 48),
+                   48);
+  assert_int_equal(SSL_get_server_random(ssl, seed, 32), 32);
+  assert_int_equal(SSL_get_client_random(ssl, seed + 32, 32), 32);
+  /* client key 16, server key 16, client iv 4, server iv 4 */
+  tls12_prf(ms, 48, "key expansion", seed, 64, kb, sizeof(kb));
+  for (i = 0, seq = 1; i < 64; i++, seq++) /* the Finished was 0 */
+    seal_client_hello(kb, kb + 32, seq, recs + 33 * i);
+  t_send_all(fd, recs, sizeof(recs));
+  t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_RECEIVE, HPS_ETLS);
+  close_text(&sr, o.close_text, sizeof(o.close_text));
+  EXPECT_TEXT(o.close_text, "renegotiate");
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  close(fd);
+  t_stop_free(srv);
+  t_rec_free(&sr);
+}
+
 /* A handler error and a reset during the handshake: the CLOSE has a
  * reason text too (not only TLS protocol failures). */
 static int refuse_handshake(t_rec *r, const hps_event *ev) {
@@ -1707,6 +1803,7 @@ int main(void) {
       cmocka_unit_test(graceful_disconnect_during_handshake_sends_first),
       cmocka_unit_test(graceful_disconnect_then_failed_handshake),
       cmocka_unit_test(openssl_output_is_bounded_by_the_send_queue),
+      cmocka_unit_test(repeated_renegotiation_closes_the_connection),
       cmocka_unit_test(every_error_close_has_a_reason_text),
       cmocka_unit_test(tls_info_id0_on_a_udp_client_is_enotls),
       cmocka_unit_test(large_message_buffers_are_released),
