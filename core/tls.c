@@ -1021,7 +1021,32 @@ void hps__tls_shutdown(hps__conn *c) {
   ERR_clear_error();
   SSL_shutdown(t->ssl); /* queues close_notify; the answer is not awaited */
   ERR_clear_error();
-  if (BIO_ctrl_pending(t->wbio) > 0) flush_out(c, NULL);
+  if (BIO_ctrl_pending(t->wbio) == 0) return;
+  if ((SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) &&
+      c->tcp.write_queue_size == 0) {
+    /* Our answer to the peer's close_notify. The peer need not wait for
+     * it and may have closed its socket already: failing to send it is
+     * no error of this normal close. */
+    BUF_MEM *bm = NULL;
+    uv_buf_t b;
+    ssize_t r;
+    char skip[64];
+    BIO_get_mem_ptr(t->wbio, &bm);
+    b = uv_buf_init(bm->data, (unsigned)bm->length);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)bm->length || (r < 0 && r != UV_EAGAIN)) {
+      wbio_done(t);
+      return;
+    }
+    while (r > 0) { /* a part went: the rest is queued below */
+      int n = BIO_read(t->wbio, skip, r < (ssize_t)sizeof(skip)
+                                          ? (int)r
+                                          : (int)sizeof(skip));
+      if (n <= 0) break;
+      r -= n;
+    }
+  }
+  flush_out(c, NULL);
 }
 
 void hps__tls_resume(hps__conn *c) {
