@@ -39,7 +39,7 @@
  * up to a loop read (64 KiB) at a time and is rarely empty while data
  * streams in; the write BIO holds at most one WRITE_CHUNK's ciphertext
  * (about 87 KiB with BUF_MEM's growth), kept so that large sends reuse it
- * (a fresh one per chunk cost 50% more CPU on 256 KiB echoes). */
+ * (a fresh one per large send cost 50% more CPU on 256 KiB echoes). */
 #define RBIO_KEEP_MAX (32 * 1024)
 #define WBIO_KEEP_MAX (96 * 1024)
 /* Plaintext encrypted per step of a send (four full records): bounds the
@@ -594,14 +594,15 @@ static BIO *new_mem_bio(void) {
   return b;
 }
 
-/* The BIO (empty now) holds a large buffer: give it back. A failed
- * allocation keeps the old one (still correct, only bigger). */
+/* Does the BIO's buffer hold more than keep bytes of memory? */
 static int bio_is_large(BIO *b, size_t keep) {
   BUF_MEM *bm = NULL;
   BIO_get_mem_ptr(b, &bm);
   return bm != NULL && bm->max > keep;
 }
 
+/* Give an empty BIO's large buffer back. A failed allocation keeps the
+ * old one (still correct, only bigger). */
 static void shrink_wbio(struct hps__tls_conn *t) {
   BIO *b = new_mem_bio();
   if (b == NULL) return;
@@ -618,8 +619,8 @@ static void shrink_rbio(struct hps__tls_conn *t) {
   t->rbio = b;
 }
 
-/* The write BIO's bytes are all out: empty it. A large buffer is dropped
- * (no memset of it either); a small one is reset. */
+/* The write BIO's bytes are all out: empty it. A large buffer is given
+ * back; a small one is reset for reuse. */
 static void wbio_done(struct hps__tls_conn *t) {
   if (bio_is_large(t->wbio, WBIO_KEEP_MAX))
     shrink_wbio(t);
