@@ -79,6 +79,10 @@ static void conn_finish(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps_endpoint *ep = lp->ep;
   free_deferred(c);
+  /* Not in hps__conn_close: the silence timer calls it under the lock the
+   * text is written under. */
+  if (c->tls != NULL && c->close_err != 0)
+    hps__tls_close_text(c, c->close_err);
   if (c->reported) hps__emit(c, HPS_EV_CLOSE, NULL, 0);
   uv_mutex_lock(&lp->lock);
   hps__conn_release_locked(lp, c);
@@ -103,7 +107,6 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     if (err != 0 && c->close_err == 0 && c->close_op == HPS_OP_RECEIVE) {
       c->close_op = op;
       c->close_err = err;
-      if (c->tls != NULL) hps__tls_close_text(c, err);
     }
     return;
   }
@@ -111,7 +114,6 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     c->close_op = op;
     c->close_err = err;
   }
-  if (c->tls != NULL && err != 0) hps__tls_close_text(c, err);
   HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
   if (c->connect_timer) {

@@ -65,8 +65,9 @@ void hps__tls_write_bytes(hps__conn *c, const char *data, size_t n);
  * waits for the handshake (then the deferred sends, close_notify and FIN
  * go out; later sends are refused), 0 if it cannot (close at once). */
 int hps__tls_disconnect_later(hps__conn *c, int err);
-/* The connection closes with err (non-zero): give it a reason text if
- * none was set (socket errors, refused sends, handler errors). */
+/* The connection closed with err (non-zero), its CLOSE is next: give it a
+ * reason text if none was set (socket errors, refused sends, handler
+ * errors). Not under the loop's lock. */
 void hps__tls_close_text(hps__conn *c, int err);
 /* Graceful close: queue close_notify (before FIN). */
 void hps__tls_shutdown(hps__conn *c);

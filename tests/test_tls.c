@@ -1634,6 +1634,31 @@ static void every_error_close_has_a_reason_text(void **state) {
   t_rec_free(&sr);
 }
 
+/* The silence timer closes connections while it holds the loop's lock:
+ * a TLS connection's reason text must not take that lock again there. */
+static void silence_timeout_closes_a_tls_connection(void **state) {
+  t_rec sr, ar;
+  obs so, ao, o;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  srv = tls_server_cert(&sr, HPS_MODEL_PUSH, "server", &port);
+  assert_int_equal(hps_setopt(srv, HPS_OPT_SILENCE_TIMEOUT, 300), 0);
+  start_server(srv, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PUSH, FIX "ca.pem");
+  id = connect_tls(ag, &ar, port);
+  t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
+                              HPS_EV_CLOSE),
+                 HPS_OP_RECEIVE, HPS_ESILENCE);
+  close_text(&sr, o.close_text, sizeof(o.close_text));
+  EXPECT_TEXT(o.close_text, hps_strerror(HPS_ESILENCE));
+  t_conn_event(&ar, id, HPS_EV_CLOSE);
+  free_pair(ag, &ar, srv, &sr);
+}
+
 /* ID 0 names the connection of every single-connection role: a UDP
  * client answers HPS_ENOTLS (it has no TLS), not HPS_ENOTFOUND. */
 static void tls_info_id0_on_a_udp_client_is_enotls(void **state) {
@@ -1806,6 +1831,7 @@ int main(void) {
       cmocka_unit_test(openssl_output_is_bounded_by_the_send_queue),
       cmocka_unit_test(repeated_renegotiation_closes_the_connection),
       cmocka_unit_test(every_error_close_has_a_reason_text),
+      cmocka_unit_test(silence_timeout_closes_a_tls_connection),
       cmocka_unit_test(tls_info_id0_on_a_udp_client_is_enotls),
       cmocka_unit_test(large_message_buffers_are_released),
   };
