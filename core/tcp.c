@@ -79,6 +79,10 @@ static void conn_finish(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps_endpoint *ep = lp->ep;
   free_deferred(c);
+  /* Not in hps__conn_close: the silence timer calls it under the lock the
+   * text is written under. */
+  if (c->tls != NULL && c->close_err != 0)
+    hps__tls_close_text(c, c->close_err);
   if (c->reported) hps__emit(c, HPS_EV_CLOSE, NULL, 0);
   uv_mutex_lock(&lp->lock);
   hps__conn_release_locked(lp, c);
@@ -161,8 +165,13 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
     close_pending(c, HPS_OP_CLOSE, err);
     return;
   }
+  /* Mid-handshake and graceful: after the handshake, behind the sends
+   * accepted before it. */
+  if (!force && c->tls != NULL && !hps__tls_done(c) &&
+      hps__tls_disconnect_later(c, err))
+    return;
   if (force || c->state != HPS__C_OPEN ||
-      (c->tls != NULL && !hps__tls_done(c))) { /* mid-handshake: at once */
+      (c->tls != NULL && !hps__tls_done(c))) {
     hps__conn_close(c, HPS_OP_CLOSE, err);
     return;
   }
@@ -187,6 +196,8 @@ void hps__conn_pause(hps__conn *c, int pause) {
   }
   c->paused = (uint8_t)pause;
   if (c->state != HPS__C_OPEN) return; /* applied once connected */
+  /* The TLS handshake reads on; its end applies the pause. */
+  if (c->tls != NULL && !hps__tls_done(c)) return;
   if (pause) {
     uv_read_stop((uv_stream_t *)&c->tcp);
   } else {
@@ -350,8 +361,9 @@ static int model_init(hps__conn *c) {
 static void conn_ready(hps__conn *c, int op) {
   int r;
   if (c->state != HPS__C_OPEN) return; /* closed from inside the handler */
-  if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done */
-    if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN && !c->paused)
+  if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done;
+                          * it reads even when paused (pause stops RECEIVE) */
+    if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN)
       start_reading(c);
     return;
   }

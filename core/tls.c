@@ -33,6 +33,21 @@
 #define NSTR (STR_LAST - STR_FIRST + 1)
 #define MAX_SESSIONS 256
 #define INFO_CAP 256
+/* A memory BIO left empty with a buffer larger than this gets a fresh one:
+ * a buffer keeps its largest size, and one big message would otherwise
+ * cost every connection that size for its whole life. The read BIO gets
+ * up to a loop read (64 KiB) at a time and is rarely empty while data
+ * streams in; the write BIO holds at most one WRITE_CHUNK's ciphertext
+ * (about 87 KiB with BUF_MEM's growth), kept so that large sends reuse it
+ * (a fresh one per large send cost 50% more CPU on 256 KiB echoes). */
+#define RBIO_KEEP_MAX (32 * 1024)
+#define WBIO_KEEP_MAX (96 * 1024)
+/* Plaintext encrypted per step of a send (four full records): bounds the
+ * write BIO; smaller steps cost a socket write each. */
+#define WRITE_CHUNK (64 * 1024)
+/* Renegotiation requests refused before the connection is closed: a peer
+ * that keeps asking only makes us write alerts. */
+#define MAX_RENEG_REFUSED 4
 
 typedef struct tls_sni {
   struct tls_sni *next;
@@ -62,6 +77,8 @@ struct hps__tls_conn {
   uint8_t done;     /* handshake completed */
   uint8_t in_read;  /* delivering plaintext: a resume needs no drain */
   uint8_t drain_posted;
+  uint8_t close_after; /* hps_disconnect(force = 0) during the handshake */
+  int reneg_refused;   /* no_renegotiation alerts we sent */
   int op; /* HPS_OP_ACCEPT / HPS_OP_CONNECT: the op of a failed handshake */
   char *sess_key; /* client: key into the endpoint's session cache */
   /* info texts, written on the loop thread under the loop's lock */
@@ -551,14 +568,74 @@ static int is_ip(const char *host) {
   return inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1;
 }
 
+/* Counts the renegotiations we refused (OpenSSL answers each with a
+ * no_renegotiation warning and reads on); pump() closes after a few. */
+static void on_info(const SSL *ssl, int where, int ret) {
+  hps__conn *c;
+  if (!(where & SSL_CB_WRITE_ALERT) || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+    return;
+  c = SSL_get_ex_data(ssl, ex_conn);
+  if (c != NULL && c->tls != NULL) c->tls->reneg_refused++;
+}
+
+/* Published last and under the loop's lock: hps_tls_info reads c->tls and
+ * its texts under it from other threads. */
+static void publish(hps__conn *c, struct hps__tls_conn *t) {
+  uv_mutex_lock(&c->loop->lock);
+  c->tls = t;
+  uv_mutex_unlock(&c->loop->lock);
+}
+
+/* A new empty memory BIO set up like the connection's first ones. */
+static BIO *new_mem_bio(void) {
+  BIO *b = BIO_new(BIO_s_mem());
+  /* An empty read BIO means "wait for more", not end of stream. */
+  if (b != NULL) BIO_set_mem_eof_return(b, -1);
+  return b;
+}
+
+/* Does the BIO's buffer hold more than keep bytes of memory? */
+static int bio_is_large(BIO *b, size_t keep) {
+  BUF_MEM *bm = NULL;
+  BIO_get_mem_ptr(b, &bm);
+  return bm != NULL && bm->max > keep;
+}
+
+/* Give an empty BIO's large buffer back. A failed allocation keeps the
+ * old one (still correct, only bigger). */
+static void shrink_wbio(struct hps__tls_conn *t) {
+  BIO *b = new_mem_bio();
+  if (b == NULL) return;
+  SSL_set0_wbio(t->ssl, b); /* frees the old one */
+  t->wbio = b;
+}
+
+static void shrink_rbio(struct hps__tls_conn *t) {
+  BIO *b;
+  if (BIO_ctrl_pending(t->rbio) != 0 || !bio_is_large(t->rbio, RBIO_KEEP_MAX))
+    return;
+  if ((b = new_mem_bio()) == NULL) return;
+  SSL_set0_rbio(t->ssl, b); /* frees the old one */
+  t->rbio = b;
+}
+
+/* The write BIO's bytes are all out: empty it. A large buffer is given
+ * back; a small one is reset for reuse. */
+static void wbio_done(struct hps__tls_conn *t) {
+  if (bio_is_large(t->wbio, WBIO_KEEP_MAX))
+    shrink_wbio(t);
+  else
+    (void)BIO_reset(t->wbio);
+}
+
 int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
   hps_endpoint *ep = c->loop->ep;
   struct hps__tls_ep *et = ep->tls;
   struct hps__tls_conn *t = calloc(1, sizeof(*t));
   if (t == NULL) return HPS_ENOMEM;
   t->ssl = SSL_new(et->ctx);
-  t->rbio = BIO_new(BIO_s_mem());
-  t->wbio = BIO_new(BIO_s_mem());
+  t->rbio = new_mem_bio();
+  t->wbio = new_mem_bio();
   if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
     BIO_free(t->rbio);
     BIO_free(t->wbio);
@@ -567,15 +644,13 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
     ERR_clear_error();
     return HPS_ENOMEM;
   }
-  /* An empty read BIO means "wait for more", not end of stream. */
-  BIO_set_mem_eof_return(t->rbio, -1);
-  BIO_set_mem_eof_return(t->wbio, -1);
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   SSL_set_ex_data(t->ssl, ex_conn, c);
+  SSL_set_info_callback(t->ssl, on_info);
   t->op = host == NULL ? HPS_OP_ACCEPT : HPS_OP_CONNECT;
   if (host == NULL) {
     SSL_set_accept_state(t->ssl);
-    c->tls = t; /* published last: other threads read t's texts */
+    publish(c, t);
     return 0;
   }
   SSL_set_connect_state(t->ssl);
@@ -619,14 +694,14 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
     }
   }
   ERR_clear_error();
-  c->tls = t;
+  publish(c, t);
   return 0;
 }
 
 void hps__tls_conn_free(hps__conn *c) {
   struct hps__tls_conn *t = c->tls;
   if (t == NULL) return;
-  c->tls = NULL;
+  c->tls = NULL; /* the caller holds the loop's lock */
   SSL_free(t->ssl); /* frees the BIOs */
   free(t->sess_key);
   free(t);
@@ -707,11 +782,11 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
     b = uv_buf_init(bm->data, (unsigned)bm->length);
     r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == (ssize_t)bm->length) {
-      (void)BIO_reset(c->tls->wbio);
+      wbio_done(c->tls);
       return 0;
     }
     if (r < 0 && r != UV_EAGAIN) {
-      (void)BIO_reset(c->tls->wbio);
+      wbio_done(c->tls);
       hps__conn_close(c, hps__tls_send_op(c), (int)r);
       return (int)r;
     }
@@ -719,10 +794,13 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
     n = bm->length - (size_t)r;
     cw = hps__wreq_new(n);
     if (cw != NULL) memcpy(cw->data, bm->data + r, n);
-    (void)BIO_reset(c->tls->wbio);
+    wbio_done(c->tls);
   } else {
     cw = hps__wreq_new(n);
     if (cw != NULL) BIO_read(c->tls->wbio, cw->data, (int)n);
+    if (BIO_ctrl_pending(c->tls->wbio) == 0 &&
+        bio_is_large(c->tls->wbio, WBIO_KEEP_MAX))
+      shrink_wbio(c->tls);
   }
   if (cw == NULL) {
     hps__conn_close(c, hps__tls_send_op(c), HPS_ENOMEM);
@@ -780,11 +858,32 @@ static int handshake(hps__conn *c) {
     c->connect_timer = NULL;
   }
   copy_info(c);
+  /* Reading went on for the handshake while paused: stop it now, before
+   * the handler (which may resume). */
+  if (c->paused) uv_read_stop((uv_stream_t *)&c->tcp);
   /* Sends accepted during the handshake go first. */
   hps__drain_deferred(c);
   if (c->state != HPS__C_OPEN) return 1;
+  if (t->close_after) { /* disconnected gracefully meanwhile: no HANDSHAKE */
+    t->close_after = 0;
+    hps__conn_disconnect(c, 0, c->close_err);
+    return 1;
+  }
   if (hps__emit(c, HPS_EV_HANDSHAKE, NULL, 0) == HPS_HR_ERROR)
     hps__conn_close(c, t->op, HPS_EHANDLER);
+  return 1;
+}
+
+int hps__tls_disconnect_later(hps__conn *c, int err) {
+  struct hps__tls_conn *t = c->tls;
+  if (t->done || c->state != HPS__C_OPEN || c->handle_closing) return 0;
+  t->close_after = 1;
+  c->close_op = HPS_OP_CLOSE;
+  c->close_err = err;
+  /* Later sends fail as on a closing connection. */
+  uv_mutex_lock(&c->loop->lock);
+  HPS__STORE(&c->doomed, 1);
+  uv_mutex_unlock(&c->loop->lock);
   return 1;
 }
 
@@ -841,8 +940,23 @@ static void pump(hps__conn *c) {
     break;
   }
   t->in_read = 0;
-  /* KeyUpdate answers and the like. */
-  if (!c->handle_closing && BIO_ctrl_pending(t->wbio) > 0) flush_out(c, NULL);
+  if (!c->handle_closing && t->reneg_refused > MAX_RENEG_REFUSED) {
+    fail(c, HPS_ETLS, "the peer keeps asking to renegotiate (refused)");
+    return;
+  }
+  /* KeyUpdate answers, refused renegotiations and the like: the peer
+   * makes OpenSSL write them. One that never reads would grow the queue
+   * without end; its limit holds for them as for sends. */
+  if (!c->handle_closing && BIO_ctrl_pending(t->wbio) > 0 &&
+      flush_out(c, NULL) == 0 && !c->handle_closing &&
+      HPS__LOAD(&c->queued) >
+          (size_t)c->loop->ep->opt[HPS_OPT_MAX_SEND_QUEUE]) {
+    fail(c, HPS_ESENDQ,
+         "the peer does not read the TLS records it makes us send "
+         "(HPS_OPT_MAX_SEND_QUEUE)");
+    return;
+  }
+  if (!c->handle_closing) shrink_rbio(t);
 }
 
 void hps__tls_on_read(hps__conn *c, const char *data, size_t n) {
@@ -856,6 +970,15 @@ void hps__tls_on_read(hps__conn *c, const char *data, size_t n) {
   pump(c);
 }
 
+void hps__tls_close_text(hps__conn *c, int err) {
+  struct hps__tls_conn *t = c->tls;
+  char text[INFO_CAP];
+  if (t->error[0] != '\0') return; /* the first reason stays */
+  snprintf(text, sizeof(text), "%s%s", hps_strerror(err),
+           t->done ? "" : " during the handshake");
+  set_error_text(c, text);
+}
+
 void hps__tls_on_eof(hps__conn *c, int nread) {
   struct hps__tls_conn *t = c->tls;
   char text[INFO_CAP];
@@ -865,42 +988,50 @@ void hps__tls_on_eof(hps__conn *c, int nread) {
                  : "the peer closed the connection during the handshake");
     return;
   }
-  snprintf(text, sizeof(text), "%s%s", uv_strerror(nread),
+  snprintf(text, sizeof(text), "%s%s", hps_strerror(nread),
            t->done ? "" : " during the handshake");
   fail(c, nread, text);
 }
 
+/* Encrypt n bytes WRITE_CHUNK at a time, each chunk's ciphertext sent
+ * before the next is made: the write BIO never holds more than a chunk,
+ * so a large send neither grows its buffer (copying it at each step) nor
+ * leaves a large one behind. The last chunk carries plain (see
+ * flush_out). 0, or an error (the connection is closing; plain not
+ * taken). */
+static int encrypt_out(hps__conn *c, const char *data, size_t n,
+                       hps__wreq *plain) {
+  SSL *ssl = c->tls->ssl;
+  do {
+    size_t k = n < WRITE_CHUNK ? n : WRITE_CHUNK;
+    int r, e;
+    ERR_clear_error();
+    r = SSL_write(ssl, data, (int)k); /* all of it: a memory BIO never blocks */
+    if (r <= 0) {
+      fail_ssl(c, SSL_get_error(ssl, r));
+      return HPS_ETLS;
+    }
+    data += k;
+    n -= k;
+    e = flush_out(c, n == 0 ? plain : NULL);
+    if (e != 0) return e;
+  } while (n > 0);
+  return 0;
+}
+
 int hps__tls_write(hps__conn *c, hps__wreq *w) {
-  struct hps__tls_conn *t = c->tls;
   int keep, r;
   if (c->handle_closing) return UV_EBADF;
-  ERR_clear_error();
-  r = SSL_write(t->ssl, w->data + w->off, (int)(w->len - w->off));
-  if (r <= 0) {
-    int e = SSL_get_error(t->ssl, r);
-    fail_ssl(c, e);
-    return HPS_ETLS;
-  }
   keep = w->kind == HPS__CMD_FILE ||
          (HPS__LOAD(&c->loop->ep->events) & HPS_EVBIT(HPS_EV_SEND));
-  if (!keep) { /* the ciphertext holds the bytes now */
-    free(w);
-    flush_out(c, NULL); /* a failure closes the connection */
-    return 0;
-  }
-  return flush_out(c, w);
+  r = encrypt_out(c, w->data + w->off, w->len - w->off, keep ? w : NULL);
+  if (r == 0 && !keep) free(w); /* the ciphertext holds the bytes now */
+  return r;
 }
 
 void hps__tls_write_bytes(hps__conn *c, const char *data, size_t n) {
-  int r;
   if (c->handle_closing) return;
-  ERR_clear_error();
-  r = SSL_write(c->tls->ssl, data, (int)n);
-  if (r <= 0) {
-    fail_ssl(c, SSL_get_error(c->tls->ssl, r));
-    return;
-  }
-  flush_out(c, NULL);
+  encrypt_out(c, data, n, NULL); /* a failure closes the connection */
 }
 
 void hps__tls_shutdown(hps__conn *c) {
@@ -909,7 +1040,32 @@ void hps__tls_shutdown(hps__conn *c) {
   ERR_clear_error();
   SSL_shutdown(t->ssl); /* queues close_notify; the answer is not awaited */
   ERR_clear_error();
-  if (BIO_ctrl_pending(t->wbio) > 0) flush_out(c, NULL);
+  if (BIO_ctrl_pending(t->wbio) == 0) return;
+  if ((SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) &&
+      c->tcp.write_queue_size == 0) {
+    /* Our answer to the peer's close_notify. The peer need not wait for
+     * it and may have closed its socket already: failing to send it is
+     * no error of this normal close. */
+    BUF_MEM *bm = NULL;
+    uv_buf_t b;
+    ssize_t r;
+    char skip[64];
+    BIO_get_mem_ptr(t->wbio, &bm);
+    b = uv_buf_init(bm->data, (unsigned)bm->length);
+    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == (ssize_t)bm->length || (r < 0 && r != UV_EAGAIN)) {
+      wbio_done(t);
+      return;
+    }
+    while (r > 0) { /* a part went: the rest is queued below */
+      int n = BIO_read(t->wbio, skip, r < (ssize_t)sizeof(skip)
+                                          ? (int)r
+                                          : (int)sizeof(skip));
+      if (n <= 0) break;
+      r -= n;
+    }
+  }
+  flush_out(c, NULL);
 }
 
 void hps__tls_resume(hps__conn *c) {
@@ -953,7 +1109,7 @@ int hps__tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
     uv_mutex_unlock(&ep->mutex);
     return r;
   }
-  if (id == 0 && ep->role == HPS_TCP_CLIENT) id = HPS__LOAD(&ep->client_id);
+  if (id == 0 && HPS__SINGLE(ep)) id = HPS__LOAD(&ep->client_id);
   st = HPS__LOAD(&ep->state);
   if ((st != HPS_STATE_STARTED && st != HPS_STATE_STOPPING) ||
       HPS__ID_LOOP(id) >= (uint32_t)ep->nloops)

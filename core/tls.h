@@ -61,6 +61,14 @@ void hps__tls_on_eof(hps__conn *c, int nread);
 int hps__tls_write(hps__conn *c, hps__wreq *w);
 /* Encrypt and write bytes that need no completion (the cork). */
 void hps__tls_write_bytes(hps__conn *c, const char *data, size_t n);
+/* hps_disconnect(force = 0) before the handshake is done: 1 if the close
+ * waits for the handshake (then the deferred sends, close_notify and FIN
+ * go out; later sends are refused), 0 if it cannot (close at once). */
+int hps__tls_disconnect_later(hps__conn *c, int err);
+/* The connection closed with err (non-zero), its CLOSE is next: give it a
+ * reason text if none was set (socket errors, refused sends, handler
+ * errors). Not under the loop's lock. */
+void hps__tls_close_text(hps__conn *c, int err);
 /* Graceful close: queue close_notify (before FIN). */
 void hps__tls_shutdown(hps__conn *c);
 /* Reading resumed: plaintext buffered in OpenSSL is delivered soon. */

@@ -623,13 +623,23 @@ HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
  * ACCEPT/CONNECT still come when the TCP connection is made; HANDSHAKE
  * comes when the TLS handshake has completed. Sends before HANDSHAKE wait
  * and go out after it (bytes are counted against HPS_OPT_MAX_SEND_QUEUE).
+ * hps_pause_receive before HANDSHAKE stops only RECEIVE: the handshake
+ * goes on, and its bytes are read while paused.
  * A handshake that fails closes the connection: CLOSE with op
  * HPS_OP_ACCEPT (server) or HPS_OP_CONNECT (agent, client) and a TLS error
  * (HPS_ETLS, HPS_ETLSVERIFY, HPS_ETLSNOTTLS, HPS_ETLSALERT, HPS_ETLSEOF,
- * HPS_ETIMEDOUT). Later TLS errors close with op HPS_OP_RECEIVE. In every
- * case the reason text is available from hps_tls_info(..., HPS_TLS_INFO_ERROR)
- * until the CLOSE handler returns. hps_disconnect(force = 0) sends
- * close_notify before FIN; a peer's close_notify is a normal close (op
+ * HPS_ETIMEDOUT) or a system error (e.g. a reset by the peer). Later TLS
+ * errors close with op HPS_OP_RECEIVE. Records OpenSSL sends by itself
+ * (answers to a KeyUpdate, refusals of a renegotiation) count against
+ * HPS_OPT_MAX_SEND_QUEUE too: a peer that causes them without reading is
+ * closed with op HPS_OP_RECEIVE and HPS_ESENDQ. For every close with an
+ * error (TLS, system, HPS_EHANDLER, ...) a reason text is available from
+ * hps_tls_info(..., HPS_TLS_INFO_ERROR) until the CLOSE handler returns.
+ * hps_disconnect(force = 0) sends close_notify before FIN; before
+ * HANDSHAKE it waits for the handshake: the sends accepted before it go
+ * out, then close_notify and FIN (no HANDSHAKE event; CLOSE op
+ * HPS_OP_CLOSE, error 0, or the handshake's failure), and later sends
+ * fail with HPS_ENOTFOUND. A peer's close_notify is a normal close (op
  * RECEIVE, error 0); a stream that ends without close_notify after the
  * handshake closes with HPS_ETLSEOF.
  * A server needs a certificate and key (file or PEM options); hps_start
