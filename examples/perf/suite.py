@@ -271,6 +271,16 @@ def print_table(scenarios, results, reps):
 
 # ---------------------------------------------------------------- callgrind
 
+def fixed_work(perf, s, cargs, count, what):
+    """Run hps_perf --count against the started server s; the messages echoed."""
+    pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
+          "--duration", "60"] + shlex.split(cargs)
+    r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} --count {count}: exit {r.returncode}: "
+                           f"{r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+
 def callgrind_total(build, perf, name, cargs, mode, count, tmp):
     out = os.path.join(tmp, f"cg.{name}.{count}")
     cmd = ("valgrind -q --tool=callgrind --callgrind-out-file=" + out + " "
@@ -278,13 +288,7 @@ def callgrind_total(build, perf, name, cargs, mode, count, tmp):
     s = compare.Server(name, cmd)
     s.start(timeout=30)
     try:
-        pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
-              "--duration", "60"] + shlex.split(cargs)
-        r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
-        if r.returncode != 0:
-            raise RuntimeError(f"callgrind run {name} --count {count}: exit {r.returncode}: "
-                               f"{r.stderr.strip()[-500:]}")
-        msgs = json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+        msgs = fixed_work(perf, s, cargs, count, f"callgrind run {name}")
     finally:
         s.stop()
     with open(out) as f:
@@ -340,13 +344,7 @@ def strace_counts(build, perf, name, cargs, count, tmp):
     s = compare.Server(name, f"strace -f -c -o {out} " + server_cmd(build, name, 1, "push"))
     s.start(timeout=30)
     try:
-        pc = [perf, "--host", s.host, "--port", str(s.port), "--json", "--count", str(count),
-              "--duration", "60"] + shlex.split(cargs)
-        r = subprocess.run(pc, capture_output=True, text=True, timeout=90)
-        if r.returncode != 0:
-            raise RuntimeError(f"strace run {name} --count {count}: exit {r.returncode}: "
-                               f"{r.stderr.strip()[-500:]}")
-        msgs = json.loads(r.stdout.strip().splitlines()[-1])["msgs"]
+        msgs = fixed_work(perf, s, cargs, count, f"strace run {name}")
     finally:
         # end the server itself, not strace (which then writes its summary)
         kids = []
