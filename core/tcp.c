@@ -309,13 +309,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
     return;
   }
-  c->loop->corked = c;
-  deliver(c, buf->base, (size_t)nread);
-  hps__cork_flush(c);
-  c->loop->corked = NULL;
+  hps__deliver_plain(c, buf->base, (size_t)nread);
 }
 
-/* Plaintext out of TLS: counted (as plaintext) and delivered as a read. */
+/* Deliver a read (or TLS plaintext) with the handler's sends to this
+ * connection gathered into one write after it. */
 void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
   c->loop->corked = c;
   deliver(c, base, n);
