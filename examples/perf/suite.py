@@ -29,7 +29,11 @@ After the timed rows come:
 Knobs: --duration S (measured seconds per run, default 2), --warmup S
 (default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
 matches it, repeatable; --only UDP runs the two UDP rows, --only 'UDP.*1$'
-the 1-worker one), --no-callgrind, --no-syscalls, --no-mem, --json-out FILE.
+the 1-worker one), --no-callgrind, --no-syscalls, --no-mem, --json-out FILE,
+--control (adds a second raw-epoll instance, "epoll-2": an A/A control whose
+ratios against "epoll" are pure measurement noise, a yardstick for how far
+any ratio in that row can move with nothing different; about a third more
+time).  Ratio cells read "median (lowest-highest)" over the repetitions.
 Exit status 1 if any run failed or a server died.
 """
 
@@ -50,6 +54,11 @@ sys.path.insert(0, HERE)
 import compare  # noqa: E402  (Server, run_client: the shared measuring code)
 
 SERVERS = ("hps", "epoll", "uv")
+# --control adds a second, separate instance of the raw-epoll reference: an
+# A/A control.  Its ratios against the first instance are pure measurement
+# noise (same binary, same load), so they show how far a ratio in the same
+# row can stray from 1.00x with nothing different at all.
+CONTROL = "epoll-2"
 
 # name, hps_perf arguments, server workers, hpsock receive mode, rate unit.
 # unit: msgs (messages/s), MB (MB/s of payload), conns (setup cycles/s).
@@ -93,6 +102,8 @@ def log(msg):
 
 
 def server_cmd(build, name, workers, mode):
+    if name == CONTROL:
+        name = "epoll"
     if mode == "udp":
         prog, extra = UDP_SERVERS[name]
         return " ".join(filter(None, [os.path.join(build, prog), extra,
@@ -122,7 +133,7 @@ def run_scenarios(args, perf, scenarios):
     try:
         for si, (label, cargs, workers, mode, unit) in enumerate(scenarios):
             servers = []
-            for name in SERVERS:
+            for name in args.servers:
                 # the references echo pack frames as plain bytes: one instance
                 key = (name, workers, mode if name == "hps" or mode == "udp" else "push")
                 if key not in pool:
@@ -211,7 +222,12 @@ def rep_ratio(runs, ref_runs, unit, per_cpu):
     ref = {r["rep"]: r for r in ref_runs if ok(r)}
     ratios = [fig(r) / fig(ref[r["rep"]]) for r in runs
               if ok(r) and r["rep"] in ref and fig(ref[r["rep"]]) > 0]
-    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+    if not ratios:
+        return "n/a"
+    if len(ratios) == 1 or runs is ref_runs:
+        return f"{statistics.median(ratios):.2f}x"
+    # the median, and the lowest and highest repetition's ratio
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def fmt(x):
@@ -220,17 +236,17 @@ def fmt(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-def print_table(scenarios, results, reps):
+def print_table(scenarios, results, reps, servers):
     print("| scenario | server | rate | spread | vs epoll | vs uv | per server CPU-s | vs epoll "
           "| vs uv | p50 us | p99 us | p99.9 us | runs ok |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for si, (label, _, workers, mode, unit) in enumerate(scenarios):
         sums = {}
-        for name in SERVERS:
+        for name in servers:
             sums[name] = summarize(results.get((si, name), []), unit)
         u = {"msgs": "msg/s", "MB": "MB/s", "conns": "conn/s"}[unit]
         wl = f" [{workers}w]" if workers > 1 else ""
-        for name in SERVERS:
+        for name in servers:
             m = sums[name]
             runs = results.get((si, name), [])
             if m is None:
@@ -245,7 +261,8 @@ def print_table(scenarios, results, reps):
                   f"{m['p999']:.0f} | {m['n']}/{m['of']} |")
     print()
     print(f"Medians over {reps} interleaved repetitions; a ratio is the median over the "
-          "repetitions of the two servers' figures in the same repetition. rate: messages/s, MB/s of payload "
+          "repetitions of the two servers' figures in the same repetition, with the lowest and "
+          "highest repetition's ratio in brackets. rate: messages/s, MB/s of payload "
           "(stream) or connect+echo+close cycles/s (setup); per server CPU-s: the same work "
           "per second of server CPU (user+sys, all threads) in the measured window; "
           "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed, "
@@ -259,7 +276,7 @@ def print_table(scenarios, results, reps):
         for si, label in udp:
             wl = f" [{scenarios[si][2]}w]" if scenarios[si][2] > 1 else ""
             parts = []
-            for name in SERVERS:
+            for name in servers:
                 js = [r["json"] for r in results.get((si, name), []) if r["json"]]
                 sent = sum(j["sent"] for j in js)
                 lost = sum(j["lost"] for j in js)
@@ -427,11 +444,15 @@ def main():
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     ap.add_argument("--no-mem", action="store_true", help="skip the idle-memory figure")
     ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts (strace)")
+    ap.add_argument("--control", action="store_true",
+                    help="also run a second raw-epoll instance (A/A control: its ratios vs "
+                         "the first are the measurement noise of each row)")
     ap.add_argument("--json-out", default=None, help="write every run's raw result here (JSON lines)")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     args.build = os.path.abspath(args.build)
+    args.servers = SERVERS + ((CONTROL,) if args.control else ())
     perf = os.path.join(args.build, "examples", "perf", "hps_perf")
     for p in (perf, os.path.join(args.build, "examples", "hps_echo_server"),
               os.path.join(args.build, "examples", "perf", "hps_epoll_echo"),
@@ -464,7 +485,7 @@ def main():
         if args.jsonf:
             args.jsonf.close()
 
-    print_table(scenarios, results, args.reps)
+    print_table(scenarios, results, args.reps, args.servers)
     print()
     if cg:
         print_callgrind(cg)
