@@ -15,6 +15,8 @@ _Thread_local hps__loop *hps__tls_loop
  * hps_free / hps_wait from that handler are refused as from a loop. */
 static _Thread_local hps_endpoint *tls_starting;
 
+static int stop(hps_endpoint *ep, int wait);
+
 int hps__on_own_loop(hps_endpoint *ep) {
   return (hps__tls_loop != NULL && hps__tls_loop->ep == ep) ||
          tls_starting == ep;
@@ -352,14 +354,15 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   if (r == 0 && ep->role == HPS_TCP_CLIENT)
     r = hps__connect(ep, host, port, &cid); /* the agent path, one loop */
   if (r != 0) {
-    hps__ep_stop(ep);
+    stop(ep, 1); /* back to STOPPED before the failure is returned */
     return r;
   }
   return 0;
 }
 
-int hps__ep_stop(hps_endpoint *ep) {
-  int i, own = hps__on_own_loop(ep);
+/* Begin the stop; wait for SHUTDOWN unless `wait` is 0. */
+static int stop(hps_endpoint *ep, int wait) {
+  int i;
   uv_mutex_lock(&ep->mutex);
   if (ep->state == HPS_STATE_CREATED) {
     uv_mutex_unlock(&ep->mutex);
@@ -369,7 +372,7 @@ int hps__ep_stop(hps_endpoint *ep) {
     HPS__STORE(&ep->state, HPS_STATE_STOPPING);
     for (i = 0; i < ep->nloops; i++) hps__loop_request_stop(ep->loops[i]);
   }
-  if (own) { /* inside a handler: the stop completes after it returns */
+  if (!wait) { /* the stop completes after the calling handler returns */
     uv_mutex_unlock(&ep->mutex);
     return 0;
   }
@@ -377,6 +380,14 @@ int hps__ep_stop(hps_endpoint *ep) {
   reap_locked(ep);
   uv_mutex_unlock(&ep->mutex);
   return 0;
+}
+
+/* From inside a handler -- of this endpoint or of any other, i.e. on any
+ * loop thread -- the stop is only begun. Waiting on a loop thread for
+ * another endpoint would deadlock when that endpoint's handler, at the
+ * same moment, stops this thread's endpoint and waits in turn. */
+int hps__ep_stop(hps_endpoint *ep) {
+  return stop(ep, !(hps__on_own_loop(ep) || hps__tls_loop != NULL));
 }
 
 int hps__ep_wait(hps_endpoint *ep, int timeout_ms) {
@@ -421,7 +432,9 @@ void hps__ep_destroy(hps_endpoint *ep) {
   /* The last loop may be storing STOPPED right now (a stop begun in a
    * handler): read the state as it is written, atomically. */
   int st = HPS__LOAD(&ep->state);
-  if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING) hps__ep_stop(ep);
+  /* hps_free refused its own loops: here it may wait (on another
+   * endpoint's loop too, see hps_free) */
+  if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING) stop(ep, 1);
   uv_mutex_lock(&ep->mutex);
   reap_locked(ep);
   free_loops(ep);

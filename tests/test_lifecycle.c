@@ -640,6 +640,79 @@ static void stop_inside_shutdown_handler_does_not_deadlock(void **state) {
   t_rec_free(&r);
 }
 
+/* Two endpoints whose handlers stop each other at the same moment: each
+ * hps_stop runs on a loop thread of the other endpoint, so it only begins
+ * the stop (waiting there would wait for a loop that waits in turn). */
+typedef struct cross_stop {
+  hps_endpoint *other;
+  t_rec *other_rec;
+  struct cross_stop *peer;
+  int entered, done, stop_rc, other_state;
+} cross_stop;
+
+static int cross_stop_hook(t_rec *r, const hps_event *ev) {
+  cross_stop *x = r->user;
+  if (ev->type != HPS_EV_ACCEPT) return HPS_HR_OK;
+  set_flag(r, &x->entered);
+  /* both handlers run before either stops: the deadlock's set-up */
+  (void)wait_flag(x->other_rec, &x->peer->entered, T_WAIT_MS);
+  x->stop_rc = hps_stop(x->other);
+  x->other_state = hps_state(x->other);
+  set_flag(r, &x->done);
+  return HPS_HR_OK;
+}
+
+static void handlers_stopping_each_other_do_not_deadlock(void **state) {
+  t_rec ra, rb;
+  cross_stop xa, xb;
+  hps_endpoint *a, *b;
+  uint16_t pa, pb;
+  int fa, fb;
+  (void)state;
+  memset(&xa, 0, sizeof(xa));
+  memset(&xb, 0, sizeof(xb));
+  xa.stop_rc = xb.stop_rc = 12345;
+  t_rec_init(&ra);
+  t_rec_init(&rb);
+  ra.hook = rb.hook = cross_stop_hook;
+  ra.user = &xa;
+  rb.user = &xb;
+  a = server_on(&ra, "127.0.0.1", 1, -1, &pa);
+  b = server_on(&rb, "127.0.0.1", 1, -1, &pb);
+  xa.other = b;
+  xa.other_rec = &rb;
+  xa.peer = &xb;
+  xb.other = a;
+  xb.other_rec = &ra;
+  xb.peer = &xa;
+  fa = t_connect("127.0.0.1", pa);
+  fb = t_connect("127.0.0.1", pb);
+  if (wait_flag(&ra, &xa.done, 3 * T_WAIT_MS) != 0 ||
+      wait_flag(&rb, &xb.done, 3 * T_WAIT_MS) != 0)
+    fail_msg("the two handlers' hps_stop calls deadlocked");
+  assert_int_equal(xa.stop_rc, 0);
+  assert_int_equal(xb.stop_rc, 0);
+  /* begun, not necessarily done (the other handler may have returned) */
+  assert_true(xa.other_state == HPS_STATE_STOPPING ||
+              xa.other_state == HPS_STATE_STOPPED);
+  assert_true(xb.other_state == HPS_STATE_STOPPING ||
+              xb.other_state == HPS_STATE_STOPPED);
+  assert_int_equal(hps_wait(a, T_WAIT_MS), 0);
+  assert_int_equal(hps_wait(b, T_WAIT_MS), 0);
+  assert_int_equal(hps_state(a), HPS_STATE_STOPPED);
+  assert_int_equal(hps_state(b), HPS_STATE_STOPPED);
+  expect_shutdown_last_and_quiet(&ra);
+  expect_shutdown_last_and_quiet(&rb);
+  assert_true(t_wait_eof(fa, T_WAIT_MS));
+  assert_true(t_wait_eof(fb, T_WAIT_MS));
+  close(fa);
+  close(fb);
+  assert_int_equal(hps_free(a), 0);
+  assert_int_equal(hps_free(b), 0);
+  t_rec_free(&ra);
+  t_rec_free(&rb);
+}
+
 /* ------------------------------------------------------------------ */
 /* Cycles and leaks                                                    */
 /* ------------------------------------------------------------------ */
@@ -1090,6 +1163,7 @@ int main(void) {
       cmocka_unit_test(free_and_wait_inside_close_handler_are_einloop),
       cmocka_unit_test(free_and_wait_inside_shutdown_handler_are_einloop),
       cmocka_unit_test(stop_inside_shutdown_handler_does_not_deadlock),
+      cmocka_unit_test(handlers_stopping_each_other_do_not_deadlock),
       cmocka_unit_test(create_start_stop_free_200_cycles_leak_nothing),
       cmocka_unit_test(ipv6_loopback_server_echoes),
       cmocka_unit_test(dual_stack_server_accepts_an_ipv4_client),

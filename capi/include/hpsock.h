@@ -365,11 +365,13 @@ HPS_EXTERN int hps_create(int role, hps_event_fn fn, void *user,
 HPS_EXTERN int hps_start(hps_endpoint *ep, const char *host, uint16_t port);
 
 /* Stop: stop listening, close every connection (each gets its CLOSE with
- * op HPS_OP_CLOSE), then deliver SHUTDOWN. From a thread that is not one of
- * the endpoint's loops it returns after SHUTDOWN was delivered. From inside
- * a handler it only begins the stop and returns 0 at once; SHUTDOWN follows
- * after the handler returns. Returns 0, HPS_EHANDLE or HPS_ESTATE (never
- * started). Stopping a stopped endpoint returns 0. */
+ * op HPS_OP_CLOSE), then deliver SHUTDOWN. From a thread that is not a loop
+ * thread it returns after SHUTDOWN was delivered. From inside a handler --
+ * of this endpoint or of another one -- it only begins the stop and returns
+ * 0 at once; SHUTDOWN follows (for this endpoint, after the handler
+ * returns), so two endpoints whose handlers stop each other cannot
+ * deadlock. Returns 0, HPS_EHANDLE or HPS_ESTATE (never started). Stopping
+ * a stopped endpoint returns 0. */
 HPS_EXTERN int hps_stop(hps_endpoint *ep);
 
 /* Wait until the endpoint is stopped (SHUTDOWN delivered), at most
@@ -379,9 +381,12 @@ HPS_EXTERN int hps_stop(hps_endpoint *ep);
 HPS_EXTERN int hps_wait(hps_endpoint *ep, int timeout_ms);
 
 /* Stop (as hps_stop) and release the endpoint. The handle is invalid after
- * it returns 0. Returns 0, HPS_EHANDLE or HPS_EINLOOP (called from one of
- * the endpoint's own loop threads: call hps_stop() there and free the
- * endpoint from another thread). */
+ * it returns 0. It always waits for SHUTDOWN first, also inside another
+ * endpoint's handler (two endpoints freeing each other from their handlers
+ * would wait for each other: stop there, free from a plain thread).
+ * Returns 0, HPS_EHANDLE or HPS_EINLOOP (called from one of the endpoint's
+ * own loop threads: call hps_stop() there and free the endpoint from
+ * another thread). */
 HPS_EXTERN int hps_free(hps_endpoint *ep);
 
 /* enum hps_state, or HPS_EHANDLE. */
