@@ -148,7 +148,8 @@ class Endpoint:
     def stop(self) -> None:
         """Stop: close every connection (each gets on_close with op CLOSE),
         then deliver on_shutdown. From another thread it returns once
-        on_shutdown has run; from inside a handler it only begins the stop.
+        on_shutdown has run; from inside a handler (of this endpoint or any
+        other) it only begins the stop.
         Stopping a stopped endpoint does nothing; one never started raises
         ``ESTATE``. A stopped endpoint may be started again."""
         _c.hps_stop(self._ep)

@@ -113,7 +113,8 @@ namespace HpSock
         /// <summary>Stops the endpoint: stops listening, closes every connection
         /// (each gets its close event), then delivers shutdown. From another
         /// thread it returns after shutdown was delivered; from inside a
-        /// handler it only begins the stop. Stopping an endpoint that never
+        /// handler (of this endpoint or any other) it only begins the stop.
+        /// Stopping an endpoint that never
         /// started, or is stopped, does nothing.</summary>
         public void Stop()
         {

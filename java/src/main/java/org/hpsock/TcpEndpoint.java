@@ -285,8 +285,8 @@ public abstract class TcpEndpoint implements AutoCloseable {
   /**
    * Stops: stops listening, closes every connection (each gets {@code onClose} with {@link
    * Operation#CLOSE}), then delivers {@code onShutdown}. From another thread it returns after
-   * {@code onShutdown} ran; from inside a listener it only begins the stop. Stopping a stopped
-   * endpoint does nothing.
+   * {@code onShutdown} ran; from inside a listener (of this endpoint or any other) it only begins
+   * the stop. Stopping a stopped endpoint does nothing.
    *
    * @throws HpsockException {@link Hpsock#ESTATE} if it was never started
    */
