@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Paired ratios from compare.py --json-out files: one server against another,
+repetition by repetition.
+
+    python3 examples/perf/paired.py RUNS.jsonl [RUNS2.jsonl ...] \
+        --pair hpsock-java-w1:nio-w1 --pair nio2-w1:nio-w1
+
+compare.py runs every server once per repetition, back to back, so two
+servers' figures from the same repetition saw the same state of the machine.
+For each scenario and pair A:B this prints the median over repetitions of
+A's figure / B's figure (msgs/s, and messages per server CPU-s), with the
+lowest and highest repetition's ratio and the number of pairs.  Several files
+(separate runs of the same command) are pooled: pairs are only ever formed
+within one file and one repetition.  Put an A/A pair (two instances of the
+same server) beside the real ones: its spread is the noise floor.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+
+
+def figures(r):
+    j = r.get("json")
+    if r.get("rc") != 0 or not j or not r.get("cpu_s"):
+        return None
+    rate = j.get("conns_per_s", j.get("msgs_per_s"))
+    work = j.get("connects", j.get("msgs"))
+    return rate, work / r["cpu_s"]
+
+
+def label(sc):
+    return ",".join(f"{k}={v}" for k, v in sc.items())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("files", nargs="+", help="compare.py --json-out files")
+    ap.add_argument("--pair", action="append", required=True, metavar="A:B",
+                    help="server A against server B (repeatable)")
+    args = ap.parse_args()
+    pairs = []
+    for p in args.pair:
+        a, sep, b = p.partition(":")
+        if not sep or not a or not b:
+            ap.error(f"--pair wants A:B, got {p!r}")
+        pairs.append((a, b))
+
+    # runs[(file, scenario label, rep)][server] = (rate, per_cpu)
+    runs = {}
+    order = []
+    for fi, path in enumerate(args.files):
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                sc = label(r["scenario"])
+                if sc not in order:
+                    order.append(sc)
+                fig = figures(r)
+                if fig is not None:
+                    runs.setdefault((fi, sc, r["rep"]), {})[r["server"]] = fig
+
+    print("| scenario | A vs B | pairs | msgs/s ratio: median (lowest-highest) "
+          "| per CPU-s ratio: median (lowest-highest) |")
+    print("|---|---|---:|---:|---:|")
+    for sc in order:
+        for a, b in pairs:
+            rate, cpu = [], []
+            for (fi, s, rep), by in sorted(runs.items()):
+                if s == sc and a in by and b in by and by[b][0] > 0 and by[b][1] > 0:
+                    rate.append(by[a][0] / by[b][0])
+                    cpu.append(by[a][1] / by[b][1])
+            if not rate:
+                continue
+
+            def cell(x):
+                return f"{statistics.median(x):.2f}x ({min(x):.2f}-{max(x):.2f})"
+            print(f"| {sc} | {a} vs {b} | {len(rate)} | {cell(rate)} | {cell(cpu)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
