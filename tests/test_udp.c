@@ -1834,8 +1834,14 @@ static void b_expect_count(u_rec *r, int n) {
   assert_int_equal(u_wait(r, HPS_EV_RECEIVE, n + 1, 150), -1);
 }
 
+/* opts: the node's are the defaults (16 datagrams a read); the client's
+ * the largest max datagram (a read of 4 big chunks, so the pauses fall in
+ * other places of their batches). */
 static void pause_mid_burst(int role) {
-  static const int64_t opts[] = {HPS_OPT_RCVBUF, 1 << 20, 0};
+  static const int64_t nopts[] = {HPS_OPT_RCVBUF, 1 << 20, 0};
+  static const int64_t copts[] = {HPS_OPT_RCVBUF, 1 << 20,
+                                  HPS_OPT_UDP_MAX_DATAGRAM, 65527, 0};
+  const int64_t *opts = role == HPS_UDP_CLIENT ? copts : nopts;
   /* 4: a pause in a batch (the rest of it held); 9: a pause while the
    * held ones are delivered; 12 and 20: pause and resume in one handler
    * (while held ones are delivered, and in a batch); 25: a pause in a
