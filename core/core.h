@@ -139,6 +139,7 @@ typedef struct hps__slot {
 
 /* A loop's UDP part (udp.c). Server: one socket per loop; client, cast
  * and node: one loop, one socket, one connection (`one`). */
+typedef struct hps__udp_batch hps__udp_batch; /* udp.c */
 typedef struct hps__udp_loop {
   uv_udp_t sock;
   uv_idle_t reaper;  /* delivers due CONNECTs and CLOSEs outside handlers */
@@ -149,6 +150,11 @@ typedef struct hps__udp_loop {
   hps__conn *reap_head, *reap_tail; /* closed, CLOSE due */
   hps__conn *one;
   int announce; /* one's CONNECT and HANDSHAKE are due */
+  /* recvmmsg: the loop's batch buffer (NULL: one recvmsg per datagram into
+   * readbuf), whether libuv is handing out a batch, and whether datagrams a
+   * pause held back in it are due (the reaper delivers them). */
+  hps__udp_batch *batch;
+  int in_batch, drain;
 } hps__udp_loop;
 
 struct hps__loop {

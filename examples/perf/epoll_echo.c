@@ -18,9 +18,11 @@
  * N > 1, the kernel spreads peers over them by address hash), SO_RCVBUF and
  * SO_SNDBUF asked for 4 MiB (as hps_udp_echo_server does).  Each datagram is
  * read with recvfrom into the per-thread buffer and sent straight back with
- * sendto, one syscall each (no recvmmsg/sendmmsg: hpsock batches neither).
+ * sendto, one syscall each (hpsock receives with recvmmsg, up to 16 a call,
+ * and sends one by one; --mmsg does the same here: recvmmsg of up to 16
+ * datagrams into 16 x 64 KiB of per-thread buffer, then one sendto each).
  * Edge-triggered (registered once, EPOLLIN|EPOLLOUT|EPOLLET): recvfrom until
- * EAGAIN.  --lt: EPOLLIN, one recvfrom per event, EPOLLOUT only while a queue
+ * EAGAIN (--mmsg: until a batch comes back short).  --lt: EPOLLIN, one recvfrom per event, EPOLLOUT only while a queue
  * exists.  A datagram the socket would not take (EAGAIN) is copied, with its
  * address, into a per-worker FIFO sent on EPOLLOUT, and later ones go behind
  * it (as uv_udp_send does); above 4 MiB queued, reading stops until it
@@ -53,6 +55,7 @@
 #define RBUF_SIZE (64 * 1024)
 #define QUEUE_MAX (4 * 1024 * 1024) /* stop reading above this many queued bytes */
 #define MAX_EVENTS 512
+#define MMSG_WIDTH 16 /* --mmsg: datagrams per recvmmsg, as hpsock */
 
 struct conn {
     struct conn *prev, *next; /* the worker's list, to free everything at exit */
@@ -92,6 +95,7 @@ static char tag_listen, tag_wake, tag_udp;
 static _Atomic int g_stop;
 static int g_lt;  /* level-triggered mode */
 static int g_udp; /* UDP echo instead of TCP */
+static int g_mmsg; /* --udp: receive with recvmmsg */
 
 static void die(const char *what)
 {
@@ -323,9 +327,68 @@ static void udp_lt_update(struct worker *w)
         die("epoll_ctl");
 }
 
+/* Send one datagram back, or queue it behind those already queued. */
+static void udp_echo(struct worker *w, const uint8_t *p, size_t n,
+                     const struct sockaddr_storage *from, socklen_t fl)
+{
+    int queue = w->qhead != NULL; /* keep the order behind queued ones */
+    while (!queue) {
+        ssize_t s = sendto(w->lfd, p, n, 0, (const struct sockaddr *)from, fl);
+        if (s < 0 && errno == EINTR)
+            continue;
+        queue = s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        break; /* sent, or failed for good: dropped */
+    }
+    if (queue)
+        udp_queue(w, p, n, from, fl);
+}
+
+/* --mmsg: up to MMSG_WIDTH datagrams per recvmmsg, each echoed with one
+ * sendto; until a batch comes back short (edge-triggered: a datagram that
+ * arrives later is a new edge) or one batch (--lt). */
+static void udp_readable_mmsg(struct worker *w)
+{
+    struct mmsghdr m[MMSG_WIDTH];
+    struct iovec iov[MMSG_WIDTH];
+    struct sockaddr_storage from[MMSG_WIDTH];
+    for (;;) {
+        if (w->qbytes >= QUEUE_MAX) {
+            w->upaused = 1; /* resumed from udp_writable once the queue drains */
+            return;
+        }
+        memset(m, 0, sizeof m);
+        for (int k = 0; k < MMSG_WIDTH; k++) {
+            iov[k].iov_base = w->buf + (size_t)k * RBUF_SIZE;
+            iov[k].iov_len = RBUF_SIZE;
+            m[k].msg_hdr.msg_iov = &iov[k];
+            m[k].msg_hdr.msg_iovlen = 1;
+            m[k].msg_hdr.msg_name = &from[k];
+            m[k].msg_hdr.msg_namelen = sizeof from[k];
+        }
+        int n = recvmmsg(w->lfd, m, MMSG_WIDTH, 0, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN: drained (or an error: nothing to do for UDP) */
+        }
+        for (int k = 0; k < n; k++)
+            udp_echo(w, iov[k].iov_base, m[k].msg_len, &from[k], m[k].msg_hdr.msg_namelen);
+        if (g_lt) {
+            udp_lt_update(w);
+            return;
+        }
+        if (n < MMSG_WIDTH)
+            return;
+    }
+}
+
 /* Echo datagrams: until EAGAIN (edge-triggered) or one (--lt). */
 static void udp_readable(struct worker *w)
 {
+    if (g_mmsg) {
+        udp_readable_mmsg(w);
+        return;
+    }
     for (;;) {
         if (w->qbytes >= QUEUE_MAX) {
             w->upaused = 1; /* resumed from udp_writable once the queue drains */
@@ -339,16 +402,7 @@ static void udp_readable(struct worker *w)
                 continue;
             return; /* EAGAIN: drained (or an error: nothing to do for UDP) */
         }
-        int queue = w->qhead != NULL; /* keep the order behind queued ones */
-        while (!queue) {
-            ssize_t s = sendto(w->lfd, w->buf, (size_t)n, 0, (struct sockaddr *)&from, fl);
-            if (s < 0 && errno == EINTR)
-                continue;
-            queue = s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-            break; /* sent, or failed for good: dropped */
-        }
-        if (queue)
-            udp_queue(w, w->buf, (size_t)n, &from, fl);
+        udp_echo(w, w->buf, (size_t)n, &from, fl);
         if (g_lt) {
             udp_lt_update(w);
             return;
@@ -464,12 +518,13 @@ static int bound_port(int fd)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: hps_epoll_echo [--host H] [--port P] [--workers N] [--lt] [--udp]\n"
-               "                      [--cpu-report]\n"
+               "                      [--mmsg] [--cpu-report]\n"
                "  --host H      address to bind (default 127.0.0.1)\n"
                "  --port P      port, 0 picks a free one (default 0)\n"
                "  --workers N   threads, each with its own epoll and SO_REUSEPORT listener\n"
                "  --lt          level-triggered epoll (default: edge-triggered)\n"
                "  --udp         echo UDP datagrams (one SO_REUSEPORT socket per worker)\n"
+               "  --mmsg        with --udp: receive with recvmmsg, up to 16 a call\n"
                "  --cpu-report  on exit print cpu_user=.. cpu_sys=.. (seconds) to stderr\n");
 }
 
@@ -494,6 +549,7 @@ int main(int argc, char **argv)
         { "cpu-report", no_argument, NULL, 'c' },
         { "lt", no_argument, NULL, 'l' },
         { "udp", no_argument, NULL, 'u' },
+        { "mmsg", no_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'H' },
         { NULL, 0, NULL, 0 },
     };
@@ -519,11 +575,12 @@ int main(int argc, char **argv)
         case 'c': cpu_report = 1; break;
         case 'l': g_lt = 1; break;
         case 'u': g_udp = 1; break;
+        case 'm': g_mmsg = 1; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (g_mmsg && !g_udp)) {
         usage(stderr);
         return 64;
     }
@@ -561,7 +618,7 @@ int main(int argc, char **argv)
             port = bound_port(w->lfd); /* the other workers join this port */
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        w->buf = malloc(RBUF_SIZE);
+        w->buf = malloc(g_mmsg ? (size_t)MMSG_WIDTH * RBUF_SIZE : RBUF_SIZE);
         if (w->ep < 0 || w->efd < 0 || !w->buf)
             die("setup");
         struct epoll_event ev;

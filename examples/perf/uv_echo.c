@@ -15,8 +15,8 @@
  * socket is made, given SO_REUSEPORT and bound by hand, then handed over
  * with uv_udp_open.  SO_RCVBUF/SO_SNDBUF ask for 4 MiB (as
  * hps_udp_echo_server does).  uv_udp_recv_start with the same alloc callback
- * (no UV_UDP_RECVMMSG: hpsock does not use it), each datagram sent back with
- * uv_udp_try_send, and on UV_EAGAIN (the socket is full, or sends are
+ * (no UV_UDP_RECVMMSG: the plain way; hpsock sets it), each datagram sent
+ * back with uv_udp_try_send, and on UV_EAGAIN (the socket is full, or sends are
  * already queued) a malloc'd copy goes out with uv_udp_send.  Above 4 MiB
  * queued, receiving stops until the queue is half drained (the kernel drops
  * meanwhile).  A send that fails otherwise drops the datagram: it is UDP.
