@@ -209,6 +209,33 @@ def test_stop_from_inside_a_handler_is_asynchronous(server_factory):
     assert srv.state is hpsock.State.STOPPED
 
 
+def test_handlers_stopping_each_other_do_not_deadlock(server_factory):
+    """Each server's accept handler stops the other while the other's
+    handler runs too: a stop inside any endpoint's handler only begins."""
+    entered = {"a": threading.Event(), "b": threading.Event()}
+    returned = {}
+    servers = {}
+
+    class StopTheOther(hpsock.Handler):
+        def __init__(self, me, other):
+            self.me, self.other = me, other
+
+        def on_accept(self, ep, conn):
+            entered[self.me].set()
+            entered[self.other].wait(DEADLINE)  # releases the GIL
+            servers[self.other].stop()
+            returned[self.me] = servers[self.other].state
+
+    servers["a"] = server_factory(StopTheOther("a", "b"), workers=1)
+    servers["b"] = server_factory(StopTheOther("b", "a"), workers=1)
+    with connect_socket(servers["a"]), connect_socket(servers["b"]):
+        assert servers["a"].wait(3 * DEADLINE), "the stops deadlocked"
+        assert servers["b"].wait(3 * DEADLINE), "the stops deadlocked"
+    assert set(returned) == {"a", "b"}
+    assert all(st in (hpsock.State.STOPPING, hpsock.State.STOPPED)
+               for st in returned.values())
+
+
 def test_handlers_may_call_the_api(server_factory):
     info = {}
 

@@ -326,6 +326,42 @@ public class HandlerTests
     }
 
     [Fact]
+    public void HandlersStoppingEachOtherDoNotDeadlock()
+    {
+        // Each server's accept handler stops the other while the other's
+        // handler runs too: a stop inside any endpoint's handler only begins.
+        var entered = new[] { new ManualResetEventSlim(), new ManualResetEventSlim() };
+        var servers = new TcpServer?[2];
+        var seen = new ConcurrentDictionary<int, EndpointState>();
+        Recorder Make(int me)
+        {
+            int other = 1 - me;
+            return new Recorder
+            {
+                Accept = (s, id) =>
+                {
+                    entered[me].Set();
+                    entered[other].Wait(Deadline.Default);
+                    servers[other]!.Stop();
+                    seen[me] = servers[other]!.State;
+                    return HandleResult.Ok;
+                },
+            };
+        }
+        using var a = Net.Server(Make(0), workers: 1);
+        using var b = Net.Server(Make(1), workers: 1);
+        servers[0] = a;
+        servers[1] = b;
+        using Socket pa = Net.Peer(a);
+        using Socket pb = Net.Peer(b);
+        Assert.True(a.Wait(Deadline.Default), "the stops deadlocked");
+        Assert.True(b.Wait(Deadline.Default), "the stops deadlocked");
+        Assert.Equal(2, seen.Count);
+        Assert.All(seen.Values, st => Assert.True(
+            st == EndpointState.Stopping || st == EndpointState.Stopped, st.ToString()));
+    }
+
+    [Fact]
     public void DisposeFromAnotherThreadWhileTrafficFlows()
     {
         for (int round = 0; round < 5; round++)

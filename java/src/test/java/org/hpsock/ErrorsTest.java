@@ -219,6 +219,52 @@ class ErrorsTest {
     }
   }
 
+  /** Two servers whose listeners stop each other at the same moment: a stop inside any
+   * endpoint's listener only begins, so neither waits for the other's busy loop. */
+  @Test
+  void listenersStoppingEachOtherDoNotDeadlock() throws Exception {
+    java.util.concurrent.CountDownLatch[] entered = {
+        new java.util.concurrent.CountDownLatch(1), new java.util.concurrent.CountDownLatch(1)};
+    TcpServer[] servers = new TcpServer[2];
+    java.util.concurrent.ConcurrentHashMap<Integer, State> seen =
+        new java.util.concurrent.ConcurrentHashMap<>();
+    Recorder[] recs = new Recorder[2];
+    for (int i = 0; i < 2; i++) {
+      final int me = i;
+      final int other = 1 - i;
+      recs[i] = new Recorder() {
+        @Override
+        HandleResult react(TcpEndpoint ep, Ev ev) {
+          if (ev.type.equals("ACCEPT")) {
+            entered[me].countDown();
+            try {
+              entered[other].await(TestSupport.TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+            servers[other].stop();
+            seen.put(me, servers[other].state());
+          }
+          return HandleResult.OK;
+        }
+      };
+    }
+    try (TcpServer a = TestSupport.server(recs[0], 1); TcpServer b = TestSupport.server(recs[1], 1)) {
+      servers[0] = a;
+      servers[1] = b;
+      a.start("127.0.0.1", 0);
+      b.start("127.0.0.1", 0);
+      try (Socket sa = TestSupport.connect(a); Socket sb = TestSupport.connect(b)) {
+        assertTrue(a.awaitStop(2 * TestSupport.TIMEOUT_MS), "the stops deadlocked");
+        assertTrue(b.awaitStop(2 * TestSupport.TIMEOUT_MS), "the stops deadlocked");
+      }
+      assertEquals(2, seen.size());
+      for (State st : seen.values()) {
+        assertTrue(st == State.STOPPING || st == State.STOPPED, String.valueOf(st));
+      }
+    }
+  }
+
   @Test
   void closeFromAServersPrepareOnTheStartingThreadIsRefused() {
     CompletableFuture<Throwable> got = new CompletableFuture<>();
