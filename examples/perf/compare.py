@@ -355,6 +355,16 @@ def find_perf():
     return found
 
 
+def figures(r):
+    """A run's rate (messages/s, or connections/s for a setup run) and its
+    work per second of server CPU."""
+    j = r["json"]
+    setup = j.get("test") == "setup_rate"
+    rate = j["conns_per_s"] if setup else j["msgs_per_s"]
+    count = j["connects"] if setup else j["msgs"]
+    return rate, count / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
+
+
 def summarize(runs):
     ok = [r for r in runs if r["rc"] == 0 and r["json"] and "cpu_s" in r]
     if not ok:
@@ -363,10 +373,9 @@ def summarize(runs):
     for r in ok:
         j = r["json"]
         setup = j.get("test") == "setup_rate"
-        rate = j["conns_per_s"] if setup else j["msgs_per_s"]
-        count = j["connects"] if setup else j["msgs"]
+        rate, work = figures(r)
         rates.append(rate)
-        per_cpu.append(count / r["cpu_s"] if r["cpu_s"] > 0 else float("nan"))
+        per_cpu.append(work)
         p50.append(j["p50_us"])
         p99.append(j["p99_us"])
         util.append(100.0 * r["cpu_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan"))

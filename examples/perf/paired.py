@@ -17,17 +17,18 @@ same server) beside the real ones: its spread is the noise floor.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare  # noqa: E402  (figures: one run's rate and work per CPU-s)
+
 
 def figures(r):
-    j = r.get("json")
-    if r.get("rc") != 0 or not j or not r.get("cpu_s"):
+    if r.get("rc") != 0 or not r.get("json") or not r.get("cpu_s"):
         return None
-    rate = j.get("conns_per_s", j.get("msgs_per_s"))
-    work = j.get("connects", j.get("msgs"))
-    return rate, work / r["cpu_s"]
+    return compare.figures(r)
 
 
 def label(sc):
