@@ -133,15 +133,14 @@ static hps__wreq *send_wreq(hps_endpoint *ep, hps_conn_id id,
 /* On the owning loop: gather into the cork while the connection's read is
  * being delivered, else try-write straight from the caller's buffer, and
  * copy only what the socket did not take. */
-static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
+static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
                     int n, size_t total, size_t hdr) {
   int send_events = (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
-  int err = 0;
   ssize_t r = 0;
   hps__wreq *w;
-  hps__conn *c = own_conn(ep, id, &err);
-  if (c == NULL) return err;
-  if (HPS__LOAD(&c->state) != HPS__C_OPEN) return HPS_ESTATE;
+  int state = HPS__LOAD(&c->state);
+  if (state == HPS__C_CLOSING || HPS__LOAD(&c->doomed)) return HPS_ENOTFOUND;
+  if (state != HPS__C_OPEN) return HPS_ESTATE;
   if (HPS__LOAD(&c->queued) + total + hdr >
       (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
     return HPS_ESENDQ;
@@ -170,13 +169,14 @@ static int send_own(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
     }
     if (r < 0) r = 0;
   }
-  w = send_wreq(ep, id, bufs, n, total, hdr);
+  w = send_wreq(ep, c->id, bufs, n, total, hdr);
   if (w == NULL) return HPS_ENOMEM;
   w->off = (size_t)r; /* already written; hps__conn_write counts it all */
   return hps__conn_write(c, w);
 }
 
 int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
+  hps__loop *lp = hps__tls_loop;
   int pack = ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK;
   size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0;
   hps__wreq *w;
@@ -185,8 +185,17 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   for (i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
   if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return HPS_EPACKSIZE;
+  /* The hot path: a handler answering the connection whose read it is
+   * being given. That one is this loop's and not freed before the delivery
+   * ends, so neither the ID's loop nor the table is consulted. */
+  if (lp != NULL && lp->corked != NULL && lp->corked->id == id && lp->ep == ep)
+    return send_own(ep, lp->corked, bufs, n, total, hdr);
   id = resolve_id(ep, id);
-  if (on_owner(ep, id)) return send_own(ep, id, bufs, n, total, hdr);
+  if (on_owner(ep, id)) {
+    int err = 0;
+    hps__conn *c = own_conn(ep, id, &err);
+    return c == NULL ? err : send_own(ep, c, bufs, n, total, hdr);
+  }
   w = send_wreq(ep, id, bufs, n, total, hdr);
   if (w == NULL) return HPS_ENOMEM;
   return post(ep, w, total + hdr);

@@ -595,6 +595,59 @@ static void test_graceful_disconnect_from_handler_sends_queued_bytes_first(
   t_rec_free(&r);
 }
 
+/* A handler answers its own connection (the send fast path, no table
+ * look-up), disconnects it, and sends again: the reply made before the
+ * disconnect goes out, the send after it fails with HPS_ENOTFOUND and sends
+ * nothing. r->user: the disconnect's force; the codes go into codes[]. */
+static int codes[3];
+static int hook_reply_disconnect_reply(t_rec *r, const hps_event *ev) {
+  if (ev->type == HPS_EV_RECEIVE) {
+    codes[0] = hps_send(ev->endpoint, ev->conn, ev->data, ev->len);
+    codes[1] = hps_disconnect(ev->endpoint, ev->conn, *(int *)r->user);
+    codes[2] = hps_send(ev->endpoint, ev->conn, "late", 4);
+  }
+  return HPS_HR_OK;
+}
+
+static void test_send_from_handler_after_own_disconnect_fails(void **state) {
+  int force;
+  (void)state;
+  for (force = 0; force <= 1; force++) {
+    t_rec r;
+    hps_endpoint *ep;
+    uint16_t port;
+    hps_conn_id conn;
+    char in[16];
+    size_t got, total;
+    int fd, eof;
+    t_rec_init(&r);
+    r.hook = hook_reply_disconnect_reply;
+    r.user = &force;
+    memset(codes, 0x55, sizeof(codes));
+    ep = t_server(&r, 1, HPS_MODEL_PUSH, &port);
+    fd = t_connect(HOST, port);
+    conn = t_nth_conn(&r, HPS_EV_ACCEPT, 0);
+    t_send_all(fd, "ping", 4);
+    got = t_recv_until_eof(fd, in, sizeof(in), &total, &eof, T_WAIT_MS);
+    t_expect_close(t_conn_event(&r, conn, HPS_EV_CLOSE), HPS_OP_CLOSE, 0);
+    assert_int_equal(codes[0], 0);
+    assert_int_equal(codes[1], 0);
+    assert_int_equal(codes[2], HPS_ENOTFOUND);
+    assert_int_equal(eof, 1);
+    if (force) {
+      /* forced: the corked reply may be dropped, "late" never goes */
+      assert_true(total == 0 || (total == 4 && !memcmp(in, "ping", 4)));
+    } else {
+      assert_int_equal(total, 4); /* graceful: the reply, then FIN */
+      assert_int_equal(got, 4);
+      assert_memory_equal(in, "ping", 4);
+    }
+    close(fd);
+    t_stop_free(ep);
+    t_rec_free(&r);
+  }
+}
+
 /* A forced disconnect closes at once (the peer is not reading) and drops
  * what was not sent yet. */
 static void test_forced_disconnect_closes_at_once_and_drops_unsent(
@@ -1828,6 +1881,7 @@ int main(void) {
       cmocka_unit_test(test_graceful_disconnect_sends_queued_bytes_then_fin),
       cmocka_unit_test(
           test_graceful_disconnect_from_handler_sends_queued_bytes_first),
+      cmocka_unit_test(test_send_from_handler_after_own_disconnect_fails),
       cmocka_unit_test(test_forced_disconnect_closes_at_once_and_drops_unsent),
       cmocka_unit_test(test_peer_reset_mid_transfer_closes_with_error),
       cmocka_unit_test(
