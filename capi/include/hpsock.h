@@ -597,7 +597,9 @@ HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
  * len 0), HPS_EADDR (unresolvable, port 0, or IPv6 to an IPv4 socket),
  * HPS_EDGRAMSIZE, HPS_ENOTFOUND (not started, or its connection closed),
  * HPS_ESENDQ, or a system error when the datagram failed at once on the
- * loop thread. */
+ * loop thread. The payload is checked before the address: NULL or empty
+ * data gives HPS_EINVAL and an oversize one HPS_EDGRAMSIZE whatever host
+ * and port are. */
 HPS_EXTERN int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                            const void *data, size_t len);
 
