@@ -412,7 +412,7 @@ static void test_pause_stops_receive_until_resume(void **state) {
 typedef struct pause_q {
   int mode;            /* PQ_* */
   int npause;          /* frames whose handler paused (atomic) */
-  int pause_ret, resume_ret;
+  int pause_ret, resume_ret; /* atomic: written on the loop thread */
 } pause_q;
 
 enum {
@@ -428,9 +428,12 @@ static int hook_pack_pause(t_rec *r, const hps_event *ev) {
   first = t_rec_count(r, HPS_EV_RECEIVE) == 1;
   if (q->mode == PQ_PAUSE_FIRST && !first) return HPS_HR_OK;
   __atomic_add_fetch(&q->npause, 1, __ATOMIC_RELEASE);
-  q->pause_ret = hps_pause_receive(ev->endpoint, ev->conn, 1);
+  __atomic_store_n(&q->pause_ret, hps_pause_receive(ev->endpoint, ev->conn, 1),
+                   __ATOMIC_RELEASE);
   if (q->mode == PQ_PAUSE_RESUME)
-    q->resume_ret = hps_pause_receive(ev->endpoint, ev->conn, 0);
+    __atomic_store_n(&q->resume_ret,
+                     hps_pause_receive(ev->endpoint, ev->conn, 0),
+                     __ATOMIC_RELEASE);
   return HPS_HR_OK;
 }
 
@@ -496,7 +499,7 @@ static void pf_expect_held(env *e, pause_q *q) {
   assert_int_equal(t_rec_quiet(&e->r, 150), 0);
   assert_int_equal(t_rec_count(&e->r, HPS_EV_RECEIVE), 1);
   assert_int_equal(__atomic_load_n(&q->npause, __ATOMIC_ACQUIRE), 1);
-  assert_int_equal(q->pause_ret, 0);
+  assert_int_equal(__atomic_load_n(&q->pause_ret, __ATOMIC_ACQUIRE), 0);
   assert_int_equal(stats_of(e->ep, e->conn).msgs_received, 1);
 }
 
@@ -566,8 +569,8 @@ static void test_pack_pause_and_resume_in_one_handler_goes_on(void **state) {
   t_send_all(e.fd, out, n);
   assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES, T_WAIT_MS), 0);
   pf_expect(&e.r, e.conn, PF_FRAMES);
-  assert_int_equal(q.pause_ret, 0);
-  assert_int_equal(q.resume_ret, 0);
+  assert_int_equal(__atomic_load_n(&q.pause_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.resume_ret, __ATOMIC_ACQUIRE), 0);
   env_close(&e);
   free(out);
 }
