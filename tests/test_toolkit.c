@@ -601,6 +601,81 @@ static void test_pack_pause_holds_a_partial_frame_across_the_resume(
   free(out);
 }
 
+/* A resume from a handler of another connection on the same loop: the
+ * held frames come after that handler returned, from the loop, never
+ * nested inside it. */
+typedef struct other_q {
+  hps_conn_id a;       /* atomic: the connection paused in its handler */
+  int nested;          /* atomic: a's RECEIVE ran inside another handler */
+  int during;          /* atomic: a's RECEIVEs during the resume call */
+  int resume_ret;      /* atomic */
+} other_q;
+
+static int hook_resume_from_other(t_rec *r, const hps_event *ev) {
+  other_q *q = r->user;
+  hps_conn_id a = __atomic_load_n(&q->a, __ATOMIC_ACQUIRE);
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  if (ev->conn == a) {
+    if (__atomic_load_n(&r->in_handler, __ATOMIC_SEQ_CST) > 1)
+      __atomic_store_n(&q->nested, 1, __ATOMIC_RELEASE);
+    if (t_rec_conn_count(r, a, HPS_EV_RECEIVE) == 1)
+      hps_pause_receive(ev->endpoint, a, 1);
+  } else {
+    int before = t_rec_conn_count(r, a, HPS_EV_RECEIVE);
+    __atomic_store_n(&q->resume_ret, hps_pause_receive(ev->endpoint, a, 0),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&q->during,
+                     t_rec_conn_count(r, a, HPS_EV_RECEIVE) - before,
+                     __ATOMIC_RELEASE);
+  }
+  return HPS_HR_OK;
+}
+
+static void test_pack_resume_from_another_handler_is_not_nested(
+    void **state) {
+  env e;
+  other_q q;
+  hps_conn_id a, b;
+  int fa, fb;
+  unsigned char *out = malloc(PF_FRAMES * 32), *want = malloc(PF_FRAMES * 32),
+                *got;
+  static const unsigned char resume[] = {7, 0, 0, 0, 'r', 'e', 's', 'u',
+                                         'm', 'e', '!'};
+  size_t n = pf_build(out, 0, PF_FRAMES), wn, gn;
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  env_start(&e, 1, HPS_MODEL_PACK, NULL, hook_resume_from_other, &q);
+  a = env_peer(&e, 0, &fa);
+  b = env_peer(&e, 1, &fb);
+  __atomic_store_n(&q.a, a, __ATOMIC_RELEASE);
+  t_send_all(fa, out, n);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_quiet(&e.r, 100), 0);
+  assert_int_equal(t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE), 1);
+  t_send_all(fb, resume, sizeof(resume));
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES + 1, T_WAIT_MS),
+                   0);
+  assert_int_equal(__atomic_load_n(&q.resume_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.during, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.nested, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE), PF_FRAMES);
+  assert_int_equal(t_rec_conn_count(&e.r, b, HPS_EV_RECEIVE), 1);
+  /* a's first frame, b's, then the rest of a's in order */
+  wn = pf_bodies(want, 0, 1);
+  memcpy(want + wn, "resume!", 7);
+  wn += 7;
+  wn += pf_bodies(want + wn, 1, PF_FRAMES);
+  got = t_rec_data_copy(&e.r, &gn);
+  assert_int_equal(gn, wn);
+  assert_memory_equal(got, want, wn);
+  free(got);
+  close(fa);
+  close(fb);
+  env_close(&e);
+  free(out);
+  free(want);
+}
+
 /* Closed or stopped while frames are held: they go with the connection
  * (no RECEIVE after, no leak under ASan). */
 static void test_pack_disconnect_while_held_drops_them(void **state) {
@@ -1035,6 +1110,7 @@ int main(void) {
           test_pack_pause_in_every_handler_releases_one_frame_per_resume),
       cmocka_unit_test(test_pack_pause_and_resume_in_one_handler_goes_on),
       cmocka_unit_test(test_pack_pause_holds_a_partial_frame_across_the_resume),
+      cmocka_unit_test(test_pack_resume_from_another_handler_is_not_nested),
       cmocka_unit_test(test_pack_disconnect_while_held_drops_them),
       cmocka_unit_test(test_pack_resume_then_disconnect_while_held),
       cmocka_unit_test(test_pack_stop_while_held_is_clean),
