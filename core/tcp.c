@@ -13,7 +13,6 @@
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
-static void deliver(hps__conn *c, char *base, size_t nread);
 static void drop_held(hps__conn *c);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -384,6 +383,38 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
 }
 
+/* One read's bytes (or TLS plaintext) in the receive model. */
+static inline __attribute__((always_inline)) void deliver(hps__conn *c,
+                                                          char *base,
+                                                          size_t nread) {
+  switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
+  case HPS_MODEL_PULL:
+    count_recv(c, nread, 0);
+    read_pull(c, base, nread);
+    break;
+  case HPS_MODEL_PACK:
+    count_recv(c, nread, 0);
+    feed_pack(c, base, nread);
+    break;
+  default: /* push: one read, one message */
+    count_recv(c, nread, 1);
+    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
+        HPS_HR_ERROR)
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+  }
+}
+
+/* Deliver a read (or TLS plaintext) with the handler's sends to this
+ * connection gathered into one write after it. Inlined into on_read,
+ * the hot caller, whatever gcc's inlining budget says. */
+static inline __attribute__((always_inline)) void deliver_plain(
+    hps__conn *c, char *base, size_t n) {
+  c->loop->corked = c;
+  deliver(c, base, n);
+  hps__cork_flush(c);
+  c->loop->corked = NULL;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
   if (nread <= 0) {
@@ -412,35 +443,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
     return;
   }
-  hps__deliver_plain(c, buf->base, (size_t)nread);
+  deliver_plain(c, buf->base, (size_t)nread);
 }
 
-/* Deliver a read (or TLS plaintext) with the handler's sends to this
- * connection gathered into one write after it. */
+/* For TLS plaintext (tls.c). */
 void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
-  c->loop->corked = c;
-  deliver(c, base, n);
-  hps__cork_flush(c);
-  c->loop->corked = NULL;
+  deliver_plain(c, base, n);
 }
 
-static void deliver(hps__conn *c, char *base, size_t nread) {
-  switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
-  case HPS_MODEL_PULL:
-    count_recv(c, nread, 0);
-    read_pull(c, base, nread);
-    break;
-  case HPS_MODEL_PACK:
-    count_recv(c, nread, 0);
-    feed_pack(c, base, nread);
-    break;
-  default: /* push: one read, one message */
-    count_recv(c, nread, 1);
-    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
-        HPS_HR_ERROR)
-      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
-  }
-}
 
 /* ---- becoming open ---- */
 
@@ -804,6 +814,9 @@ void hps__cork_flush(hps__conn *c) {
     queue_write(c, w);
 }
 
+/* noinline: with LTO, gcc otherwise inlines it into send_own (ops.c),
+ * where a pack echo -- whose sends the cork takes, so it never gets here --
+ * then pays a register spill per message (2 Ir, callgrind). */
 __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
   if (HPS__IS_UDP(conn_ep(c))) return hps__udp_write(c, w);
