@@ -73,7 +73,7 @@ enum hps__cmd_kind {
   HPS__CMD_DISCONNECT = 3,
   HPS__CMD_PAUSE = 4,
   HPS__CMD_CONNECT = 5,
-  HPS__CMD_TLSRAW = 6,  /* TLS: ciphertext write (tls.c) */
+  HPS__CMD_TLSRAW = 6,   /* TLS: ciphertext write (tls.c) */
   HPS__CMD_TLSDRAIN = 7, /* TLS: deliver plaintext buffered while paused */
   HPS__CMD_DRAIN = 8     /* deliver what a pause held back (c->held) */
 };

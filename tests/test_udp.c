@@ -1002,8 +1002,7 @@ static void test_node_send_to_and_sender_address(void **state) {
     static char big[1433]; /* one over the default max datagram */
     assert_int_equal(hps_send_to(a, "127.0.0.1", pb, big, sizeof(big)),
                      HPS_EDGRAMSIZE);
-    assert_int_equal(hps_send_to(a, NULL, 0, big, sizeof(big)),
-                     HPS_EDGRAMSIZE);
+    assert_int_equal(hps_send_to(a, NULL, 0, big, sizeof(big)), HPS_EDGRAMSIZE);
     assert_int_equal(
         hps_send_to(a, "no-such-host.invalid", pb, big, sizeof(big)),
         HPS_EDGRAMSIZE);
