@@ -476,8 +476,8 @@ HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
  * are delivered first, in order, from the loop (never inside the resume
  * call), before anything read later. A pause and a resume within one
  * handler change nothing; a close drops what is kept. From another thread
- * it takes effect when the loop runs it, between two reads: RECEIVEs of a
- * read being delivered at that moment still arrive.
+ * it is a command the loop runs between reads: RECEIVEs of what was read
+ * before the loop got to it still arrive.
  * Returns 0, HPS_EHANDLE or HPS_ENOTFOUND. */
 HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
 
