@@ -73,8 +73,9 @@ enum hps__cmd_kind {
   HPS__CMD_DISCONNECT = 3,
   HPS__CMD_PAUSE = 4,
   HPS__CMD_CONNECT = 5,
-  HPS__CMD_TLSRAW = 6,  /* TLS: ciphertext write (tls.c) */
-  HPS__CMD_TLSDRAIN = 7 /* TLS: deliver plaintext buffered while paused */
+  HPS__CMD_TLSRAW = 6,   /* TLS: ciphertext write (tls.c) */
+  HPS__CMD_TLSDRAIN = 7, /* TLS: deliver plaintext buffered while paused */
+  HPS__CMD_DRAIN = 8     /* deliver what a pause held back (c->held) */
 };
 
 /* One queued write, and also the cross-thread command carrying it: the
@@ -129,6 +130,14 @@ struct hps__conn {
   hps__conn *udp_next; /* server: peer table chain; then the CLOSE list */
   uint64_t t_sent;     /* ms, last datagram sent (client heartbeats) */
   char peer_text[46];  /* numeric host of peer, for events */
+  /* pack model (loop thread only): the rest of a read (whole frames and a
+   * partial tail) whose delivery a pause from a RECEIVE handler stopped;
+   * delivered, in order, by a DRAIN command after the resume and before
+   * the next read. At most one read buffer (HPS__READ_BUF); NULL when
+   * nothing is held. Last, so the hot fields keep their places. */
+  char *held;
+  size_t held_len;
+  uint8_t drain_posted; /* a DRAIN command is queued */
 };
 
 typedef struct hps__slot {
@@ -319,6 +328,8 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw);
  * handshake), then the graceful shutdown if one waits. */
 void hps__drain_deferred(hps__conn *c);
 void hps__start_reading(hps__conn *c);
+/* DRAIN command: deliver what a pause held back, then read again. */
+void hps__conn_drain(hps__conn *c);
 
 #include "tls.h"
 

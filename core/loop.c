@@ -301,6 +301,10 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     hps__tls_drain(c);
     free_wreq(w);
     break;
+  case HPS__CMD_DRAIN:
+    hps__conn_drain(c);
+    free_wreq(w);
+    break;
   default:
     free_wreq(w);
   }

@@ -29,6 +29,11 @@
  * that once got a large split frame does not hold that much memory for life.
  * hps__pack_reset() frees it.
  *
+ * Stopping: when fn returns non-zero, stop records how far into the fed data
+ * the feed got (the end of that frame); the decoder is then at a frame
+ * boundary, so feeding the rest later goes on exactly where it stopped.
+ * Only a stop writes it: the fast path pays nothing for it.
+ *
  * The decoder is not reentrant: fn must not feed or reset the decoder that
  * is calling it.
  */
@@ -181,8 +186,10 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
         d->body_len = 0;
         r = fn(ctx, p, blen);
         p += blen;
-        if (r != 0)
+        if (r != 0) {
+          d->stop = p;
           return r;
+        }
       } else if (avail < need) {
         if (avail == 0)
           return 0;
@@ -201,8 +208,10 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
         d->body_got = 0;
         r = fn(ctx, d->body, blen);
         hps__pack_done_buffered(d);
-        if (r != 0)
+        if (r != 0) {
+          d->stop = p;
           return r;
+        }
       }
     }
   } else {
@@ -230,8 +239,10 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
       break;
     r = fn(ctx, p + 4, blen);
     p += 4 + (size_t)blen;
-    if (HPS__UNLIKELY(r != 0))
+    if (HPS__UNLIKELY(r != 0)) {
+      d->stop = p;
       return r;
+    }
   }
 
   /* A valid header whose body is cut off at the end of the feed. */

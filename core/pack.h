@@ -41,6 +41,7 @@ typedef struct hps__pack_dec {
   uint32_t body_got;
   uint8_t *body;    /* partial body buffer (malloc), NULL when none */
   uint32_t body_cap;
+  const uint8_t *stop; /* set when fn stopped a feed: the end of its frame */
 } hps__pack_dec;
 
 void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max);
@@ -50,8 +51,10 @@ void hps__pack_reset(hps__pack_dec *d);
 /* Feed len bytes. Calls fn for every whole frame, in order. Returns 0 when
  * all bytes were consumed, HPS_EPACKFLAG / HPS_EPACKSIZE / HPS_EPACKEMPTY
  * on a bad header (the stream is then unusable), HPS_ENOMEM, or the first
- * non-zero value fn returned (the bytes after that frame are not consumed).
- * A frame that lies whole inside data is delivered without copying. */
+ * non-zero value fn returned (the bytes after that frame are not consumed:
+ * they start at d->stop, and the decoder is at a frame boundary, so feeding
+ * them later resumes the stream). A frame that lies whole
+ * inside data is delivered without copying. */
 int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
                    hps__pack_frame_fn fn, void *ctx);
 

@@ -13,7 +13,7 @@
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
-static void deliver(hps__conn *c, char *base, size_t nread);
+static void drop_held(hps__conn *c);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
@@ -79,6 +79,7 @@ static void conn_finish(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps_endpoint *ep = lp->ep;
   free_deferred(c);
+  drop_held(c);
   /* Not in hps__conn_close: the silence timer calls it under the lock the
    * text is written under. */
   if (c->tls != NULL && c->close_err != 0)
@@ -121,6 +122,7 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     c->connect_timer = NULL;
   }
   if (c->pack) hps__pack_reset(c->pack);
+  drop_held(c); /* closed: the frames a pause held back go with it */
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -187,6 +189,48 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
     start_shutdown(c);
 }
 
+/* ---- frames a pause held back ---- */
+
+static void drop_held(hps__conn *c) {
+  free(c->held);
+  c->held = NULL;
+  c->held_len = 0;
+}
+
+/* Keep the n undelivered bytes at p of the read being delivered: a handler
+ * paused the connection. Read buffers are reused, so they are copied; this
+ * is the only copy, and only a pause mid-read makes it. */
+__attribute__((cold, noinline)) static void hold(hps__conn *c, const char *p,
+                                                size_t n) {
+  if (n == 0) return; /* paused on the read's last frame: nothing waits */
+  c->held = malloc(n);
+  if (c->held == NULL) {
+    hps__conn_close(c, HPS_OP_RECEIVE, HPS_ENOMEM);
+    return;
+  }
+  memcpy(c->held, p, n);
+  c->held_len = n;
+}
+
+__attribute__((cold, noinline)) static void post_drain(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  hps__wreq *w;
+  if (c->drain_posted) return;
+  w = hps__wreq_new(0);
+  if (w == NULL) {
+    hps__conn_close(c, HPS_OP_RECEIVE, HPS_ENOMEM);
+    return;
+  }
+  w->kind = HPS__CMD_DRAIN;
+  w->id = c->id;
+  uv_mutex_lock(&lp->lock);
+  if (hps__loop_post_locked(lp, w) != 0)
+    free(w); /* the loop is stopping: it closes the connection */
+  else
+    c->drain_posted = 1;
+  uv_mutex_unlock(&lp->lock);
+}
+
 void hps__conn_pause(hps__conn *c, int pause) {
   pause = pause != 0;
   if (c->state == HPS__C_CLOSING || c->paused == pause) return;
@@ -200,6 +244,11 @@ void hps__conn_pause(hps__conn *c, int pause) {
   if (c->tls != NULL && !hps__tls_done(c)) return;
   if (pause) {
     uv_read_stop((uv_stream_t *)&c->tcp);
+  } else if (c->held != NULL) {
+    /* What the pause held back goes first, from the loop: the caller may
+     * be a handler (of this connection or another), which must not be
+     * re-entered. Reading starts again once it is delivered. */
+    post_drain(c);
   } else {
     start_reading(c);
     if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_resume(c);
@@ -234,15 +283,68 @@ static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
   HPS__BUMP(&lp->msgs_recv, msgs);
 }
 
+/* on_frame's answers to the decoder: go on, stop (closed), stop and hold
+ * the rest (paused). */
+#define FRAME_ON 0
+#define FRAME_PAUSED 1 /* c->paused itself: no arithmetic per frame */
+#define FRAME_CLOSED 2
+
 static int on_frame(void *ctx, const uint8_t *body, size_t len) {
   hps__conn *c = ctx;
   count_recv(c, 0, 1);
   if (hps__emit(c, HPS_EV_RECEIVE, body, len) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
-    return 1;
+    return FRAME_CLOSED;
   }
-  /* The handler may have closed or paused the connection. */
-  return c->state != HPS__C_OPEN ? 1 : 0;
+  /* The handler may have closed or paused the connection (a pause and a
+   * resume within it leave it going on). paused is 0 or 1. */
+  if (c->state != HPS__C_OPEN) return FRAME_CLOSED;
+  return c->paused;
+}
+
+/* The decoder stopped on r: an error, or a frame whose handler closed or
+ * paused the connection. */
+__attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
+                                                        const char *base,
+                                                        size_t n, int r) {
+  const char *rest = (const char *)c->pack->stop;
+  if (r < 0)
+    hps__conn_close(c, HPS_OP_RECEIVE, r);
+  else if (r == FRAME_PAUSED)
+    hold(c, rest, n - (size_t)(rest - base));
+}
+
+/* Feed bytes to the pack decoder; a pause from a handler stops it after
+ * that frame and the rest of the bytes wait in c->held. */
+static void feed_pack(hps__conn *c, const char *base, size_t n) {
+  int r = hps__pack_feed(c->pack, (const uint8_t *)base, n, on_frame, c);
+  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base, n, r);
+}
+
+__attribute__((cold)) void hps__conn_drain(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  char *buf = c->held;
+  size_t n = c->held_len;
+  c->drain_posted = 0;
+  /* Paused again since the resume: the next resume posts another drain.
+   * Stopping: the stop closes the connection, and the bytes go with it. */
+  if (c->state != HPS__C_OPEN || c->paused || buf == NULL || lp->stopping)
+    return;
+  /* Taken off the connection while delivered: a handler that pauses again
+   * makes c->held anew from what is left of buf. */
+  c->held = NULL;
+  c->held_len = 0;
+  lp->corked = c;
+  feed_pack(c, buf, n); /* bytes counted when read, frames now */
+  hps__cork_flush(c);
+  lp->corked = NULL;
+  free(buf);
+  if (c->state != HPS__C_OPEN || c->paused) return;
+  /* Everything held was delivered and the connection is not paused
+   * (a handler's pause and resume left it reading): read again, and with
+   * TLS deliver the plaintext that waited behind the held bytes first. */
+  start_reading(c);
+  if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_drain(c);
 }
 
 static void read_pull(hps__conn *c, const char *data, size_t n) {
@@ -281,6 +383,38 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
 }
 
+/* One read's bytes (or TLS plaintext) in the receive model. */
+static inline __attribute__((always_inline)) void deliver(hps__conn *c,
+                                                          char *base,
+                                                          size_t nread) {
+  switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
+  case HPS_MODEL_PULL:
+    count_recv(c, nread, 0);
+    read_pull(c, base, nread);
+    break;
+  case HPS_MODEL_PACK:
+    count_recv(c, nread, 0);
+    feed_pack(c, base, nread);
+    break;
+  default: /* push: one read, one message */
+    count_recv(c, nread, 1);
+    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
+        HPS_HR_ERROR)
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+  }
+}
+
+/* Deliver a read (or TLS plaintext) with the handler's sends to this
+ * connection gathered into one write after it. Inlined into on_read,
+ * the hot caller, whatever gcc's inlining budget says. */
+static inline __attribute__((always_inline)) void deliver_plain(
+    hps__conn *c, char *base, size_t n) {
+  c->loop->corked = c;
+  deliver(c, base, n);
+  hps__cork_flush(c);
+  c->loop->corked = NULL;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
   if (nread <= 0) {
@@ -309,38 +443,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
     return;
   }
-  hps__deliver_plain(c, buf->base, (size_t)nread);
+  deliver_plain(c, buf->base, (size_t)nread);
 }
 
-/* Deliver a read (or TLS plaintext) with the handler's sends to this
- * connection gathered into one write after it. */
+/* For TLS plaintext (tls.c). */
 void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
-  c->loop->corked = c;
-  deliver(c, base, n);
-  hps__cork_flush(c);
-  c->loop->corked = NULL;
+  deliver_plain(c, base, n);
 }
 
-static void deliver(hps__conn *c, char *base, size_t nread) {
-  int r;
-  switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
-  case HPS_MODEL_PULL:
-    count_recv(c, nread, 0);
-    read_pull(c, base, nread);
-    break;
-  case HPS_MODEL_PACK:
-    count_recv(c, nread, 0);
-    r = hps__pack_feed(c->pack, (const uint8_t *)base, nread,
-                       on_frame, c);
-    if (r < 0) hps__conn_close(c, HPS_OP_RECEIVE, r);
-    break;
-  default: /* push: one read, one message */
-    count_recv(c, nread, 1);
-    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
-        HPS_HR_ERROR)
-      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
-  }
-}
 
 /* ---- becoming open ---- */
 
@@ -704,7 +814,10 @@ void hps__cork_flush(hps__conn *c) {
     queue_write(c, w);
 }
 
-int hps__conn_write(hps__conn *c, hps__wreq *w) {
+/* noinline: with LTO, gcc otherwise inlines it into send_own (ops.c),
+ * where a pack echo -- whose sends the cork takes, so it never gets here --
+ * then pays a register spill per message (2 Ir, callgrind). */
+__attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
   if (HPS__IS_UDP(conn_ep(c))) return hps__udp_write(c, w);
   hps__cork_flush(c); /* what the handler sent before goes first */

@@ -1089,7 +1089,9 @@ void hps__tls_resume(hps__conn *c) {
 
 void hps__tls_drain(hps__conn *c) {
   c->tls->drain_posted = 0;
-  if (c->state == HPS__C_OPEN && !c->paused) pump(c);
+  /* Plaintext a pause held back (c->held) came out of the TLS stream
+   * before what SSL still has: its DRAIN delivers it and then calls this. */
+  if (c->state == HPS__C_OPEN && !c->paused && c->held == NULL) pump(c);
 }
 
 /* ---- info ---- */

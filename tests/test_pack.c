@@ -704,6 +704,7 @@ static void test_callback_nonzero_return_stops_feed_and_is_returned(
   hps__pack_init(&d, 0, 16);
   assert_int_equal(hps__pack_feed(&d, in, sizeof(in), rec_fn, &r), 42);
   assert_int_equal(r.n, 2);
+  assert_ptr_equal(d.stop, in + 11); /* the end of frame 2 */
   assert_int_equal(hps__pack_pending(&d), 0);
   r.stop_at = 0;
   assert_int_equal(hps__pack_feed(&d, in + 11, sizeof(in) - 11, rec_fn, &r),
@@ -730,6 +731,7 @@ static void test_callback_stop_on_a_buffered_frame_is_returned(void **state) {
   assert_int_equal(hps__pack_feed(&d, in + 5, sizeof(in) - 5, rec_fn, &r),
                    HPS_EHANDLER);
   assert_int_equal(r.n, 1);
+  assert_ptr_equal(d.stop, in + 7); /* the body's last two bytes */
   assert_memory_equal(r.bytes, "xyz", 3);
   assert_int_equal(hps__pack_pending(&d), 0);
   r.stop_at = 0;
@@ -754,6 +756,7 @@ static void test_callback_stop_on_a_frame_whose_header_came_earlier(
   assert_int_equal(hps__pack_feed(&d, in, 4, rec_fn, &r), 0);
   assert_int_equal(hps__pack_feed(&d, in + 4, sizeof(in) - 4, rec_fn, &r), 9);
   assert_int_equal(r.n, 1);
+  assert_ptr_equal(d.stop, in + 7);
   assert_ptr_equal(r.ptrs[0], in + 4);
   assert_int_equal(hps__pack_pending(&d), 0);
   r.stop_at = 0;

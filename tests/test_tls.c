@@ -395,6 +395,75 @@ static void pause_and_resume_deliver_everything(void **state) {
   free_pair(ag, &ar, srv, &sr);
 }
 
+/* Pack model over TLS: the server answers "go" with many small frames,
+ * all sent from that handler (one corked write: one TLS read on the
+ * agent). The agent pauses in its first RECEIVE: the frames decrypted with
+ * it wait, and after the resume they all come, in order. */
+#define TP_FRAMES 200
+
+static size_t tp_len(int i) { return 10 + (size_t)(i % 7); }
+
+static int send_frames_on_go(t_rec *r, const hps_event *ev) {
+  unsigned char body[32];
+  int i;
+  (void)r;
+  if (ev->type != HPS_EV_RECEIVE || ev->len != 2 ||
+      memcmp(ev->data, "go", 2) != 0)
+    return HPS_HR_OK;
+  for (i = 0; i < TP_FRAMES; i++) {
+    t_pat_fill(body, tp_len(i), 11, (uint64_t)i * 32);
+    if (hps_send(ev->endpoint, ev->conn, body, tp_len(i)) != 0)
+      return HPS_HR_ERROR;
+  }
+  return HPS_HR_OK;
+}
+
+static void pack_pause_in_handler_holds_decrypted_frames(void **state) {
+  t_rec sr, ar;
+  obs so, ao;
+  uint16_t port;
+  hps_conn_id id;
+  hps_endpoint *srv, *ag;
+  unsigned char body[32], *got;
+  size_t n, off = 0;
+  int i;
+  t_ev ev;
+  (void)state;
+  rec_init(&sr, &so);
+  rec_init(&ar, &ao);
+  sr.hook = send_frames_on_go;
+  ar.hook = pause_on_first_receive;
+  srv = tls_server_cert(&sr, HPS_MODEL_PACK, "server", &port);
+  start_server(srv, &port);
+  ag = tls_agent(&ar, HPS_MODEL_PACK, FIX "ca.pem");
+  id = connect_tls(ag, &ar, port);
+  assert_int_equal(hps_send(ag, id, "go", 2), 0);
+  assert_int_equal(t_rec_wait(&ar, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  if (t_rec_quiet(&ar, 150) != 0) {
+    t_ev last;
+    t_rec_last(&ar, &last);
+    fail_msg("event %d (len %zu) while paused", last.type, last.len);
+  }
+  assert_int_equal(t_rec_count(&ar, HPS_EV_RECEIVE), 1);
+  assert_int_equal(hps_pause_receive(ag, id, 0), 0);
+  assert_int_equal(t_rec_wait(&ar, HPS_EV_RECEIVE, TP_FRAMES, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_quiet(&ar, 50), 0);
+  assert_int_equal(t_rec_count(&ar, HPS_EV_RECEIVE), TP_FRAMES);
+  got = t_rec_data_copy(&ar, &n);
+  for (i = 0; i < TP_FRAMES; i++) {
+    assert_int_equal(t_rec_get(&ar, HPS_EV_RECEIVE, i, &ev), 0);
+    assert_int_equal(ev.len, tp_len(i));
+    t_pat_fill(body, tp_len(i), 11, (uint64_t)i * 32);
+    assert_true(off + ev.len <= n);
+    if (memcmp(got + off, body, ev.len) != 0)
+      fail_msg("frame %d differs", i);
+    off += ev.len;
+  }
+  assert_int_equal(off, n);
+  free(got);
+  free_pair(ag, &ar, srv, &sr);
+}
+
 static void send_file_goes_through_tls(void **state) {
   t_rec sr, ar;
   obs so, ao;
@@ -1803,6 +1872,7 @@ int main(void) {
       cmocka_unit_test(large_message_round_trip),
       cmocka_unit_test(sends_before_handshake_wait_for_it),
       cmocka_unit_test(pause_and_resume_deliver_everything),
+      cmocka_unit_test(pack_pause_in_handler_holds_decrypted_frames),
       cmocka_unit_test(send_file_goes_through_tls),
       cmocka_unit_test(wrong_ca_is_a_verify_error_on_both_sides),
       cmocka_unit_test(expired_certificate_is_a_verify_error),

@@ -404,6 +404,343 @@ static void test_pause_stops_receive_until_resume(void **state) {
   free(out);
 }
 
+/* Pack model: a pause from a RECEIVE handler takes effect at once. The
+ * peer writes many small frames in one write, so one read holds them all;
+ * frame i's body is "frame <i>" padded to 6 + i % 7 bytes of the pattern. */
+#define PF_FRAMES 200
+
+typedef struct pause_q {
+  int mode;            /* PQ_* */
+  int npause;          /* frames whose handler paused (atomic) */
+  int pause_ret, resume_ret; /* atomic: written on the loop thread */
+} pause_q;
+
+enum {
+  PQ_PAUSE_FIRST = 1,  /* pause in the first frame's handler only */
+  PQ_PAUSE_RESUME = 2, /* pause and resume in every frame's handler */
+  PQ_PAUSE_EVERY = 3   /* pause in every frame's handler */
+};
+
+static int hook_pack_pause(t_rec *r, const hps_event *ev) {
+  pause_q *q = r->user;
+  int first;
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  first = t_rec_count(r, HPS_EV_RECEIVE) == 1;
+  if (q->mode == PQ_PAUSE_FIRST && !first) return HPS_HR_OK;
+  __atomic_add_fetch(&q->npause, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&q->pause_ret, hps_pause_receive(ev->endpoint, ev->conn, 1),
+                   __ATOMIC_RELEASE);
+  if (q->mode == PQ_PAUSE_RESUME)
+    __atomic_store_n(&q->resume_ret,
+                     hps_pause_receive(ev->endpoint, ev->conn, 0),
+                     __ATOMIC_RELEASE);
+  return HPS_HR_OK;
+}
+
+static size_t pf_len(int i) { return 10 + (size_t)(i % 7); }
+
+/* Frames [from, to) as a pack stream into out; returns its length. */
+static size_t pf_build(unsigned char *out, int from, int to) {
+  size_t n = 0;
+  int i;
+  for (i = from; i < to; i++) {
+    uint32_t len = (uint32_t)pf_len(i);
+    out[n] = (unsigned char)len;
+    out[n + 1] = (unsigned char)(len >> 8);
+    out[n + 2] = out[n + 3] = 0;
+    t_pat_fill(out + n + 4, len, 90, (uint64_t)i * 16);
+    memcpy(out + n + 4, "frame", 5); /* then three digits: 10 bytes min */
+    out[n + 9] = (unsigned char)('0' + i / 100 % 10);
+    out[n + 10] = (unsigned char)('0' + i / 10 % 10);
+    out[n + 11] = (unsigned char)('0' + i % 10);
+    n += 4 + len;
+  }
+  return n;
+}
+
+/* The bodies of frames [from, to) back to back, as the recorder keeps
+ * them. */
+static size_t pf_bodies(unsigned char *out, int from, int to) {
+  unsigned char *tmp = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(tmp, from, to), o = 0, k = 0;
+  while (k < n) {
+    size_t len = tmp[k] | (size_t)tmp[k + 1] << 8;
+    memcpy(out + o, tmp + k + 4, len);
+    o += len;
+    k += 4 + len;
+  }
+  free(tmp);
+  return o;
+}
+
+/* Exactly the frames [0, n) arrived, in order, as n RECEIVEs. */
+static void pf_expect(t_rec *r, hps_conn_id conn, int n) {
+  unsigned char *want = malloc(PF_FRAMES * 32), *got;
+  size_t wn = pf_bodies(want, 0, n), gn;
+  int i;
+  t_ev ev;
+  assert_int_equal(t_rec_conn_count(r, conn, HPS_EV_RECEIVE), n);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(t_rec_get(r, HPS_EV_RECEIVE, i, &ev), 0);
+    if (ev.len != pf_len(i))
+      fail_msg("RECEIVE %d has %zu bytes, frame %d has %zu", i, ev.len, i,
+               pf_len(i));
+  }
+  got = t_rec_data_copy(r, &gn);
+  assert_int_equal(gn, wn);
+  assert_memory_equal(got, want, wn);
+  free(got);
+  free(want);
+}
+
+/* While held: exactly one RECEIVE, and it stays so. */
+static void pf_expect_held(env *e, pause_q *q) {
+  assert_int_equal(t_rec_wait(&e->r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_quiet(&e->r, 150), 0);
+  assert_int_equal(t_rec_count(&e->r, HPS_EV_RECEIVE), 1);
+  assert_int_equal(__atomic_load_n(&q->npause, __ATOMIC_ACQUIRE), 1);
+  assert_int_equal(__atomic_load_n(&q->pause_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(stats_of(e->ep, e->conn).msgs_received, 1);
+}
+
+static void test_pack_pause_in_handler_holds_the_rest_of_the_read(
+    void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_FIRST;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n); /* one write: one read on the server */
+  pf_expect_held(&e, &q);
+  /* the bytes were read (counted as received), the frames wait */
+  assert_int_equal(stats_of(e.ep, e.conn).bytes_received, n);
+  /* resumed from this thread: the rest arrives, in order, then more */
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES, T_WAIT_MS), 0);
+  pf_expect(&e.r, e.conn, PF_FRAMES);
+  assert_int_equal(stats_of(e.ep, e.conn).msgs_received, PF_FRAMES);
+  n = pf_build(out, PF_FRAMES, PF_FRAMES + 1);
+  t_send_all(e.fd, out, n);
+  assert_int_equal(
+      t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES + 1, T_WAIT_MS), 0);
+  env_close(&e);
+  free(out);
+}
+
+/* Every handler pauses: each resume (from this thread) lets exactly one
+ * more frame through. */
+static void test_pack_pause_in_every_handler_releases_one_frame_per_resume(
+    void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, 20);
+  int i;
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_EVERY;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n);
+  pf_expect_held(&e, &q);
+  for (i = 2; i <= 20; i++) {
+    assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+    assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, i, T_WAIT_MS), 0);
+    assert_int_equal(t_rec_quiet(&e.r, 20), 0);
+    assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), i);
+  }
+  pf_expect(&e.r, e.conn, 20);
+  env_close(&e);
+  free(out);
+}
+
+/* A pause and a resume within the same handler: delivery just goes on. */
+static void test_pack_pause_and_resume_in_one_handler_goes_on(void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_RESUME;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES, T_WAIT_MS), 0);
+  pf_expect(&e.r, e.conn, PF_FRAMES);
+  assert_int_equal(__atomic_load_n(&q.pause_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.resume_ret, __ATOMIC_ACQUIRE), 0);
+  env_close(&e);
+  free(out);
+}
+
+/* The read ends inside a frame (header and part of the body): the partial
+ * tail is held with the whole frames, and its end, sent after the resume,
+ * completes it. */
+static void test_pack_pause_holds_a_partial_frame_across_the_resume(
+    void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, 50), cut = n - 3;
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_FIRST;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, cut);
+  pf_expect_held(&e, &q);
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, 49, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_quiet(&e.r, 50), 0);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), 49);
+  t_send_all(e.fd, out + cut, 3);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, 50, T_WAIT_MS), 0);
+  pf_expect(&e.r, e.conn, 50);
+  env_close(&e);
+  free(out);
+}
+
+/* A resume from a handler of another connection on the same loop: the
+ * held frames come after that handler returned, from the loop, never
+ * nested inside it. */
+typedef struct other_q {
+  hps_conn_id a;       /* atomic: the connection paused in its handler */
+  int nested;          /* atomic: a's RECEIVE ran inside another handler */
+  int during;          /* atomic: a's RECEIVEs during the resume call */
+  int resume_ret;      /* atomic */
+} other_q;
+
+static int hook_resume_from_other(t_rec *r, const hps_event *ev) {
+  other_q *q = r->user;
+  hps_conn_id a = __atomic_load_n(&q->a, __ATOMIC_ACQUIRE);
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  if (ev->conn == a) {
+    if (__atomic_load_n(&r->in_handler, __ATOMIC_SEQ_CST) > 1)
+      __atomic_store_n(&q->nested, 1, __ATOMIC_RELEASE);
+    if (t_rec_conn_count(r, a, HPS_EV_RECEIVE) == 1)
+      hps_pause_receive(ev->endpoint, a, 1);
+  } else {
+    int before = t_rec_conn_count(r, a, HPS_EV_RECEIVE);
+    __atomic_store_n(&q->resume_ret, hps_pause_receive(ev->endpoint, a, 0),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&q->during,
+                     t_rec_conn_count(r, a, HPS_EV_RECEIVE) - before,
+                     __ATOMIC_RELEASE);
+  }
+  return HPS_HR_OK;
+}
+
+static void test_pack_resume_from_another_handler_is_not_nested(
+    void **state) {
+  env e;
+  other_q q;
+  hps_conn_id a, b;
+  int fa, fb;
+  unsigned char *out = malloc(PF_FRAMES * 32), *want = malloc(PF_FRAMES * 32),
+                *got;
+  static const unsigned char resume[] = {7, 0, 0, 0, 'r', 'e', 's', 'u',
+                                         'm', 'e', '!'};
+  size_t n = pf_build(out, 0, PF_FRAMES), wn, gn;
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  env_start(&e, 1, HPS_MODEL_PACK, NULL, hook_resume_from_other, &q);
+  a = env_peer(&e, 0, &fa);
+  b = env_peer(&e, 1, &fb);
+  __atomic_store_n(&q.a, a, __ATOMIC_RELEASE);
+  t_send_all(fa, out, n);
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(t_rec_quiet(&e.r, 100), 0);
+  assert_int_equal(t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE), 1);
+  t_send_all(fb, resume, sizeof(resume));
+  assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES + 1, T_WAIT_MS),
+                   0);
+  assert_int_equal(__atomic_load_n(&q.resume_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.during, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&q.nested, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(t_rec_conn_count(&e.r, a, HPS_EV_RECEIVE), PF_FRAMES);
+  assert_int_equal(t_rec_conn_count(&e.r, b, HPS_EV_RECEIVE), 1);
+  /* a's first frame, b's, then the rest of a's in order */
+  wn = pf_bodies(want, 0, 1);
+  memcpy(want + wn, "resume!", 7);
+  wn += 7;
+  wn += pf_bodies(want + wn, 1, PF_FRAMES);
+  got = t_rec_data_copy(&e.r, &gn);
+  assert_int_equal(gn, wn);
+  assert_memory_equal(got, want, wn);
+  free(got);
+  close(fa);
+  close(fb);
+  env_close(&e);
+  free(out);
+  free(want);
+}
+
+/* Closed or stopped while frames are held: they go with the connection
+ * (no RECEIVE after, no leak under ASan). */
+static void test_pack_disconnect_while_held_drops_them(void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_FIRST;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n);
+  pf_expect_held(&e, &q);
+  assert_int_equal(hps_disconnect(e.ep, e.conn, 0), 0);
+  assert_int_equal(t_rec_wait_conn(&e.r, e.conn, HPS_EV_CLOSE, NULL,
+                                   T_WAIT_MS),
+                   0);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), 1);
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), HPS_ENOTFOUND);
+  env_close(&e);
+  free(out);
+}
+
+static void test_pack_resume_then_disconnect_while_held(void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_EVERY;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n);
+  pf_expect_held(&e, &q);
+  /* the drain is queued behind the resume; the force disconnect right
+   * after closes first or between frames: never a frame out of order */
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+  assert_int_equal(hps_disconnect(e.ep, e.conn, 1), 0);
+  assert_int_equal(t_rec_wait_conn(&e.r, e.conn, HPS_EV_CLOSE, NULL,
+                                   T_WAIT_MS),
+                   0);
+  assert_true(t_rec_count(&e.r, HPS_EV_RECEIVE) <= 2);
+  pf_expect(&e.r, e.conn, t_rec_count(&e.r, HPS_EV_RECEIVE));
+  env_close(&e);
+  free(out);
+}
+
+static void test_pack_stop_while_held_is_clean(void **state) {
+  env e;
+  pause_q q;
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  (void)state;
+  memset(&q, 0, sizeof(q));
+  q.mode = PQ_PAUSE_FIRST;
+  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
+  t_send_all(e.fd, out, n);
+  pf_expect_held(&e, &q);
+  assert_int_equal(hps_stop(e.ep), 0);
+  assert_int_equal(t_rec_conn_count(&e.r, e.conn, HPS_EV_CLOSE), 1);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), 1);
+  env_close(&e); /* stops again (no-op) and frees */
+  free(out);
+}
+
 /* Pause and resume inside ACCEPT and HANDSHAKE, then echo: the resume
  * starts reading before the engine would, and that must not close the
  * connection (libuv answers UV_EALREADY to a second read start). */
@@ -768,6 +1105,15 @@ int main(void) {
       cmocka_unit_test(test_sends_after_a_file_send_arrive_after_its_bytes),
       cmocka_unit_test(test_pause_stops_receive_until_resume),
       cmocka_unit_test(test_pause_resume_before_reading_starts),
+      cmocka_unit_test(test_pack_pause_in_handler_holds_the_rest_of_the_read),
+      cmocka_unit_test(
+          test_pack_pause_in_every_handler_releases_one_frame_per_resume),
+      cmocka_unit_test(test_pack_pause_and_resume_in_one_handler_goes_on),
+      cmocka_unit_test(test_pack_pause_holds_a_partial_frame_across_the_resume),
+      cmocka_unit_test(test_pack_resume_from_another_handler_is_not_nested),
+      cmocka_unit_test(test_pack_disconnect_while_held_drops_them),
+      cmocka_unit_test(test_pack_resume_then_disconnect_while_held),
+      cmocka_unit_test(test_pack_stop_while_held_is_clean),
       cmocka_unit_test(
           test_disconnect_silent_closes_only_the_silent_connection),
       cmocka_unit_test(test_disconnect_long_closes_only_the_old_connection),

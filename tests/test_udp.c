@@ -996,6 +996,22 @@ static void test_node_send_to_and_sender_address(void **state) {
   assert_int_equal(hps_send_to(a, "::1", pb, "x", 1), HPS_EADDR);
   assert_int_equal(hps_send_to(a, "127.0.0.1", pb, NULL, 1), HPS_EINVAL);
   assert_int_equal(hps_send_to(a, "127.0.0.1", pb, "x", 0), HPS_EINVAL);
+  /* The payload's errors come first, whatever the address (as hps_send
+   * checks the size before the connection). */
+  {
+    static char big[1433]; /* one over the default max datagram */
+    assert_int_equal(hps_send_to(a, "127.0.0.1", pb, big, sizeof(big)),
+                     HPS_EDGRAMSIZE);
+    assert_int_equal(hps_send_to(a, NULL, 0, big, sizeof(big)), HPS_EDGRAMSIZE);
+    assert_int_equal(
+        hps_send_to(a, "no-such-host.invalid", pb, big, sizeof(big)),
+        HPS_EDGRAMSIZE);
+    assert_int_equal(hps_send_to(a, "::1", pb, big, sizeof(big)),
+                     HPS_EDGRAMSIZE);
+    assert_int_equal(hps_send_to(a, NULL, 0, "x", 0), HPS_EINVAL);
+    assert_int_equal(hps_send_to(a, "no-such-host.invalid", 0, NULL, 1),
+                     HPS_EINVAL);
+  }
   assert_int_equal(hps_send_file(a, 0, "/etc/hostname", 0, -1), HPS_EROLE);
   /* A closed port: an unconnected socket hears no ICMP; nothing breaks. */
   assert_int_equal(hps_send_to(a, "127.0.0.1", dead_port(), "void", 4), 0);

@@ -469,8 +469,15 @@ HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
 
 /* Stop (pause != 0) or resume (pause = 0) reading from a connection. While
  * paused no RECEIVE arrives for it and the peer is flow-controlled by TCP.
- * Called from a pack-model RECEIVE handler, it takes effect after the
- * frames already read in the same chunk have been delivered.
+ * From a handler on the connection's loop thread (its own RECEIVE, or any
+ * handler of a connection on the same loop) it takes effect at once: in
+ * the pack model the frames read with the current one (and a partial frame
+ * after them, at most one read buffer) are kept, and after the resume they
+ * are delivered first, in order, from the loop (never inside the resume
+ * call), before anything read later. A pause and a resume within one
+ * handler change nothing; a close drops what is kept. From another thread
+ * it is a command the loop runs between reads: RECEIVEs of what was read
+ * before the loop got to it still arrive.
  * Returns 0, HPS_EHANDLE or HPS_ENOTFOUND. */
 HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
 
@@ -597,7 +604,9 @@ HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
  * len 0), HPS_EADDR (unresolvable, port 0, or IPv6 to an IPv4 socket),
  * HPS_EDGRAMSIZE, HPS_ENOTFOUND (not started, or its connection closed),
  * HPS_ESENDQ, or a system error when the datagram failed at once on the
- * loop thread. */
+ * loop thread. The payload is checked before the address: NULL or empty
+ * data gives HPS_EINVAL and an oversize one HPS_EDGRAMSIZE whatever host
+ * and port are. */
 HPS_EXTERN int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                            const void *data, size_t len);
 

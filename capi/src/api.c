@@ -258,7 +258,10 @@ int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
   hps_buf b;
   CHECK_EP(ep);
   if (!cast_or_node(ep)) return HPS_EROLE;
+  /* The payload's errors before the address's, as in hps_send (where the
+   * size is checked before the connection is looked up). */
   if (data == NULL || len == 0) return HPS_EINVAL;
+  if (len > (size_t)ep->opt[HPS_OPT_UDP_MAX_DATAGRAM]) return HPS_EDGRAMSIZE;
   b.base = data;
   b.len = len;
   return hps__udp_send_to(ep, host, port, &b, 1);
