@@ -781,7 +781,12 @@ int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
     }
     return udp_write(c, w, 1);
   }
-  return hps__post(ep, w, w->len);
+  /* Counted as on the loop thread: the datagram, not its destination.
+   * A send refused with HPS_ESENDQ has been copied first: the connection
+   * can only be looked at under its loop's lock (its loop may free or
+   * reuse it at any time), so checking before the copy would cost every
+   * accepted send a second lock and lookup; a refusal is the rare case. */
+  return hps__post(ep, w, hps__wreq_queued(ep, w));
 }
 
 int hps__udp_send_to(hps_endpoint *ep, const char *host, uint16_t port,

@@ -2007,6 +2007,199 @@ static void test_burst_node_disconnect_or_stop_in_a_handler(void **state) {
   }
 }
 
+/* ---- the send queue limit (HPS_OPT_MAX_SEND_QUEUE) ---- */
+
+/* Datagrams of Q_LEN bytes; the limit is exactly Q_K of them. */
+#define Q_LEN 1000
+#define Q_K 4
+/* Per round: Q_K accepted, then one more full one and one byte refused. */
+#define Q_TRIES (Q_K + 2)
+
+/* The sender's handler holds its loop at two gates, in CONNECT and in the
+ * SEND of the Q_K-th datagram, until the test opens them: what the test
+ * posts meanwhile cannot be sent. With loop_sends the handler sends the
+ * round itself at each gate instead (from the loop thread) and keeps what
+ * each send returned. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int role;
+  uint16_t port;  /* node: the destination */
+  int loop_sends;
+  int held;       /* the gate (1, 2) a handler waits at */
+  int opened;     /* gates up to this one are open */
+  int sends;      /* SEND events seen */
+  int rc[2][Q_TRIES];
+  int bad_rc;     /* a SEND with an error, or a wrong length */
+} g_q = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static unsigned char g_q_buf[Q_LEN];
+
+/* Datagram seq of the test: first byte seq, then a pattern. */
+static int q_send(hps_endpoint *ep, int seq, size_t len) {
+  g_q_buf[0] = (unsigned char)seq;
+  t_pat_fill(g_q_buf + 1, Q_LEN - 1, (uint32_t)seq, 0);
+  if (g_q.role == HPS_UDP_NODE)
+    return hps_send_to(ep, "127.0.0.1", g_q.port, g_q_buf, len);
+  if (len < 2)
+    return hps_send(ep, 0, g_q_buf, len);
+  {
+    hps_buf b[2] = {{g_q_buf, len / 2}, {g_q_buf + len / 2, len - len / 2}};
+    return hps_sendv(ep, 0, b, 2);
+  }
+}
+
+/* One round: Q_K datagrams (seq first, first + 1, ...), then one more of
+ * Q_LEN and one of a byte, both of which must be refused. */
+static void q_round(hps_endpoint *ep, int first, int *rc) {
+  int i;
+  for (i = 0; i < Q_K; i++)
+    rc[i] = q_send(ep, first + i, Q_LEN);
+  rc[Q_K] = q_send(ep, 0xee, Q_LEN);
+  rc[Q_K + 1] = q_send(ep, 0xef, 1);
+}
+
+/* Hold the loop at gate g until the test opens it (or a deadline, so a
+ * failed test cannot hang its loop). */
+static void q_gate(int g) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += T_WAIT_MS / 1000;
+  pthread_mutex_lock(&g_q.mu);
+  g_q.held = g;
+  pthread_cond_broadcast(&g_q.cv);
+  while (g_q.opened < g &&
+         pthread_cond_timedwait(&g_q.cv, &g_q.mu, &ts) != ETIMEDOUT) {
+  }
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static int q_hook(u_rec *r, const hps_event *ev) {
+  int n = 0;
+  (void)r;
+  if (ev->type == HPS_EV_SEND) {
+    pthread_mutex_lock(&g_q.mu);
+    n = ++g_q.sends;
+    if (ev->error != 0 || ev->len != Q_LEN)
+      g_q.bad_rc = 1;
+    pthread_mutex_unlock(&g_q.mu);
+  }
+  if (ev->type == HPS_EV_CONNECT || (ev->type == HPS_EV_SEND && n == Q_K)) {
+    int g = ev->type == HPS_EV_CONNECT ? 1 : 2;
+    /* At the Q_K-th SEND every datagram of the first round has been sent
+     * and counted off: the queue is empty again. */
+    if (g_q.loop_sends)
+      q_round(ev->endpoint, g == 1 ? 0 : Q_K, g_q.rc[g - 1]);
+    else
+      q_gate(g);
+  }
+  return HPS_HR_OK;
+}
+
+static void q_wait_held(int g) {
+  uint64_t end = t_now_ms() + T_WAIT_MS;
+  pthread_mutex_lock(&g_q.mu);
+  while (g_q.held < g && t_now_ms() < end) {
+    pthread_mutex_unlock(&g_q.mu);
+    usleep(1000);
+    pthread_mutex_lock(&g_q.mu);
+  }
+  assert_int_equal(g_q.held, g);
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static void q_open(int g) {
+  pthread_mutex_lock(&g_q.mu);
+  g_q.opened = g;
+  pthread_cond_broadcast(&g_q.cv);
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static void q_expect_round(const int *rc, const char *what) {
+  int i;
+  for (i = 0; i < Q_K; i++)
+    if (rc[i] != 0)
+      fail_msg("%s: datagram %d of %d under the limit returned %s", what,
+               i + 1, Q_K, hps_err_name(rc[i]));
+  if (rc[Q_K] != HPS_ESENDQ || rc[Q_K + 1] != HPS_ESENDQ)
+    fail_msg("%s: past the limit returned %s and %s, not HPS_ESENDQ", what,
+             hps_err_name(rc[Q_K]), hps_err_name(rc[Q_K + 1]));
+}
+
+/* A sender of role (node: hps_send_to; client: hps_sendv, then hps_send
+ * for the byte) with a limit of exactly Q_K datagrams, sending two rounds
+ * to a plain socket, from another thread or from its loop. The second
+ * round proves the queue counted back to 0 after the first. */
+static void q_limit(int role, int loop_sends) {
+  const int64_t opts[] = {HPS_OPT_MAX_SEND_QUEUE, Q_K * Q_LEN,
+                          HPS_OPT_UDP_DETECT_INTERVAL, 0, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd, i, rc[Q_TRIES];
+  unsigned char buf[Q_LEN + 1];
+  pthread_mutex_lock(&g_q.mu);
+  g_q.role = role;
+  g_q.loop_sends = loop_sends;
+  g_q.held = g_q.opened = g_q.sends = g_q.bad_rc = 0;
+  memset(g_q.rc, 0x7f, sizeof(g_q.rc));
+  pthread_mutex_unlock(&g_q.mu);
+  fd = raw_udp("127.0.0.1", &port);
+  g_q.port = port;
+  u_init(&r);
+  r.hook = q_hook;
+  ep = u_make(&r, role, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", role == HPS_UDP_NODE ? 0 : port),
+                   0);
+  if (!loop_sends) {
+    q_wait_held(1);
+    q_round(ep, 0, rc);
+    q_expect_round(rc, "first round, loop held");
+    q_open(1);
+    q_wait_held(2);
+    q_round(ep, Q_K, rc);
+    q_expect_round(rc, "second round, loop held");
+    q_open(2);
+  }
+  assert_int_equal(u_wait(&r, HPS_EV_SEND, 2 * Q_K, T_WAIT_MS), 0);
+  if (loop_sends) {
+    q_expect_round(g_q.rc[0], "first round, from the loop");
+    q_expect_round(g_q.rc[1], "second round, from the loop");
+  }
+  for (i = 0; i < 2 * Q_K; i++) {
+    assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL),
+                     Q_LEN);
+    assert_int_equal(buf[0], i);
+    assert_int_equal(t_pat_check(buf + 1, Q_LEN - 1, (uint32_t)i, 0), -1);
+  }
+  t_stop_free(ep);
+  pthread_mutex_lock(&g_q.mu);
+  assert_int_equal(g_q.sends, 2 * Q_K);
+  assert_int_equal(g_q.bad_rc, 0);
+  pthread_mutex_unlock(&g_q.mu);
+  close(fd);
+  u_free(&r);
+}
+
+static void test_send_queue_limit_counts_payload_from_other_thread_node(
+    void **state) {
+  (void)state;
+  q_limit(HPS_UDP_NODE, 0);
+}
+
+static void test_send_queue_limit_counts_payload_from_other_thread_client(
+    void **state) {
+  (void)state;
+  q_limit(HPS_UDP_CLIENT, 0);
+}
+
+static void test_send_queue_limit_counts_payload_from_loop_thread(
+    void **state) {
+  (void)state;
+  q_limit(HPS_UDP_NODE, 1);
+  q_limit(HPS_UDP_CLIENT, 1);
+}
+
 int main(void) {
   const char *filter = getenv("HPS_TEST_FILTER");
   const struct CMUnitTest tests[] = {
@@ -2046,6 +2239,11 @@ int main(void) {
       cmocka_unit_test(test_burst_node_oversize_in_the_middle),
       cmocka_unit_test(test_burst_server_disconnect_in_a_handler),
       cmocka_unit_test(test_burst_node_disconnect_or_stop_in_a_handler),
+      cmocka_unit_test(
+          test_send_queue_limit_counts_payload_from_other_thread_node),
+      cmocka_unit_test(
+          test_send_queue_limit_counts_payload_from_other_thread_client),
+      cmocka_unit_test(test_send_queue_limit_counts_payload_from_loop_thread),
   };
   if (filter)
     cmocka_set_test_filter(filter);
