@@ -2026,13 +2026,13 @@ static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int role;
-  uint16_t port;  /* node: the destination */
+  uint16_t port; /* node: the destination */
   int loop_sends;
-  int held;       /* the gate (1, 2) a handler waits at */
-  int opened;     /* gates up to this one are open */
-  int sends;      /* SEND events seen */
+  int held;   /* the gate (1, 2) a handler waits at */
+  int opened; /* gates up to this one are open */
+  int sends;  /* SEND events seen */
   int rc[2][Q_TRIES];
-  int bad_rc;     /* a SEND with an error, or a wrong length */
+  int bad_rc; /* a SEND with an error, or a wrong length */
 } g_q = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static unsigned char g_q_buf[Q_LEN];
@@ -2121,8 +2121,8 @@ static void q_expect_round(const int *rc, const char *what) {
   int i;
   for (i = 0; i < Q_K; i++)
     if (rc[i] != 0)
-      fail_msg("%s: datagram %d of %d under the limit returned %s", what,
-               i + 1, Q_K, hps_err_name(rc[i]));
+      fail_msg("%s: datagram %d of %d under the limit returned %s", what, i + 1,
+               Q_K, hps_err_name(rc[i]));
   if (rc[Q_K] != HPS_ESENDQ || rc[Q_K + 1] != HPS_ESENDQ)
     fail_msg("%s: past the limit returned %s and %s, not HPS_ESENDQ", what,
              hps_err_name(rc[Q_K]), hps_err_name(rc[Q_K + 1]));
@@ -2169,8 +2169,7 @@ static void q_limit(int role, int loop_sends) {
     q_expect_round(g_q.rc[1], "second round, from the loop");
   }
   for (i = 0; i < 2 * Q_K; i++) {
-    assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL),
-                     Q_LEN);
+    assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), Q_LEN);
     assert_int_equal(buf[0], i);
     assert_int_equal(t_pat_check(buf + 1, Q_LEN - 1, (uint32_t)i, 0), -1);
   }
@@ -2183,20 +2182,20 @@ static void q_limit(int role, int loop_sends) {
   u_free(&r);
 }
 
-static void test_send_queue_limit_counts_payload_from_other_thread_node(
-    void **state) {
+static void
+test_send_queue_limit_counts_payload_from_other_thread_node(void **state) {
   (void)state;
   q_limit(HPS_UDP_NODE, 0);
 }
 
-static void test_send_queue_limit_counts_payload_from_other_thread_client(
-    void **state) {
+static void
+test_send_queue_limit_counts_payload_from_other_thread_client(void **state) {
   (void)state;
   q_limit(HPS_UDP_CLIENT, 0);
 }
 
-static void test_send_queue_limit_counts_payload_from_loop_thread(
-    void **state) {
+static void
+test_send_queue_limit_counts_payload_from_loop_thread(void **state) {
   (void)state;
   q_limit(HPS_UDP_NODE, 1);
   q_limit(HPS_UDP_CLIENT, 1);
@@ -2213,7 +2212,7 @@ static void test_send_queue_limit_counts_payload_from_loop_thread(
 #define M_SKIP 1
 #endif
 #endif
-#if !defined(__GLIBC__) || __GLIBC__ < 2 ||                                   \
+#if !defined(__GLIBC__) || __GLIBC__ < 2 ||                                    \
     (__GLIBC__ == 2 && __GLIBC_MINOR__ < 33)
 #define M_SKIP 1
 #endif
