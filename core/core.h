@@ -233,6 +233,16 @@ struct hps_endpoint {
 };
 
 #define HPS__IS_UDP(ep) ((ep)->role >= HPS_UDP_SERVER)
+/* The bytes of a posted SEND w that count in c->queued (and so against
+ * HPS_OPT_MAX_SEND_QUEUE): what goes on the wire. A TCP pack header is
+ * sent, so it counts; a UDP datagram's leading destination (w->skip) is
+ * not, so it does not -- a limit of N bytes holds N bytes of datagrams
+ * from any thread. hps__post adds these bytes, the loop takes them off. */
+static inline size_t hps__wreq_queued(const hps_endpoint *ep,
+                                      const hps__wreq *w) {
+  return HPS__IS_UDP(ep) ? w->len - w->skip : w->len;
+}
+
 /* Roles with one connection, reachable as ID 0. */
 #define HPS__SINGLE(ep)                                                       \
   ((ep)->role == HPS_TCP_CLIENT || (ep)->role == HPS_UDP_CLIENT ||            \

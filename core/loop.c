@@ -286,7 +286,8 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
   switch (w->kind) {
   case HPS__CMD_SEND:
   case HPS__CMD_FILE:
-    HPS__SUB(&c->queued, w->len); /* re-counted by the write */
+    /* what hps__post counted; re-counted by the write */
+    HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
     hps__conn_write(c, w);
     break;
   case HPS__CMD_DISCONNECT:

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* cmocka needs these first; keep the order */
@@ -2023,8 +2025,361 @@ static void test_burst_node_disconnect_or_stop_in_a_handler(void **state) {
   }
 }
 
+/* ---- the send queue limit (HPS_OPT_MAX_SEND_QUEUE) ---- */
+
+/* Datagrams of Q_LEN bytes; the limit is exactly Q_K of them. */
+#define Q_LEN 1000
+#define Q_K 4
+/* Per round: Q_K accepted, then one more full one and one byte refused. */
+#define Q_TRIES (Q_K + 2)
+
+/* The sender's handler holds its loop at two gates, in CONNECT and in the
+ * SEND of the Q_K-th datagram, until the test opens them: what the test
+ * posts meanwhile cannot be sent. With loop_sends the handler sends the
+ * round itself at each gate instead (from the loop thread) and keeps what
+ * each send returned. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int role;
+  uint16_t port; /* node: the destination */
+  int loop_sends;
+  int held;   /* the gate (1, 2) a handler waits at */
+  int opened; /* gates up to this one are open */
+  int sends;  /* SEND events seen */
+  int rc[2][Q_TRIES];
+  int bad_rc; /* a SEND with an error, or a wrong length */
+} g_q = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static unsigned char g_q_buf[Q_LEN];
+
+/* Datagram seq of the test: first byte seq, then a pattern. */
+static int q_send(hps_endpoint *ep, int seq, size_t len) {
+  g_q_buf[0] = (unsigned char)seq;
+  t_pat_fill(g_q_buf + 1, Q_LEN - 1, (uint32_t)seq, 0);
+  if (g_q.role == HPS_UDP_NODE)
+    return hps_send_to(ep, "127.0.0.1", g_q.port, g_q_buf, len);
+  if (len < 2)
+    return hps_send(ep, 0, g_q_buf, len);
+  {
+    hps_buf b[2] = {{g_q_buf, len / 2}, {g_q_buf + len / 2, len - len / 2}};
+    return hps_sendv(ep, 0, b, 2);
+  }
+}
+
+/* One round: Q_K datagrams (seq first, first + 1, ...), then one more of
+ * Q_LEN and one of a byte, both of which must be refused. */
+static void q_round(hps_endpoint *ep, int first, int *rc) {
+  int i;
+  for (i = 0; i < Q_K; i++)
+    rc[i] = q_send(ep, first + i, Q_LEN);
+  rc[Q_K] = q_send(ep, 0xee, Q_LEN);
+  rc[Q_K + 1] = q_send(ep, 0xef, 1);
+}
+
+/* Hold the loop at gate g until the test opens it (or a deadline, so a
+ * failed test cannot hang its loop). */
+static void q_gate(int g) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += T_WAIT_MS / 1000;
+  pthread_mutex_lock(&g_q.mu);
+  g_q.held = g;
+  pthread_cond_broadcast(&g_q.cv);
+  while (g_q.opened < g &&
+         pthread_cond_timedwait(&g_q.cv, &g_q.mu, &ts) != ETIMEDOUT) {
+  }
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static int q_hook(u_rec *r, const hps_event *ev) {
+  int n = 0;
+  (void)r;
+  if (ev->type == HPS_EV_SEND) {
+    pthread_mutex_lock(&g_q.mu);
+    n = ++g_q.sends;
+    if (ev->error != 0 || ev->len != Q_LEN)
+      g_q.bad_rc = 1;
+    pthread_mutex_unlock(&g_q.mu);
+  }
+  if (ev->type == HPS_EV_CONNECT || (ev->type == HPS_EV_SEND && n == Q_K)) {
+    int g = ev->type == HPS_EV_CONNECT ? 1 : 2;
+    /* At the Q_K-th SEND every datagram of the first round has been sent
+     * and counted off: the queue is empty again. */
+    if (g_q.loop_sends)
+      q_round(ev->endpoint, g == 1 ? 0 : Q_K, g_q.rc[g - 1]);
+    else
+      q_gate(g);
+  }
+  return HPS_HR_OK;
+}
+
+static void q_wait_held(int g) {
+  uint64_t end = t_now_ms() + T_WAIT_MS;
+  pthread_mutex_lock(&g_q.mu);
+  while (g_q.held < g && t_now_ms() < end) {
+    pthread_mutex_unlock(&g_q.mu);
+    usleep(1000);
+    pthread_mutex_lock(&g_q.mu);
+  }
+  assert_int_equal(g_q.held, g);
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static void q_open(int g) {
+  pthread_mutex_lock(&g_q.mu);
+  g_q.opened = g;
+  pthread_cond_broadcast(&g_q.cv);
+  pthread_mutex_unlock(&g_q.mu);
+}
+
+static void q_expect_round(const int *rc, const char *what) {
+  int i;
+  for (i = 0; i < Q_K; i++)
+    if (rc[i] != 0)
+      fail_msg("%s: datagram %d of %d under the limit returned %s", what, i + 1,
+               Q_K, hps_err_name(rc[i]));
+  if (rc[Q_K] != HPS_ESENDQ || rc[Q_K + 1] != HPS_ESENDQ)
+    fail_msg("%s: past the limit returned %s and %s, not HPS_ESENDQ", what,
+             hps_err_name(rc[Q_K]), hps_err_name(rc[Q_K + 1]));
+}
+
+/* A sender of role (node: hps_send_to; client: hps_sendv, then hps_send
+ * for the byte) with a limit of exactly Q_K datagrams, sending two rounds
+ * to a plain socket, from another thread or from its loop. The second
+ * round proves the queue counted back to 0 after the first. */
+static void q_limit(int role, int loop_sends) {
+  const int64_t opts[] = {HPS_OPT_MAX_SEND_QUEUE, Q_K * Q_LEN,
+                          HPS_OPT_UDP_DETECT_INTERVAL, 0, 0};
+  u_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int fd, i, rc[Q_TRIES];
+  unsigned char buf[Q_LEN + 1];
+  pthread_mutex_lock(&g_q.mu);
+  g_q.role = role;
+  g_q.loop_sends = loop_sends;
+  g_q.held = g_q.opened = g_q.sends = g_q.bad_rc = 0;
+  memset(g_q.rc, 0x7f, sizeof(g_q.rc));
+  pthread_mutex_unlock(&g_q.mu);
+  fd = raw_udp("127.0.0.1", &port);
+  g_q.port = port;
+  u_init(&r);
+  r.hook = q_hook;
+  ep = u_make(&r, role, opts);
+  assert_int_equal(hps_start(ep, "127.0.0.1", role == HPS_UDP_NODE ? 0 : port),
+                   0);
+  if (!loop_sends) {
+    q_wait_held(1);
+    q_round(ep, 0, rc);
+    q_expect_round(rc, "first round, loop held");
+    q_open(1);
+    q_wait_held(2);
+    q_round(ep, Q_K, rc);
+    q_expect_round(rc, "second round, loop held");
+    q_open(2);
+  }
+  assert_int_equal(u_wait(&r, HPS_EV_SEND, 2 * Q_K, T_WAIT_MS), 0);
+  if (loop_sends) {
+    q_expect_round(g_q.rc[0], "first round, from the loop");
+    q_expect_round(g_q.rc[1], "second round, from the loop");
+  }
+  for (i = 0; i < 2 * Q_K; i++) {
+    assert_int_equal(raw_recv(fd, buf, sizeof(buf), T_WAIT_MS, 1, NULL), Q_LEN);
+    assert_int_equal(buf[0], i);
+    assert_int_equal(t_pat_check(buf + 1, Q_LEN - 1, (uint32_t)i, 0), -1);
+  }
+  t_stop_free(ep);
+  pthread_mutex_lock(&g_q.mu);
+  assert_int_equal(g_q.sends, 2 * Q_K);
+  assert_int_equal(g_q.bad_rc, 0);
+  pthread_mutex_unlock(&g_q.mu);
+  close(fd);
+  u_free(&r);
+}
+
+static void
+test_send_queue_limit_counts_payload_from_other_thread_node(void **state) {
+  (void)state;
+  q_limit(HPS_UDP_NODE, 0);
+}
+
+static void
+test_send_queue_limit_counts_payload_from_other_thread_client(void **state) {
+  (void)state;
+  q_limit(HPS_UDP_CLIENT, 0);
+}
+
+static void
+test_send_queue_limit_counts_payload_from_loop_thread(void **state) {
+  (void)state;
+  q_limit(HPS_UDP_NODE, 1);
+  q_limit(HPS_UDP_CLIENT, 1);
+}
+
+/* ---- heap after a burst of big datagrams ---- */
+
+/* glibc's arenas are what is measured: not under the sanitizers'
+ * allocators, nor without mallinfo2 (glibc 2.33). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define M_SKIP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define M_SKIP 1
+#endif
+#endif
+#if !defined(__GLIBC__) || __GLIBC__ < 2 ||                                    \
+    (__GLIBC__ == 2 && __GLIBC_MINOR__ < 33)
+#define M_SKIP 1
+#endif
+
+#ifndef M_SKIP
+enum { M_N = 16, M_LEN = 60000 };
+
+/* The sender's handler, allocating nothing itself: at CONNECT it sends
+ * M_N big datagrams from the loop thread (SEND events on: each is queued
+ * and reported), then counts SENDs. */
+static struct {
+  uint16_t port;
+  int sends;  /* atomic */
+  int failed; /* atomic: a send from the handler failed */
+} g_m;
+
+static int m_handler(void *user, const hps_event *ev) {
+  static unsigned char buf[M_LEN];
+  int i;
+  (void)user;
+  if (ev->type == HPS_EV_CONNECT)
+    for (i = 0; i < M_N; i++)
+      if (hps_send_to(ev->endpoint, "127.0.0.1", g_m.port, buf, M_LEN) != 0)
+        __atomic_store_n(&g_m.failed, 1, __ATOMIC_RELAXED);
+  if (ev->type == HPS_EV_SEND)
+    __atomic_add_fetch(&g_m.sends, 1, __ATOMIC_RELAXED);
+  return HPS_HR_OK;
+}
+
+static int m_sends_reach(void *arg) {
+  return __atomic_load_n(&g_m.sends, __ATOMIC_RELAXED) >= *(int *)arg;
+}
+
+/* In a fresh process (this program run again with HPS_TEST_HEAP_CHILD set:
+ * the loop thread's malloc arena is new, not one a thread of an earlier
+ * test left, whose history would decide where things go): the heap bytes
+ * (all arenas) the burst left behind once every datagram was sent and
+ * freed, or -1. */
+static long m_child(void) {
+  struct mallinfo2 m0, m1;
+  struct sockaddr_in a;
+  socklen_t al = sizeof(a);
+  hps_endpoint *ep = NULL;
+  void *volatile warm;
+  int fd, n;
+  /* The destination: bound, never read (sends succeed all the same). No
+   * cmocka asserts in the child: it reports -1 instead. */
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+    return -1;
+  g_m.port = ntohs(a.sin_port);
+  warm = malloc(64); /* the main arena exists: only what follows counts */
+  free(warm);
+  m0 = mallinfo2();
+  if (hps_create(HPS_UDP_NODE, m_handler, NULL, &ep) != 0 ||
+      hps_setopt(ep, HPS_OPT_UDP_MAX_DATAGRAM, M_LEN) != 0 ||
+      hps_start(ep, "127.0.0.1", 0) != 0)
+    return -1;
+  n = M_N;
+  if (t_poll(m_sends_reach, &n, T_WAIT_MS) != 0)
+    return -1;
+  /* One more, posted from here: once its SEND came, the loop has long
+   * freed the burst's datagrams. */
+  if (hps_send_to(ep, "127.0.0.1", g_m.port, "x", 1) != 0)
+    return -1;
+  n = M_N + 1;
+  if (t_poll(m_sends_reach, &n, T_WAIT_MS) != 0 ||
+      __atomic_load_n(&g_m.failed, __ATOMIC_RELAXED))
+    return -1;
+  m1 = mallinfo2();
+  hps_stop(ep);
+  hps_free(ep);
+  close(fd);
+  return (long)(m1.arena - m0.arena);
+}
+
+/* Read fd until EOF, cap bytes or ms; returns the bytes read. */
+static ssize_t m_read(int fd, char *buf, size_t cap, int ms) {
+  uint64_t end = t_now_ms() + (uint64_t)ms;
+  size_t got = 0;
+  while (got < cap) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    uint64_t now = t_now_ms();
+    ssize_t r;
+    if (now >= end || poll(&pf, 1, (int)(end - now)) <= 0)
+      break;
+    r = read(fd, buf + got, cap - got);
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+#endif
+
+/* A burst of big datagrams sent from a handler leaves no heap behind:
+ * each datagram is one allocation, so nothing small stays pinned between
+ * the freed ones (a separately malloc'd libuv request did, in the loop
+ * thread's tcache, and ~360 KiB of them stayed, per loop). What a new
+ * arena keeps is its top pad (128 KiB) and a few small blocks. */
+static void test_burst_of_big_sends_leaves_no_heap_behind(void **state) {
+#ifdef M_SKIP
+  (void)state;
+  skip();
+#else
+  static char *const argv[] = {"test_udp", NULL};
+  static char *const envp[] = {"HPS_TEST_HEAP_CHILD=1", NULL};
+  char out[64];
+  ssize_t n;
+  int p[2], status = 0;
+  long grown = -1;
+  pid_t pid;
+  (void)state;
+  assert_int_equal(pipe(p), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    execve("/proc/self/exe", argv, envp);
+    _exit(127);
+  }
+  close(p[1]);
+  n = m_read(p[0], out, sizeof(out) - 1, 3 * T_WAIT_MS);
+  close(p[0]);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  out[n > 0 ? n : 0] = '\0';
+  if (sscanf(out, "%ld", &grown) != 1)
+    grown = -1;
+  if (grown < 0)
+    fail_msg("the burst did not complete in the child");
+  if (grown > 320 * 1024)
+    fail_msg("heap grew by %ld KiB after %d datagrams of %d bytes were sent "
+             "and freed (at most 320 KiB expected)",
+             grown / 1024, M_N, M_LEN);
+#endif
+}
+
 int main(void) {
   const char *filter = getenv("HPS_TEST_FILTER");
+#ifndef M_SKIP
+  if (getenv("HPS_TEST_HEAP_CHILD")) { /* test_burst_of_big_sends_... */
+    long grown = m_child();
+    printf("%ld\n", grown);
+    return grown < 0;
+  }
+#endif
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_server_echo_per_peer_connections),
       cmocka_unit_test(test_server_peer_stays_on_one_connection_across_workers),
@@ -2062,6 +2417,12 @@ int main(void) {
       cmocka_unit_test(test_burst_node_oversize_in_the_middle),
       cmocka_unit_test(test_burst_server_disconnect_in_a_handler),
       cmocka_unit_test(test_burst_node_disconnect_or_stop_in_a_handler),
+      cmocka_unit_test(
+          test_send_queue_limit_counts_payload_from_other_thread_node),
+      cmocka_unit_test(
+          test_send_queue_limit_counts_payload_from_other_thread_client),
+      cmocka_unit_test(test_send_queue_limit_counts_payload_from_loop_thread),
+      cmocka_unit_test(test_burst_of_big_sends_leaves_no_heap_behind),
   };
   if (filter)
     cmocka_set_test_filter(filter);

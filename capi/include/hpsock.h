@@ -225,7 +225,10 @@ enum hps_option {
                                      0: dual stack; default 0 */
   HPS_OPT_MAX_SEND_QUEUE = 11,    /* bytes queued unsent per connection
                                      before send fails with HPS_ESENDQ;
-                                     1..1 GiB; default 16 MiB */
+                                     1..1 GiB; default 16 MiB. Pack: with
+                                     their 4-byte headers; UDP: datagram
+                                     payloads only, alike from the loop
+                                     thread and from any other */
   HPS_OPT_FREE_POOL = 12,         /* free connection objects cached per
                                      loop, 0..1M; default 1024 */
   HPS_OPT_CONNECT_TIMEOUT = 13,   /* ms, 1..600000; default 10000 */
