@@ -108,6 +108,7 @@ struct hps__conn {
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
+  uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */
@@ -134,11 +135,16 @@ struct hps__conn {
    * partial tail) whose delivery a pause from a RECEIVE handler stopped;
    * delivered, in order, by a DRAIN command after the resume and before
    * the next read. At most one read buffer (HPS__READ_BUF); NULL when
-   * nothing is held. Last, so the hot fields keep their places. */
-  char *held;
-  size_t held_len;
-  uint8_t drain_posted; /* a DRAIN command is queued */
+   * nothing is held. One pointer, so a connection that never pauses pays
+   * 8 bytes for it. Last, so the hot fields keep their places. */
+  struct hps__held *held;
 };
+
+/* What a pause held back: len bytes. */
+typedef struct hps__held {
+  size_t len;
+  char data[];
+} hps__held;
 
 typedef struct hps__slot {
   hps__conn *conn;

@@ -194,7 +194,6 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
 static void drop_held(hps__conn *c) {
   free(c->held);
   c->held = NULL;
-  c->held_len = 0;
 }
 
 /* Keep the n undelivered bytes at p of the read being delivered: a handler
@@ -202,14 +201,16 @@ static void drop_held(hps__conn *c) {
  * is the only copy, and only a pause mid-read makes it. */
 __attribute__((cold, noinline)) static void hold(hps__conn *c, const char *p,
                                                 size_t n) {
+  hps__held *h;
   if (n == 0) return; /* paused on the read's last frame: nothing waits */
-  c->held = malloc(n);
-  if (c->held == NULL) {
+  h = malloc(sizeof(*h) + n);
+  if (h == NULL) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_ENOMEM);
     return;
   }
-  memcpy(c->held, p, n);
-  c->held_len = n;
+  h->len = n;
+  memcpy(h->data, p, n);
+  c->held = h;
 }
 
 __attribute__((cold, noinline)) static void post_drain(hps__conn *c) {
@@ -323,22 +324,20 @@ static void feed_pack(hps__conn *c, const char *base, size_t n) {
 
 __attribute__((cold)) void hps__conn_drain(hps__conn *c) {
   hps__loop *lp = c->loop;
-  char *buf = c->held;
-  size_t n = c->held_len;
+  hps__held *h = c->held;
   c->drain_posted = 0;
   /* Paused again since the resume: the next resume posts another drain.
    * Stopping: the stop closes the connection, and the bytes go with it. */
-  if (c->state != HPS__C_OPEN || c->paused || buf == NULL || lp->stopping)
+  if (c->state != HPS__C_OPEN || c->paused || h == NULL || lp->stopping)
     return;
   /* Taken off the connection while delivered: a handler that pauses again
-   * makes c->held anew from what is left of buf. */
+   * makes c->held anew from what is left of h. */
   c->held = NULL;
-  c->held_len = 0;
   lp->corked = c;
-  feed_pack(c, buf, n); /* bytes counted when read, frames now */
+  feed_pack(c, h->data, h->len); /* bytes counted when read, frames now */
   hps__cork_flush(c);
   lp->corked = NULL;
-  free(buf);
+  free(h);
   if (c->state != HPS__C_OPEN || c->paused) return;
   /* Everything held was delivered and the connection is not paused
    * (a handler's pause and resume left it reading): read again, and with
