@@ -192,6 +192,33 @@ def test_pause_and_resume_receive(server_factory):
         srv.pause_receive(ca, False)
 
 
+
+def test_pack_handler_pause_holds_the_rest_of_the_read(server_factory):
+    """A pack handler pausing its connection gets no further frame, even of
+    the bytes already read with it; the resume delivers them, in order."""
+
+    class PauseOnFirst(Recorder):
+        def on_receive(self, ep, conn, data):
+            if not self.of("receive", conn):
+                ep.pause_receive(conn)
+            super().on_receive(ep, conn, data)
+
+    rec = PauseOnFirst()
+    srv = server_factory(rec, workers=1, recv_model=hpsock.Model.PACK)
+    frames = [b"frame-%02d" % i for i in range(20)]
+    with connect_socket(srv) as a, connect_socket(srv) as b:
+        ca, cb = accepted(rec, 2)
+        a.sendall(b"".join(pack_header(len(f)) + f for f in frames))  # one write
+        rec.wait_event("receive", ca)
+        # b's frame goes through the same loop after a's read was delivered
+        b.sendall(pack_header(4) + b"ping")
+        rec.wait_event("receive", cb)
+        assert [e[2] for e in rec.of("receive", ca)] == frames[:1]
+        srv.resume_receive(ca)
+        rec.wait_event("receive", ca, count=len(frames))
+        assert [e[2] for e in rec.of("receive", ca)] == frames
+
+
 # ---- pull model: fetch / peek ----------------------------------------------
 
 def test_fetch_and_peek_in_the_pull_model(server_factory):

@@ -434,6 +434,32 @@ public class ApiTests
     }
 
     [Fact]
+    public void PackHandlerPauseHoldsTheRestOfTheRead()
+    {
+        // The handler pauses on the first frame: the 19 read with it wait for the resume.
+        var srv = new Recorder();
+        int seen = 0;
+        srv.Receive = (ep, conn, data) =>
+        {
+            if (Interlocked.Increment(ref seen) == 1)
+                ep.PauseReceive(conn);
+            return HandleResult.Ok;
+        };
+        using var server = Net.Server(srv, s => s.ReceiveModel = ReceiveModel.Pack);
+        using Socket peer = Net.Peer(server);
+        ulong id = srv.WaitFor(EventKinds.Accept).Conn;
+        string[] frames = Enumerable.Range(0, 20).Select(i => $"frame-{i:D2}").ToArray();
+        peer.Send(frames.SelectMany(f => Net.PackFrame(Encoding.ASCII.GetBytes(f))).ToArray()); // one write
+        srv.WaitFor(EventKinds.Receive, id);
+        Thread.Sleep(200); // an absence can only be observed for a while
+        Assert.Equal(1, srv.Count(EventKinds.Receive));
+        server.ResumeReceive(id);
+        Deadline.Until(() => srv.Count(EventKinds.Receive) == 20, "the held frames");
+        Assert.Equal(frames, srv.Events.Where(e => e.Kind == EventKinds.Receive)
+            .Select(e => Encoding.ASCII.GetString(e.Data!)).ToArray());
+    }
+
+    [Fact]
     public void AgentManyConnectionsCountListAndDisconnectLong()
     {
         var srv = new Recorder();

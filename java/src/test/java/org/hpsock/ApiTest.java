@@ -269,6 +269,39 @@ class ApiTest {
   }
 
   @Test
+  void packListenerPauseHoldsTheRestOfTheRead() throws Exception {
+    // The listener pauses on the first frame: the 19 read with it wait for the resume.
+    java.util.concurrent.atomic.AtomicInteger seen = new java.util.concurrent.atomic.AtomicInteger();
+    Recorder rec = new Recorder() {
+      @Override
+      HandleResult react(TcpEndpoint ep, Ev ev) {
+        if (ev.type.equals("RECEIVE") && seen.getAndIncrement() == 0) {
+          ep.pauseReceive(ev.conn, true);
+        }
+        return HandleResult.OK;
+      }
+    };
+    try (Rig r = new Rig(rec, ReceiveModel.PACK)) {
+      java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+      for (int i = 0; i < 20; i++) {
+        all.write(TestSupport.packHeader(0, 8));
+        all.write(ascii(String.format("frame-%02d", i)));
+      }
+      r.peer.getOutputStream().write(all.toByteArray()); // one write
+      r.rec.await(Recorder.is("RECEIVE", r.id), "the first frame");
+      // a negative check needs a window: nothing may arrive within it
+      Thread.sleep(200);
+      assertEquals(1, r.rec.events(Recorder.is("RECEIVE", r.id)).size(), "frames after the pause");
+      r.server.pauseReceive(r.id, false);
+      TestSupport.await(() -> r.rec.events(Recorder.is("RECEIVE", r.id)).size() == 20, "the held frames");
+      List<Recorder.Ev> got = r.rec.events(Recorder.is("RECEIVE", r.id));
+      for (int i = 0; i < 20; i++) {
+        assertArrayEquals(ascii(String.format("frame-%02d", i)), got.get(i).data, "frame " + i);
+      }
+    }
+  }
+
+  @Test
   void pullFetchAndPeek() throws Exception {
     try (Rig r = new Rig(new Recorder(), ReceiveModel.PULL)) {
       r.peer.getOutputStream().write(ascii("0123456789"));
