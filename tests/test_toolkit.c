@@ -494,6 +494,16 @@ static void pf_expect(t_rec *r, hps_conn_id conn, int n) {
 }
 
 /* While held: exactly one RECEIVE, and it stays so. */
+/* A pack server whose handler pauses as mode says, and one write of the
+ * n bytes at out to it. */
+static void pf_open(env *e, pause_q *q, int mode, const unsigned char *out,
+                    size_t n) {
+  memset(q, 0, sizeof(*q));
+  q->mode = mode;
+  env_open(e, HPS_MODEL_PACK, NULL, hook_pack_pause, q);
+  t_send_all(e->fd, out, n);
+}
+
 static void pf_expect_held(env *e, pause_q *q) {
   assert_int_equal(t_rec_wait(&e->r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
   assert_int_equal(t_rec_quiet(&e->r, 150), 0);
@@ -510,10 +520,7 @@ static void test_pack_pause_in_handler_holds_the_rest_of_the_read(
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_FIRST;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n); /* one write: one read on the server */
+  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n); /* one write: one read on the server */
   pf_expect_held(&e, &q);
   /* the bytes were read (counted as received), the frames wait */
   assert_int_equal(stats_of(e.ep, e.conn).bytes_received, n);
@@ -540,10 +547,7 @@ static void test_pack_pause_in_every_handler_releases_one_frame_per_resume(
   size_t n = pf_build(out, 0, 20);
   int i;
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_EVERY;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n);
+  pf_open(&e, &q, PQ_PAUSE_EVERY, out, n);
   pf_expect_held(&e, &q);
   for (i = 2; i <= 20; i++) {
     assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
@@ -563,10 +567,7 @@ static void test_pack_pause_and_resume_in_one_handler_goes_on(void **state) {
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_RESUME;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n);
+  pf_open(&e, &q, PQ_PAUSE_RESUME, out, n);
   assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, PF_FRAMES, T_WAIT_MS), 0);
   pf_expect(&e.r, e.conn, PF_FRAMES);
   assert_int_equal(__atomic_load_n(&q.pause_ret, __ATOMIC_ACQUIRE), 0);
@@ -585,10 +586,7 @@ static void test_pack_pause_holds_a_partial_frame_across_the_resume(
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, 50), cut = n - 3;
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_FIRST;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, cut);
+  pf_open(&e, &q, PQ_PAUSE_FIRST, out, cut);
   pf_expect_held(&e, &q);
   assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
   assert_int_equal(t_rec_wait(&e.r, HPS_EV_RECEIVE, 49, T_WAIT_MS), 0);
@@ -684,10 +682,7 @@ static void test_pack_disconnect_while_held_drops_them(void **state) {
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_FIRST;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n);
+  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n);
   pf_expect_held(&e, &q);
   assert_int_equal(hps_disconnect(e.ep, e.conn, 0), 0);
   assert_int_equal(t_rec_wait_conn(&e.r, e.conn, HPS_EV_CLOSE, NULL,
@@ -705,10 +700,7 @@ static void test_pack_resume_then_disconnect_while_held(void **state) {
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_EVERY;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n);
+  pf_open(&e, &q, PQ_PAUSE_EVERY, out, n);
   pf_expect_held(&e, &q);
   /* the drain is queued behind the resume; the force disconnect right
    * after closes first or between frames: never a frame out of order */
@@ -729,10 +721,7 @@ static void test_pack_stop_while_held_is_clean(void **state) {
   unsigned char *out = malloc(PF_FRAMES * 32);
   size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  memset(&q, 0, sizeof(q));
-  q.mode = PQ_PAUSE_FIRST;
-  env_open(&e, HPS_MODEL_PACK, NULL, hook_pack_pause, &q);
-  t_send_all(e.fd, out, n);
+  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n);
   pf_expect_held(&e, &q);
   assert_int_equal(hps_stop(e.ep), 0);
   assert_int_equal(t_rec_conn_count(&e.r, e.conn, HPS_EV_CLOSE), 1);
