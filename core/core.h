@@ -330,7 +330,7 @@ void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */
 void hps__cork_flush(hps__conn *c);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);
-int hps__setup_socket(hps_endpoint *ep, uv_tcp_t *t);
+void hps__setup_fd(hps_endpoint *ep, int fd);
 void hps__on_timer(uv_timer_t *t);
 hps__wreq *hps__wreq_new(size_t len);
 /* Count plaintext bytes received and deliver them in the receive model,

@@ -177,10 +177,9 @@ static int make_listener(hps_endpoint *ep, const hps__addr *a, int reuseport) {
     int v6only = ep->opt[HPS_OPT_IPV6_ONLY] ? 1 : 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
   }
-  if (ep->opt[HPS_OPT_RCVBUF]) {
-    int v = (int)ep->opt[HPS_OPT_RCVBUF];
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
-  }
+  /* Before listen: the accepted sockets inherit them (and a receive
+   * buffer set before the handshake sizes the window scale). */
+  hps__setup_fd(ep, fd);
   if (bind(fd, &a->sa, addr_len(a)) != 0 ||
       listen(fd, (int)ep->opt[HPS_OPT_BACKLOG]) != 0) {
     r = -errno;

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -327,6 +329,103 @@ static void test_addresses_agree_with_agent_socket(void **state) {
   t_stop_free(srv);
   t_rec_free(&rs);
   t_rec_free(&ra);
+}
+
+/* The socket of this process whose local address is peer's remote one and
+ * whose remote address is peer's local one: the other end of peer. */
+static int other_end(int peer) {
+  struct sockaddr_storage pl, pr, l, r;
+  socklen_t len;
+  int fd;
+  len = sizeof(pl);
+  assert_int_equal(getsockname(peer, (struct sockaddr *)&pl, &len), 0);
+  len = sizeof(pr);
+  assert_int_equal(getpeername(peer, (struct sockaddr *)&pr, &len), 0);
+  for (fd = 0; fd < 4096; fd++) {
+    struct stat st;
+    if (fd == peer || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    len = sizeof(l);
+    if (getsockname(fd, (struct sockaddr *)&l, &len) != 0) continue;
+    len = sizeof(r);
+    if (getpeername(fd, (struct sockaddr *)&r, &len) != 0) continue;
+    if (memcmp(&l, &pr, sizeof(struct sockaddr_in)) == 0 &&
+        memcmp(&r, &pl, sizeof(struct sockaddr_in)) == 0)
+      return fd;
+  }
+  fail_msg("the other end of fd %d is not in this process", peer);
+  return -1;
+}
+
+static int sockopt(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof(v);
+  assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+  return v;
+}
+
+/* What HPS_OPT_NODELAY, KEEPALIVE_TIME/INTERVAL, SNDBUF and RCVBUF ask. */
+static void expect_sockopts(int fd, int nodelay, int keepidle, int keepintvl,
+                            int sndbuf, int rcvbuf) {
+  assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_NODELAY) != 0, nodelay);
+  assert_int_equal(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE) != 0, keepidle > 0);
+  if (keepidle > 0) {
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), keepidle);
+    assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), keepintvl);
+  }
+  /* Linux doubles the size asked for (bookkeeping overhead) */
+  if (sndbuf > 0) assert_int_equal(sockopt(fd, SOL_SOCKET, SO_SNDBUF), 2 * sndbuf);
+  if (rcvbuf > 0) assert_int_equal(sockopt(fd, SOL_SOCKET, SO_RCVBUF), 2 * rcvbuf);
+}
+
+/* The socket options reach the sockets a server accepts (they come from
+ * its listeners, one per worker) and the ones an agent connects, in both
+ * settings of NODELAY; and an endpoint without them leaves the defaults. */
+static void test_socket_options_reach_accepted_and_connected_sockets(
+    void **state) {
+  int round;
+  (void)state;
+  for (round = 0; round < 3; round++) {
+    /* round 0: all set, nodelay on; 1: all set, nodelay off; 2: defaults
+     * with nodelay and keepalive off */
+    int nodelay = round == 0;
+    int64_t opts[] = {HPS_OPT_NODELAY, nodelay,
+                      HPS_OPT_KEEPALIVE_TIME, round < 2 ? 7000 : 0,
+                      HPS_OPT_KEEPALIVE_INTERVAL, 3000,
+                      HPS_OPT_SNDBUF, round < 2 ? 48 * 1024 : 0,
+                      HPS_OPT_RCVBUF, round < 2 ? 40 * 1024 : 0,
+                      0};
+    int keepidle = round < 2 ? 7 : 0;
+    int buf_s = round < 2 ? 48 * 1024 : 0, buf_r = round < 2 ? 40 * 1024 : 0;
+    t_rec rs, ra;
+    hps_endpoint *srv, *agent;
+    uint16_t port;
+    hps_conn_id ids[4];
+    fd_note note = {0, -1};
+    int i, fd, afd;
+    t_rec_init(&rs);
+    t_rec_init(&ra);
+    ra.hook = hook_keep_prepare_fd;
+    ra.user = &note;
+    srv = t_server_opts(&rs, 2, HPS_MODEL_PUSH, opts, &port);
+    agent = t_agent_opts(&ra, 1, HPS_MODEL_PUSH, opts);
+    /* several connections, so both of the server's listeners serve some
+     * (SO_REUSEPORT spreads them by address hash) */
+    for (i = 0; i < 4; i++) {
+      assert_int_equal(hps_connect(agent, HOST, port, &ids[i]), 0);
+      t_conn_event(&ra, ids[i], HPS_EV_CONNECT);
+      fd = (int)__atomic_load_n(&note.fd, __ATOMIC_SEQ_CST);
+      assert_true(fd >= 0);
+      expect_sockopts(fd, nodelay, keepidle, 3, buf_s, buf_r);
+      /* CONNECT can come before the server's accept(): wait for it */
+      assert_int_equal(t_rec_wait(&rs, HPS_EV_ACCEPT, i + 1, T_WAIT_MS), 0);
+      afd = other_end(fd);
+      expect_sockopts(afd, nodelay, keepidle, 3, buf_s, buf_r);
+    }
+    t_stop_free(agent);
+    t_stop_free(srv);
+    t_rec_free(&rs);
+    t_rec_free(&ra);
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1876,6 +1975,8 @@ int main(void) {
       cmocka_unit_test(test_client_id_zero_means_the_clients_connection),
       cmocka_unit_test(test_addresses_agree_with_plain_socket),
       cmocka_unit_test(test_addresses_agree_with_agent_socket),
+      cmocka_unit_test(
+          test_socket_options_reach_accepted_and_connected_sockets),
       cmocka_unit_test(test_extra_set_in_accept_comes_back_in_every_event),
       cmocka_unit_test(test_conn_count_and_list_track_open_connections),
       cmocka_unit_test(test_graceful_disconnect_sends_queued_bytes_then_fin),
