@@ -329,6 +329,12 @@ int hps__cork_borrow(hps__conn *c, const void *base, size_t len);
 void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */
 void hps__cork_flush(hps__conn *c);
+/* uv_try_write of n bytes on c's socket with one send(2) and none of
+ * libuv's stream bookkeeping (its try-write path costs about 60
+ * instructions per call, callgrind): the bytes written, UV_EAGAIN when the
+ * socket takes none or libuv still has writes queued (they must not be
+ * overtaken), or a libuv error (negative errno). */
+ssize_t hps__try_write(hps__conn *c, const char *p, size_t n);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);
 void hps__setup_fd(hps_endpoint *ep, int fd);
 void hps__on_timer(uv_timer_t *t);

@@ -157,8 +157,7 @@ static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
   }
   if (n == 1 && hdr == 0 && !send_events && c->file == NULL &&
       c->tls == NULL && c->tcp.write_queue_size == 0) {
-    uv_buf_t b = uv_buf_init((char *)bufs[0].base, (unsigned)total);
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, bufs[0].base, total);
     if (r == (ssize_t)total) {
       hps__count_sent(c, total, 1);
       return 0;

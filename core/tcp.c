@@ -785,6 +785,20 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
   return 1;
 }
 
+ssize_t hps__try_write(hps__conn *c, const char *p, size_t n) {
+  uv_os_fd_t fd;
+  ssize_t r;
+  if (c->tcp.write_queue_size != 0) return UV_EAGAIN;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return UV_EBADF;
+  do
+    r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r >= 0) return r;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+    return UV_EAGAIN;
+  return -errno;
+}
+
 void hps__cork_flush(hps__conn *c) {
   hps__loop *lp = c->loop;
   size_t n = lp->cork_len;
@@ -800,8 +814,7 @@ void hps__cork_flush(hps__conn *c) {
     return;
   }
   if (c->file == NULL && c->tcp.write_queue_size == 0) {
-    uv_buf_t b = uv_buf_init((char *)base, (unsigned)n);
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, base, n);
     if (r == (ssize_t)n) return;
     if (r < 0 && r != UV_EAGAIN) {
       hps__conn_close(c, HPS_OP_SEND, (int)r);
@@ -843,8 +856,7 @@ __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
   }
   hps__count_sent(c, w->len - w->skip, 1);
   if (!send_events_on(c) && c->tls == NULL) {
-    uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)(w->len - w->off));
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, w->data + w->off, w->len - w->off);
     if (r == (ssize_t)(w->len - w->off)) {
       free(w);
       return 0;
@@ -955,8 +967,7 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
     return UV_EBADF;
   }
   if (cw->plain == NULL && c->tcp.write_queue_size == 0) {
-    b = uv_buf_init(cw->data, (unsigned)cw->len);
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, cw->data, cw->len);
     if (r == (ssize_t)cw->len) {
       free(cw);
       return 0;

@@ -777,10 +777,8 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
      * the BIO's memory and copy only what the socket did not take. */
     BUF_MEM *bm = NULL;
     ssize_t r;
-    uv_buf_t b;
     BIO_get_mem_ptr(c->tls->wbio, &bm);
-    b = uv_buf_init(bm->data, (unsigned)bm->length);
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, bm->data, bm->length);
     if (r == (ssize_t)bm->length) {
       wbio_done(c->tls);
       return 0;
@@ -1047,12 +1045,10 @@ void hps__tls_shutdown(hps__conn *c) {
      * it and may have closed its socket already: failing to send it is
      * no error of this normal close. */
     BUF_MEM *bm = NULL;
-    uv_buf_t b;
     ssize_t r;
     char skip[64];
     BIO_get_mem_ptr(t->wbio, &bm);
-    b = uv_buf_init(bm->data, (unsigned)bm->length);
-    r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    r = hps__try_write(c, bm->data, bm->length);
     if (r == (ssize_t)bm->length || (r < 0 && r != UV_EAGAIN)) {
       wbio_done(t);
       return;
