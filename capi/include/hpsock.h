@@ -209,7 +209,11 @@ typedef int (*hps_event_fn)(void *user, const hps_event *ev);
 
 /* Keys for hps_setopt()/hps_getopt(). All values are int64_t. Unless
  * marked (live), an option can be set only before hps_start() (or after a
- * stop); otherwise HPS_ESTATE. A value out of range gives HPS_EINVAL. */
+ * stop); otherwise HPS_ESTATE. A value out of range gives HPS_EINVAL.
+ * The TCP socket options (SNDBUF, RCVBUF, KEEPALIVE_*, NODELAY) are set on
+ * each agent/client socket before its PREPARE, and on a server's listening
+ * sockets before the PREPARE and the listen: the sockets it accepts inherit
+ * them (Linux copies them at accept), with no system call of their own. */
 enum hps_option {
   HPS_OPT_WORKERS = 1,         /* loop threads, 1..64; default: cores */
   HPS_OPT_RECV_MODEL = 2,      /* enum hps_model; default PUSH */
