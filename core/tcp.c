@@ -265,13 +265,16 @@ void hps__conn_pause(hps__conn *c, int pause) {
 
 /* ---- read ---- */
 
+/* No buffer: libuv then makes no read(2) of its own and calls on_read with
+ * UV_ENOBUFS (uv_alloc_cb's documented contract), and on_read receives
+ * itself, with recv(2) into the loop's buffer. recv skips the VFS layer
+ * read(2) goes through (vfs_read, fdget_pos, rw_verify_area: ~3% of a
+ * loopback echo server's CPU, perf), and libuv's own read bookkeeping. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  hps__conn *c = h->data;
+  (void)h;
   (void)suggested;
-  /* One buffer per loop: reads are delivered before the next one starts,
-   * so an idle connection holds no receive buffer at all. */
-  buf->base = c->loop->readbuf;
-  buf->len = sizeof(c->loop->readbuf);
+  buf->base = NULL;
+  buf->len = 0;
 }
 
 static void start_reading(hps__conn *c) {
@@ -421,35 +424,65 @@ static inline __attribute__((always_inline)) void deliver_plain(
   c->loop->corked = NULL;
 }
 
+/* The end of the peer's stream (UV_EOF) or an error, as libuv would have
+ * reported it: reading has stopped. */
+static void read_ended(hps__conn *c, int err) {
+  if (c->tls != NULL && c->state == HPS__C_OPEN) {
+    hps__tls_on_eof(c, err);
+    return;
+  }
+  if (err == UV_EOF && c->state == HPS__C_OPEN &&
+      (c->tcp.write_queue_size > 0 || c->file != NULL ||
+       c->defer_head != NULL)) {
+    /* The peer is done sending but may still read (half-close): what is
+     * queued for it goes out first, then FIN, then the close (still op
+     * RECEIVE, error 0). Closing at once would drop those bytes. */
+    hps__conn_disconnect(c, 0, 0);
+    c->close_op = HPS_OP_RECEIVE;
+    return;
+  }
+  hps__conn_close(c, HPS_OP_RECEIVE, err == UV_EOF ? 0 : err);
+}
+
+/* The socket is readable (libuv polls it, level-triggered): one recv into
+ * the loop's buffer, delivered; again while reads fill the buffer and the
+ * connection still reads, at most 32 times as libuv (then the next poll
+ * comes back for the rest). */
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
-  if (nread <= 0) {
-    if (c->tls != NULL && c->state == HPS__C_OPEN) {
-      if (nread < 0) hps__tls_on_eof(c, (int)nread);
+  char *base = c->loop->readbuf;
+  int count = 32;
+  uv_os_fd_t fd;
+  (void)nread; /* always UV_ENOBUFS: see on_alloc */
+  (void)buf;
+  if (uv_fileno((uv_handle_t *)s, &fd) != 0) return;
+  while (count-- > 0) {
+    ssize_t n;
+    do
+      n = recv(fd, base, sizeof(c->loop->readbuf), 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      int err = n == 0 ? UV_EOF : -errno;
+      if (err == UV_EAGAIN || err == -EWOULDBLOCK) return;
+      uv_read_stop(s); /* as libuv at EOF or on an error */
+      read_ended(c, err);
       return;
     }
-    if (nread == UV_EOF && c->state == HPS__C_OPEN &&
-        (c->tcp.write_queue_size > 0 || c->file != NULL ||
-         c->defer_head != NULL)) {
-      /* The peer is done sending but may still read (half-close): what is
-       * queued for it goes out first, then FIN, then the close (still op
-       * RECEIVE, error 0). Closing at once would drop those bytes. */
-      hps__conn_disconnect(c, 0, 0);
-      c->close_op = HPS_OP_RECEIVE;
-      return;
+    if (c->state != HPS__C_OPEN) return;
+    /* The loop's cached time: same monotonic clock as now_ms(), no
+     * syscall */
+    HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
+    if (c->tls != NULL) { /* ciphertext: plaintext comes back through */
+      hps__tls_on_read(c, base, (size_t)n); /* hps__deliver_plain */
+      return; /* one read per poll: TLS may have stopped reading */
     }
-    if (nread < 0)
-      hps__conn_close(c, HPS_OP_RECEIVE, nread == UV_EOF ? 0 : (int)nread);
-    return;
+    deliver_plain(c, base, (size_t)n);
+    /* A short read emptied the socket. Else read on unless a handler
+     * closed, paused or disconnected the connection. */
+    if ((size_t)n < sizeof(c->loop->readbuf) || c->state != HPS__C_OPEN ||
+        c->paused || c->handle_closing || c->held != NULL)
+      return;
   }
-  if (c->state != HPS__C_OPEN) return;
-  /* The loop's cached time: same monotonic clock as now_ms(), no syscall */
-  HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
-  if (c->tls != NULL) { /* ciphertext: plaintext comes back through */
-    hps__tls_on_read(c, buf->base, (size_t)nread); /* hps__deliver_plain */
-    return;
-  }
-  deliver_plain(c, buf->base, (size_t)nread);
 }
 
 /* For TLS plaintext (tls.c). */
