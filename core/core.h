@@ -210,9 +210,11 @@ struct hps__loop {
    * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
   hps__conn *corked;
   size_t cork_len;
-  /* When what is corked is one send of bytes inside readbuf (an echo), it
-   * is written from there: cork_ext points at them and nothing is copied.
-   * They stay put until the delivery ends, where the cork is flushed. */
+  /* When what is corked is one send of bytes inside readbuf (an echo), or
+   * pack frames echoed one after another with their headers as they came,
+   * it is written from there: cork_ext points at them and nothing is
+   * copied. They stay put until the delivery ends, where the cork is
+   * flushed. */
   const char *cork_ext;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
@@ -303,6 +305,9 @@ void hps__conn_release_locked(hps__loop *lp, hps__conn *c);
 
 /* ops.c: operations from any thread (ep validated by the caller) */
 int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n);
+/* hps_send: one buffer, with a short way for a handler's echo. */
+int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
+               size_t len);
 int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                    int64_t offset, int64_t length);
 int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force);
@@ -333,6 +338,8 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
 /* Loop thread: the same for one send of bytes that lie in the loop's read
  * buffer (an echo): they are written from there, not copied. */
 int hps__cork_borrow(hps__conn *c, const void *base, size_t len);
+int hps__cork_borrow_frame(hps__conn *c, const void *body, size_t len,
+                           uint32_t flag);
 /* Count bytes and messages sent, on the connection and its loop. */
 void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */

@@ -200,6 +200,52 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   return post(ep, w, total + hdr);
 }
 
+/* A handler answering, with one buffer, the connection whose read it is
+ * being given (an echo; in the pack model one per frame): straight into
+ * the loop's cork, skipping the general path's gathering and its calls.
+ * It takes only what would succeed there and end in the cork (checked as
+ * send_own checks); anything else -- SEND events on, an error to report,
+ * a file going out, a full cork -- returns 0 and goes the general way. */
+static inline int cork_one(hps_endpoint *ep, hps__conn *c, const void *data,
+                           size_t len) {
+  uint8_t h[HPS__PACK_HEADER];
+  size_t hdr = 0;
+  hps_buf b;
+  if ((HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) ||
+      HPS__LOAD(&c->state) != HPS__C_OPEN || HPS__LOAD(&c->doomed))
+    return 0;
+  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) {
+    if (len > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return 0;
+    hdr = HPS__PACK_HEADER;
+  }
+  if (HPS__LOAD(&c->queued) + len + hdr >
+      (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
+    return 0;
+  if (hdr == 0) {
+    if (hps__cork_borrow(c, data, len)) return 1;
+  } else {
+    uint32_t flag = (uint32_t)ep->opt[HPS_OPT_PACK_FLAG];
+    if (hps__cork_borrow_frame(c, data, len, flag)) return 1;
+    hps__pack_header(h, flag, (uint32_t)len);
+  }
+  b.base = data;
+  b.len = len;
+  return hps__cork_append(c, &b, 1, h, hdr, len);
+}
+
+int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
+               size_t len) {
+  hps__loop *lp = hps__tls_loop;
+  hps__conn *c;
+  hps_buf b;
+  if (lp != NULL && (c = lp->corked) != NULL && c->id == id && lp->ep == ep &&
+      len != 0 && cork_one(ep, c, data, len))
+    return 0;
+  b.base = data;
+  b.len = len;
+  return hps__send(ep, id, &b, 1);
+}
+
 int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                    int64_t offset, int64_t length) {
   struct stat st;

@@ -791,6 +791,32 @@ int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
   return 1;
 }
 
+/* Pack model: the body of a frame of the read being delivered, sent back
+ * whole (an echo) -- its header sits in the read buffer right before it
+ * and is the one we would write -- is pointed at rather than copied, and
+ * the next frame of the same read extends what is pointed at when it
+ * follows on: a read's frames echoed go out as they came in, in one send
+ * and with no copy. The bytes sent are the same either way. */
+int hps__cork_borrow_frame(hps__conn *c, const void *body, size_t len,
+                           uint32_t flag) {
+  hps__loop *lp = c->loop;
+  const char *p = (const char *)body - HPS__PACK_HEADER;
+  uint8_t h[HPS__PACK_HEADER];
+  if (lp->corked != c || c->file != NULL ||
+      (uintptr_t)p < (uintptr_t)lp->readbuf ||
+      (uintptr_t)body + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
+    return 0;
+  hps__pack_header(h, flag, (uint32_t)len);
+  if (memcmp(p, h, HPS__PACK_HEADER) != 0) return 0;
+  if (lp->cork_len == 0)
+    lp->cork_ext = p;
+  else if (lp->cork_ext == NULL || lp->cork_ext + lp->cork_len != p)
+    return 0;
+  lp->cork_len += HPS__PACK_HEADER + len;
+  hps__count_sent(c, len, 1);
+  return 1;
+}
+
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total) {
   hps__loop *lp = c->loop;

@@ -744,6 +744,134 @@ static int hook_pause_resume_early(t_rec *r, const hps_event *ev) {
   return HPS_HR_OK;
 }
 
+/* ---- pack echoes straight from the read buffer ---- */
+
+/* A pack header for len with flag, as the wire has it. */
+static void pe_header(unsigned char *h, uint32_t flag, uint32_t len) {
+  uint32_t v = (flag << 22) | len;
+  h[0] = (unsigned char)v;
+  h[1] = (unsigned char)(v >> 8);
+  h[2] = (unsigned char)(v >> 16);
+  h[3] = (unsigned char)(v >> 24);
+}
+
+/* The frame number pf_build wrote into a body ("frameNNN"). */
+static int pe_index(const unsigned char *body) {
+  return (body[5] - '0') * 100 + (body[6] - '0') * 10 + (body[7] - '0');
+}
+
+/* Frame i is answered by pattern i % 7: an echo; its body but the last
+ * byte (where it starts, the read buffer holds the frame's own header,
+ * which does not say this length); an echo twice; nothing; another frame,
+ * then the echo; the body's tail from byte 4; an echo gathered from two
+ * buffers. */
+static int hook_pack_echo_patterns(t_rec *r, const hps_event *ev) {
+  const unsigned char *b = ev->data;
+  hps_endpoint *ep = ev->endpoint;
+  hps_buf v[2];
+  int i, fail = 0;
+  (void)r;
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  i = pe_index(b);
+  switch (i % 7) {
+  case 0:
+    fail |= hps_send(ep, ev->conn, b, ev->len);
+    break;
+  case 1:
+    fail |= hps_send(ep, ev->conn, b, ev->len - 1);
+    break;
+  case 2:
+    fail |= hps_send(ep, ev->conn, b, ev->len);
+    fail |= hps_send(ep, ev->conn, b, ev->len);
+    break;
+  case 3:
+    break;
+  case 4:
+    fail |= hps_send(ep, ev->conn, "other", 5);
+    fail |= hps_send(ep, ev->conn, b, ev->len);
+    break;
+  case 5:
+    fail |= hps_send(ep, ev->conn, b + 4, ev->len - 4);
+    break;
+  default:
+    v[0].base = b;
+    v[0].len = 3;
+    v[1].base = b + 3;
+    v[1].len = ev->len - 3;
+    fail |= hps_sendv(ep, ev->conn, v, 2);
+  }
+  return fail ? HPS_HR_ERROR : HPS_HR_OK;
+}
+
+/* What hook_pack_echo_patterns answers to frames [0, n) with flag. */
+static size_t pe_expect(unsigned char *out, int n, uint32_t flag) {
+  unsigned char *tmp = malloc((size_t)n * 32);
+  size_t k = 0, o = 0, len = pf_build(tmp, 0, n);
+  while (k < len) {
+    size_t blen = tmp[k] | (size_t)tmp[k + 1] << 8;
+    const unsigned char *b = tmp + k + 4;
+    int i = pe_index(b), times = i % 7 == 2 ? 2 : i % 7 == 3 ? 0 : 1;
+    size_t from = i % 7 == 5 ? 4 : 0, cut = i % 7 == 1 ? 1 : 0;
+    if (i % 7 == 4) {
+      pe_header(out + o, flag, 5);
+      memcpy(out + o + 4, "other", 5);
+      o += 9;
+    }
+    while (times-- > 0) {
+      pe_header(out + o, flag, (uint32_t)(blen - from - cut));
+      memcpy(out + o + 4, b + from, blen - from - cut);
+      o += 4 + blen - from - cut;
+    }
+    k += 4 + blen;
+  }
+  free(tmp);
+  return o;
+}
+
+/* Frames echoed from a handler go out from the read buffer itself when
+ * they can (an echo of the whole frame, following the one echoed before
+ * it); every other answer -- shorter, twice, skipped, after another send,
+ * a part of the body, gathered -- is copied. The peer must get exactly what each
+ * handler sent, in order, whatever the mix, with flag 0 and with a flag. */
+static void test_pack_echo_from_the_read_buffer_keeps_every_answer(
+    void **state) {
+  static const uint32_t flags[] = {0, 0x2a5};
+  int f;
+  (void)state;
+  for (f = 0; f < 2; f++) {
+    /* no SEND events: with them every send is a write of its own */
+    int64_t opts[] = {HPS_OPT_PACK_FLAG, flags[f], HPS_OPT_EVENTS,
+                      HPS_EVENTS_ALL & ~HPS_EVBIT(HPS_EV_SEND), 0};
+    env e;
+    int n = 180;
+    unsigned char *out = malloc((size_t)n * 32), *want, *got;
+    size_t len = pf_build(out, 0, n), wlen, k;
+    want = malloc((size_t)n * 80);
+    got = malloc((size_t)n * 80);
+    for (k = 0; k < len;) { /* the flag into every header */
+      size_t blen = out[k] | (size_t)out[k + 1] << 8;
+      pe_header(out + k, flags[f], (uint32_t)blen);
+      k += 4 + blen;
+    }
+    wlen = pe_expect(want, n, flags[f]);
+    env_open(&e, HPS_MODEL_PACK, opts, hook_pack_echo_patterns, NULL);
+    t_send_all(e.fd, out, len); /* one write: mostly one read */
+    assert_int_equal(t_recv_exact(e.fd, got, wlen, T_WAIT_MS), wlen);
+    assert_memory_equal(got, want, wlen);
+    /* and nothing more */
+    t_send_all(e.fd, out, 4 + pf_len(0)); /* frame 0 again: one echo */
+    assert_int_equal(t_recv_exact(e.fd, got, 4 + pf_len(0), T_WAIT_MS),
+                     4 + pf_len(0));
+    assert_memory_equal(got, out, 4 + pf_len(0));
+    assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), n + 1);
+    assert_int_equal(t_rec_count(&e.r, HPS_EV_CLOSE), 0);
+    env_close(&e);
+    free(out);
+    free(want);
+    free(got);
+  }
+}
+
 static void test_pause_resume_before_reading_starts(void **state) {
   t_rec r;
   hps_endpoint *ep;
@@ -1103,6 +1231,7 @@ int main(void) {
       cmocka_unit_test(test_pack_disconnect_while_held_drops_them),
       cmocka_unit_test(test_pack_resume_then_disconnect_while_held),
       cmocka_unit_test(test_pack_stop_while_held_is_clean),
+      cmocka_unit_test(test_pack_echo_from_the_read_buffer_keeps_every_answer),
       cmocka_unit_test(
           test_disconnect_silent_closes_only_the_silent_connection),
       cmocka_unit_test(test_disconnect_long_closes_only_the_old_connection),

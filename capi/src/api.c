@@ -139,14 +139,11 @@ int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
 }
 
 int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
-  hps_buf b;
   CHECK_EP(ep);
   /* len 0 goes on: the core answers HPS_EPACKEMPTY in the pack model and
    * HPS_EINVAL in the others */
   if (data == NULL) return HPS_EINVAL;
-  b.base = data;
-  b.len = len;
-  return hps__send(ep, id, &b, 1);
+  return hps__send1(ep, id, data, len);
 }
 
 int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
