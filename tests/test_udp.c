@@ -595,7 +595,7 @@ static void test_oversize_datagram_closes_client(void **state) {
   static const int64_t opts[] = {HPS_OPT_UDP_MAX_DATAGRAM, 64, 0};
   u_rec r;
   hps_endpoint *ep;
-  uint16_t sport, cport;
+  uint16_t sport, cport = 0; /* set by raw_recv; gcc -O3 cannot tell */
   int fd;
   char buf[512];
   u_ev c;
