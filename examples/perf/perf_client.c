@@ -1476,6 +1476,7 @@ struct target {
     int npids;
     uint64_t *r_msgs, *r_ns, *r_cpu;
     int *r_pos;                 /* its position in the round's order */
+    int settle_waits;           /* slices whose server was still running when drained */
     pid_t holder;               /* --idle: the child holding its idle connections */
     int hold_cmd, hold_res;     /* pipes to/from the holder */
 };
@@ -1594,6 +1595,40 @@ static uint64_t target_cpu_ns(const struct target *t)
         closedir(d);
     }
     return sum;
+}
+
+/* 1 if a thread of the target's server processes is on a CPU or runnable
+ * (state R in /proc/PID/task/TID/stat). A running thread's schedstat lags by
+ * up to a scheduler tick (4 ms at HZ=250); once it sleeps it is exact. */
+static int target_running(const struct target *t)
+{
+    char path[64];
+    for (int i = 0; i < t->npids; i++) {
+        snprintf(path, sizeof path, "/proc/%d/task", (int)t->pids[i]);
+        DIR *d = opendir(path);
+        if (!d)
+            return 0; /* target_cpu_ns reports it */
+        struct dirent *de;
+        int running = 0;
+        while (!running && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                continue;
+            char fp[96], buf[256];
+            snprintf(fp, sizeof fp, "/proc/%d/task/%.20s/stat", (int)t->pids[i], de->d_name);
+            FILE *f = fopen(fp, "r");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            char *rp = strrchr(buf, ')');
+            running = rp && rp[1] == ' ' && rp[2] == 'R';
+        }
+        closedir(d);
+        if (running)
+            return 1;
+    }
+    return 0;
 }
 
 /* --idle: a child process per target connects and holds its idle
@@ -1749,6 +1784,12 @@ static void run_slice(struct target *t, int round, int pos)
         slice_poll(w, phase, 5);
     }
     uint64_t t1 = now_ns();
+    /* the server has just sent its last echo: let it reach epoll_wait (at
+     * most 20 ms) so its CPU time is exact, then read it */
+    for (int k = 0; k < 100 && t->npids && target_running(t); k++) {
+        t->settle_waits += k == 0;
+        sleep_ns(200000ULL);
+    }
     uint64_t cpu1 = t->npids ? target_cpu_ns(t) : 0;
     if (measured) {
         t->r_msgs[round] = w->msgs - msgs0;
@@ -1900,10 +1941,10 @@ static int run_sliced(void)
             printf("],\"msgs\":%llu,\"active_s\":%.6f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
                    "\"cpu_s\":%.6f,\"msgs_per_cpu_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
                    "\"p999_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,"
-                   "\"idle_lost\":%llu",
+                   "\"idle_lost\":%llu,\"cpu_settle_waits\":%d",
                    (unsigned long long)t->w.msgs, secs, rate, mbps, cpus, per_cpu, p50, p99,
                    p999, mean, (double)h->max / 1e3, (unsigned long long)errors,
-                   (unsigned long long)t->w.idle_lost);
+                   (unsigned long long)t->w.idle_lost, t->settle_waits);
             print_u64_array("round_msgs", t->r_msgs, cfg.rounds);
             print_u64_array("round_ns", t->r_ns, cfg.rounds);
             print_u64_array("round_cpu_ns", t->r_cpu, cfg.rounds);
