@@ -30,8 +30,8 @@ The first server is the reference for the ratio columns.
 
 --sliced: instead of one hps_perf run per server and repetition, ONE
 hps_perf per scenario connects to every server at once and lets them take
-turns in short slices (hps_perf --targets/--pids, --slice-ms, default 200;
---rounds R, default 20; the order rotates every round, one server busy at a
+turns in short slices (hps_perf --targets/--pids, --slice-ms, default 50;
+--rounds R, default 100; the order rotates every round, one server busy at a
 time, server CPU in ns from /proc/PID/task/*/schedstat over each slice).
 Per server: msgs/s = all its messages / all its active time, per CPU-s =
 all its messages / all its server CPU time; a ratio is the median over the
@@ -297,8 +297,10 @@ def run_sliced(cmd, limit):
                            stdin=subprocess.DEVNULL)
         rc, out, err = r.returncode, r.stdout, r.stderr
     except subprocess.TimeoutExpired as e:
-        rc, out = -9, (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = "compare.py: hps_perf killed after its time limit"
+        out = e.stdout or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        rc, err = -9, "compare.py: hps_perf killed after its time limit"
     res = {"rc": rc, "stderr": err.splitlines(), "cmd": cmd}
     try:
         res["json"] = json.loads(out.strip().splitlines()[-1])
@@ -415,9 +417,10 @@ def main():
     ap.add_argument("--sliced", action="store_true",
                     help="one hps_perf per scenario against every server, taking turns in "
                          "slices (see below)")
-    ap.add_argument("--rounds", type=int, default=20, help="--sliced: measured rounds (default 20)")
-    ap.add_argument("--slice-ms", type=int, default=200,
-                    help="--sliced: one server's turn in ms (default 200)")
+    ap.add_argument("--rounds", type=int, default=100,
+                    help="--sliced: measured rounds (default 100)")
+    ap.add_argument("--slice-ms", type=int, default=50,
+                    help="--sliced: one server's turn in ms (default 50)")
     ap.add_argument("--warmup-rounds", type=int, default=1,
                     help="--sliced: unmeasured rounds first (default 1)")
     ap.add_argument("--client-args", action="append", default=[], metavar="NAME=ARGS",

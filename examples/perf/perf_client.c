@@ -33,6 +33,11 @@
  * all of them are echoed (no warm-up; --duration is then only a time limit).
  * A fixed amount of work, for instruction counting (callgrind).
  *
+ * --targets H:P,...: sliced mode (run_sliced): every server connected at
+ * once, then they take turns in --slice-ms slices, order rotated every round,
+ * with the messages, active ns and server CPU ns (--pids) of each
+ * (round, server) reported for pairing by a driver (compare.py --sliced).
+ *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
  * during an echo run (a connection was closed or reset by the server).
@@ -948,6 +953,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: hps_perf --port P [options]\n"
+            "       hps_perf --targets H:P,H:P,... [--pids PID,PID,...] [options]\n"
             "  --host H         server address (default 127.0.0.1)\n"
             "  --port P         server port (required)\n"
             "  --conns N        connections (default 64)\n"
@@ -966,10 +972,18 @@ static void usage(FILE *f)
             "                   ends (no warm-up; --duration is only a time limit)\n"
             "  --json           print one JSON object line\n"
             "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
+            "                   to stderr at the measured window's edges (for compare.py)\n"
             "  --tls            speak TLS (OpenSSL); echo runs only\n"
             "  --ca FILE        with --tls: verify the server against FILE (else no check)\n"
             "  --sni NAME       with --tls: server name to send (and verify with --ca)\n"
-            "                   to stderr at the measured window's edges (for compare.py)\n"
+            "sliced mode (servers take turns; TCP echo/pack, one thread):\n"
+            "  --targets L      H:P,H:P,...: connect --conns (+ --idle) to every server,\n"
+            "                   then each round gives each one slice, order rotated\n"
+            "  --pids L         PID,PID,... (PID+PID for several): server processes whose\n"
+            "                   CPU (ns, /proc/PID/task/*/schedstat) is read per slice\n"
+            "  --slice-ms MS    one server's turn (default 200), then its echoes drain\n"
+            "  --rounds N       measured rounds (default 20)\n"
+            "  --warmup-rounds K unmeasured rounds first (default 1)\n"
             "exit: 0 ok, 1 connect failure, 2 verification error, 3 stall/timeout,\n"
             "      4 connection errors during an echo run\n");
 }

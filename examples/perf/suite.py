@@ -10,8 +10,8 @@ hps_uv_echo,hps_idle_mem} (a Release build; see examples/perf/README.md).
 Three servers: hps (examples/hps_echo_server), epoll (the raw-epoll
 reference) and uv (the bare-libuv echo).  The TCP echo and pack rows are
 "sliced" (compare.py --sliced): ONE hps_perf connects to all servers at once
-and they take turns, one server busy at a time, in --slice-ms slices (200)
-over --rounds rounds (30; the order rotates every round, one warm-up round
+and they take turns, one server busy at a time, in --slice-ms slices (50)
+over --rounds rounds (100; the order rotates every round, one warm-up round
 first); server CPU is read in ns from /proc/PID/task/*/schedstat at each
 slice's edges.  A row's rate is all its messages over all its active time,
 "per CPU-s" all its work over all its server CPU time, and a ratio is the
@@ -36,7 +36,7 @@ After the timed rows come:
 - syscalls per echoed message (strace -f -c, differenced the same way).
 - user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
 
-Knobs: --rounds N (sliced rows, default 30), --slice-ms MS (200),
+Knobs: --rounds N (sliced rows, default 100), --slice-ms MS (50),
 --warmup-rounds K (1), --whole-runs (every row the old way, one whole run
 per server and repetition), --duration S (measured seconds per whole run,
 default 2), --warmup S (default 0.3), --reps R (whole runs, default 3),
@@ -523,10 +523,10 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
     ap.add_argument("--reps", type=int, default=3,
                     help="interleaved repetitions of whole-run rows (default 3)")
-    ap.add_argument("--rounds", type=int, default=30,
-                    help="sliced rows: measured rounds (default 30)")
-    ap.add_argument("--slice-ms", type=int, default=200,
-                    help="sliced rows: one server's turn in ms (default 200)")
+    ap.add_argument("--rounds", type=int, default=100,
+                    help="sliced rows: measured rounds (default 100)")
+    ap.add_argument("--slice-ms", type=int, default=50,
+                    help="sliced rows: one server's turn in ms (default 50)")
     ap.add_argument("--warmup-rounds", type=int, default=1,
                     help="sliced rows: unmeasured rounds first (default 1)")
     ap.add_argument("--whole-runs", action="store_true",
