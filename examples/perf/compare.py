@@ -27,6 +27,18 @@ TLS row next to the plain one:
       --cert tests/fixtures/tls/server.pem --key tests/fixtures/tls/server.key" \\
   --client-args "tls=--tls --ca tests/fixtures/tls/ca.pem --sni localhost"
 The first server is the reference for the ratio columns.
+
+--sliced: instead of one hps_perf run per server and repetition, ONE
+hps_perf per scenario connects to every server at once and lets them take
+turns in short slices (hps_perf --targets/--pids, --slice-ms, default 50;
+--rounds R, default 100; the order rotates every round, one server busy at a
+time, server CPU in ns from /proc/PID/task/*/schedstat over each slice).
+Per server: msgs/s = all its messages / all its active time, per CPU-s =
+all its messages / all its server CPU time; a ratio is the median over the
+rounds of the per-round ratio (this server's slice against the reference's
+slice of the same round), with the interquartile range of the per-round
+ratios in brackets.  Scenario keys duration, warmup, threads and setup do
+not apply (--rounds, --slice-ms, --warmup-rounds do).
 Exit status: 0 if every run succeeded, 1 otherwise.
 """
 
@@ -129,6 +141,23 @@ class Server:
             if int(fields[3]) == sid:
                 out.append((fields[0], int(fields[11]) + int(fields[12])))
         return out
+
+    def session_pids(self):
+        """every live process of the server's session (hps_perf --pids P+P)"""
+        sid = self.proc.pid
+        pids = []
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            try:
+                with open(f"/proc/{ent}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            fields = data[data.rfind(b")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != b"Z":
+                pids.append(int(ent))
+        return sorted(pids)
 
     def cpu_seconds(self):
         """utime+stime of every process in the server's session (all threads)."""
@@ -241,6 +270,120 @@ def run_client(cmd, limit, server):
     return res
 
 
+# ---------------------------------------------------------------- sliced runs
+
+SLICED_KEYS = {"conns", "size", "depth", "mode", "flag"}
+
+
+def sliced_cmd(perf, servers, cargs, rounds, slice_ms, warmup_rounds):
+    """hps_perf --targets over every server (in this order), --pids of each."""
+    cmd = [perf, "--json",
+           "--targets", ",".join(f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+                                 for s in servers),
+           "--pids", ",".join("+".join(str(p) for p in s.session_pids()) for s in servers),
+           "--rounds", str(rounds), "--slice-ms", str(slice_ms),
+           "--warmup-rounds", str(warmup_rounds)] + list(cargs)
+    # connecting (5 s + 1 ms a connection, per target) + every slice + drains
+    limit = (len(servers) * (rounds + warmup_rounds) * (slice_ms / 1000.0 + 0.2) + 30
+             + len(servers) * 0.002 * sum(int(v) for k, v in zip(cargs, cargs[1:])
+                                           if k in ("--conns", "--idle")))
+    return cmd, limit
+
+
+def run_sliced(cmd, limit):
+    """Run one sliced hps_perf; its result dict (rc, stderr, json)."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
+                           stdin=subprocess.DEVNULL)
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        rc, err = -9, "compare.py: hps_perf killed after its time limit"
+    res = {"rc": rc, "stderr": err.splitlines(), "cmd": cmd}
+    try:
+        res["json"] = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res["json"] = None
+    return res
+
+
+def quartiles(xs):
+    """(p25, median, p75) of a non-empty list"""
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def sliced_target(t, unit_bytes=None):
+    """Totals of one target of a sliced run: rate (msgs/s, or MB/s of payload
+    when unit_bytes is the message size), work per server CPU-s, and the
+    per-round figures (rate, per CPU-s) for pairing."""
+    scale = (unit_bytes / 1e6) if unit_bytes else 1.0
+    ns = sum(t["round_ns"])
+    cpu = sum(t["round_cpu_ns"])
+    rounds = []
+    for m, n, c in zip(t["round_msgs"], t["round_ns"], t["round_cpu_ns"]):
+        rounds.append((m * scale / (n / 1e9) if n else 0.0, m * scale / (c / 1e9) if c else 0.0))
+    return {"rate": t["msgs"] * scale / (ns / 1e9) if ns else 0.0,
+            "per_cpu": t["msgs"] * scale / (cpu / 1e9) if cpu else 0.0,
+            "util": 100.0 * cpu / ns if ns else 0.0,
+            "rounds": rounds,
+            "p50": t["p50_us"], "p99": t["p99_us"], "p999": t["p999_us"]}
+
+
+def round_ratios(a, ref, per_cpu):
+    """per-round ratios of target a against target ref (from sliced_target)"""
+    i = 1 if per_cpu else 0
+    return [x[i] / y[i] for x, y in zip(a["rounds"], ref["rounds"]) if y[i] > 0 and x[i] > 0]
+
+
+def fmt_quartiles(xs):
+    if not xs:
+        return "n/a"
+    lo, med, hi = quartiles(xs)
+    return f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
+
+
+def print_sliced_table(args, servers, results):
+    print()
+    print("| scenario | server | /s | IQR | vs ref | per server CPU-s | vs ref "
+          "| p50 us | p99 us | server CPU % | ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for si, sc in enumerate(args.scenario):
+        res = results.get(si)
+        label = scenario_label(sc)
+        j = res and res["json"]
+        if not j or res["rc"] != 0:
+            for s in servers:
+                print(f"| {label} | {s.name} | FAILED | | | | | | | | 0/1 |")
+            continue
+        ts = [sliced_target(t) for t in j["targets"]]
+        ref = ts[0]
+        for s, t in zip(servers, ts):
+            lo, med, hi = quartiles([r[0] for r in t["rounds"]])
+            iqr = 100.0 * (hi - lo) / med if med else 0.0
+            same = t is ref
+            print(f"| {label} | {s.name} | {fmt_num(t['rate'])} | {iqr:.0f}% | "
+                  f"{'1.00x' if same else fmt_quartiles(round_ratios(t, ref, False))} | "
+                  f"{fmt_num(t['per_cpu'])} | "
+                  f"{'1.00x' if same else fmt_quartiles(round_ratios(t, ref, True))} | "
+                  f"{t['p50']:.0f} | {t['p99']:.0f} | {t['util']:.0f} | 1/1 |")
+    print()
+    print(f"Sliced: one hps_perf per scenario, every server connected at once, taking turns "
+          f"in {args.slice_ms} ms slices over {args.rounds} rounds (order rotated every round; "
+          f"{args.warmup_rounds} warm-up round(s) not counted). /s = all messages / all active "
+          "time; per server CPU-s = all messages / all server CPU time (ns on CPU, "
+          "/proc/PID/task/*/schedstat, every thread); IQR = interquartile range of the per-round "
+          "rates over their median; a ratio is the median over the rounds of the per-round "
+          f"ratio against {servers[0].name}'s slice of the same round, with the 25th-75th "
+          f"percentile of those per-round ratios in brackets. Machine: {os.cpu_count()} CPUs, "
+          f"{os.uname().sysname} {os.uname().release}.")
+    sys.stdout.flush()
+
+
 # ---------------------------------------------------------------- report
 
 def fmt_num(x):
@@ -271,6 +414,15 @@ def main():
     ap.add_argument("--client-threads", type=int, default=None, help="hps_perf --threads unless the scenario sets it")
     ap.add_argument("--perf", default=None, help="path to hps_perf (default: <repo>/build/examples/perf/hps_perf, else PATH)")
     ap.add_argument("--json-out", default=None, help="also write every run's raw result to this file (JSON lines)")
+    ap.add_argument("--sliced", action="store_true",
+                    help="one hps_perf per scenario against every server, taking turns in "
+                         "slices (see below)")
+    ap.add_argument("--rounds", type=int, default=100,
+                    help="--sliced: measured rounds (default 100)")
+    ap.add_argument("--slice-ms", type=int, default=50,
+                    help="--sliced: one server's turn in ms (default 50)")
+    ap.add_argument("--warmup-rounds", type=int, default=1,
+                    help="--sliced: unmeasured rounds first (default 1)")
     ap.add_argument("--client-args", action="append", default=[], metavar="NAME=ARGS",
                     help="extra hps_perf arguments against server NAME, e.g. "
                          "'tls=--tls --ca tests/fixtures/tls/ca.pem --sni localhost' (repeatable)")
@@ -293,6 +445,19 @@ def main():
             ap.error(f"--client-args: no server named '{name}'")
         match[0].client_args += shlex.split(extra)
     perf = args.perf or find_perf()
+    if args.sliced:
+        if args.client_args:
+            ap.error("--sliced runs one hps_perf for every server: no --client-args")
+        if args.duration is not None or args.warmup is not None or args.client_threads:
+            ap.error("--sliced: use --rounds, --slice-ms, --warmup-rounds "
+                     "(not --duration, --warmup, --client-threads)")
+        if args.rounds < 1 or args.slice_ms < 1 or args.warmup_rounds < 0:
+            ap.error("--rounds and --slice-ms must be >= 1, --warmup-rounds >= 0")
+        for sc in args.scenario:
+            extra = set(sc) - SLICED_KEYS
+            if extra:
+                ap.error(f"--sliced: scenario key(s) {', '.join(sorted(extra))} do not apply "
+                         f"(only {', '.join(sorted(SLICED_KEYS))})")
 
     # the script's command line exactly as given (argv[0] as typed), runnable as is
     print("command: python3 " + shlex.join(sys.argv))
@@ -306,6 +471,32 @@ def main():
             s.start()
             log(f"started {s.name}: {s.cmd} -> {s.host}:{s.port} (pid {s.proc.pid})")
         for si, sc in enumerate(args.scenario):
+            if args.sliced:
+                for s in servers:
+                    if not s.alive():
+                        raise RuntimeError(f"server {s.name} died (status {s.proc.poll()})")
+                cargs = []
+                for key in ("conns", "size", "depth", "mode", "flag"):
+                    if key in sc:
+                        cargs += [f"--{key}", str(sc[key])]
+                cmd, limit = sliced_cmd(perf, servers, cargs, args.rounds, args.slice_ms,
+                                        args.warmup_rounds)
+                res = run_sliced(cmd, limit)
+                results[si] = res
+                if res["rc"] != 0 or res["json"] is None:
+                    failed = True
+                    log(f"FAILED [{scenario_label(sc)}] sliced: exit {res['rc']}\n  "
+                        + shlex.join(cmd) + "\n  " + "\n  ".join(res["stderr"][-10:]))
+                else:
+                    for s, t in zip(servers, res["json"]["targets"]):
+                        f = sliced_target(t)
+                        log(f"[{scenario_label(sc)}] {s.name}: {f['rate']:,.0f}/s "
+                            f"{f['per_cpu']:,.0f}/CPU-s p99={t['p99_us']}us")
+                if jsonf:
+                    jsonf.write(json.dumps({"scenario": sc, "sliced": True,
+                                            "servers": [s.name for s in servers], **res}) + "\n")
+                    jsonf.flush()
+                continue
             for rep in range(args.reps):
                 k = rep % len(servers)
                 for s in servers[k:] + servers[:k]:
@@ -337,7 +528,10 @@ def main():
         if jsonf:
             jsonf.close()
 
-    print_table(args, servers, results)
+    if args.sliced:
+        print_sliced_table(args, servers, results)
+    else:
+        print_table(args, servers, results)
     return 1 if failed else 0
 
 

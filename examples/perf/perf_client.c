@@ -33,12 +33,19 @@
  * all of them are echoed (no warm-up; --duration is then only a time limit).
  * A fixed amount of work, for instruction counting (callgrind).
  *
+ * --targets H:P,...: sliced mode (run_sliced): every server connected at
+ * once, then they take turns in --slice-ms slices, order rotated every round,
+ * with the messages, active ns and server CPU ns (--pids) of each
+ * (round, server) reported for pairing by a driver (compare.py --sliced).
+ *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
  * during an echo run (a connection was closed or reset by the server).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -54,6 +61,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +93,12 @@ struct config {
     const char *sni;    /* --sni NAME: server name sent and verified */
     int idle;          /* extra connections held open without traffic */
     long count;        /* messages per connection, then stop (0 = timed run) */
+    const char *targets; /* --targets H:P,...: sliced mode (see run_sliced) */
+    const char *pids;    /* --pids PID[+PID],...: server processes, same order */
+    int slice_ms;        /* --slice-ms: one target's active slice */
+    int rounds;          /* --rounds: measured rounds */
+    int warmup_rounds;   /* --warmup-rounds: unmeasured rounds first */
+    int port_set, timed_set; /* --port given; --duration/--warmup given */
 
     /* derived */
     size_t hdr;      /* 0 or 4 */
@@ -97,7 +111,9 @@ struct config {
 static struct config cfg;
 static SSL_CTX *g_tls; /* --tls */
 
-enum { PH_CONNECT = 0, PH_WARMUP, PH_MEASURE, PH_DRAIN };
+/* PH_SLICE_DRAIN (sliced mode only): a measured slice is over; echoes still
+ * count, nothing new is sent. */
+enum { PH_CONNECT = 0, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_SLICE_DRAIN };
 static _Atomic int g_phase = PH_CONNECT;
 static _Atomic int g_abort = 0;
 
@@ -308,6 +324,7 @@ struct worker {
     int logged;
     int connect_failed;
     int connect_errno;
+    const char *label;  /* sliced mode: the target's H:P, named in errors */
 };
 
 static pthread_barrier_t g_barrier;
@@ -317,8 +334,12 @@ static void log_error(struct worker *w, const char *what, int err)
     if (w->logged >= MAX_LOGGED_ERRORS)
         return;
     w->logged++;
-    fprintf(stderr, "hps_perf: thread %d: %s: %s\n", w->idx, what,
-            err ? strerror(err) : "unexpected");
+    if (w->label)
+        fprintf(stderr, "hps_perf: target %s: %s: %s\n", w->label, what,
+                err ? strerror(err) : "unexpected");
+    else
+        fprintf(stderr, "hps_perf: thread %d: %s: %s\n", w->idx, what,
+                err ? strerror(err) : "unexpected");
 }
 
 static void set_nodelay(int fd)
@@ -484,7 +505,7 @@ static void conn_received(struct worker *w, struct conn *c, const uint8_t *p, si
         c->rx_off += k;
         if (c->rx_off == cfg.msglen) {
             uint64_t sent = cfg.setup_rate ? c->t0 : c->ts[c->rx_seq % (uint32_t)cfg.depth];
-            if (phase == PH_MEASURE) {
+            if (phase == PH_MEASURE || phase == PH_SLICE_DRAIN) {
                 hist_add(&w->hist, now - sent);
                 w->msgs++;
             }
@@ -499,18 +520,19 @@ static void conn_received(struct worker *w, struct conn *c, const uint8_t *p, si
 
 /* -------------------------------------------------------------- connecting */
 
-static int connect_blocking(uint64_t deadline, int *err_out)
+static int connect_blocking(const struct sockaddr_storage *addr, socklen_t addrlen,
+                            uint64_t deadline, int *err_out)
 {
     uint64_t backoff = 1000000ULL; /* 1 ms */
     for (;;) {
         int e;
-        int fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             *err_out = errno;
             return -1;
         }
         set_nodelay(fd);
-        if (connect(fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) == 0)
+        if (connect(fd, (const struct sockaddr *)addr, addrlen) == 0)
             return fd;
         e = errno;
         if (e == EINPROGRESS) {
@@ -857,7 +879,7 @@ static void *worker_main(void *arg)
         uint64_t deadline = now_ns() + CONNECT_WINDOW_NS;
         for (int i = 0; i < w->nconns; i++) {
             int err = 0;
-            int fd = connect_blocking(deadline, &err);
+            int fd = connect_blocking(&cfg.addr, cfg.addrlen, deadline, &err);
             if (fd < 0) {
                 w->connect_failed = 1;
                 w->connect_errno = err;
@@ -874,7 +896,7 @@ static void *worker_main(void *arg)
         }
         for (int i = 0; i < w->nidle && !w->connect_failed; i++) {
             int err = 0;
-            int fd = connect_blocking(deadline, &err);
+            int fd = connect_blocking(&cfg.addr, cfg.addrlen, deadline, &err);
             if (fd < 0) {
                 w->connect_failed = 1;
                 w->connect_errno = err;
@@ -931,6 +953,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: hps_perf --port P [options]\n"
+            "       hps_perf --targets H:P,H:P,... [--pids PID,PID,...] [options]\n"
             "  --host H         server address (default 127.0.0.1)\n"
             "  --port P         server port (required)\n"
             "  --conns N        connections (default 64)\n"
@@ -949,10 +972,18 @@ static void usage(FILE *f)
             "                   ends (no warm-up; --duration is only a time limit)\n"
             "  --json           print one JSON object line\n"
             "  --marks          print 'hps_perf: mark measure-start|measure-end' lines\n"
+            "                   to stderr at the measured window's edges (for compare.py)\n"
             "  --tls            speak TLS (OpenSSL); echo runs only\n"
             "  --ca FILE        with --tls: verify the server against FILE (else no check)\n"
             "  --sni NAME       with --tls: server name to send (and verify with --ca)\n"
-            "                   to stderr at the measured window's edges (for compare.py)\n"
+            "sliced mode (servers take turns; TCP echo/pack, one thread):\n"
+            "  --targets L      H:P,H:P,...: connect --conns (+ --idle) to every server,\n"
+            "                   then each round gives each one slice, order rotated\n"
+            "  --pids L         PID,PID,... (PID+PID for several): server processes whose\n"
+            "                   CPU (ns, /proc/PID/task/*/schedstat) is read per slice\n"
+            "  --slice-ms MS    one server's turn (default 200), then its echoes drain\n"
+            "  --rounds N       measured rounds (default 20)\n"
+            "  --warmup-rounds K unmeasured rounds first (default 1)\n"
             "exit: 0 ok, 1 connect failure, 2 verification error, 3 stall/timeout,\n"
             "      4 connection errors during an echo run\n");
 }
@@ -985,7 +1016,8 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_CONNS, O_SIZE, O_DEPTH, O_DURATION, O_WARMUP, O_THREADS,
            O_MODE, O_FLAG, O_JSON, O_SETUP, O_MARKS, O_UDP, O_LOSS, O_TLS, O_CA,
-           O_SNI, O_IDLE, O_COUNT, O_HELP };
+           O_SNI, O_IDLE, O_COUNT, O_TARGETS, O_PIDS, O_SLICE, O_ROUNDS, O_WROUNDS,
+           O_HELP };
     static const struct option opts[] = {
         { "host", required_argument, NULL, O_HOST },
         { "port", required_argument, NULL, O_PORT },
@@ -1007,6 +1039,11 @@ static void parse_args(int argc, char **argv)
         { "sni", required_argument, NULL, O_SNI },
         { "idle", required_argument, NULL, O_IDLE },
         { "count", required_argument, NULL, O_COUNT },
+        { "targets", required_argument, NULL, O_TARGETS },
+        { "pids", required_argument, NULL, O_PIDS },
+        { "slice-ms", required_argument, NULL, O_SLICE },
+        { "rounds", required_argument, NULL, O_ROUNDS },
+        { "warmup-rounds", required_argument, NULL, O_WROUNDS },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -1021,17 +1058,30 @@ static void parse_args(int argc, char **argv)
     cfg.mode = MODE_ECHO;
     cfg.flag = 0;
     cfg.loss_ms = 200;
+    cfg.slice_ms = 200;
+    cfg.rounds = 20;
+    cfg.warmup_rounds = 1;
 
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case O_HOST: cfg.host = optarg; break;
-        case O_PORT: parse_long("port", optarg, 1, 65535); cfg.port = optarg; break;
+        case O_PORT:
+            parse_long("port", optarg, 1, 65535);
+            cfg.port = optarg;
+            cfg.port_set = 1;
+            break;
         case O_CONNS: cfg.conns = (int)parse_long("conns", optarg, 1, 1000000); break;
         case O_SIZE: cfg.size = (size_t)parse_long("size", optarg, 1, 64L * 1024 * 1024); break;
         case O_DEPTH: cfg.depth = (int)parse_long("depth", optarg, 1, 1000000); break;
-        case O_DURATION: cfg.duration = parse_double("duration", optarg, 0.01, 86400); break;
-        case O_WARMUP: cfg.warmup = parse_double("warmup", optarg, 0, 86400); break;
+        case O_DURATION:
+            cfg.duration = parse_double("duration", optarg, 0.01, 86400);
+            cfg.timed_set = 1;
+            break;
+        case O_WARMUP:
+            cfg.warmup = parse_double("warmup", optarg, 0, 86400);
+            cfg.timed_set = 1;
+            break;
         case O_THREADS: cfg.threads = (int)parse_long("threads", optarg, 1, 1024); break;
         case O_MODE:
             if (strcmp(optarg, "echo") == 0) {
@@ -1054,6 +1104,13 @@ static void parse_args(int argc, char **argv)
         case O_SNI: cfg.sni = optarg; break;
         case O_IDLE: cfg.idle = (int)parse_long("idle", optarg, 0, 1000000); break;
         case O_COUNT: cfg.count = parse_long("count", optarg, 1, 1L << 31); break;
+        case O_TARGETS: cfg.targets = optarg; break;
+        case O_PIDS: cfg.pids = optarg; break;
+        case O_SLICE: cfg.slice_ms = (int)parse_long("slice-ms", optarg, 1, 60000); break;
+        case O_ROUNDS: cfg.rounds = (int)parse_long("rounds", optarg, 1, 100000); break;
+        case O_WROUNDS:
+            cfg.warmup_rounds = (int)parse_long("warmup-rounds", optarg, 0, 100000);
+            break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(64);
         }
@@ -1061,6 +1118,26 @@ static void parse_args(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "hps_perf: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        exit(64);
+    }
+    if (cfg.targets) {
+        const char *bad = cfg.port_set ? "--port (give every server in --targets)"
+                          : cfg.threads > 1 ? "--threads > 1 (sliced mode runs one thread)"
+                          : cfg.setup_rate ? "--setup-rate"
+                          : cfg.udp ? "--udp"
+                          : cfg.tls ? "--tls"
+                          : cfg.count ? "--count"
+                          : cfg.marks ? "--marks"
+                          : cfg.timed_set ? "--duration/--warmup (use --rounds, --slice-ms, "
+                                            "--warmup-rounds)"
+                          : NULL;
+        if (bad) {
+            fprintf(stderr, "hps_perf: --targets (sliced mode) does not take %s\n", bad);
+            exit(64);
+        }
+        cfg.port = "0"; /* unused: every target has its own address */
+    } else if (cfg.pids) {
+        fprintf(stderr, "hps_perf: --pids goes with --targets\n");
         exit(64);
     }
     if (!cfg.port) {
@@ -1388,10 +1465,537 @@ static int run_udp(void)
     return errors > 0 ? 2 : 0;
 }
 
+/* ----------------------------------------------------------- sliced mode */
+
+/* --targets H:P,H:P,...: every server gets its connections up front, then
+ * the servers take turns. A round gives each target one slice, in an order
+ * that rotates every round (round r starts at target r % n): its
+ * connections get --depth messages in flight each, run for --slice-ms,
+ * stop sending, and wait until every echo is back. Only one target carries
+ * traffic at any moment. For each (round, target): messages echoed, the
+ * nanoseconds from activation to drained, and the server's CPU nanoseconds
+ * over the same window (sum of the first field of
+ * /proc/PID/task/ * /schedstat, i.e. ns on CPU, of the --pids processes).
+ * The idle connections (--idle) of each target are held by a child process
+ * per target, so each process stays within its own RLIMIT_NOFILE. */
+
+#define MAX_PIDS 8
+
+struct target {
+    struct worker w;            /* its connections, own epoll instance, histogram */
+    char *spec;                 /* "H:P" as given */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    pid_t pids[MAX_PIDS];
+    int npids;
+    uint64_t *r_msgs, *r_ns, *r_cpu;
+    int *r_pos;                 /* its position in the round's order */
+    int settle_waits;           /* slices whose server was still running when drained */
+    pid_t holder;               /* --idle: the child holding its idle connections */
+    int hold_cmd, hold_res;     /* pipes to/from the holder */
+};
+
+static struct target *g_tg;
+static int g_ntg;
+
+static void resolve_target(struct target *t)
+{
+    char *s = strdup(t->spec);
+    char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon == s || colon[1] == '\0') {
+        fprintf(stderr, "hps_perf: --targets: '%s' is not HOST:PORT\n", t->spec);
+        exit(64);
+    }
+    *colon = '\0';
+    char *host = s, *port = colon + 1;
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]:P */
+        host[hl - 1] = '\0';
+        host++;
+    }
+    parse_long("targets", port, 1, 65535);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int r = getaddrinfo(host, port, &hints, &res);
+    if (r != 0 || !res) {
+        fprintf(stderr, "hps_perf: cannot resolve %s: %s\n", t->spec, gai_strerror(r));
+        exit(1);
+    }
+    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+    t->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    free(s);
+}
+
+/* "H:P,H:P" and "PID,PID+PID" into g_tg. */
+static void parse_targets(void)
+{
+    char *list = strdup(cfg.targets);
+    int n = 1;
+    for (const char *p = cfg.targets; *p; p++)
+        n += *p == ',';
+    g_tg = calloc((size_t)n, sizeof *g_tg);
+    if (!list || !g_tg) {
+        perror("hps_perf: calloc");
+        exit(3);
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        g_tg[g_ntg++].spec = tok;
+    if (g_ntg != n || g_ntg < 1) {
+        fprintf(stderr, "hps_perf: --targets: empty item in '%s'\n", cfg.targets);
+        exit(64);
+    }
+    for (int i = 0; i < g_ntg; i++)
+        resolve_target(&g_tg[i]);
+    if (!cfg.pids)
+        return;
+    char *pl = strdup(cfg.pids);
+    int k = 0;
+    char *s1 = NULL;
+    for (char *tok = strtok_r(pl, ",", &s1); tok; tok = strtok_r(NULL, ",", &s1), k++) {
+        if (k >= g_ntg)
+            break;
+        char *s2 = NULL;
+        for (char *p = strtok_r(tok, "+", &s2); p; p = strtok_r(NULL, "+", &s2)) {
+            if (g_tg[k].npids == MAX_PIDS) {
+                fprintf(stderr, "hps_perf: --pids: at most %d processes per target\n", MAX_PIDS);
+                exit(64);
+            }
+            g_tg[k].pids[g_tg[k].npids++] = (pid_t)parse_long("pids", p, 1, 1L << 30);
+        }
+    }
+    int commas = 0;
+    for (const char *p = cfg.pids; *p; p++)
+        commas += *p == ',';
+    if (commas + 1 != g_ntg) {
+        fprintf(stderr, "hps_perf: --pids needs one item per target (%d), got '%s'\n", g_ntg,
+                cfg.pids);
+        exit(64);
+    }
+    free(pl);
+}
+
+/* Nanoseconds on CPU of every thread of the target's server processes. */
+static uint64_t target_cpu_ns(const struct target *t)
+{
+    uint64_t sum = 0;
+    char path[64];
+    for (int i = 0; i < t->npids; i++) {
+        snprintf(path, sizeof path, "/proc/%d/task", (int)t->pids[i]);
+        DIR *d = opendir(path);
+        if (!d) {
+            fprintf(stderr, "hps_perf: server process %d of %s is gone: %s\n",
+                    (int)t->pids[i], t->spec, strerror(errno));
+            _exit(3);
+        }
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                continue;
+            char fp[96];
+            snprintf(fp, sizeof fp, "/proc/%d/task/%.20s/schedstat", (int)t->pids[i], de->d_name);
+            FILE *f = fopen(fp, "r");
+            if (!f)
+                continue; /* the thread just exited */
+            unsigned long long ns = 0;
+            if (fscanf(f, "%llu", &ns) == 1)
+                sum += ns;
+            fclose(f);
+        }
+        closedir(d);
+    }
+    return sum;
+}
+
+/* 1 if a thread of the target's server processes is on a CPU or runnable
+ * (state R in /proc/PID/task/TID/stat). A running thread's schedstat lags by
+ * up to a scheduler tick (4 ms at HZ=250); once it sleeps it is exact. */
+static int target_running(const struct target *t)
+{
+    char path[64];
+    for (int i = 0; i < t->npids; i++) {
+        snprintf(path, sizeof path, "/proc/%d/task", (int)t->pids[i]);
+        DIR *d = opendir(path);
+        if (!d)
+            return 0; /* target_cpu_ns reports it */
+        struct dirent *de;
+        int running = 0;
+        while (!running && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                continue;
+            char fp[96], buf[256];
+            snprintf(fp, sizeof fp, "/proc/%d/task/%.20s/stat", (int)t->pids[i], de->d_name);
+            FILE *f = fopen(fp, "r");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            char *rp = strrchr(buf, ')');
+            running = rp && rp[1] == ' ' && rp[2] == 'R';
+        }
+        closedir(d);
+        if (running)
+            return 1;
+    }
+    return 0;
+}
+
+/* --idle: a child process per target connects and holds its idle
+ * connections, says "ready" (or why not) on hold_res, waits for a byte (or
+ * EOF: the parent died) on hold_cmd, checks that each is still open and
+ * writes how many were not. */
+static void holder_main(struct target *t, int cmd_r, int res_w)
+{
+    int32_t msg[2] = { 0, 0 };
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    int *fds = calloc((size_t)cfg.idle, sizeof *fds);
+    uint64_t deadline = now_ns() + CONNECT_WINDOW_NS;
+    for (int i = 0; i < cfg.idle; i++) {
+        int err = ENOMEM;
+        fds[i] = fds ? connect_blocking(&t->addr, t->addrlen, deadline, &err) : -1;
+        if (fds[i] < 0) {
+            msg[0] = -1;
+            msg[1] = err;
+            (void)!write(res_w, msg, sizeof msg);
+            _exit(1);
+        }
+    }
+    (void)!write(res_w, msg, sizeof msg); /* ready */
+    char b;
+    while (read(cmd_r, &b, 1) < 0 && errno == EINTR) {
+    }
+    int32_t lost = 0;
+    for (int i = 0; i < cfg.idle; i++) {
+        ssize_t r = recv(fds[i], &b, 1, MSG_DONTWAIT | MSG_PEEK);
+        if (!(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+            lost++;
+    }
+    msg[0] = 1;
+    msg[1] = lost;
+    (void)!write(res_w, msg, sizeof msg);
+    _exit(0);
+}
+
+static void holder_start(struct target *t)
+{
+    int cmd[2], res[2];
+    if (pipe2(cmd, O_CLOEXEC) != 0 || pipe2(res, O_CLOEXEC) != 0) {
+        perror("hps_perf: pipe");
+        exit(3);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("hps_perf: fork");
+        exit(3);
+    }
+    if (pid == 0) {
+        close(cmd[1]);
+        close(res[0]);
+        /* not the earlier holders' pipes: each must see EOF when the parent dies */
+        for (int j = 0; j < g_ntg; j++)
+            if (g_tg[j].holder > 0) {
+                close(g_tg[j].hold_cmd);
+                close(g_tg[j].hold_res);
+            }
+        holder_main(t, cmd[0], res[1]);
+    }
+    close(cmd[0]);
+    close(res[1]);
+    t->holder = pid;
+    t->hold_cmd = cmd[1];
+    t->hold_res = res[0];
+}
+
+/* Read the holder's 8-byte answer; -1 on EOF or error. */
+static int holder_read(struct target *t, int32_t msg[2])
+{
+    size_t got = 0;
+    while (got < 2 * sizeof(int32_t)) {
+        ssize_t r = read(t->hold_res, (char *)msg + got, 2 * sizeof(int32_t) - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Wait up to timeout_ms for events on the target's connections and handle
+ * them (receive and verify, flush what is queued). */
+static void slice_poll(struct worker *w, int phase, int timeout_ms)
+{
+    struct epoll_event evs[256];
+    int n = epoll_wait(w->ep, evs, 256, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return;
+        fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
+        _exit(3);
+    }
+    for (int i = 0; i < n; i++) {
+        struct conn *c = evs[i].data.ptr;
+        if (c->state != ST_OPEN)
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            handle_readable(w, c, phase);
+            if (c->state != ST_OPEN)
+                continue;
+        }
+        if (c->wq_head < c->wq_tail)
+            conn_flush(w, c);
+    }
+}
+
+static int slice_drained(const struct worker *w)
+{
+    for (int i = 0; i < w->nconns; i++) {
+        const struct conn *c = &w->conns[i];
+        if (c->state == ST_OPEN && c->rx_seq != c->tx_seq)
+            return 0;
+    }
+    return 1;
+}
+
+/* One slice of target t: activate, run, drain. Records (round, position)
+ * when round >= 0 (a measured round). */
+static void run_slice(struct target *t, int round, int pos)
+{
+    struct worker *w = &t->w;
+    int measured = round >= 0;
+    uint64_t msgs0 = w->msgs;
+    uint64_t cpu0 = t->npids ? target_cpu_ns(t) : 0;
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->state != ST_OPEN)
+            continue;
+        for (int d = 0; d < cfg.depth; d++)
+            enqueue_msg(c, t0);
+        conn_flush(w, c);
+    }
+    uint64_t end = t0 + (uint64_t)cfg.slice_ms * 1000000ULL, now;
+    int phase = measured ? PH_MEASURE : PH_WARMUP;
+    while ((now = now_ns()) < end)
+        slice_poll(w, phase, (int)((end - now + 999999ULL) / 1000000ULL));
+    uint64_t deadline = now + DRAIN_NS;
+    phase = measured ? PH_SLICE_DRAIN : PH_DRAIN;
+    while (!slice_drained(w)) {
+        if (now_ns() >= deadline) {
+            fprintf(stderr,
+                    "hps_perf: ERROR: %s: echoes still missing %.1f s after its slice ended "
+                    "(server stalled?), aborting\n",
+                    t->spec, (double)DRAIN_NS / 1e9);
+            _exit(3);
+        }
+        slice_poll(w, phase, 5);
+    }
+    uint64_t t1 = now_ns();
+    /* the server has just sent its last echo: let it reach epoll_wait (at
+     * most 20 ms) so its CPU time is exact, then read it */
+    for (int k = 0; k < 100 && t->npids && target_running(t); k++) {
+        t->settle_waits += k == 0;
+        sleep_ns(200000ULL);
+    }
+    uint64_t cpu1 = t->npids ? target_cpu_ns(t) : 0;
+    if (measured) {
+        t->r_msgs[round] = w->msgs - msgs0;
+        t->r_ns[round] = t1 - t0;
+        t->r_cpu[round] = cpu1 - cpu0;
+        t->r_pos[round] = pos;
+    }
+}
+
+static void print_u64_array(const char *name, const uint64_t *a, int n)
+{
+    printf(",\"%s\":[", name);
+    for (int i = 0; i < n; i++)
+        printf(i ? ",%llu" : "%llu", (unsigned long long)a[i]);
+    printf("]");
+}
+
+static int run_sliced(void)
+{
+    int n = g_ntg;
+    size_t scratch_len = cfg.msglen > RBUF_SIZE ? cfg.msglen : RBUF_SIZE;
+    uint8_t *rbuf = malloc(RBUF_SIZE), *scratch = malloc(scratch_len);
+    if (!rbuf || !scratch) {
+        perror("hps_perf: malloc");
+        return 3;
+    }
+    /* idle holders first: they connect while this process does */
+    if (cfg.idle > 0)
+        for (int k = 0; k < n; k++)
+            holder_start(&g_tg[k]);
+    uint64_t deadline = now_ns() + CONNECT_WINDOW_NS;
+    for (int k = 0; k < n; k++) {
+        struct target *t = &g_tg[k];
+        struct worker *w = &t->w;
+        w->idx = k;
+        w->label = t->spec;
+        w->nconns = cfg.conns;
+        w->active = cfg.conns;
+        w->conns = calloc((size_t)cfg.conns, sizeof *w->conns);
+        w->rbuf = rbuf;
+        w->scratch = scratch;
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        t->r_msgs = calloc((size_t)cfg.rounds, sizeof *t->r_msgs);
+        t->r_ns = calloc((size_t)cfg.rounds, sizeof *t->r_ns);
+        t->r_cpu = calloc((size_t)cfg.rounds, sizeof *t->r_cpu);
+        t->r_pos = calloc((size_t)cfg.rounds, sizeof *t->r_pos);
+        if (!w->conns || w->ep < 0 || !t->r_msgs || !t->r_ns || !t->r_cpu || !t->r_pos) {
+            perror("hps_perf: setup");
+            return 3;
+        }
+        if (t->npids)
+            (void)target_cpu_ns(t); /* the server processes exist */
+        for (int i = 0; i < cfg.conns; i++) {
+            struct conn *c = &w->conns[i];
+            int err = 0;
+            c->id = (uint32_t)i;
+            c->wq_cap = (size_t)cfg.depth * cfg.msglen;
+            c->wq = malloc(c->wq_cap);
+            c->ts = calloc((size_t)cfg.depth, sizeof *c->ts);
+            if (!c->wq || !c->ts) {
+                perror("hps_perf: malloc");
+                return 3;
+            }
+            c->fd = connect_blocking(&t->addr, t->addrlen, deadline, &err);
+            if (c->fd < 0) {
+                fprintf(stderr, "hps_perf: connect to %s failed: %s\n", t->spec, strerror(err));
+                return 1;
+            }
+            c->state = ST_OPEN;
+            ep_set(w, c, EPOLL_CTL_ADD, EPOLLIN);
+        }
+    }
+    for (int k = 0; k < n && cfg.idle > 0; k++) {
+        int32_t msg[2];
+        if (holder_read(&g_tg[k], msg) != 0 || msg[0] != 0) {
+            fprintf(stderr, "hps_perf: idle connections to %s failed: %s\n", g_tg[k].spec,
+                    msg[0] == -1 ? strerror(msg[1]) : "holder process died");
+            return 1;
+        }
+    }
+
+    int total = cfg.warmup_rounds + cfg.rounds;
+    for (int r = 0; r < total; r++) {
+        int m = r - cfg.warmup_rounds; /* measured round index, < 0 in warm-up */
+        int start = (m >= 0 ? m : r) % n;
+        for (int j = 0; j < n; j++)
+            run_slice(&g_tg[(start + j) % n], m, j);
+    }
+    alarm(0);
+
+    /* idle connections: each must still be open */
+    uint64_t all_msgs = 0, all_errors = 0;
+    for (int k = 0; k < n; k++) {
+        struct target *t = &g_tg[k];
+        if (cfg.idle > 0) {
+            int32_t msg[2];
+            (void)!write(t->hold_cmd, "x", 1);
+            if (holder_read(t, msg) != 0 || msg[0] != 1) {
+                fprintf(stderr, "hps_perf: %s: idle-connection holder died\n", t->spec);
+                t->w.idle_lost = (uint64_t)cfg.idle;
+            } else {
+                t->w.idle_lost = (uint64_t)msg[1];
+                if (msg[1] > 0)
+                    fprintf(stderr, "hps_perf: %s: %d idle connection(s) closed by the server "
+                            "or received bytes\n", t->spec, (int)msg[1]);
+            }
+            close(t->hold_cmd);
+            close(t->hold_res);
+            waitpid(t->holder, NULL, 0);
+        }
+        for (int i = 0; i < t->w.nconns; i++)
+            conn_close(&t->w, &t->w.conns[i]);
+        all_msgs += t->w.msgs;
+        all_errors += t->w.errors + t->w.idle_lost;
+    }
+
+    const char *mode = cfg.mode == MODE_PACK ? "pack" : "echo";
+    if (cfg.json)
+        printf("{\"test\":\"sliced\",\"mode\":\"%s\",\"conns\":%d,\"idle\":%d,\"size\":%zu,"
+               "\"depth\":%d,\"flag\":%u,\"slice_ms\":%d,\"rounds\":%d,\"warmup_rounds\":%d,"
+               "\"targets\":[",
+               mode, cfg.conns, cfg.idle, cfg.size, cfg.depth, cfg.flag, cfg.slice_ms,
+               cfg.rounds, cfg.warmup_rounds);
+    else
+        printf("sliced mode=%s targets=%d conns=%d idle=%d size=%zu depth=%d slice=%dms "
+               "rounds=%d warmup_rounds=%d\n",
+               mode, n, cfg.conns, cfg.idle, cfg.size, cfg.depth, cfg.slice_ms, cfg.rounds,
+               cfg.warmup_rounds);
+    for (int k = 0; k < n; k++) {
+        struct target *t = &g_tg[k];
+        const struct hist *h = &t->w.hist;
+        uint64_t ns = 0, cpu = 0;
+        for (int r = 0; r < cfg.rounds; r++) {
+            ns += t->r_ns[r];
+            cpu += t->r_cpu[r];
+        }
+        double secs = (double)ns / 1e9, cpus = (double)cpu / 1e9;
+        double rate = secs > 0 ? (double)t->w.msgs / secs : 0.0;
+        double mbps = rate * (double)cfg.size / 1e6;
+        double per_cpu = cpus > 0 ? (double)t->w.msgs / cpus : 0.0;
+        double p50 = hist_pct(h, 0.50) / 1e3, p99 = hist_pct(h, 0.99) / 1e3;
+        double p999 = hist_pct(h, 0.999) / 1e3;
+        double mean = h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0;
+        uint64_t errors = t->w.errors + t->w.idle_lost;
+        if (cfg.json) {
+            printf("%s{\"target\":\"%s\",\"pids\":[", k ? "," : "", t->spec);
+            for (int i = 0; i < t->npids; i++)
+                printf(i ? ",%d" : "%d", (int)t->pids[i]);
+            printf("],\"msgs\":%llu,\"active_s\":%.6f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
+                   "\"cpu_s\":%.6f,\"msgs_per_cpu_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                   "\"p999_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,"
+                   "\"idle_lost\":%llu,\"cpu_settle_waits\":%d",
+                   (unsigned long long)t->w.msgs, secs, rate, mbps, cpus, per_cpu, p50, p99,
+                   p999, mean, (double)h->max / 1e3, (unsigned long long)errors,
+                   (unsigned long long)t->w.idle_lost, t->settle_waits);
+            print_u64_array("round_msgs", t->r_msgs, cfg.rounds);
+            print_u64_array("round_ns", t->r_ns, cfg.rounds);
+            print_u64_array("round_cpu_ns", t->r_cpu, cfg.rounds);
+            printf(",\"round_pos\":[");
+            for (int r = 0; r < cfg.rounds; r++)
+                printf(r ? ",%d" : "%d", t->r_pos[r]);
+            printf("]}");
+        } else {
+            printf("target=%s msgs=%llu active=%.2fs msgs/s=%.0f MB/s=%.2f", t->spec,
+                   (unsigned long long)t->w.msgs, secs, rate, mbps);
+            if (t->npids)
+                printf(" server_cpu=%.3fs msgs/cpu-s=%.0f", cpus, per_cpu);
+            printf(" p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu verified=%s\n", p50, p99,
+                   p999, (unsigned long long)errors, t->w.msgs > 0 ? "yes" : "no");
+        }
+    }
+    if (cfg.json)
+        printf("],\"msgs\":%llu,\"errors\":%llu,\"verified\":%s}\n",
+               (unsigned long long)all_msgs, (unsigned long long)all_errors,
+               all_msgs > 0 ? "true" : "false");
+    fflush(stdout);
+    for (int k = 0; k < n; k++)
+        if (g_tg[k].w.msgs == 0) {
+            fprintf(stderr, "hps_perf: ERROR: %s: no message completed in its slices\n",
+                    g_tg[k].spec);
+            return 3;
+        }
+    return all_errors > 0 ? 4 : 0;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
-    resolve();
+    if (cfg.targets)
+        parse_targets();
+    else
+        resolve();
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
@@ -1399,6 +2003,14 @@ int main(int argc, char **argv)
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, NULL);
     raise_nofile();
+    if (cfg.targets) {
+        /* hard bound: connecting + every slice drained at its deadline + 10 s */
+        alarm((unsigned)((double)CONNECT_WINDOW_NS / 1e9 * g_ntg +
+                         (double)(cfg.rounds + cfg.warmup_rounds) * g_ntg *
+                             ((double)cfg.slice_ms / 1e3 + (double)DRAIN_NS / 1e9) +
+                         10.0));
+        return run_sliced();
+    }
     /* hard bound: connect window + warmup + duration + 5 s (drain 1 s fits in) */
     alarm((unsigned)((double)CONNECT_WINDOW_NS / 1e9 + cfg.duration + cfg.warmup + 5.0));
     if (cfg.udp)

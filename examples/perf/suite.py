@@ -7,12 +7,22 @@ Builds nothing: --build names a build tree that already has
 examples/hps_echo_server and examples/perf/{hps_perf,hps_epoll_echo,
 hps_uv_echo,hps_idle_mem} (a Release build; see examples/perf/README.md).
 
-For every scenario each repetition runs hps_perf once against each of the
-three servers -- hps (examples/hps_echo_server), epoll (the raw-epoll
-reference) and uv (the bare-libuv echo) -- in an order that rotates every
-repetition; the table shows medians.  Server CPU is sampled from /proc at the
-edges of the measured window (see compare.py), so "per CPU-s" is work done
-per second of server CPU (user + sys, all threads).  The UDP rows (1 and 2
+Three servers: hps (examples/hps_echo_server), epoll (the raw-epoll
+reference) and uv (the bare-libuv echo).  The TCP echo and pack rows are
+"sliced" (compare.py --sliced): ONE hps_perf connects to all servers at once
+and they take turns, one server busy at a time, in --slice-ms slices (50)
+over --rounds rounds (100; the order rotates every round, one warm-up round
+first); server CPU is read in ns from /proc/PID/task/*/schedstat at each
+slice's edges.  A row's rate is all its messages over all its active time,
+"per CPU-s" all its work over all its server CPU time, and a ratio is the
+median over the rounds of the per-round ratio (the two servers' slices of the
+same round, a fraction of a second apart), with the 25th-75th percentile of
+those per-round ratios in brackets.  The setup-rate and UDP rows (and every
+row with --whole-runs, the old way) run hps_perf once per server and
+repetition for the whole --duration, in an order that rotates every
+repetition; medians over --reps, brackets = lowest-highest repetition; server
+CPU is sampled from /proc at the edges of the measured window (see
+compare.py).  The UDP rows (1 and 2
 workers; only when the build has examples/hps_udp_echo_server and hps_perf
 --udp) run hps_perf --udp against hps_udp_echo_server, hps_epoll_echo --udp
 and hps_uv_echo --udp; lost and late datagrams per server follow the table.
@@ -26,15 +36,17 @@ After the timed rows come:
 - syscalls per echoed message (strace -f -c, differenced the same way).
 - user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
 
-Knobs: --duration S (measured seconds per run, default 2), --warmup S
-(default 0.3), --reps R (default 3), --only REGEX (scenarios whose name
+Knobs: --rounds N (sliced rows, default 100), --slice-ms MS (50),
+--warmup-rounds K (1), --whole-runs (every row the old way, one whole run
+per server and repetition), --duration S (measured seconds per whole run,
+default 2), --warmup S (default 0.3), --reps R (whole runs, default 3),
+--only REGEX (scenarios whose name
 matches it, repeatable; --only UDP runs the two UDP rows, --only 'UDP.*1$'
 the 1-worker one), --no-callgrind, --no-syscalls, --no-mem, --json-out FILE,
 --control (adds a second raw-epoll instance, "epoll-2": an A/A control whose
 ratios against "epoll" are pure measurement noise, a yardstick for how far
 any ratio in that row can move with nothing different; about a third more
-time).  Ratio cells read "median (lowest-highest)" over the repetitions.
-Exit status 1 if any run failed or a server died.
+time).  Exit status 1 if any run failed or a server died.
 """
 
 import argparse
@@ -115,6 +127,12 @@ def server_cmd(build, name, workers, mode):
     return f"{os.path.join(build, 'examples', 'perf', prog)} --port 0 --workers {workers}"
 
 
+def is_sliced(args, scenario):
+    """TCP echo/pack rows run sliced unless --whole-runs"""
+    _, _, _, mode, unit = scenario
+    return not args.whole_runs and mode != "udp" and unit != "conns"
+
+
 def udp_available(build, perf):
     if not all(os.access(os.path.join(build, prog), os.X_OK) for prog, _ in UDP_SERVERS.values()):
         return False
@@ -142,6 +160,27 @@ def run_scenarios(args, perf, scenarios):
                     log(f"started {name}: {s.cmd} (pid {s.proc.pid})")
                     pool[key] = s
                 servers.append(pool[key])
+            if is_sliced(args, scenarios[si]):
+                for s in servers:
+                    if not s.alive():
+                        raise RuntimeError(f"server {s.name} died (status {s.proc.poll()})")
+                cmd, limit = compare.sliced_cmd(perf, servers, shlex.split(cargs), args.rounds,
+                                                args.slice_ms, args.warmup_rounds)
+                res = compare.run_sliced(cmd, limit)
+                res["servers"] = [s.name for s in servers]
+                results[(si, None)] = res
+                if res["rc"] != 0 or res["json"] is None:
+                    failed = True
+                    log(f"FAILED [{label}] sliced: exit {res['rc']}\n  " + shlex.join(cmd)
+                        + "\n  " + "\n  ".join(res["stderr"][-10:]))
+                else:
+                    for s, t in zip(servers, res["json"]["targets"]):
+                        f = compare.sliced_target(t, res["json"]["size"] if unit == "MB" else None)
+                        log(f"[{label}] {s.name} sliced: {fmt(f['rate'])} {unit}/s "
+                            f"{fmt(f['per_cpu'])} per CPU-s p99={t['p99_us']}us")
+                if args.jsonf:
+                    args.jsonf.write(json.dumps({"scenario": label, "sliced": True, **res}) + "\n")
+                continue
             for rep in range(args.reps):
                 k = rep % len(servers)
                 for s in servers[k:] + servers[:k]:
@@ -236,11 +275,43 @@ def fmt(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-def print_table(scenarios, results, reps, servers):
+def print_sliced_row(label, res, unit, servers):
+    """one sliced row: res is compare.run_sliced's result, targets in res['servers'] order"""
+    u = {"msgs": "msg/s", "MB": "MB/s", "conns": "conn/s"}[unit]
+    j = res["json"]
+    if res["rc"] != 0 or not j:
+        for name in servers:
+            print(f"| {label} | {name} | FAILED | | | | | | | | | | sliced, exit {res['rc']} |")
+        return
+    size = j["size"] if unit == "MB" else None
+    t = {n: compare.sliced_target(x, size) for n, x in zip(res["servers"], j["targets"])}
+    for name in servers:
+        m = t[name]
+        lo, med, hi = compare.quartiles([r[0] for r in m["rounds"]])
+
+        def vs(ref, per_cpu):
+            if ref not in t:
+                return "n/a"
+            if ref == name:
+                return "1.00x"
+            return compare.fmt_quartiles(compare.round_ratios(m, t[ref], per_cpu))
+        print(f"| {label} | {name} | {fmt(m['rate'])} {u} | "
+              f"{100.0 * (hi - lo) / med if med else 0.0:.0f}% | {vs('epoll', False)} | "
+              f"{vs('uv', False)} | {fmt(m['per_cpu'])} | {vs('epoll', True)} | "
+              f"{vs('uv', True)} | {m['p50']:.0f} | {m['p99']:.0f} | {m['p999']:.0f} | "
+              f"{len(m['rounds'])} rounds |")
+
+
+def print_table(scenarios, results, args, servers):
+    reps = args.reps
     print("| scenario | server | rate | spread | vs epoll | vs uv | per server CPU-s | vs epoll "
           "| vs uv | p50 us | p99 us | p99.9 us | runs ok |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for si, (label, _, workers, mode, unit) in enumerate(scenarios):
+        if (si, None) in results:
+            wl = f" [{workers}w]" if workers > 1 else ""
+            print_sliced_row(label + wl, results[(si, None)], unit, servers)
+            continue
         sums = {}
         for name in servers:
             sums[name] = summarize(results.get((si, name), []), unit)
@@ -260,13 +331,25 @@ def print_table(scenarios, results, reps, servers):
                   f"{rep_ratio(runs, ref_uv, unit, True)} | {m['p50']:.0f} | {m['p99']:.0f} | "
                   f"{m['p999']:.0f} | {m['n']}/{m['of']} |")
     print()
-    print(f"Medians over {reps} interleaved repetitions; a ratio is the median over the "
-          "repetitions of the two servers' figures in the same repetition, with the lowest and "
-          "highest repetition's ratio in brackets. rate: messages/s, MB/s of payload "
-          "(stream) or connect+echo+close cycles/s (setup); per server CPU-s: the same work "
-          "per second of server CPU (user+sys, all threads) in the measured window; "
-          "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed, "
-          "from the measured window. Every echoed byte is verified.")
+    if any(k[1] is None for k in results):
+        print(f"Rows ending in 'N rounds' are sliced: one hps_perf against all servers at once, "
+              f"taking turns in {args.slice_ms} ms slices over N rounds (order rotated every "
+              f"round, {args.warmup_rounds} warm-up round(s) not counted); rate = all messages "
+              "(or payload MB) / all active time, per server CPU-s = the same work / all server "
+              "CPU time (ns on CPU from /proc/PID/task/*/schedstat over each slice); spread = "
+              "interquartile range of the per-round rates over their median; a ratio is the "
+              "median over the rounds of the per-round ratio (both servers' slices of the same "
+              "round), with the 25th-75th percentile of those per-round ratios in brackets; "
+              "latency over all measured slices.")
+    if any(k[1] is not None for k in results):
+        print(f"Rows ending in 'n/m' ran whole runs: medians over {reps} interleaved "
+              "repetitions; spread = (highest - lowest) / median rate; a ratio is the median "
+              "over the repetitions of the two servers' figures in the same repetition, with "
+              "the lowest and highest repetition's ratio in brackets; per server CPU-s from "
+              "/proc/PID/stat (user+sys, all threads) in the measured window.")
+    print("rate: messages/s, MB/s of payload (stream) or connect+echo+close cycles/s (setup); "
+          "[2w] = every server with 2 workers, else 1; latency = send to last byte echoed. "
+          "Every echoed byte is verified.")
     udp = [(si, label) for si, (label, _, _, mode, _) in enumerate(scenarios) if mode == "udp"]
     if udp:
         print()
@@ -438,7 +521,17 @@ def main():
     ap.add_argument("--build", required=True, help="build tree (a Release build; nothing is built)")
     ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default 2)")
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
-    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="interleaved repetitions of whole-run rows (default 3)")
+    ap.add_argument("--rounds", type=int, default=100,
+                    help="sliced rows: measured rounds (default 100)")
+    ap.add_argument("--slice-ms", type=int, default=50,
+                    help="sliced rows: one server's turn in ms (default 50)")
+    ap.add_argument("--warmup-rounds", type=int, default=1,
+                    help="sliced rows: unmeasured rounds first (default 1)")
+    ap.add_argument("--whole-runs", action="store_true",
+                    help="run every row the old way: one whole hps_perf run per server and "
+                         "repetition (--reps, --duration), no slicing")
     ap.add_argument("--only", action="append", default=[], metavar="REGEX",
                     help="only scenarios whose name matches REGEX (re.search; repeatable)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
@@ -449,8 +542,8 @@ def main():
                          "the first are the measurement noise of each row)")
     ap.add_argument("--json-out", default=None, help="write every run's raw result here (JSON lines)")
     args = ap.parse_args()
-    if args.reps < 1:
-        ap.error("--reps must be >= 1")
+    if args.reps < 1 or args.rounds < 1 or args.slice_ms < 1 or args.warmup_rounds < 0:
+        ap.error("--reps, --rounds and --slice-ms must be >= 1, --warmup-rounds >= 0")
     args.build = os.path.abspath(args.build)
     args.servers = SERVERS + ((CONTROL,) if args.control else ())
     perf = os.path.join(args.build, "examples", "perf", "hps_perf")
@@ -470,8 +563,14 @@ def main():
 
     t0 = time.monotonic()
     print("command: python3 " + shlex.join(sys.argv))
-    print(f"machine: {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}; "
-          f"{args.reps} reps x ({args.warmup:g} s warm-up + {args.duration:g} s)")
+    whole = f"{args.reps} reps x ({args.warmup:g} s warm-up + {args.duration:g} s)"
+    sliced = (f"{args.rounds} rounds x {args.slice_ms} ms slices per server "
+              f"(+{args.warmup_rounds} warm-up round)")
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}, "
+          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          + (f"whole runs: {whole}" if args.whole_runs
+             else f"TCP echo/pack rows sliced: {sliced}; setup/UDP rows: {whole}"))
     print()
     sys.stdout.flush()
     args.jsonf = open(args.json_out, "w") if args.json_out else None
@@ -485,7 +584,7 @@ def main():
         if args.jsonf:
             args.jsonf.close()
 
-    print_table(scenarios, results, args.reps, args.servers)
+    print_table(scenarios, results, args, args.servers)
     print()
     if cg:
         print_callgrind(cg)
