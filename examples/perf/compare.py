@@ -124,8 +124,9 @@ class Server:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def _session_stats(self):
-        """(state, utime+stime ticks) of every process in the server's session."""
+    def _session_procs(self):
+        """(pid, state, utime+stime ticks) of every process in the server's
+        session."""
         sid = self.proc.pid
         out = []
         for ent in os.listdir("/proc"):
@@ -139,25 +140,16 @@ class Server:
             fields = data[data.rfind(b")") + 2:].split()
             # fields[0] is field 3 (state): session = field 6, utime = 14, stime = 15
             if int(fields[3]) == sid:
-                out.append((fields[0], int(fields[11]) + int(fields[12])))
+                out.append((int(ent), fields[0], int(fields[11]) + int(fields[12])))
         return out
+
+    def _session_stats(self):
+        """(state, utime+stime ticks) of every process in the server's session."""
+        return [(state, ticks) for _, state, ticks in self._session_procs()]
 
     def session_pids(self):
         """every live process of the server's session (hps_perf --pids P+P)"""
-        sid = self.proc.pid
-        pids = []
-        for ent in os.listdir("/proc"):
-            if not ent.isdigit():
-                continue
-            try:
-                with open(f"/proc/{ent}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            fields = data[data.rfind(b")") + 2:].split()
-            if int(fields[3]) == sid and fields[0] != b"Z":
-                pids.append(int(ent))
-        return sorted(pids)
+        return sorted(pid for pid, state, _ in self._session_procs() if state != b"Z")
 
     def cpu_seconds(self):
         """utime+stime of every process in the server's session (all threads)."""

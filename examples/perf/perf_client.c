@@ -650,9 +650,34 @@ static void handle_readable(struct worker *w, struct conn *c, int phase)
         conn_fail(w, c, "recv", errno);
 }
 
-static void run_echo(struct worker *w)
+/* Wait up to timeout_ms for events on the worker's connections and handle
+ * them (receive and verify, flush what is queued). */
+static void poll_once(struct worker *w, int phase, int timeout_ms)
 {
     struct epoll_event evs[256];
+    int n = epoll_wait(w->ep, evs, 256, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return;
+        fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
+        _exit(3);
+    }
+    for (int i = 0; i < n; i++) {
+        struct conn *c = evs[i].data.ptr;
+        if (c->state != ST_OPEN)
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            handle_readable(w, c, phase);
+            if (c->state != ST_OPEN)
+                continue;
+        }
+        if (c->wq_head < c->wq_tail)
+            conn_flush(w, c);
+    }
+}
+
+static void run_echo(struct worker *w)
+{
     uint64_t drain_deadline = 0;
     uint64_t now = now_ns();
 
@@ -689,26 +714,7 @@ static void run_echo(struct worker *w)
             if (w->active == 0 || now >= drain_deadline)
                 break;
         }
-        int n = epoll_wait(w->ep, evs, 256, 20);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
-            _exit(3);
-        }
-        for (int i = 0; i < n; i++) {
-            struct conn *c = evs[i].data.ptr;
-            uint32_t e = evs[i].events;
-            if (c->state != ST_OPEN)
-                continue;
-            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-                handle_readable(w, c, phase);
-                if (c->state != ST_OPEN)
-                    continue;
-            }
-            if (c->wq_head < c->wq_tail)
-                conn_flush(w, c);
-        }
+        poll_once(w, phase, 20);
     }
     for (int i = 0; i < w->nconns; i++)
         conn_close(w, &w->conns[i]);
@@ -1728,32 +1734,6 @@ static int holder_read(struct target *t, int32_t msg[2])
     return 0;
 }
 
-/* Wait up to timeout_ms for events on the target's connections and handle
- * them (receive and verify, flush what is queued). */
-static void slice_poll(struct worker *w, int phase, int timeout_ms)
-{
-    struct epoll_event evs[256];
-    int n = epoll_wait(w->ep, evs, 256, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR)
-            return;
-        fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
-        _exit(3);
-    }
-    for (int i = 0; i < n; i++) {
-        struct conn *c = evs[i].data.ptr;
-        if (c->state != ST_OPEN)
-            continue;
-        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-            handle_readable(w, c, phase);
-            if (c->state != ST_OPEN)
-                continue;
-        }
-        if (c->wq_head < c->wq_tail)
-            conn_flush(w, c);
-    }
-}
-
 static int slice_drained(const struct worker *w)
 {
     for (int i = 0; i < w->nconns; i++) {
@@ -1784,7 +1764,7 @@ static void run_slice(struct target *t, int round, int pos)
     uint64_t end = t0 + (uint64_t)cfg.slice_ms * 1000000ULL, now;
     int phase = measured ? PH_MEASURE : PH_WARMUP;
     while ((now = now_ns()) < end)
-        slice_poll(w, phase, (int)((end - now + 999999ULL) / 1000000ULL));
+        poll_once(w, phase, (int)((end - now + 999999ULL) / 1000000ULL));
     uint64_t deadline = now + DRAIN_NS;
     phase = measured ? PH_SLICE_DRAIN : PH_DRAIN;
     while (!slice_drained(w)) {
@@ -1795,7 +1775,7 @@ static void run_slice(struct target *t, int round, int pos)
                     t->spec, (double)DRAIN_NS / 1e9);
             _exit(3);
         }
-        slice_poll(w, phase, 5);
+        poll_once(w, phase, 5);
     }
     uint64_t t1 = now_ns();
     /* the server has just sent its last echo: let it reach epoll_wait (at
