@@ -513,15 +513,25 @@ static void pf_expect_held(env *e, pause_q *q) {
   assert_int_equal(stats_of(e->ep, e->conn).msgs_received, 1);
 }
 
+/* pf_open with PF_FRAMES frames in one write, then pf_expect_held; the
+ * bytes written. */
+static size_t pf_open_held(env *e, pause_q *q, int mode) {
+  unsigned char *out = malloc(PF_FRAMES * 32);
+  size_t n = pf_build(out, 0, PF_FRAMES);
+  pf_open(e, q, mode, out, n); /* one write: one read on the server */
+  pf_expect_held(e, q);
+  free(out);
+  return n;
+}
+
 static void test_pack_pause_in_handler_holds_the_rest_of_the_read(
     void **state) {
   env e;
   pause_q q;
   unsigned char *out = malloc(PF_FRAMES * 32);
-  size_t n = pf_build(out, 0, PF_FRAMES);
+  size_t n;
   (void)state;
-  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n); /* one write: one read on the server */
-  pf_expect_held(&e, &q);
+  n = pf_open_held(&e, &q, PQ_PAUSE_FIRST);
   /* the bytes were read (counted as received), the frames wait */
   assert_int_equal(stats_of(e.ep, e.conn).bytes_received, n);
   /* resumed from this thread: the rest arrives, in order, then more */
@@ -679,11 +689,8 @@ static void test_pack_resume_from_another_handler_is_not_nested(
 static void test_pack_disconnect_while_held_drops_them(void **state) {
   env e;
   pause_q q;
-  unsigned char *out = malloc(PF_FRAMES * 32);
-  size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n);
-  pf_expect_held(&e, &q);
+  pf_open_held(&e, &q, PQ_PAUSE_FIRST);
   assert_int_equal(hps_disconnect(e.ep, e.conn, 0), 0);
   assert_int_equal(t_rec_wait_conn(&e.r, e.conn, HPS_EV_CLOSE, NULL,
                                    T_WAIT_MS),
@@ -691,17 +698,13 @@ static void test_pack_disconnect_while_held_drops_them(void **state) {
   assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), 1);
   assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), HPS_ENOTFOUND);
   env_close(&e);
-  free(out);
 }
 
 static void test_pack_resume_then_disconnect_while_held(void **state) {
   env e;
   pause_q q;
-  unsigned char *out = malloc(PF_FRAMES * 32);
-  size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  pf_open(&e, &q, PQ_PAUSE_EVERY, out, n);
-  pf_expect_held(&e, &q);
+  pf_open_held(&e, &q, PQ_PAUSE_EVERY);
   /* the drain is queued behind the resume; the force disconnect right
    * after closes first or between frames: never a frame out of order */
   assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
@@ -712,22 +715,17 @@ static void test_pack_resume_then_disconnect_while_held(void **state) {
   assert_true(t_rec_count(&e.r, HPS_EV_RECEIVE) <= 2);
   pf_expect(&e.r, e.conn, t_rec_count(&e.r, HPS_EV_RECEIVE));
   env_close(&e);
-  free(out);
 }
 
 static void test_pack_stop_while_held_is_clean(void **state) {
   env e;
   pause_q q;
-  unsigned char *out = malloc(PF_FRAMES * 32);
-  size_t n = pf_build(out, 0, PF_FRAMES);
   (void)state;
-  pf_open(&e, &q, PQ_PAUSE_FIRST, out, n);
-  pf_expect_held(&e, &q);
+  pf_open_held(&e, &q, PQ_PAUSE_FIRST);
   assert_int_equal(hps_stop(e.ep), 0);
   assert_int_equal(t_rec_conn_count(&e.r, e.conn, HPS_EV_CLOSE), 1);
   assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), 1);
   env_close(&e); /* stops again (no-op) and frees */
-  free(out);
 }
 
 /* Pause and resume inside ACCEPT and HANDSHAKE, then echo: the resume

@@ -650,18 +650,26 @@ static void handle_readable(struct worker *w, struct conn *c, int phase)
         conn_fail(w, c, "recv", errno);
 }
 
+/* epoll_wait for up to 256 events of the worker: how many (0 when a
+ * signal interrupted it); any other failure ends the run (exit 3). */
+static int wait_events(struct worker *w, struct epoll_event evs[256], int timeout_ms)
+{
+    int n = epoll_wait(w->ep, evs, 256, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
+        _exit(3);
+    }
+    return n;
+}
+
 /* Wait up to timeout_ms for events on the worker's connections and handle
  * them (receive and verify, flush what is queued). */
 static void poll_once(struct worker *w, int phase, int timeout_ms)
 {
     struct epoll_event evs[256];
-    int n = epoll_wait(w->ep, evs, 256, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR)
-            return;
-        fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
-        _exit(3);
-    }
+    int n = wait_events(w, evs, timeout_ms);
     for (int i = 0; i < n; i++) {
         struct conn *c = evs[i].data.ptr;
         if (c->state != ST_OPEN)
@@ -796,13 +804,7 @@ static void run_setup(struct worker *w)
             if (w->active == 0 || now >= drain_deadline)
                 break;
         }
-        int n = epoll_wait(w->ep, evs, 256, w->idle > 0 ? 1 : 20);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            fprintf(stderr, "hps_perf: epoll_wait: %s\n", strerror(errno));
-            _exit(3);
-        }
+        int n = wait_events(w, evs, w->idle > 0 ? 1 : 20);
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
             uint32_t e = evs[i].events;
