@@ -155,8 +155,9 @@ static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
     hps__cork_flush(c); /* full or not delivering: keep order first */
     if (c->handle_closing) return HPS_ENOTFOUND;
   }
+  /* hps__try_write itself declines while libuv has writes queued */
   if (n == 1 && hdr == 0 && !send_events && c->file == NULL &&
-      c->tls == NULL && c->tcp.write_queue_size == 0) {
+      c->tls == NULL) {
     r = hps__try_write(c, bufs[0].base, total);
     if (r == (ssize_t)total) {
       hps__count_sent(c, total, 1);

@@ -872,7 +872,7 @@ void hps__cork_flush(hps__conn *c) {
     hps__tls_write_bytes(c, base, n);
     return;
   }
-  if (c->file == NULL && c->tcp.write_queue_size == 0) {
+  if (c->file == NULL) { /* UV_EAGAIN while libuv has writes queued */
     r = hps__try_write(c, base, n);
     if (r == (ssize_t)n) return;
     if (r < 0 && r != UV_EAGAIN) {
@@ -1025,7 +1025,7 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
     free(cw);
     return UV_EBADF;
   }
-  if (cw->plain == NULL && c->tcp.write_queue_size == 0) {
+  if (cw->plain == NULL) { /* UV_EAGAIN while libuv has writes queued */
     r = hps__try_write(c, cw->data, cw->len);
     if (r == (ssize_t)cw->len) {
       free(cw);
