@@ -179,7 +179,7 @@ static int teardown_eps(void **state) {
       hps_free(g_eps[i]);
       g_eps[i] = NULL;
     }
-  return 0;
+  return t_teardown(state);
 }
 
 /* ------------------------------------------------------------------ */

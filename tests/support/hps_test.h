@@ -197,4 +197,25 @@ int t_count_fds(void);
  * be on its way). 0, or -1 on timeout. */
 int t_wait_conn_count(hps_endpoint *ep, int n, int timeout_ms);
 
+/* ---- endpoints a failed test leaves running ----
+ * A cmocka assertion leaves its test by longjmp, past the test's hps_free
+ * calls: its endpoints kept running, their handlers writing into the dead
+ * test's stack, and the next tests failed or crashed in a cascade. So every
+ * endpoint made through hps_create in a test is registered here (the
+ * handler goes through a trampoline), hps_free unregisters it, and each
+ * test has t_teardown: it frees what its test left, with the handlers cut
+ * off first, and fails the test if anything was left. */
+int t_hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out);
+int t_hps_free(hps_endpoint *ep);
+/* Endpoints made through t_hps_create and not freed yet. */
+int t_live_endpoints(void);
+/* cmocka teardown: frees what the test left running; -1 if there was any. */
+int t_teardown(void **state);
+#define hps_create(role, fn, user, out) t_hps_create(role, fn, user, out)
+#define hps_free(ep) t_hps_free(ep)
+#ifdef cmocka_unit_test /* cmocka.h came first: give every test the teardown */
+#undef cmocka_unit_test
+#define cmocka_unit_test(f) cmocka_unit_test_teardown(f, t_teardown)
+#endif
+
 #endif
