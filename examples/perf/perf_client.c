@@ -1008,7 +1008,7 @@ static void usage(FILE *f)
             "  --tls            speak TLS (OpenSSL); echo runs only\n"
             "  --ca FILE        with --tls: verify the server against FILE (else no check)\n"
             "  --sni NAME       with --tls: server name to send (and verify with --ca)\n"
-            "sliced mode (servers take turns; TCP echo/pack or --setup-rate, one thread):\n"
+            "sliced mode (servers take turns; echo/pack, --setup-rate or --udp; one thread):\n"
             "  --targets L      H:P,H:P,...: connect --conns (+ --idle) to every server,\n"
             "                   then each round gives each one slice, order rotated\n"
             "  --pids L         PID,PID,... (PID+PID for several): server processes whose\n"
@@ -1155,7 +1155,6 @@ static void parse_args(int argc, char **argv)
     if (cfg.targets) {
         const char *bad = cfg.port_set ? "--port (give every server in --targets)"
                           : cfg.threads > 1 ? "--threads > 1 (sliced mode runs one thread)"
-                          : cfg.udp ? "--udp"
                           : cfg.tls ? "--tls"
                           : cfg.count ? "--count"
                           : cfg.marks ? "--marks"
@@ -1268,6 +1267,7 @@ struct uworker {
     uint8_t *buf, *want;
     struct hist hist;
     uint64_t msgs, sent, echoed, lost, late, errors;
+    uint64_t last_echo_ns; /* when the latest echo came back */
     int logged;
 };
 
@@ -1327,10 +1327,12 @@ static void udp_read(struct uworker *w, struct usock *u)
             continue;
         }
         uint64_t t = now_ns();
-        if (atomic_load(&g_phase) == PH_MEASURE) {
+        int phase = atomic_load(&g_phase);
+        if (phase == PH_MEASURE || phase == PH_SLICE_DRAIN) {
             w->msgs++;
             hist_add(&w->hist, t - u->sent_ns[slot]);
         }
+        w->last_echo_ns = t;
         w->echoed++;
         u->sent_ns[slot] = 0;
         u->inflight--;
@@ -1383,6 +1385,49 @@ static void *udp_worker(void *arg)
     return NULL;
 }
 
+/* n connected UDP sockets to addr (ids t, t + T, ...) with their own epoll
+ * instance: 0, or the exit status (1 connect failed, 3 out of resources). */
+static int udp_worker_init(struct uworker *w, int n, int t, int T, const struct sockaddr *addr,
+                           socklen_t addrlen)
+{
+    w->n = n;
+    w->s = calloc((size_t)w->n, sizeof *w->s);
+    w->buf = malloc(cfg.size + 1);
+    w->want = malloc(cfg.size);
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!w->s || !w->buf || !w->want || w->ep < 0) {
+        perror("hps_perf: setup");
+        return 3;
+    }
+    for (int i = 0; i < w->n; i++) {
+        struct usock *u = &w->s[i];
+        struct epoll_event ev;
+        int rcv = 1 << 20;
+        u->id = (uint32_t)(t + i * T);
+        u->seq_at = calloc((size_t)cfg.depth, sizeof *u->seq_at);
+        u->sent_ns = calloc((size_t)cfg.depth, sizeof *u->sent_ns);
+        u->fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (!u->seq_at || !u->sent_ns || u->fd < 0) {
+            perror("hps_perf: udp socket");
+            return 3;
+        }
+        setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+        if (connect(u->fd, addr, addrlen) != 0) {
+            char host[64] = "?", port[16] = "?";
+            (void)getnameinfo(addr, addrlen, host, sizeof host, port, sizeof port,
+                              NI_NUMERICHOST | NI_NUMERICSERV);
+            fprintf(stderr, "hps_perf: udp connect to %s:%s failed: %s\n", host, port,
+                    strerror(errno));
+            return 1;
+        }
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.u32 = (uint32_t)i;
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, u->fd, &ev);
+    }
+    return 0;
+}
+
 static int run_udp(void)
 {
     int T = cfg.threads;
@@ -1392,39 +1437,10 @@ static int run_udp(void)
         return 3;
     }
     for (int t = 0; t < T; t++) {
-        struct uworker *w = &ws[t];
-        w->n = cfg.conns / T + (t < cfg.conns % T ? 1 : 0);
-        w->s = calloc((size_t)w->n, sizeof *w->s);
-        w->buf = malloc(cfg.size + 1);
-        w->want = malloc(cfg.size);
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
-        if (!w->s || !w->buf || !w->want || w->ep < 0) {
-            perror("hps_perf: setup");
-            return 3;
-        }
-        for (int i = 0; i < w->n; i++) {
-            struct usock *u = &w->s[i];
-            struct epoll_event ev;
-            int rcv = 1 << 20;
-            u->id = (uint32_t)(t + i * T);
-            u->seq_at = calloc((size_t)cfg.depth, sizeof *u->seq_at);
-            u->sent_ns = calloc((size_t)cfg.depth, sizeof *u->sent_ns);
-            u->fd = socket(cfg.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (!u->seq_at || !u->sent_ns || u->fd < 0) {
-                perror("hps_perf: udp socket");
-                return 3;
-            }
-            setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-            if (connect(u->fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) != 0) {
-                fprintf(stderr, "hps_perf: udp connect to %s:%s failed: %s\n", cfg.host,
-                        cfg.port, strerror(errno));
-                return 1;
-            }
-            memset(&ev, 0, sizeof ev);
-            ev.events = EPOLLIN;
-            ev.data.u32 = (uint32_t)i;
-            epoll_ctl(w->ep, EPOLL_CTL_ADD, u->fd, &ev);
-        }
+        int rc = udp_worker_init(&ws[t], cfg.conns / T + (t < cfg.conns % T ? 1 : 0), t, T,
+                                 (const struct sockaddr *)&cfg.addr, cfg.addrlen);
+        if (rc != 0)
+            return rc;
     }
     pthread_barrier_init(&g_barrier, NULL, (unsigned)T + 1u);
     for (int t = 0; t < T; t++)
@@ -1518,6 +1534,7 @@ static int run_udp(void)
 
 struct target {
     struct worker w;            /* its connections, own epoll instance, histogram */
+    struct uworker uw;          /* --udp: its sockets, own epoll instance, histogram */
     char *spec;                 /* "H:P" as given */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -1841,21 +1858,69 @@ static void setup_slice(struct target *t, uint64_t t0, uint64_t end, int measure
     }
 }
 
+/* UDP slice: --depth datagrams in flight on every socket of the target
+ * until end, then nothing new is sent and the ones out are awaited for up
+ * to --loss-ms (what is still out then is lost; if it comes back in a
+ * later slice of this target it counts as late). Returns when the active
+ * time ends: the last echo, or end if that was later (a lost datagram's
+ * wait is not the server's work). */
+static uint64_t udp_slice(struct target *t, uint64_t end, int measured)
+{
+    struct uworker *w = &t->uw;
+    struct epoll_event evs[64];
+    uint64_t now = now_ns(), next_sweep = now + 10000000ULL;
+    w->last_echo_ns = 0;
+    atomic_store(&g_phase, measured ? PH_MEASURE : PH_WARMUP);
+    while ((now = now_ns()) < end) {
+        for (int i = 0; i < w->n; i++)
+            udp_fill(w, &w->s[i]);
+        int ms = (int)((end - now + 999999ULL) / 1000000ULL);
+        int k = epoll_wait(w->ep, evs, 64, ms < 5 ? ms : 5);
+        for (int i = 0; i < k; i++)
+            udp_read(w, &w->s[evs[i].data.u32]);
+        now = now_ns();
+        if (now >= next_sweep) {
+            udp_sweep(w, now, 0);
+            next_sweep = now + 10000000ULL;
+        }
+    }
+    atomic_store(&g_phase, measured ? PH_SLICE_DRAIN : PH_DRAIN);
+    uint64_t drain_end = now + (uint64_t)cfg.loss_ms * 1000000ULL;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < w->n; i++)
+            busy |= w->s[i].inflight > 0;
+        if (!busy || now_ns() >= drain_end)
+            break;
+        int k = epoll_wait(w->ep, evs, 64, 5);
+        for (int i = 0; i < k; i++)
+            udp_read(w, &w->s[evs[i].data.u32]);
+    }
+    udp_sweep(w, 0, 1); /* what is still out is lost */
+    return w->last_echo_ns > end ? w->last_echo_ns : end;
+}
+
 /* One slice of target t: activate, run, drain. Records (round, position)
  * when round >= 0 (a measured round). */
 static void run_slice(struct target *t, int round, int pos)
 {
     struct worker *w = &t->w;
     int measured = round >= 0;
-    uint64_t msgs0 = w->msgs;
+    uint64_t *done = cfg.udp ? &t->uw.msgs : &w->msgs;
+    uint64_t msgs0 = *done;
     uint64_t cpu0 = t->npids ? target_cpu_ns(t) : 0;
     uint64_t t0 = now_ns();
     uint64_t end = t0 + (uint64_t)cfg.slice_ms * 1000000ULL;
-    if (cfg.setup_rate)
-        setup_slice(t, t0, end, measured);
-    else
-        echo_slice(t, t0, end, measured);
-    uint64_t t1 = now_ns();
+    uint64_t t1;
+    if (cfg.udp) {
+        t1 = udp_slice(t, end, measured);
+    } else {
+        if (cfg.setup_rate)
+            setup_slice(t, t0, end, measured);
+        else
+            echo_slice(t, t0, end, measured);
+        t1 = now_ns();
+    }
     /* the server has just sent its last echo (setup: the last client close
      * has reached it, so it is runnable until it has closed its end): let
      * it reach epoll_wait (at most 20 ms) so its CPU time is exact, then
@@ -1866,7 +1931,7 @@ static void run_slice(struct target *t, int round, int pos)
     }
     uint64_t cpu1 = t->npids ? target_cpu_ns(t) : 0;
     if (measured) {
-        t->r_msgs[round] = w->msgs - msgs0;
+        t->r_msgs[round] = *done - msgs0;
         t->r_ns[round] = t1 - t0;
         t->r_cpu[round] = cpu1 - cpu0;
         t->r_pos[round] = pos;
@@ -1918,7 +1983,11 @@ static int run_sliced(void)
             (void)target_cpu_ns(t); /* the server processes exist */
         w->addr = (const struct sockaddr *)&t->addr;
         w->addrlen = t->addrlen;
-        if (cfg.setup_rate) {
+        if (cfg.udp) {
+            int rc = udp_worker_init(&t->uw, cfg.conns, 0, 1, w->addr, w->addrlen);
+            if (rc != 0)
+                return rc;
+        } else if (cfg.setup_rate) {
             /* every slice connects its own; a target that accepts nothing
              * is a connect failure now, as in the other modes */
             int err = 0;
@@ -1940,7 +2009,7 @@ static int run_sliced(void)
                 perror("hps_perf: malloc");
                 return 3;
             }
-            if (cfg.setup_rate) {
+            if (cfg.setup_rate || cfg.udp) {
                 c->fd = -1;
                 c->state = ST_CLOSED;
                 w->active--;
@@ -1995,11 +2064,18 @@ static int run_sliced(void)
         }
         for (int i = 0; i < t->w.nconns; i++)
             conn_close(&t->w, &t->w.conns[i]);
+        if (cfg.udp) {
+            t->w.msgs = t->uw.msgs;
+            t->w.hist = t->uw.hist;
+            t->w.errors = t->uw.errors;
+            for (int i = 0; i < t->uw.n; i++)
+                close(t->uw.s[i].fd);
+        }
         all_msgs += t->w.msgs;
         all_errors += t->w.errors + t->w.idle_lost;
     }
 
-    const char *mode = cfg.mode == MODE_PACK ? "pack" : "echo";
+    const char *mode = cfg.udp ? "udp" : cfg.mode == MODE_PACK ? "pack" : "echo";
     if (cfg.json)
         printf("{\"test\":\"sliced\",\"mode\":\"%s\",\"setup_rate\":%s,\"conns\":%d,"
                "\"idle\":%d,\"size\":%zu,\"depth\":%d,\"flag\":%u,\"slice_ms\":%d,"
@@ -2038,6 +2114,10 @@ static int run_sliced(void)
                    (unsigned long long)t->w.msgs, secs, rate, mbps, cpus, per_cpu, p50, p99,
                    p999, mean, (double)h->max / 1e3, (unsigned long long)errors,
                    (unsigned long long)t->w.idle_lost, t->settle_waits);
+            if (cfg.udp)
+                printf(",\"sent\":%llu,\"echoed\":%llu,\"lost\":%llu,\"late\":%llu",
+                       (unsigned long long)t->uw.sent, (unsigned long long)t->uw.echoed,
+                       (unsigned long long)t->uw.lost, (unsigned long long)t->uw.late);
             print_u64_array("round_msgs", t->r_msgs, cfg.rounds);
             print_u64_array("round_ns", t->r_ns, cfg.rounds);
             print_u64_array("round_cpu_ns", t->r_cpu, cfg.rounds);
@@ -2055,6 +2135,9 @@ static int run_sliced(void)
             if (t->npids)
                 printf(" server_cpu=%.3fs %s/cpu-s=%.0f", cpus,
                        cfg.setup_rate ? "conns" : "msgs", per_cpu);
+            if (cfg.udp)
+                printf(" sent=%llu lost=%llu late=%llu", (unsigned long long)t->uw.sent,
+                       (unsigned long long)t->uw.lost, (unsigned long long)t->uw.late);
             printf(" p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu verified=%s\n", p50, p99,
                    p999, (unsigned long long)errors, t->w.msgs > 0 ? "yes" : "no");
         }
@@ -2070,7 +2153,8 @@ static int run_sliced(void)
                     g_tg[k].spec, cfg.setup_rate ? "connect+echo+close cycle" : "message");
             return 3;
         }
-    return all_errors > 0 ? 4 : 0;
+    /* UDP: a corrupted, wrong-sized or unsendable datagram, as in whole runs */
+    return all_errors > 0 ? (cfg.udp ? 2 : 4) : 0;
 }
 
 int main(int argc, char **argv)
@@ -2091,7 +2175,8 @@ int main(int argc, char **argv)
         /* hard bound: connecting + every slice drained at its deadline + 10 s */
         alarm((unsigned)((double)CONNECT_WINDOW_NS / 1e9 * g_ntg +
                          (double)(cfg.rounds + cfg.warmup_rounds) * g_ntg *
-                             ((double)cfg.slice_ms / 1e3 + (double)DRAIN_NS / 1e9) +
+                             ((double)cfg.slice_ms / 1e3 + (double)DRAIN_NS / 1e9 +
+                              (cfg.udp ? (double)cfg.loss_ms / 1e3 : 0.0)) +
                          10.0));
         return run_sliced();
     }

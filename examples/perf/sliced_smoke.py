@@ -3,14 +3,15 @@
 
     python3 examples/perf/sliced_smoke.py BUILD_DIR   (or the dir holding hps_perf)
 
-Starts four hps_epoll_echo servers, runs short sliced hps_perf runs against
-two (echo and pack, with idle connections; --setup-rate, also with 1 ms
-slices) and checks the JSON: every round has every target once, in the
+Starts four hps_epoll_echo servers (and two with --udp), runs short sliced
+hps_perf runs against two (echo and pack, with idle connections;
+--setup-rate, also with 1 ms slices; --udp) and checks the JSON: every round has every target once, in the
 rotated order; the per-round messages (setup: cycles) add up to the totals;
 every slice lasted at least --slice-ms, saw at least one message or cycle
 per connection (setup: every slot's first cycle completes within its slice,
 in-flight ones included) and the servers' CPU was seen; the idle connections
-survived.  Then a server is killed in the middle of a sliced echo run and
+survived; every UDP datagram sent came back (sent = echoed + lost, none
+lost).  Then a server is killed in the middle of a sliced echo run and
 another in a --setup-rate one: both runs must fail (exit 3 or 4, and 4 with
 "refused" for the setup run), and compare.py --sliced must print a row per
 server (echo and setup=1).  Bounded: about 5 s; every subprocess has a
@@ -45,7 +46,7 @@ def sliced(perf, servers, rounds, slice_ms, extra):
     return r, cmd
 
 
-def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False):
+def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False, udp=False):
     what = " ".join(cmd[1:])
     check(r.returncode == 0, f"exit {r.returncode} ({what}): {r.stderr.strip()[-300:]}")
     if r.returncode != 0:
@@ -54,6 +55,7 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False):
     check(j["test"] == "sliced" and j["verified"] is True and j["errors"] == 0,
           f"test/verified/errors: {j['test']} {j['verified']} {j['errors']}")
     check(j["setup_rate"] is setup, f"setup_rate: {j['setup_rate']}, want {setup}")
+    check((j["mode"] == "udp") == udp, f"mode {j['mode']}, udp {udp}")
     ts = j["targets"]
     check(len(ts) == n, f"{len(ts)} targets, want {n}")
     check(j["msgs"] == sum(t["msgs"] for t in ts), "total msgs != sum over targets")
@@ -72,6 +74,13 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False):
         check(abs(t["active_s"] - sum(t["round_ns"]) / 1e9) < 1e-5, f"target {k}: active_s")
         check(t["idle_lost"] == 0 and t["errors"] == 0, f"target {k}: idle_lost/errors")
         check(t["p50_us"] > 0 and t["p99_us"] >= t["p50_us"], f"target {k}: latency")
+        if udp:
+            # every datagram sent came back in time or was declared lost;
+            # at a few in flight on loopback none is lost
+            check(t["sent"] == t["echoed"] + t["lost"] and t["lost"] == 0 and t["late"] == 0
+                  and t["echoed"] >= t["msgs"],
+                  f"target {k}: sent {t['sent']} echoed {t['echoed']} lost {t['lost']} "
+                  f"late {t['late']} msgs {t['msgs']}")
     for r_ in range(rounds):
         pos = [t["round_pos"][r_] for t in ts]
         check(sorted(pos) == list(range(n)), f"round {r_}: positions {pos}")
@@ -86,9 +95,10 @@ def main():
     perf = os.path.join(d, "hps_perf")
     echo = os.path.join(d, "hps_epoll_echo")
     servers = [compare.Server(f"e{i}", f"{echo} --port 0") for i in range(4)]
+    udp = [compare.Server(f"u{i}", f"{echo} --udp --port 0") for i in range(2)]
     t0 = time.monotonic()
     try:
-        for s in servers:
+        for s in servers + udp:
             s.start()
         two = servers[:2]
         r, cmd = sliced(perf, two, 4, 50, ["--conns", "4", "--depth", "2", "--idle", "20"])
@@ -103,6 +113,9 @@ def main():
         # the slice ends; they must complete and count in that slice
         r, cmd = sliced(perf, two, 3, 1, ["--setup-rate", "--conns", "16"])
         check_run(r, cmd, 2, 3, 1, 16, 0, setup=True)
+        # UDP sliced against two hps_epoll_echo --udp
+        r, cmd = sliced(perf, udp, 3, 30, ["--udp", "--conns", "4", "--depth", "2"])
+        check_run(r, cmd, 2, 3, 30, 4, 0, udp=True)
         # a refused option is a usage error, not a silent fallback
         r, _ = sliced(perf, two, 1, 10, ["--threads", "2"])
         check(r.returncode == 64, f"--threads 2 with --targets: exit {r.returncode}, want 64")
@@ -146,7 +159,7 @@ def main():
                   f"--setup-rate, server killed mid-run: exit {proc.returncode}, want 4: "
                   f"{err.strip()[-300:]}")
     finally:
-        for s in servers:
+        for s in servers + udp:
             try:
                 s.stop()
             except Exception as e:  # keep stopping the others
