@@ -38,7 +38,8 @@
  * with the messages, active ns and server CPU ns (--pids) of each
  * (round, server) reported for pairing by a driver (compare.py --sliced).
  * With --setup-rate a slice runs --conns connect+echo+close cycles at once
- * against its target only and counts the completed cycles.
+ * against its target only and counts the completed cycles; with --udp it
+ * sends datagrams to its target only.
  *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
@@ -1528,7 +1529,9 @@ static int run_udp(void)
  * --setup-rate: nothing is connected up front (one probe connection per
  * target checks it accepts); a slice runs --conns connect+echo+close cycles
  * at once against its target (setup_slice), and its "messages" are the
- * cycles completed, the ones still in flight at the slice's end included. */
+ * cycles completed, the ones still in flight at the slice's end included.
+ * --udp: every target gets --conns connected UDP sockets (t->uw) up front;
+ * see udp_slice. */
 
 #define MAX_PIDS 8
 
