@@ -11,7 +11,7 @@ every slice lasted at least --slice-ms, saw at least one message or cycle
 per connection (setup: every slot's first cycle completes within its slice,
 in-flight ones included) and the servers' CPU was seen; the idle connections
 survived; every UDP datagram sent came back (sent = echoed + lost, none
-lost).  Then a server is killed in the middle of a sliced echo run and
+lost); a server does no work in the other server's setup-rate slices.  Then a server is killed in the middle of a sliced echo run and
 another in a --setup-rate one: both runs must fail (exit 3 or 4, and 4 with
 "refused" for the setup run), and compare.py --sliced must print a row per
 server (echo and setup=1).  Bounded: about 5 s; every subprocess has a
@@ -109,10 +109,26 @@ def main():
         # setup rate sliced: connect+echo+close cycles, 3 at once, per slice
         r, cmd = sliced(perf, two, 3, 30, ["--setup-rate", "--conns", "3", "--size", "100"])
         check_run(r, cmd, 2, 3, 30, 3, 0, setup=True)
-        # 1 ms slices: most of the 16 first cycles are still in flight when
+        # 1 ms slices: most of the 64 first cycles are still in flight when
         # the slice ends; they must complete and count in that slice
-        r, cmd = sliced(perf, two, 3, 1, ["--setup-rate", "--conns", "16"])
-        check_run(r, cmd, 2, 3, 1, 16, 0, setup=True)
+        r, cmd = sliced(perf, two, 4, 1, ["--setup-rate", "--conns", "64"])
+        check_run(r, cmd, 2, 4, 1, 64, 0, setup=True)
+        # no bleed: with both targets' --pids naming the first server, the
+        # second target's records hold the first server's CPU during the
+        # second's slices: its cycles (closes included) all end in its own
+        # slice, so that is 0 (allowed once, for a starved server that was
+        # still runnable when the 20 ms settle wait gave up)
+        cmd = [perf, "--json", "--setup-rate", "--conns", "8", "--targets",
+               ",".join(f"{s.host}:{s.port}" for s in two), "--pids",
+               f"{two[0].proc.pid},{two[0].proc.pid}", "--rounds", "4", "--slice-ms", "30"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"bleed run: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+        if r.returncode == 0:
+            own, other = json.loads(r.stdout.strip().splitlines()[-1])["targets"]
+            check(all(c > 0 for c in own["round_cpu_ns"]) and
+                  sum(c > 0 for c in other["round_cpu_ns"]) <= 1,
+                  f"--setup-rate: server CPU in its own slices {own['round_cpu_ns']}, in the "
+                  f"other target's slices {other['round_cpu_ns']} (want 0)")
         # UDP sliced against two hps_epoll_echo --udp
         r, cmd = sliced(perf, udp, 3, 30, ["--udp", "--conns", "4", "--depth", "2"])
         check_run(r, cmd, 2, 3, 30, 4, 0, udp=True)
