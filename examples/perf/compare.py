@@ -37,8 +37,10 @@ Per server: msgs/s = all its messages / all its active time, per CPU-s =
 all its messages / all its server CPU time; a ratio is the median over the
 rounds of the per-round ratio (this server's slice against the reference's
 slice of the same round), with the interquartile range of the per-round
-ratios in brackets.  Scenario keys duration, warmup, threads and setup do
-not apply (--rounds, --slice-ms, --warmup-rounds do).
+ratios in brackets.  setup=1 slices connect+echo+close cycles: each slice
+runs conns cycles at once against its server only, and /s = cycles/s.
+Scenario keys duration, warmup and threads do not apply (--rounds,
+--slice-ms, --warmup-rounds do).
 Exit status: 0 if every run succeeded, 1 otherwise.
 """
 
@@ -264,7 +266,7 @@ def run_client(cmd, limit, server):
 
 # ---------------------------------------------------------------- sliced runs
 
-SLICED_KEYS = {"conns", "size", "depth", "mode", "flag"}
+SLICED_KEYS = {"conns", "size", "depth", "mode", "flag", "setup"}
 
 
 def sliced_cmd(perf, servers, cargs, rounds, slice_ms, warmup_rounds):
@@ -471,6 +473,8 @@ def main():
                 for key in ("conns", "size", "depth", "mode", "flag"):
                     if key in sc:
                         cargs += [f"--{key}", str(sc[key])]
+                if sc.get("setup", "0") not in ("0", "", "no", "false"):
+                    cargs.append("--setup-rate")
                 cmd, limit = sliced_cmd(perf, servers, cargs, args.rounds, args.slice_ms,
                                         args.warmup_rounds)
                 res = run_sliced(cmd, limit)

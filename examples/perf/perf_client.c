@@ -37,6 +37,9 @@
  * once, then they take turns in --slice-ms slices, order rotated every round,
  * with the messages, active ns and server CPU ns (--pids) of each
  * (round, server) reported for pairing by a driver (compare.py --sliced).
+ * With --setup-rate a slice runs --conns connect+echo+close cycles at once
+ * against its target only and counts the completed cycles; with --udp it
+ * sends datagrams to its target only.
  *
  * Exit status: 0 ok, 1 connect failure, 2 verification error, 3 stall or
  * timeout (nothing echoed, or the hard alarm fired), 4 connection errors
@@ -325,6 +328,8 @@ struct worker {
     int connect_failed;
     int connect_errno;
     const char *label;  /* sliced mode: the target's H:P, named in errors */
+    const struct sockaddr *addr; /* sliced --setup-rate: the target (else cfg.addr) */
+    socklen_t addrlen;
 };
 
 static pthread_barrier_t g_barrier;
@@ -732,18 +737,20 @@ static void run_echo(struct worker *w)
 
 static void setup_start(struct worker *w, struct conn *c, uint64_t now)
 {
+    const struct sockaddr *addr = w->addr ? w->addr : (const struct sockaddr *)&cfg.addr;
+    socklen_t addrlen = w->addr ? w->addrlen : cfg.addrlen;
     c->t0 = now;
     c->rx_seq = c->tx_seq;
     c->rx_off = 0;
     c->wq_head = c->wq_tail = 0;
-    int fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         w->errors++;
         log_error(w, "socket", errno);
         goto idle;
     }
     set_nodelay(fd);
-    if (connect(fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
         w->errors++;
         log_error(w, "connect", errno);
         close(fd);
@@ -771,9 +778,101 @@ static void setup_fail(struct worker *w, struct conn *c, const char *what, int e
     w->idle++;
 }
 
-static void run_setup(struct worker *w)
+/* Slots waiting to retry after a failed cycle: start again once due while
+ * cycles may start (now < stop_at), else close them. */
+static void setup_retry(struct worker *w, uint64_t now, uint64_t stop_at)
+{
+    if (w->idle == 0)
+        return;
+    for (int i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->state != ST_IDLE)
+            continue;
+        if (now >= stop_at) {
+            w->idle--;
+            c->state = ST_CLOSED;
+            w->active--;
+        } else if (now >= c->retry_at) {
+            w->idle--;
+            setup_start(w, c, now);
+        }
+    }
+}
+
+/* Wait up to timeout_ms for events of a setup-rate worker and handle them:
+ * connected -> send the message; echoed and verified -> close, and start
+ * the slot's next cycle if now < stop_at, else leave the slot closed
+ * (w->active counts the slots not closed). */
+static void setup_events(struct worker *w, int phase, uint64_t stop_at, int timeout_ms)
 {
     struct epoll_event evs[256];
+    int n = wait_events(w, evs, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        struct conn *c = evs[i].data.ptr;
+        uint32_t e = evs[i].events;
+        uint64_t now = now_ns();
+        if (c->state == ST_CONNECTING) {
+            int err = 0;
+            socklen_t sl = sizeof err;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0)
+                err = errno;
+            if (err != 0 || (e & (EPOLLERR | EPOLLHUP))) {
+                setup_fail(w, c, "connect", err, now);
+                continue;
+            }
+            if (!(e & EPOLLOUT))
+                continue;
+            c->state = ST_OPEN;
+            enqueue_msg(c, now);
+            if (conn_flush(w, c) != 0) {
+                /* conn_flush closed it and counted the error; recycle */
+                c->state = ST_IDLE;
+                w->active++;
+                c->retry_at = now + 1000000ULL;
+                w->idle++;
+            }
+            continue;
+        }
+        if (c->state != ST_OPEN)
+            continue;
+        if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            ssize_t r;
+            do {
+                r = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+            } while (r < 0 && errno == EINTR);
+            if (r > 0) {
+                now = now_ns();
+                conn_received(w, c, w->rbuf, (size_t)r, now, phase);
+                if (c->rx_seq == c->tx_seq) {
+                    /* one full cycle: connected, echoed, verified; close */
+                    close(c->fd);
+                    c->fd = -1;
+                    if (now < stop_at) {
+                        setup_start(w, c, now);
+                    } else {
+                        c->state = ST_CLOSED;
+                        w->active--;
+                    }
+                }
+                continue;
+            }
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                continue;
+            setup_fail(w, c, r == 0 ? "server closed the connection" : "recv",
+                       r == 0 ? 0 : errno, now);
+            continue;
+        }
+        if (c->wq_head < c->wq_tail && conn_flush(w, c) != 0) {
+            c->state = ST_IDLE;
+            w->active++;
+            c->retry_at = now + 1000000ULL;
+            w->idle++;
+        }
+    }
+}
+
+static void run_setup(struct worker *w)
+{
     uint64_t drain_deadline = 0;
     uint64_t now = now_ns();
 
@@ -782,90 +881,16 @@ static void run_setup(struct worker *w)
 
     for (;;) {
         int phase = atomic_load_explicit(&g_phase, memory_order_relaxed);
+        uint64_t stop_at = phase < PH_DRAIN ? UINT64_MAX : 0;
         now = now_ns();
-        if (w->idle > 0) {
-            for (int i = 0; i < w->nconns; i++) {
-                struct conn *c = &w->conns[i];
-                if (c->state != ST_IDLE)
-                    continue;
-                if (phase >= PH_DRAIN) {
-                    w->idle--;
-                    c->state = ST_CLOSED;
-                    w->active--;
-                } else if (now >= c->retry_at) {
-                    w->idle--;
-                    setup_start(w, c, now);
-                }
-            }
-        }
+        setup_retry(w, now, stop_at);
         if (phase >= PH_DRAIN) {
             if (!drain_deadline)
                 drain_deadline = now + DRAIN_NS;
             if (w->active == 0 || now >= drain_deadline)
                 break;
         }
-        int n = wait_events(w, evs, w->idle > 0 ? 1 : 20);
-        for (int i = 0; i < n; i++) {
-            struct conn *c = evs[i].data.ptr;
-            uint32_t e = evs[i].events;
-            now = now_ns();
-            if (c->state == ST_CONNECTING) {
-                int err = 0;
-                socklen_t sl = sizeof err;
-                if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0)
-                    err = errno;
-                if (err != 0 || (e & (EPOLLERR | EPOLLHUP))) {
-                    setup_fail(w, c, "connect", err, now);
-                    continue;
-                }
-                if (!(e & EPOLLOUT))
-                    continue;
-                c->state = ST_OPEN;
-                enqueue_msg(c, now);
-                if (conn_flush(w, c) != 0) {
-                    /* conn_flush closed it and counted the error; recycle */
-                    c->state = ST_IDLE;
-                    w->active++;
-                    c->retry_at = now + 1000000ULL;
-                    w->idle++;
-                }
-                continue;
-            }
-            if (c->state != ST_OPEN)
-                continue;
-            if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-                ssize_t r;
-                do {
-                    r = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
-                } while (r < 0 && errno == EINTR);
-                if (r > 0) {
-                    conn_received(w, c, w->rbuf, (size_t)r, now_ns(), phase);
-                    if (c->rx_seq == c->tx_seq) {
-                        /* one full cycle: connected, echoed, verified; close */
-                        close(c->fd);
-                        c->fd = -1;
-                        if (phase < PH_DRAIN) {
-                            setup_start(w, c, now_ns());
-                        } else {
-                            c->state = ST_CLOSED;
-                            w->active--;
-                        }
-                    }
-                    continue;
-                }
-                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                    continue;
-                setup_fail(w, c, r == 0 ? "server closed the connection" : "recv",
-                           r == 0 ? 0 : errno, now);
-                continue;
-            }
-            if (c->wq_head < c->wq_tail && conn_flush(w, c) != 0) {
-                c->state = ST_IDLE;
-                w->active++;
-                c->retry_at = now + 1000000ULL;
-                w->idle++;
-            }
-        }
+        setup_events(w, phase, stop_at, w->idle > 0 ? 1 : 20);
     }
     for (int i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
@@ -984,7 +1009,7 @@ static void usage(FILE *f)
             "  --tls            speak TLS (OpenSSL); echo runs only\n"
             "  --ca FILE        with --tls: verify the server against FILE (else no check)\n"
             "  --sni NAME       with --tls: server name to send (and verify with --ca)\n"
-            "sliced mode (servers take turns; TCP echo/pack, one thread):\n"
+            "sliced mode (servers take turns; echo/pack, --setup-rate or --udp; one thread):\n"
             "  --targets L      H:P,H:P,...: connect --conns (+ --idle) to every server,\n"
             "                   then each round gives each one slice, order rotated\n"
             "  --pids L         PID,PID,... (PID+PID for several): server processes whose\n"
@@ -1131,8 +1156,6 @@ static void parse_args(int argc, char **argv)
     if (cfg.targets) {
         const char *bad = cfg.port_set ? "--port (give every server in --targets)"
                           : cfg.threads > 1 ? "--threads > 1 (sliced mode runs one thread)"
-                          : cfg.setup_rate ? "--setup-rate"
-                          : cfg.udp ? "--udp"
                           : cfg.tls ? "--tls"
                           : cfg.count ? "--count"
                           : cfg.marks ? "--marks"
@@ -1245,6 +1268,7 @@ struct uworker {
     uint8_t *buf, *want;
     struct hist hist;
     uint64_t msgs, sent, echoed, lost, late, errors;
+    uint64_t last_echo_ns; /* when the latest echo came back */
     int logged;
 };
 
@@ -1304,10 +1328,12 @@ static void udp_read(struct uworker *w, struct usock *u)
             continue;
         }
         uint64_t t = now_ns();
-        if (atomic_load(&g_phase) == PH_MEASURE) {
+        int phase = atomic_load(&g_phase);
+        if (phase == PH_MEASURE || phase == PH_SLICE_DRAIN) {
             w->msgs++;
             hist_add(&w->hist, t - u->sent_ns[slot]);
         }
+        w->last_echo_ns = t;
         w->echoed++;
         u->sent_ns[slot] = 0;
         u->inflight--;
@@ -1360,6 +1386,49 @@ static void *udp_worker(void *arg)
     return NULL;
 }
 
+/* n connected UDP sockets to addr (ids t, t + T, ...) with their own epoll
+ * instance: 0, or the exit status (1 connect failed, 3 out of resources). */
+static int udp_worker_init(struct uworker *w, int n, int t, int T, const struct sockaddr *addr,
+                           socklen_t addrlen)
+{
+    w->n = n;
+    w->s = calloc((size_t)w->n, sizeof *w->s);
+    w->buf = malloc(cfg.size + 1);
+    w->want = malloc(cfg.size);
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!w->s || !w->buf || !w->want || w->ep < 0) {
+        perror("hps_perf: setup");
+        return 3;
+    }
+    for (int i = 0; i < w->n; i++) {
+        struct usock *u = &w->s[i];
+        struct epoll_event ev;
+        int rcv = 1 << 20;
+        u->id = (uint32_t)(t + i * T);
+        u->seq_at = calloc((size_t)cfg.depth, sizeof *u->seq_at);
+        u->sent_ns = calloc((size_t)cfg.depth, sizeof *u->sent_ns);
+        u->fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (!u->seq_at || !u->sent_ns || u->fd < 0) {
+            perror("hps_perf: udp socket");
+            return 3;
+        }
+        setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+        if (connect(u->fd, addr, addrlen) != 0) {
+            char host[64] = "?", port[16] = "?";
+            (void)getnameinfo(addr, addrlen, host, sizeof host, port, sizeof port,
+                              NI_NUMERICHOST | NI_NUMERICSERV);
+            fprintf(stderr, "hps_perf: udp connect to %s:%s failed: %s\n", host, port,
+                    strerror(errno));
+            return 1;
+        }
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.u32 = (uint32_t)i;
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, u->fd, &ev);
+    }
+    return 0;
+}
+
 static int run_udp(void)
 {
     int T = cfg.threads;
@@ -1369,39 +1438,10 @@ static int run_udp(void)
         return 3;
     }
     for (int t = 0; t < T; t++) {
-        struct uworker *w = &ws[t];
-        w->n = cfg.conns / T + (t < cfg.conns % T ? 1 : 0);
-        w->s = calloc((size_t)w->n, sizeof *w->s);
-        w->buf = malloc(cfg.size + 1);
-        w->want = malloc(cfg.size);
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
-        if (!w->s || !w->buf || !w->want || w->ep < 0) {
-            perror("hps_perf: setup");
-            return 3;
-        }
-        for (int i = 0; i < w->n; i++) {
-            struct usock *u = &w->s[i];
-            struct epoll_event ev;
-            int rcv = 1 << 20;
-            u->id = (uint32_t)(t + i * T);
-            u->seq_at = calloc((size_t)cfg.depth, sizeof *u->seq_at);
-            u->sent_ns = calloc((size_t)cfg.depth, sizeof *u->sent_ns);
-            u->fd = socket(cfg.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (!u->seq_at || !u->sent_ns || u->fd < 0) {
-                perror("hps_perf: udp socket");
-                return 3;
-            }
-            setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-            if (connect(u->fd, (struct sockaddr *)&cfg.addr, cfg.addrlen) != 0) {
-                fprintf(stderr, "hps_perf: udp connect to %s:%s failed: %s\n", cfg.host,
-                        cfg.port, strerror(errno));
-                return 1;
-            }
-            memset(&ev, 0, sizeof ev);
-            ev.events = EPOLLIN;
-            ev.data.u32 = (uint32_t)i;
-            epoll_ctl(w->ep, EPOLL_CTL_ADD, u->fd, &ev);
-        }
+        int rc = udp_worker_init(&ws[t], cfg.conns / T + (t < cfg.conns % T ? 1 : 0), t, T,
+                                 (const struct sockaddr *)&cfg.addr, cfg.addrlen);
+        if (rc != 0)
+            return rc;
     }
     pthread_barrier_init(&g_barrier, NULL, (unsigned)T + 1u);
     for (int t = 0; t < T; t++)
@@ -1485,12 +1525,19 @@ static int run_udp(void)
  * over the same window (sum of the first field of
  * /proc/PID/task/ * /schedstat, i.e. ns on CPU, of the --pids processes).
  * The idle connections (--idle) of each target are held by a child process
- * per target, so each process stays within its own RLIMIT_NOFILE. */
+ * per target, so each process stays within its own RLIMIT_NOFILE.
+ * --setup-rate: nothing is connected up front (one probe connection per
+ * target checks it accepts); a slice runs --conns connect+echo+close cycles
+ * at once against its target (setup_slice), and its "messages" are the
+ * cycles completed, the ones still in flight at the slice's end included.
+ * --udp: every target gets --conns connected UDP sockets (t->uw) up front;
+ * see udp_slice. */
 
 #define MAX_PIDS 8
 
 struct target {
     struct worker w;            /* its connections, own epoll instance, histogram */
+    struct uworker uw;          /* --udp: its sockets, own epoll instance, histogram */
     char *spec;                 /* "H:P" as given */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -1746,15 +1793,20 @@ static int slice_drained(const struct worker *w)
     return 1;
 }
 
-/* One slice of target t: activate, run, drain. Records (round, position)
- * when round >= 0 (a measured round). */
-static void run_slice(struct target *t, int round, int pos)
+static void slice_stalled(const struct target *t, const char *what)
+{
+    fprintf(stderr,
+            "hps_perf: ERROR: %s: %s still missing %.1f s after its slice ended "
+            "(server stalled?), aborting\n",
+            t->spec, what, (double)DRAIN_NS / 1e9);
+    _exit(3);
+}
+
+/* Echo slice: --depth messages in flight on every connection until end,
+ * then nothing new is sent and every echo is awaited. */
+static void echo_slice(struct target *t, uint64_t t0, uint64_t end, int measured)
 {
     struct worker *w = &t->w;
-    int measured = round >= 0;
-    uint64_t msgs0 = w->msgs;
-    uint64_t cpu0 = t->npids ? target_cpu_ns(t) : 0;
-    uint64_t t0 = now_ns();
     for (int i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (c->state != ST_OPEN)
@@ -1763,32 +1815,126 @@ static void run_slice(struct target *t, int round, int pos)
             enqueue_msg(c, t0);
         conn_flush(w, c);
     }
-    uint64_t end = t0 + (uint64_t)cfg.slice_ms * 1000000ULL, now;
+    uint64_t now;
     int phase = measured ? PH_MEASURE : PH_WARMUP;
     while ((now = now_ns()) < end)
         poll_once(w, phase, (int)((end - now + 999999ULL) / 1000000ULL));
     uint64_t deadline = now + DRAIN_NS;
     phase = measured ? PH_SLICE_DRAIN : PH_DRAIN;
     while (!slice_drained(w)) {
-        if (now_ns() >= deadline) {
-            fprintf(stderr,
-                    "hps_perf: ERROR: %s: echoes still missing %.1f s after its slice ended "
-                    "(server stalled?), aborting\n",
-                    t->spec, (double)DRAIN_NS / 1e9);
-            _exit(3);
-        }
+        if (now_ns() >= deadline)
+            slice_stalled(t, "echoes");
         poll_once(w, phase, 5);
     }
-    uint64_t t1 = now_ns();
-    /* the server has just sent its last echo: let it reach epoll_wait (at
-     * most 20 ms) so its CPU time is exact, then read it */
+}
+
+/* Setup-rate slice: --conns connect+echo+close cycles against this target
+ * only, each slot starting its next cycle when one completes, until end;
+ * then no cycle starts and the ones in flight complete (counted: they are
+ * this slice's work, like an echo slice's drain), so when it returns every
+ * socket to this target is closed and none is left for the next slice. A
+ * slot whose cycle failed is closed at end instead of retried. */
+static void setup_slice(struct target *t, uint64_t t0, uint64_t end, int measured)
+{
+    struct worker *w = &t->w;
+    w->active = w->nconns;
+    w->idle = 0;
+    for (int i = 0; i < w->nconns; i++)
+        setup_start(w, &w->conns[i], t0);
+    uint64_t now;
+    int phase = measured ? PH_MEASURE : PH_WARMUP;
+    while ((now = now_ns()) < end) {
+        setup_retry(w, now, end);
+        int ms = (int)((end - now + 999999ULL) / 1000000ULL);
+        setup_events(w, phase, end, w->idle > 0 ? 1 : ms);
+    }
+    uint64_t deadline = now + DRAIN_NS;
+    phase = measured ? PH_SLICE_DRAIN : PH_DRAIN;
+    for (;;) {
+        now = now_ns();
+        setup_retry(w, now, 0);
+        if (w->active == 0)
+            break;
+        if (now >= deadline)
+            slice_stalled(t, "connect+echo+close cycles");
+        setup_events(w, phase, 0, 5);
+    }
+}
+
+/* UDP slice: --depth datagrams in flight on every socket of the target
+ * until end, then nothing new is sent and the ones out are awaited for up
+ * to --loss-ms (what is still out then is lost; if it comes back in a
+ * later slice of this target it counts as late). Returns when the active
+ * time ends: the last echo, or end if that was later (a lost datagram's
+ * wait is not the server's work). */
+static uint64_t udp_slice(struct target *t, uint64_t end, int measured)
+{
+    struct uworker *w = &t->uw;
+    struct epoll_event evs[64];
+    uint64_t now = now_ns(), next_sweep = now + 10000000ULL;
+    w->last_echo_ns = 0;
+    atomic_store(&g_phase, measured ? PH_MEASURE : PH_WARMUP);
+    while ((now = now_ns()) < end) {
+        for (int i = 0; i < w->n; i++)
+            udp_fill(w, &w->s[i]);
+        int ms = (int)((end - now + 999999ULL) / 1000000ULL);
+        int k = epoll_wait(w->ep, evs, 64, ms < 5 ? ms : 5);
+        for (int i = 0; i < k; i++)
+            udp_read(w, &w->s[evs[i].data.u32]);
+        now = now_ns();
+        if (now >= next_sweep) {
+            udp_sweep(w, now, 0);
+            next_sweep = now + 10000000ULL;
+        }
+    }
+    atomic_store(&g_phase, measured ? PH_SLICE_DRAIN : PH_DRAIN);
+    uint64_t drain_end = now + (uint64_t)cfg.loss_ms * 1000000ULL;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < w->n; i++)
+            busy |= w->s[i].inflight > 0;
+        if (!busy || now_ns() >= drain_end)
+            break;
+        int k = epoll_wait(w->ep, evs, 64, 5);
+        for (int i = 0; i < k; i++)
+            udp_read(w, &w->s[evs[i].data.u32]);
+    }
+    udp_sweep(w, 0, 1); /* what is still out is lost */
+    return w->last_echo_ns > end ? w->last_echo_ns : end;
+}
+
+/* One slice of target t: activate, run, drain. Records (round, position)
+ * when round >= 0 (a measured round). */
+static void run_slice(struct target *t, int round, int pos)
+{
+    struct worker *w = &t->w;
+    int measured = round >= 0;
+    uint64_t *done = cfg.udp ? &t->uw.msgs : &w->msgs;
+    uint64_t msgs0 = *done;
+    uint64_t cpu0 = t->npids ? target_cpu_ns(t) : 0;
+    uint64_t t0 = now_ns();
+    uint64_t end = t0 + (uint64_t)cfg.slice_ms * 1000000ULL;
+    uint64_t t1;
+    if (cfg.udp) {
+        t1 = udp_slice(t, end, measured);
+    } else {
+        if (cfg.setup_rate)
+            setup_slice(t, t0, end, measured);
+        else
+            echo_slice(t, t0, end, measured);
+        t1 = now_ns();
+    }
+    /* the server has just sent its last echo (setup: the last client close
+     * has reached it, so it is runnable until it has closed its end): let
+     * it reach epoll_wait (at most 20 ms) so its CPU time is exact, then
+     * read it */
     for (int k = 0; k < 100 && t->npids && target_running(t); k++) {
         t->settle_waits += k == 0;
         sleep_ns(200000ULL);
     }
     uint64_t cpu1 = t->npids ? target_cpu_ns(t) : 0;
     if (measured) {
-        t->r_msgs[round] = w->msgs - msgs0;
+        t->r_msgs[round] = *done - msgs0;
         t->r_ns[round] = t1 - t0;
         t->r_cpu[round] = cpu1 - cpu0;
         t->r_pos[round] = pos;
@@ -1838,6 +1984,23 @@ static int run_sliced(void)
         }
         if (t->npids)
             (void)target_cpu_ns(t); /* the server processes exist */
+        w->addr = (const struct sockaddr *)&t->addr;
+        w->addrlen = t->addrlen;
+        if (cfg.udp) {
+            int rc = udp_worker_init(&t->uw, cfg.conns, 0, 1, w->addr, w->addrlen);
+            if (rc != 0)
+                return rc;
+        } else if (cfg.setup_rate) {
+            /* every slice connects its own; a target that accepts nothing
+             * is a connect failure now, as in the other modes */
+            int err = 0;
+            int fd = connect_blocking(&t->addr, t->addrlen, deadline, &err);
+            if (fd < 0) {
+                fprintf(stderr, "hps_perf: connect to %s failed: %s\n", t->spec, strerror(err));
+                return 1;
+            }
+            close(fd);
+        }
         for (int i = 0; i < cfg.conns; i++) {
             struct conn *c = &w->conns[i];
             int err = 0;
@@ -1848,6 +2011,12 @@ static int run_sliced(void)
             if (!c->wq || !c->ts) {
                 perror("hps_perf: malloc");
                 return 3;
+            }
+            if (cfg.setup_rate || cfg.udp) {
+                c->fd = -1;
+                c->state = ST_CLOSED;
+                w->active--;
+                continue;
             }
             c->fd = connect_blocking(&t->addr, t->addrlen, deadline, &err);
             if (c->fd < 0) {
@@ -1898,22 +2067,29 @@ static int run_sliced(void)
         }
         for (int i = 0; i < t->w.nconns; i++)
             conn_close(&t->w, &t->w.conns[i]);
+        if (cfg.udp) {
+            t->w.msgs = t->uw.msgs;
+            t->w.hist = t->uw.hist;
+            t->w.errors = t->uw.errors;
+            for (int i = 0; i < t->uw.n; i++)
+                close(t->uw.s[i].fd);
+        }
         all_msgs += t->w.msgs;
         all_errors += t->w.errors + t->w.idle_lost;
     }
 
-    const char *mode = cfg.mode == MODE_PACK ? "pack" : "echo";
+    const char *mode = cfg.udp ? "udp" : cfg.mode == MODE_PACK ? "pack" : "echo";
     if (cfg.json)
-        printf("{\"test\":\"sliced\",\"mode\":\"%s\",\"conns\":%d,\"idle\":%d,\"size\":%zu,"
-               "\"depth\":%d,\"flag\":%u,\"slice_ms\":%d,\"rounds\":%d,\"warmup_rounds\":%d,"
-               "\"targets\":[",
-               mode, cfg.conns, cfg.idle, cfg.size, cfg.depth, cfg.flag, cfg.slice_ms,
-               cfg.rounds, cfg.warmup_rounds);
+        printf("{\"test\":\"sliced\",\"mode\":\"%s\",\"setup_rate\":%s,\"conns\":%d,"
+               "\"idle\":%d,\"size\":%zu,\"depth\":%d,\"flag\":%u,\"slice_ms\":%d,"
+               "\"rounds\":%d,\"warmup_rounds\":%d,\"targets\":[",
+               mode, cfg.setup_rate ? "true" : "false", cfg.conns, cfg.idle, cfg.size,
+               cfg.depth, cfg.flag, cfg.slice_ms, cfg.rounds, cfg.warmup_rounds);
     else
-        printf("sliced mode=%s targets=%d conns=%d idle=%d size=%zu depth=%d slice=%dms "
+        printf("sliced mode=%s%s targets=%d conns=%d idle=%d size=%zu depth=%d slice=%dms "
                "rounds=%d warmup_rounds=%d\n",
-               mode, n, cfg.conns, cfg.idle, cfg.size, cfg.depth, cfg.slice_ms, cfg.rounds,
-               cfg.warmup_rounds);
+               mode, cfg.setup_rate ? " setup-rate" : "", n, cfg.conns, cfg.idle, cfg.size,
+               cfg.depth, cfg.slice_ms, cfg.rounds, cfg.warmup_rounds);
     for (int k = 0; k < n; k++) {
         struct target *t = &g_tg[k];
         const struct hist *h = &t->w.hist;
@@ -1941,6 +2117,10 @@ static int run_sliced(void)
                    (unsigned long long)t->w.msgs, secs, rate, mbps, cpus, per_cpu, p50, p99,
                    p999, mean, (double)h->max / 1e3, (unsigned long long)errors,
                    (unsigned long long)t->w.idle_lost, t->settle_waits);
+            if (cfg.udp)
+                printf(",\"sent\":%llu,\"echoed\":%llu,\"lost\":%llu,\"late\":%llu",
+                       (unsigned long long)t->uw.sent, (unsigned long long)t->uw.echoed,
+                       (unsigned long long)t->uw.lost, (unsigned long long)t->uw.late);
             print_u64_array("round_msgs", t->r_msgs, cfg.rounds);
             print_u64_array("round_ns", t->r_ns, cfg.rounds);
             print_u64_array("round_cpu_ns", t->r_cpu, cfg.rounds);
@@ -1949,10 +2129,18 @@ static int run_sliced(void)
                 printf(r ? ",%d" : "%d", t->r_pos[r]);
             printf("]}");
         } else {
-            printf("target=%s msgs=%llu active=%.2fs msgs/s=%.0f MB/s=%.2f", t->spec,
-                   (unsigned long long)t->w.msgs, secs, rate, mbps);
+            if (cfg.setup_rate)
+                printf("target=%s connects=%llu active=%.2fs conns/s=%.0f", t->spec,
+                       (unsigned long long)t->w.msgs, secs, rate);
+            else
+                printf("target=%s msgs=%llu active=%.2fs msgs/s=%.0f MB/s=%.2f", t->spec,
+                       (unsigned long long)t->w.msgs, secs, rate, mbps);
             if (t->npids)
-                printf(" server_cpu=%.3fs msgs/cpu-s=%.0f", cpus, per_cpu);
+                printf(" server_cpu=%.3fs %s/cpu-s=%.0f", cpus,
+                       cfg.setup_rate ? "conns" : "msgs", per_cpu);
+            if (cfg.udp)
+                printf(" sent=%llu lost=%llu late=%llu", (unsigned long long)t->uw.sent,
+                       (unsigned long long)t->uw.lost, (unsigned long long)t->uw.late);
             printf(" p50=%.0fus p99=%.0fus p99.9=%.0fus errors=%llu verified=%s\n", p50, p99,
                    p999, (unsigned long long)errors, t->w.msgs > 0 ? "yes" : "no");
         }
@@ -1964,11 +2152,12 @@ static int run_sliced(void)
     fflush(stdout);
     for (int k = 0; k < n; k++)
         if (g_tg[k].w.msgs == 0) {
-            fprintf(stderr, "hps_perf: ERROR: %s: no message completed in its slices\n",
-                    g_tg[k].spec);
+            fprintf(stderr, "hps_perf: ERROR: %s: no %s completed in its slices\n",
+                    g_tg[k].spec, cfg.setup_rate ? "connect+echo+close cycle" : "message");
             return 3;
         }
-    return all_errors > 0 ? 4 : 0;
+    /* UDP: a corrupted, wrong-sized or unsendable datagram, as in whole runs */
+    return all_errors > 0 ? (cfg.udp ? 2 : 4) : 0;
 }
 
 int main(int argc, char **argv)
@@ -1989,7 +2178,8 @@ int main(int argc, char **argv)
         /* hard bound: connecting + every slice drained at its deadline + 10 s */
         alarm((unsigned)((double)CONNECT_WINDOW_NS / 1e9 * g_ntg +
                          (double)(cfg.rounds + cfg.warmup_rounds) * g_ntg *
-                             ((double)cfg.slice_ms / 1e3 + (double)DRAIN_NS / 1e9) +
+                             ((double)cfg.slice_ms / 1e3 + (double)DRAIN_NS / 1e9 +
+                              (cfg.udp ? (double)cfg.loss_ms / 1e3 : 0.0)) +
                          10.0));
         return run_sliced();
     }

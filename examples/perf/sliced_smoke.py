@@ -3,13 +3,19 @@
 
     python3 examples/perf/sliced_smoke.py BUILD_DIR   (or the dir holding hps_perf)
 
-Starts two hps_epoll_echo servers, runs a short sliced hps_perf against both
-(echo and pack, with idle connections) and checks the JSON: every round has
-every target once, in the rotated order; the per-round messages add up to the
-totals; every slice lasted at least --slice-ms and the servers' CPU was seen;
-the idle connections survived.  Then a server is killed in the middle of a
-sliced run, which must fail (non-zero exit), and compare.py --sliced must
-print a row per server.  Bounded: about 10 s; every subprocess has a timeout.
+Starts four hps_epoll_echo servers (and two with --udp), runs short sliced
+hps_perf runs against two (echo and pack, with idle connections;
+--setup-rate, also with 1 ms slices; --udp) and checks the JSON: every round has every target once, in the
+rotated order; the per-round messages (setup: cycles) add up to the totals;
+every slice lasted at least --slice-ms, saw at least one message or cycle
+per connection (setup: every slot's first cycle completes within its slice,
+in-flight ones included) and the servers' CPU was seen; the idle connections
+survived; every UDP datagram sent came back (sent = echoed + lost, none
+lost); a server does no work in the other server's setup-rate slices.  Then a server is killed in the middle of a sliced echo run and
+another in a --setup-rate one: both runs must fail (exit 3 or 4, and 4 with
+"refused" for the setup run), and compare.py --sliced must print a row per
+server (echo and setup=1).  Bounded: about 5 s; every subprocess has a
+timeout.
 Exit 0 if all checks pass, 1 otherwise (CTest: perf_sliced_smoke).
 """
 
@@ -40,7 +46,7 @@ def sliced(perf, servers, rounds, slice_ms, extra):
     return r, cmd
 
 
-def check_run(r, cmd, n, rounds, slice_ms, conns, idle):
+def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False, udp=False):
     what = " ".join(cmd[1:])
     check(r.returncode == 0, f"exit {r.returncode} ({what}): {r.stderr.strip()[-300:]}")
     if r.returncode != 0:
@@ -48,6 +54,8 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle):
     j = json.loads(r.stdout.strip().splitlines()[-1])
     check(j["test"] == "sliced" and j["verified"] is True and j["errors"] == 0,
           f"test/verified/errors: {j['test']} {j['verified']} {j['errors']}")
+    check(j["setup_rate"] is setup, f"setup_rate: {j['setup_rate']}, want {setup}")
+    check((j["mode"] == "udp") == udp, f"mode {j['mode']}, udp {udp}")
     ts = j["targets"]
     check(len(ts) == n, f"{len(ts)} targets, want {n}")
     check(j["msgs"] == sum(t["msgs"] for t in ts), "total msgs != sum over targets")
@@ -56,6 +64,8 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle):
             check(len(t[key]) == rounds, f"target {k}: {key} has {len(t[key])} entries")
         check(sum(t["round_msgs"]) == t["msgs"], f"target {k}: rounds add up to "
               f"{sum(t['round_msgs'])}, total says {t['msgs']}")
+        # echo: every connection's first message comes back; setup: every
+        # slot's first cycle completes (in-flight cycles finish in the slice)
         check(all(m >= conns for m in t["round_msgs"]),
               f"target {k}: a slice echoed fewer messages than connections: {t['round_msgs']}")
         check(all(ns >= slice_ms * 1_000_000 for ns in t["round_ns"]),
@@ -64,6 +74,13 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle):
         check(abs(t["active_s"] - sum(t["round_ns"]) / 1e9) < 1e-5, f"target {k}: active_s")
         check(t["idle_lost"] == 0 and t["errors"] == 0, f"target {k}: idle_lost/errors")
         check(t["p50_us"] > 0 and t["p99_us"] >= t["p50_us"], f"target {k}: latency")
+        if udp:
+            # every datagram sent came back in time or was declared lost;
+            # at a few in flight on loopback none is lost
+            check(t["sent"] == t["echoed"] + t["lost"] and t["lost"] == 0 and t["late"] == 0
+                  and t["echoed"] >= t["msgs"],
+                  f"target {k}: sent {t['sent']} echoed {t['echoed']} lost {t['lost']} "
+                  f"late {t['late']} msgs {t['msgs']}")
     for r_ in range(rounds):
         pos = [t["round_pos"][r_] for t in ts]
         check(sorted(pos) == list(range(n)), f"round {r_}: positions {pos}")
@@ -77,10 +94,11 @@ def main():
         d = os.path.join(d, "examples", "perf")
     perf = os.path.join(d, "hps_perf")
     echo = os.path.join(d, "hps_epoll_echo")
-    servers = [compare.Server(f"e{i}", f"{echo} --port 0") for i in range(3)]
+    servers = [compare.Server(f"e{i}", f"{echo} --port 0") for i in range(4)]
+    udp = [compare.Server(f"u{i}", f"{echo} --udp --port 0") for i in range(2)]
     t0 = time.monotonic()
     try:
-        for s in servers:
+        for s in servers + udp:
             s.start()
         two = servers[:2]
         r, cmd = sliced(perf, two, 4, 50, ["--conns", "4", "--depth", "2", "--idle", "20"])
@@ -88,6 +106,32 @@ def main():
         r, cmd = sliced(perf, two, 3, 30, ["--conns", "2", "--depth", "3", "--mode", "pack",
                                            "--size", "3000"])
         check_run(r, cmd, 2, 3, 30, 2, 0)
+        # setup rate sliced: connect+echo+close cycles, 3 at once, per slice
+        r, cmd = sliced(perf, two, 3, 30, ["--setup-rate", "--conns", "3", "--size", "100"])
+        check_run(r, cmd, 2, 3, 30, 3, 0, setup=True)
+        # 1 ms slices: most of the 64 first cycles are still in flight when
+        # the slice ends; they must complete and count in that slice
+        r, cmd = sliced(perf, two, 4, 1, ["--setup-rate", "--conns", "64"])
+        check_run(r, cmd, 2, 4, 1, 64, 0, setup=True)
+        # no bleed: with both targets' --pids naming the first server, the
+        # second target's records hold the first server's CPU during the
+        # second's slices: its cycles (closes included) all end in its own
+        # slice, so that is 0 (allowed once, for a starved server that was
+        # still runnable when the 20 ms settle wait gave up)
+        cmd = [perf, "--json", "--setup-rate", "--conns", "8", "--targets",
+               ",".join(f"{s.host}:{s.port}" for s in two), "--pids",
+               f"{two[0].proc.pid},{two[0].proc.pid}", "--rounds", "4", "--slice-ms", "30"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"bleed run: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+        if r.returncode == 0:
+            own, other = json.loads(r.stdout.strip().splitlines()[-1])["targets"]
+            check(all(c > 0 for c in own["round_cpu_ns"]) and
+                  sum(c > 0 for c in other["round_cpu_ns"]) <= 1,
+                  f"--setup-rate: server CPU in its own slices {own['round_cpu_ns']}, in the "
+                  f"other target's slices {other['round_cpu_ns']} (want 0)")
+        # UDP sliced against two hps_epoll_echo --udp
+        r, cmd = sliced(perf, udp, 3, 30, ["--udp", "--conns", "4", "--depth", "2"])
+        check_run(r, cmd, 2, 3, 30, 4, 0, udp=True)
         # a refused option is a usage error, not a silent fallback
         r, _ = sliced(perf, two, 1, 10, ["--threads", "2"])
         check(r.returncode == 64, f"--threads 2 with --targets: exit {r.returncode}, want 64")
@@ -109,8 +153,29 @@ def main():
         else:
             check(proc.returncode in (3, 4), f"server killed mid-run: exit {proc.returncode}, "
                   "want 3 or 4")
+        # --setup-rate: a server killed mid-run refuses the cycles of its
+        # later slices; counted as errors, the run fails (no --pids here, so
+        # it is the cycles that see it, not the /proc read)
+        victim = servers[3]
+        proc = subprocess.Popen(
+            [perf, "--json", "--targets", f"{two[0].host}:{two[0].port},"
+             f"{victim.host}:{victim.port}", "--rounds", "12", "--slice-ms", "50",
+             "--setup-rate", "--conns", "4"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.4)
+        victim.stop()
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            check(False, "hps_perf --setup-rate did not end after a server died")
+        else:
+            check(proc.returncode == 4 and "refused" in err.lower(),
+                  f"--setup-rate, server killed mid-run: exit {proc.returncode}, want 4: "
+                  f"{err.strip()[-300:]}")
     finally:
-        for s in servers:
+        for s in servers + udp:
             try:
                 s.stop()
             except Exception as e:  # keep stopping the others
@@ -119,11 +184,14 @@ def main():
     c = subprocess.run([sys.executable, os.path.join(HERE, "compare.py"), "--perf", perf,
                         "--sliced", "--rounds", "2", "--slice-ms", "30",
                         "--server", f"a={echo} --port 0", "--server", f"b={echo} --port 0",
-                        "--scenario", "conns=2,size=64,depth=1"],
+                        "--scenario", "conns=2,size=64,depth=1",
+                        "--scenario", "conns=2,size=64,setup=1"],
                        capture_output=True, text=True, timeout=60)
-    rows = [ln for ln in c.stdout.splitlines() if ln.startswith("| conns=2")]
-    check(c.returncode == 0 and len(rows) == 2 and "1.00x" in rows[0],
-          f"compare.py --sliced: exit {c.returncode}, rows {rows}: {c.stderr.strip()[-300:]}")
+    for sc in ("conns=2,size=64,depth=1", "conns=2,size=64,setup=1"):
+        rows = [ln for ln in c.stdout.splitlines() if ln.startswith(f"| {sc} ")]
+        check(c.returncode == 0 and len(rows) == 2 and "1.00x" in rows[0],
+              f"compare.py --sliced {sc}: exit {c.returncode}, rows {rows}: "
+              f"{c.stderr.strip()[-300:]}")
     print(f"sliced smoke: {'FAILED' if FAILS else 'ok'} ({len(FAILS)} failure(s), "
           f"{time.monotonic() - t0:.1f} s)")
     return 1 if FAILS else 0

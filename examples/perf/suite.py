@@ -8,24 +8,27 @@ examples/hps_echo_server and examples/perf/{hps_perf,hps_epoll_echo,
 hps_uv_echo,hps_idle_mem} (a Release build; see examples/perf/README.md).
 
 Three servers: hps (examples/hps_echo_server), epoll (the raw-epoll
-reference) and uv (the bare-libuv echo).  The TCP echo and pack rows are
-"sliced" (compare.py --sliced): ONE hps_perf connects to all servers at once
-and they take turns, one server busy at a time, in --slice-ms slices (50)
-over --rounds rounds (100; the order rotates every round, one warm-up round
+reference) and uv (the bare-libuv echo).  Every timed row is "sliced"
+(compare.py --sliced): ONE hps_perf connects to all servers at once and
+they take turns, one server busy at a time, in --slice-ms slices (50) over
+--rounds rounds (100; the order rotates every round, one warm-up round
 first); server CPU is read in ns from /proc/PID/task/*/schedstat at each
-slice's edges.  A row's rate is all its messages over all its active time,
-"per CPU-s" all its work over all its server CPU time, and a ratio is the
-median over the rounds of the per-round ratio (the two servers' slices of the
-same round, a fraction of a second apart), with the 25th-75th percentile of
-those per-round ratios in brackets.  The setup-rate and UDP rows (and every
-row with --whole-runs, the old way) run hps_perf once per server and
-repetition for the whole --duration, in an order that rotates every
-repetition; medians over --reps, brackets = lowest-highest repetition; server
-CPU is sampled from /proc at the edges of the measured window (see
-compare.py).  The UDP rows (1 and 2
-workers; only when the build has examples/hps_udp_echo_server and hps_perf
---udp) run hps_perf --udp against hps_udp_echo_server, hps_epoll_echo --udp
-and hps_uv_echo --udp; lost and late datagrams per server follow the table.
+slice's edges.  In the setup-rate row a slice runs the connect+echo+close
+cycles against its server only (the ones in flight at its end complete in
+it); in the UDP rows a slice sends datagrams to its server only (the ones
+out at its end are awaited, up to --loss-ms).  A row's rate is all its
+messages (cycles, datagrams) over all its active time, "per CPU-s" all its
+work over all its server CPU time, and a ratio is the median over the rounds
+of the per-round ratio (the two servers' slices of the same round, a
+fraction of a second apart), with the 25th-75th percentile of those
+per-round ratios in brackets.  With --whole-runs (the old way) every row
+runs hps_perf once per server and repetition for the whole --duration, in
+an order that rotates every repetition; medians over --reps, brackets =
+lowest-highest repetition; server CPU is sampled from /proc at the edges of
+the measured window (see compare.py).  The UDP rows (1 and 2 workers; only
+when the build has examples/hps_udp_echo_server and hps_perf --udp) run
+hps_perf --udp against hps_udp_echo_server, hps_epoll_echo --udp and
+hps_uv_echo --udp; lost and late datagrams per server follow the table.
 
 After the timed rows come:
 - instructions per echoed message (valgrind --tool=callgrind, user space
@@ -91,7 +94,7 @@ SCENARIOS = [
 # arguments besides --port 0 --workers N).
 UDP_SCENARIOS = [
     ("UDP 64 peers x 64 B datagrams, depth 1", "--udp --conns 64 --size 64 --depth 1", 1, "udp", "msgs"),
-    # one SO_REUSEPORT socket per worker; about 25 s, the suite stays under 5 min
+    # one SO_REUSEPORT socket per worker; sliced, about 15 s (25 s as whole runs)
     ("UDP 64 peers x 64 B datagrams, depth 1, 2 workers", "--udp --conns 64 --size 64 --depth 1", 2,
      "udp", "msgs"),
 ]
@@ -128,9 +131,8 @@ def server_cmd(build, name, workers, mode):
 
 
 def is_sliced(args, scenario):
-    """TCP echo/pack rows run sliced unless --whole-runs"""
-    _, _, _, mode, unit = scenario
-    return not args.whole_runs and mode != "udp" and unit != "conns"
+    """every timed row (TCP echo, pack, setup rate, UDP) runs sliced unless --whole-runs"""
+    return not args.whole_runs
 
 
 def udp_available(build, perf):
@@ -335,7 +337,8 @@ def print_table(scenarios, results, args, servers):
         print(f"Rows ending in 'N rounds' are sliced: one hps_perf against all servers at once, "
               f"taking turns in {args.slice_ms} ms slices over N rounds (order rotated every "
               f"round, {args.warmup_rounds} warm-up round(s) not counted); rate = all messages "
-              "(or payload MB) / all active time, per server CPU-s = the same work / all server "
+              "(payload MB, setup cycles) / all active time, per server CPU-s = the same work / "
+              "all server "
               "CPU time (ns on CPU from /proc/PID/task/*/schedstat over each slice); spread = "
               "interquartile range of the per-round rates over their median; a ratio is the "
               "median over the rounds of the per-round ratio (both servers' slices of the same "
@@ -354,13 +357,19 @@ def print_table(scenarios, results, args, servers):
     if udp:
         print()
         print("UDP loss (hps_perf --udp: a datagram not echoed within --loss-ms 200 is lost; "
-              "late = echoed after that), summed over the repetitions:")
+              "late = echoed after that), summed over the repetitions, or over a sliced run's "
+              "slices (its warm-up round included):")
         print()
         for si, label in udp:
             wl = f" [{scenarios[si][2]}w]" if scenarios[si][2] > 1 else ""
             parts = []
+            sl = results.get((si, None))
             for name in servers:
-                js = [r["json"] for r in results.get((si, name), []) if r["json"]]
+                if sl is not None:
+                    js = [t for n, t in zip(sl.get("servers", []), (sl["json"] or {}).get(
+                        "targets", [])) if n == name]
+                else:
+                    js = [r["json"] for r in results.get((si, name), []) if r["json"]]
                 sent = sum(j["sent"] for j in js)
                 lost = sum(j["lost"] for j in js)
                 late = sum(j["late"] for j in js)
@@ -570,7 +579,7 @@ def main():
     print(f"machine: {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}, "
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           + (f"whole runs: {whole}" if args.whole_runs
-             else f"TCP echo/pack rows sliced: {sliced}; setup/UDP rows: {whole}"))
+             else f"timed rows sliced: {sliced}"))
     print()
     sys.stdout.flush()
     args.jsonf = open(args.json_out, "w") if args.json_out else None
