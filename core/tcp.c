@@ -294,23 +294,66 @@ static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
   HPS__BUMP(&lp->msgs_recv, msgs);
 }
 
+/* Pull and pack: the bytes of a read; its messages are counted as they
+ * are delivered. */
+static inline void count_recv_bytes(hps__conn *c, size_t n) {
+  hps__loop *lp = c->loop;
+  HPS__BUMP(&c->bytes_recv, n);
+  HPS__BUMP(&lp->bytes_recv, n);
+}
+
 /* on_frame's answers to the decoder: go on, stop (closed), stop and hold
  * the rest (paused). */
 #define FRAME_ON 0
 #define FRAME_PAUSED 1 /* c->paused itself: no arithmetic per frame */
 #define FRAME_CLOSED 2
 
-static int on_frame(void *ctx, const uint8_t *body, size_t len) {
-  hps__conn *c = ctx;
-  count_recv(c, 0, 1);
-  if (hps__emit(c, HPS_EV_RECEIVE, body, len) == HPS_HR_ERROR) {
-    hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
-    return FRAME_CLOSED;
+/* One feed's context for the frame callbacks: the RECEIVE event with its
+ * per-connection fields filled in once per feed, not once per frame (a
+ * handler gets it as const hps_event *; data, len and extra are set for
+ * every frame). */
+typedef struct feed_ctx {
+  hps__conn *c;
+  hps__loop *lp;
+  hps_endpoint *ep;
+  hps_event ev;
+} feed_ctx;
+
+static inline __attribute__((always_inline)) int frame(feed_ctx *f,
+                                                       const uint8_t *body,
+                                                       size_t len) {
+  hps__conn *c = f->c;
+  hps_endpoint *ep = f->ep;
+  /* the bytes were counted when read: one more message, nothing else */
+  HPS__BUMP(&c->msgs_recv, 1);
+  HPS__BUMP(&f->lp->msgs_recv, 1);
+  if (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_RECEIVE)) {
+    f->ev.data = body;
+    f->ev.len = len;
+    f->ev.extra = HPS__LOAD(&c->extra);
+    if (ep->fn(ep->user, &f->ev) == HPS_HR_ERROR) {
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+      return FRAME_CLOSED;
+    }
   }
   /* The handler may have closed or paused the connection (a pause and a
    * resume within it leave it going on). paused is 0 or 1. */
   if (c->state != HPS__C_OPEN) return FRAME_CLOSED;
   return c->paused;
+}
+
+/* A frame completed from earlier feeds: not echoed where it lies. */
+static int on_frame(void *ctx, const uint8_t *body, size_t len) {
+  feed_ctx *f = ctx;
+  f->lp->echo_body = NULL;
+  return frame(f, body, len);
+}
+
+/* A frame whose header lies right before it in the fed bytes. */
+static int on_frame_in(void *ctx, const uint8_t *body, size_t len) {
+  feed_ctx *f = ctx;
+  f->lp->echo_body = (const char *)body;
+  return frame(f, body, len);
 }
 
 /* The decoder stopped on r: an error, or a frame whose handler closed or
@@ -326,9 +369,26 @@ __attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
 }
 
 /* Feed bytes to the pack decoder; a pause from a handler stops it after
- * that frame and the rest of the bytes wait in c->held. */
+ * that frame and the rest of the bytes wait in c->held. The bytes stay
+ * put until the caller flushes the cork (read buffer, held bytes). */
 static void feed_pack(hps__conn *c, const char *base, size_t n) {
-  int r = hps__pack_feed(c->pack, (const uint8_t *)base, n, on_frame, c);
+  feed_ctx f;
+  int r;
+  f.c = c;
+  f.lp = c->loop;
+  f.ep = f.lp->ep;
+  f.ev.type = HPS_EV_RECEIVE;
+  f.ev.op = 0;
+  f.ev.error = 0;
+  f.ev.reserved = 0;
+  f.ev.endpoint = f.ep;
+  f.ev.conn = c->id;
+  f.ev.fd = -1;
+  f.ev.addr = NULL;
+  f.ev.port = 0;
+  r = hps__pack_feed_in(c->pack, (const uint8_t *)base, n, on_frame,
+                        on_frame_in, &f);
+  f.lp->echo_body = NULL;
   if (__builtin_expect(r != 0, 0)) feed_stopped(c, base, n, r);
 }
 
@@ -398,11 +458,11 @@ static inline __attribute__((always_inline)) void deliver(hps__conn *c,
                                                           size_t nread) {
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
-    count_recv(c, nread, 0);
+    count_recv_bytes(c, nread);
     read_pull(c, base, nread);
     break;
   case HPS_MODEL_PACK:
-    count_recv(c, nread, 0);
+    count_recv_bytes(c, nread);
     feed_pack(c, base, nread);
     break;
   default: /* push: one read, one message */
@@ -729,14 +789,6 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
 
 /* ---- write ---- */
 
-void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs) {
-  hps__loop *lp = c->loop;
-  HPS__BUMP(&c->bytes_sent, n);
-  HPS__BUMP(&c->msgs_sent, msgs);
-  HPS__BUMP(&lp->bytes_sent, n);
-  HPS__BUMP(&lp->msgs_sent, msgs);
-}
-
 static int send_events_on(hps__conn *c) {
   return (HPS__LOAD(&conn_ep(c)->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
 }
@@ -777,44 +829,6 @@ static void defer(hps__conn *c, hps__wreq *w) {
     c->defer_head = w;
   c->defer_tail = w;
   HPS__ADD(&c->queued, w->len);
-}
-
-int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
-  hps__loop *lp = c->loop;
-  if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
-      (uintptr_t)base < (uintptr_t)lp->readbuf ||
-      (uintptr_t)base + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
-    return 0;
-  lp->cork_ext = base;
-  lp->cork_len = len;
-  hps__count_sent(c, len, 1);
-  return 1;
-}
-
-/* Pack model: the body of a frame of the read being delivered, sent back
- * whole (an echo) -- its header sits in the read buffer right before it
- * and is the one we would write -- is pointed at rather than copied, and
- * the next frame of the same read extends what is pointed at when it
- * follows on: a read's frames echoed go out as they came in, in one send
- * and with no copy. The bytes sent are the same either way. */
-int hps__cork_borrow_frame(hps__conn *c, const void *body, size_t len,
-                           uint32_t flag) {
-  hps__loop *lp = c->loop;
-  const char *p = (const char *)body - HPS__PACK_HEADER;
-  uint8_t h[HPS__PACK_HEADER];
-  if (lp->corked != c || c->file != NULL ||
-      (uintptr_t)p < (uintptr_t)lp->readbuf ||
-      (uintptr_t)body + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
-    return 0;
-  hps__pack_header(h, flag, (uint32_t)len);
-  if (memcmp(p, h, HPS__PACK_HEADER) != 0) return 0;
-  if (lp->cork_len == 0)
-    lp->cork_ext = p;
-  else if (lp->cork_ext == NULL || lp->cork_ext + lp->cork_len != p)
-    return 0;
-  lp->cork_len += HPS__PACK_HEADER + len;
-  hps__count_sent(c, len, 1);
-  return 1;
 }
 
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
