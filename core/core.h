@@ -222,6 +222,9 @@ struct hps__loop {
    * that frame (an echo) is then recognised with one compare and added to
    * the cork where it lies (hps__cork_echo). NULL outside a feed. */
   const char *echo_body;
+  /* Pack model: the RECEIVE event of the frames being fed, its fields but
+   * data, len and extra filled in once per feed (feeds never nest). */
+  hps_event frame_ev;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
   hps__udp_loop udp; /* UDP roles only */

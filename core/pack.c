@@ -62,6 +62,10 @@ void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max) {
   memset(d, 0, sizeof(*d));
   d->flag = flag;
   d->max = max;
+  /* a frame's flag bits under fmask must be fwant: no bits when the flag
+   * is 0 (not checked), never when it is over 10 bits */
+  d->fmask = flag != 0 ? ~(uint32_t)HPS__PACK_LEN_MASK : 0u;
+  d->fwant = flag > HPS__PACK_FLAG_MAX ? 1u : flag << 22;
 }
 
 void hps__pack_reset(hps__pack_dec *d) {
@@ -220,27 +224,31 @@ static inline __attribute__((always_inline)) int hps__pack_feed_any(
     end = data + len;
   }
 
-  /* Fast path: at a frame boundary; deliver every whole frame in place. */
-  for (;;) {
-    size_t left = (size_t)(end - p);
-    if (left < 4) {
-      if (left != 0) {
-        memcpy(d->hdr, p, left);
-        d->hdr_got = (uint32_t)left;
+  /* Fast path: at a frame boundary; deliver every whole frame in place.
+   * The checks of hps__pack_header_bad, with the flag's as one compare
+   * (fmask, fwant). */
+  {
+    for (;;) {
+      size_t left = (size_t)(end - p);
+      if (left < 4) {
+        if (left != 0) {
+          memcpy(d->hdr, p, left);
+          d->hdr_got = (uint32_t)left;
+        }
+        return 0;
       }
-      return 0;
-    }
-    h = hps__pack_load_le32(p);
-    if (HPS__UNLIKELY(hps__pack_header_bad(d, h)))
-      return hps__pack_fail(d, h);
-    blen = h & HPS__PACK_LEN_MASK;
-    if (HPS__UNLIKELY(left - 4 < blen))
-      break;
-    r = fn_in(ctx, p + 4, blen);
-    p += 4 + (size_t)blen;
-    if (HPS__UNLIKELY(r != 0)) {
-      d->stop = p;
-      return r;
+      h = hps__pack_load_le32(p);
+      blen = h & HPS__PACK_LEN_MASK;
+      if (HPS__UNLIKELY(blen - 1u >= d->max || (h & d->fmask) != d->fwant))
+        return hps__pack_fail(d, h);
+      if (HPS__UNLIKELY(left - 4 < blen))
+        break;
+      r = fn_in(ctx, p + 4, blen);
+      p += 4 + (size_t)blen;
+      if (HPS__UNLIKELY(r != 0)) {
+        d->stop = p;
+        return r;
+      }
     }
   }
 

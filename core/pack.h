@@ -49,6 +49,7 @@ typedef int (*hps__pack_frame_fn)(void *ctx, const uint8_t *body, size_t len);
 typedef struct hps__pack_dec {
   uint32_t flag;    /* expected flag; 0 = not checked */
   uint32_t max;     /* max body length, 1..HPS__PACK_MAX_LIMIT */
+  uint32_t fmask, fwant; /* the flag check as (header & fmask) == fwant */
   uint8_t hdr[4];   /* header bytes gathered so far */
   uint32_t hdr_got; /* 0..4 */
   uint32_t body_len;

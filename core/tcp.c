@@ -308,30 +308,22 @@ static inline void count_recv_bytes(hps__conn *c, size_t n) {
 #define FRAME_PAUSED 1 /* c->paused itself: no arithmetic per frame */
 #define FRAME_CLOSED 2
 
-/* One feed's context for the frame callbacks: the RECEIVE event with its
- * per-connection fields filled in once per feed, not once per frame (a
- * handler gets it as const hps_event *; data, len and extra are set for
- * every frame). */
-typedef struct feed_ctx {
-  hps__conn *c;
-  hps__loop *lp;
-  hps_endpoint *ep;
-  hps_event ev;
-} feed_ctx;
-
-static inline __attribute__((always_inline)) int frame(feed_ctx *f,
+/* A frame for c's handler: lp->frame_ev, filled in by feed_pack, with
+ * this frame's data, len and extra (a handler gets it as const). Only c
+ * and the decoder's state stay in registers across the handler's call. */
+static inline __attribute__((always_inline)) int frame(hps__conn *c,
                                                        const uint8_t *body,
                                                        size_t len) {
-  hps__conn *c = f->c;
-  hps_endpoint *ep = f->ep;
+  hps__loop *lp = c->loop;
+  hps_endpoint *ep = lp->ep;
   /* the bytes were counted when read: one more message, nothing else */
   HPS__BUMP(&c->msgs_recv, 1);
-  HPS__BUMP(&f->lp->msgs_recv, 1);
+  HPS__BUMP(&lp->msgs_recv, 1);
   if (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_RECEIVE)) {
-    f->ev.data = body;
-    f->ev.len = len;
-    f->ev.extra = HPS__LOAD(&c->extra);
-    if (ep->fn(ep->user, &f->ev) == HPS_HR_ERROR) {
+    lp->frame_ev.data = body;
+    lp->frame_ev.len = len;
+    lp->frame_ev.extra = HPS__LOAD(&c->extra);
+    if (ep->fn(ep->user, &lp->frame_ev) == HPS_HR_ERROR) {
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
       return FRAME_CLOSED;
     }
@@ -344,52 +336,50 @@ static inline __attribute__((always_inline)) int frame(feed_ctx *f,
 
 /* A frame completed from earlier feeds: not echoed where it lies. */
 static int on_frame(void *ctx, const uint8_t *body, size_t len) {
-  feed_ctx *f = ctx;
-  f->lp->echo_body = NULL;
-  return frame(f, body, len);
+  hps__conn *c = ctx;
+  c->loop->echo_body = NULL;
+  return frame(c, body, len);
 }
 
 /* A frame whose header lies right before it in the fed bytes. */
 static int on_frame_in(void *ctx, const uint8_t *body, size_t len) {
-  feed_ctx *f = ctx;
-  f->lp->echo_body = (const char *)body;
-  return frame(f, body, len);
+  hps__conn *c = ctx;
+  c->loop->echo_body = (const char *)body;
+  return frame(c, body, len);
 }
 
 /* The decoder stopped on r: an error, or a frame whose handler closed or
- * paused the connection. */
+ * paused the connection. The fed bytes end at end. */
 __attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
-                                                        const char *base,
-                                                        size_t n, int r) {
+                                                        const char *end,
+                                                        int r) {
   const char *rest = (const char *)c->pack->stop;
   if (r < 0)
     hps__conn_close(c, HPS_OP_RECEIVE, r);
   else if (r == FRAME_PAUSED)
-    hold(c, rest, n - (size_t)(rest - base));
+    hold(c, rest, (size_t)(end - rest));
 }
 
 /* Feed bytes to the pack decoder; a pause from a handler stops it after
  * that frame and the rest of the bytes wait in c->held. The bytes stay
  * put until the caller flushes the cork (read buffer, held bytes). */
 static void feed_pack(hps__conn *c, const char *base, size_t n) {
-  feed_ctx f;
+  hps__loop *lp = c->loop;
+  hps_event *ev = &lp->frame_ev;
   int r;
-  f.c = c;
-  f.lp = c->loop;
-  f.ep = f.lp->ep;
-  f.ev.type = HPS_EV_RECEIVE;
-  f.ev.op = 0;
-  f.ev.error = 0;
-  f.ev.reserved = 0;
-  f.ev.endpoint = f.ep;
-  f.ev.conn = c->id;
-  f.ev.fd = -1;
-  f.ev.addr = NULL;
-  f.ev.port = 0;
+  ev->type = HPS_EV_RECEIVE;
+  ev->op = 0;
+  ev->error = 0;
+  ev->reserved = 0;
+  ev->endpoint = lp->ep;
+  ev->conn = c->id;
+  ev->fd = -1;
+  ev->addr = NULL;
+  ev->port = 0;
   r = hps__pack_feed_in(c->pack, (const uint8_t *)base, n, on_frame,
-                        on_frame_in, &f);
-  f.lp->echo_body = NULL;
-  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base, n, r);
+                        on_frame_in, c);
+  lp->echo_body = NULL;
+  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base + n, r);
 }
 
 __attribute__((cold)) void hps__conn_drain(hps__conn *c) {
