@@ -204,7 +204,10 @@ struct hps__loop {
   /* loop thread only */
   int stopping;
   int handles_closed;
-  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic totals */
+  /* atomic: the counts of the connections released so far; hps_get_stats
+   * adds the live ones (under lock), so a message costs no second set of
+   * counter updates here */
+  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv;
   /* Write corking: while one read of `corked` is being delivered, its own
    * sends from the handler gather here and go out in one write at the end
    * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
@@ -344,14 +347,12 @@ int hps__conn_write(hps__conn *c, hps__wreq *w);
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
-/* Count bytes and messages sent, on the connection and its loop. */
+/* Count bytes and messages sent on the connection (its loop's totals
+ * take them when it is released). */
 static inline __attribute__((always_inline)) void hps__count_sent(
     hps__conn *c, size_t n, uint64_t msgs) {
-  hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_sent, n);
   HPS__BUMP(&c->msgs_sent, msgs);
-  HPS__BUMP(&lp->bytes_sent, n);
-  HPS__BUMP(&lp->msgs_sent, msgs);
 }
 /* Loop thread: the same for one send of bytes that lie in the loop's read
  * buffer (an echo): they are written from there, not copied. Inline: it

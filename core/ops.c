@@ -241,11 +241,7 @@ static inline int cork_echo(hps_endpoint *ep, hps__loop *lp, hps__conn *c,
   else
     return 0; /* the cork holds other bytes: copied after them */
   lp->cork_len += HPS__PACK_HEADER + len;
-  /* hps__count_sent with lp, known to be c->loop, in a register */
-  HPS__BUMP(&c->bytes_sent, len);
-  HPS__BUMP(&c->msgs_sent, 1);
-  HPS__BUMP(&lp->bytes_sent, len);
-  HPS__BUMP(&lp->msgs_sent, 1);
+  hps__count_sent(c, len, 1);
   return 1;
 }
 
@@ -471,13 +467,28 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
   int err = 0, i;
   memset(st, 0, sizeof(*st));
   if (id == 0 && !HPS__SINGLE(ep)) {
-    if (!running(ep) && ep->loops == NULL) return 0;
+    /* The loops' totals hold the released connections; the live ones
+     * (running: under the lock, which a connection is released under)
+     * add their own. Stopped, every connection has been released. */
+    int live = running(ep);
+    if (!live && ep->loops == NULL) return 0;
     for (i = 0; i < ep->nloops; i++) {
       lp = ep->loops[i];
+      if (lp == NULL) continue; /* a start making its loops */
+      if (live) uv_mutex_lock(&lp->lock);
       st->bytes_sent += HPS__LOAD(&lp->bytes_sent);
       st->bytes_received += HPS__LOAD(&lp->bytes_recv);
       st->msgs_sent += HPS__LOAD(&lp->msgs_sent);
       st->msgs_received += HPS__LOAD(&lp->msgs_recv);
+      if (live) {
+        for (c = lp->conns; c != NULL; c = c->next) {
+          st->bytes_sent += HPS__LOAD(&c->bytes_sent);
+          st->bytes_received += HPS__LOAD(&c->bytes_recv);
+          st->msgs_sent += HPS__LOAD(&c->msgs_sent);
+          st->msgs_received += HPS__LOAD(&c->msgs_recv);
+        }
+        uv_mutex_unlock(&lp->lock);
+      }
     }
     return 0;
   }

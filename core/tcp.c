@@ -326,20 +326,17 @@ static void start_reading(hps__conn *c) {
 
 void hps__start_reading(hps__conn *c) { start_reading(c); }
 
+/* On the connection only: its loop's totals take them when it is
+ * released. */
 static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
-  hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
   HPS__BUMP(&c->msgs_recv, msgs);
-  HPS__BUMP(&lp->bytes_recv, n);
-  HPS__BUMP(&lp->msgs_recv, msgs);
 }
 
 /* Pull and pack: the bytes of a read; its messages are counted as they
  * are delivered. */
 static inline void count_recv_bytes(hps__conn *c, size_t n) {
-  hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
-  HPS__BUMP(&lp->bytes_recv, n);
 }
 
 /* on_frame's answers to the decoder: go on, stop (closed), stop and hold
@@ -358,7 +355,6 @@ static inline __attribute__((always_inline)) int frame(hps__conn *c,
   hps_endpoint *ep = lp->ep;
   /* the bytes were counted when read: one more message, nothing else */
   HPS__BUMP(&c->msgs_recv, 1);
-  HPS__BUMP(&lp->msgs_recv, 1);
   if (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_RECEIVE)) {
     lp->frame_ev.data = body;
     lp->frame_ev.len = len;

@@ -1178,7 +1178,14 @@ static void test_stats_count_bytes_and_messages(void **state) {
   t = stats_of(e.ep, b);
   assert_true(t.silence_ms < s.silence_ms);
   assert_true(t.age_ms >= s.age_ms);
+  /* and once the endpoint has stopped, every connection's counts */
   close(fb);
+  assert_int_equal(hps_stop(e.ep), 0);
+  t = stats_of(e.ep, 0);
+  assert_int_equal(t.bytes_received, 311);
+  assert_int_equal(t.msgs_received, 4);
+  assert_int_equal(t.bytes_sent, 1058);
+  assert_int_equal(t.msgs_sent, 3);
   env_close(&e);
   unlink(path);
 }
