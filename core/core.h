@@ -223,7 +223,7 @@ struct hps__loop {
    * when its header lies right before it in the bytes being fed (which
    * stay put until the cork is flushed), else NULL. A send of exactly
    * that frame (an echo) is then recognised with one compare and added to
-   * the cork where it lies (hps__cork_echo). NULL outside a feed. */
+   * the cork where it lies (cork_echo, ops.c). NULL outside a feed. */
   const char *echo_body;
   /* Pack model: the RECEIVE event of the frames being fed, its fields but
    * data, len and extra filled in once per feed (feeds never nest). */

@@ -225,30 +225,28 @@ static inline __attribute__((always_inline)) int hps__pack_feed_any(
   }
 
   /* Fast path: at a frame boundary; deliver every whole frame in place.
-   * The checks of hps__pack_header_bad, with the flag's as one compare
-   * (fmask, fwant). */
-  {
-    for (;;) {
-      size_t left = (size_t)(end - p);
-      if (left < 4) {
-        if (left != 0) {
-          memcpy(d->hdr, p, left);
-          d->hdr_got = (uint32_t)left;
-        }
-        return 0;
+   * The checks of hps__pack_header_bad, the flag's as one compare (fmask,
+   * fwant). */
+  for (;;) {
+    size_t left = (size_t)(end - p);
+    if (left < 4) {
+      if (left != 0) {
+        memcpy(d->hdr, p, left);
+        d->hdr_got = (uint32_t)left;
       }
-      h = hps__pack_load_le32(p);
-      blen = h & HPS__PACK_LEN_MASK;
-      if (HPS__UNLIKELY(blen - 1u >= d->max || (h & d->fmask) != d->fwant))
-        return hps__pack_fail(d, h);
-      if (HPS__UNLIKELY(left - 4 < blen))
-        break;
-      r = fn_in(ctx, p + 4, blen);
-      p += 4 + (size_t)blen;
-      if (HPS__UNLIKELY(r != 0)) {
-        d->stop = p;
-        return r;
-      }
+      return 0;
+    }
+    h = hps__pack_load_le32(p);
+    blen = h & HPS__PACK_LEN_MASK;
+    if (HPS__UNLIKELY(blen - 1u >= d->max || (h & d->fmask) != d->fwant))
+      return hps__pack_fail(d, h);
+    if (HPS__UNLIKELY(left - 4 < blen))
+      break;
+    r = fn_in(ctx, p + 4, blen);
+    p += 4 + (size_t)blen;
+    if (HPS__UNLIKELY(r != 0)) {
+      d->stop = p;
+      return r;
     }
   }
 

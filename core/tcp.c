@@ -414,7 +414,9 @@ static void feed_pack(hps__conn *c, const char *base, size_t n) {
   ev->port = 0;
   r = hps__pack_feed_in(c->pack, (const uint8_t *)base, n, on_frame,
                         on_frame_in, c);
-  lp->echo_body = NULL;
+  /* c->loop again, not lp: lp kept live across the frames would push the
+   * end of the bytes out of the registers (a spill per frame) */
+  c->loop->echo_body = NULL;
   if (__builtin_expect(r != 0, 0)) feed_stopped(c, base + n, r);
 }
 
