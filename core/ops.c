@@ -225,19 +225,21 @@ static inline int cork_ok(hps_endpoint *ep, hps__conn *c, size_t len,
  * can be going out. */
 static inline int cork_echo(hps_endpoint *ep, hps__loop *lp, hps__conn *c,
                             const char *body, size_t len) {
-  const char *p = body - HPS__PACK_HEADER;
   /* len over the max first: the header compare alone could match a len of
    * 2^22 or more by its bits in the flag's place */
   if (len > (size_t)ep->opt[HPS_OPT_PACK_MAX] ||
       !cork_ok(ep, c, len, HPS__PACK_HEADER))
     return 0;
-  if (hps__pack_load_le32((const uint8_t *)p) !=
+  if (hps__pack_load_le32((const uint8_t *)body - HPS__PACK_HEADER) !=
       (((uint32_t)ep->opt[HPS_OPT_PACK_FLAG] << 22) | (uint32_t)len))
     return 0;
-  if (lp->cork_ext != NULL && lp->cork_ext + lp->cork_len == p)
+  /* (body, not its header's address, in the compares: one register less,
+   * none to save) */
+  if (lp->cork_ext != NULL &&
+      lp->cork_ext + lp->cork_len + HPS__PACK_HEADER == body)
     ; /* follows on from the frames echoed before it */
   else if (lp->cork_len == 0)
-    lp->cork_ext = p;
+    lp->cork_ext = body - HPS__PACK_HEADER;
   else
     return 0; /* the cork holds other bytes: copied after them */
   lp->cork_len += HPS__PACK_HEADER + len;
