@@ -931,6 +931,18 @@ static void test_pack_echo_writes_its_own_flag_not_the_peers(void **state) {
 
 static int ph_npause;   /* atomic: pauses made by the handler */
 static int ph_bad_extra; /* atomic: frames whose event had the wrong extra */
+static int ph_bad_stats; /* atomic: frames that saw wrong statistics */
+
+/* Frame i's handler sees i + 1 messages received and i sent, on the
+ * connection and on the endpoint (ID 0), before its echo; i + 1 sent
+ * after it. */
+static int ph_stats_ok(const hps_event *ev, int i, int sent) {
+  hps_stats s, t;
+  return hps_get_stats(ev->endpoint, ev->conn, &s) == 0 &&
+         hps_get_stats(ev->endpoint, 0, &t) == 0 &&
+         s.msgs_received == (uint64_t)i + 1 && s.msgs_sent == (uint64_t)sent &&
+         t.msgs_received == (uint64_t)i + 1 && t.msgs_sent == (uint64_t)sent;
+}
 
 /* Echo every frame; pause after frames 0 and 90 (the second from inside
  * the delivery of what the first pause held). Each frame's handler sets
@@ -944,8 +956,12 @@ static int hook_pack_echo_pause(t_rec *r, const hps_event *ev) {
   if (ev->extra != (uintptr_t)i)
     __atomic_add_fetch(&ph_bad_extra, 1, __ATOMIC_RELEASE);
   hps_set_extra(ev->endpoint, ev->conn, (uintptr_t)i + 1);
+  if (!ph_stats_ok(ev, i, i))
+    __atomic_add_fetch(&ph_bad_stats, 1, __ATOMIC_RELEASE);
   if (hps_send(ev->endpoint, ev->conn, ev->data, ev->len) != 0)
     return HPS_HR_ERROR;
+  if (!ph_stats_ok(ev, i, i + 1))
+    __atomic_add_fetch(&ph_bad_stats, 1, __ATOMIC_RELEASE);
   if (i == 0 || i == 90) {
     hps_pause_receive(ev->endpoint, ev->conn, 1);
     __atomic_add_fetch(&ph_npause, 1, __ATOMIC_RELEASE);
@@ -959,7 +975,8 @@ static int ph_paused(void *arg) {
 
 /* The frames a pause held back are echoed, when the resume delivers them,
  * as they would have been: every answer, in order, and nothing after the
- * pause goes out before the resume. */
+ * pause goes out before the resume. Every handler sees exact statistics,
+ * and the event's extra as the one before set it. */
 static void test_pack_echo_of_frames_a_pause_held_back(void **state) {
   int64_t opts[] = {HPS_OPT_EVENTS, HPS_EVENTS_ALL & ~HPS_EVBIT(HPS_EV_SEND),
                     0};
@@ -971,6 +988,7 @@ static void test_pack_echo_of_frames_a_pause_held_back(void **state) {
   got = malloc(len);
   __atomic_store_n(&ph_npause, 0, __ATOMIC_RELEASE);
   __atomic_store_n(&ph_bad_extra, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&ph_bad_stats, 0, __ATOMIC_RELEASE);
   env_open(&e, HPS_MODEL_PACK, opts, hook_pack_echo_pause, NULL);
   t_send_all(e.fd, out, len); /* one write: mostly one read */
   k = 1;
@@ -987,6 +1005,7 @@ static void test_pack_echo_of_frames_a_pause_held_back(void **state) {
   assert_memory_equal(got, out, len);
   assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), n);
   assert_int_equal(__atomic_load_n(&ph_bad_extra, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&ph_bad_stats, __ATOMIC_ACQUIRE), 0);
   env_close(&e);
   free(out);
   free(got);
