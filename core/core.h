@@ -204,7 +204,10 @@ struct hps__loop {
   /* loop thread only */
   int stopping;
   int handles_closed;
-  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic totals */
+  /* atomic: the counts of the connections released so far; hps_get_stats
+   * adds the live ones (under lock), so a message costs no second set of
+   * counter updates here */
+  uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv;
   /* Write corking: while one read of `corked` is being delivered, its own
    * sends from the handler gather here and go out in one write at the end
    * (a read of 16 pack frames answered frame by frame is 1 write, not 16). */
@@ -216,6 +219,15 @@ struct hps__loop {
    * copied. They stay put until the delivery ends, where the cork is
    * flushed. */
   const char *cork_ext;
+  /* Pack model, while a frame of `corked` is being delivered: its body
+   * when its header lies right before it in the bytes being fed (which
+   * stay put until the cork is flushed), else NULL. A send of exactly
+   * that frame (an echo) is then recognised with one compare and added to
+   * the cork where it lies (cork_echo, ops.c). NULL outside a feed. */
+  const char *echo_body;
+  /* Pack model: the RECEIVE event of the frames being fed, its fields but
+   * data, len and extra filled in once per feed (feeds never nest). */
+  hps_event frame_ev;
   char readbuf[HPS__READ_BUF];
   char cork[HPS__READ_BUF];
   hps__udp_loop udp; /* UDP roles only */
@@ -335,13 +347,28 @@ int hps__conn_write(hps__conn *c, hps__wreq *w);
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
+/* Count bytes and messages sent on the connection (its loop's totals
+ * take them when it is released). */
+static inline __attribute__((always_inline)) void hps__count_sent(
+    hps__conn *c, size_t n, uint64_t msgs) {
+  HPS__BUMP(&c->bytes_sent, n);
+  HPS__BUMP(&c->msgs_sent, msgs);
+}
 /* Loop thread: the same for one send of bytes that lie in the loop's read
- * buffer (an echo): they are written from there, not copied. */
-int hps__cork_borrow(hps__conn *c, const void *base, size_t len);
-int hps__cork_borrow_frame(hps__conn *c, const void *body, size_t len,
-                           uint32_t flag);
-/* Count bytes and messages sent, on the connection and its loop. */
-void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs);
+ * buffer (an echo): they are written from there, not copied. Inline: it
+ * is the push echo's hot path. */
+static inline int hps__cork_borrow(hps__conn *c, const void *base,
+                                   size_t len) {
+  hps__loop *lp = c->loop;
+  if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
+      (uintptr_t)base < (uintptr_t)lp->readbuf ||
+      (uintptr_t)base + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
+    return 0;
+  lp->cork_ext = base;
+  lp->cork_len = len;
+  hps__count_sent(c, len, 1);
+  return 1;
+}
 /* Write out what c's cork holds (no-op when it holds nothing of c's). */
 void hps__cork_flush(hps__conn *c);
 /* uv_try_write of n bytes on c's socket with one send(2) and none of

@@ -217,6 +217,12 @@ void hps__conn_release_locked(hps__loop *lp, hps__conn *c) {
     lp->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   lp->nconns--;
+  /* its counts into the loop's totals, in the same step as it leaves the
+   * list that hps_get_stats walks: counted once at any time */
+  HPS__BUMP(&lp->bytes_sent, HPS__LOAD(&c->bytes_sent));
+  HPS__BUMP(&lp->bytes_recv, HPS__LOAD(&c->bytes_recv));
+  HPS__BUMP(&lp->msgs_sent, HPS__LOAD(&c->msgs_sent));
+  HPS__BUMP(&lp->msgs_recv, HPS__LOAD(&c->msgs_recv));
   free(c->pbuf);
   hps__tls_conn_free(c);
   if (c->pack) {

@@ -202,49 +202,91 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
 }
 
 /* A handler answering, with one buffer, the connection whose read it is
- * being given (an echo; in the pack model one per frame): straight into
- * the loop's cork, skipping the general path's gathering and its calls.
- * It takes only what would succeed there and end in the cork (checked as
- * send_own checks); anything else -- SEND events on, an error to report,
- * a file going out, a full cork -- returns 0 and goes the general way. */
-static inline int cork_one(hps_endpoint *ep, hps__conn *c, const void *data,
-                           size_t len) {
-  uint8_t h[HPS__PACK_HEADER];
-  size_t hdr = 0;
+ * being given: straight into the loop's cork, skipping the general path's
+ * gathering and its calls. These take only what would succeed there and
+ * end in the cork (checked as send_own checks, in its order); anything
+ * else -- SEND events on, an error to report, a file going out, a full
+ * cork -- returns 0 and goes the general way. */
+static inline int cork_ok(hps_endpoint *ep, hps__conn *c, size_t len,
+                          size_t hdr) {
+  return !(HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) &&
+         HPS__LOAD(&c->state) == HPS__C_OPEN && !HPS__LOAD(&c->doomed) &&
+         HPS__LOAD(&c->queued) + len + hdr <=
+             (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE];
+}
+
+/* Pack model: the send of exactly the frame being delivered (an echo:
+ * data is lp->echo_body, and the header before it is the one this send
+ * writes, which also makes len that frame's length) goes into the cork
+ * where it lies, header included, extending the range of the frames
+ * echoed before it when it follows on from them: a read's frames echoed
+ * go out as they came in, in one send and with no copy. The bytes sent are
+ * the same either way. No file is ever sent in the pack model, so none
+ * can be going out. */
+static inline int cork_echo(hps_endpoint *ep, hps__loop *lp, hps__conn *c,
+                            const char *body, size_t len) {
+  /* len over the max first: the header compare alone could match a len of
+   * 2^22 or more by its bits in the flag's place */
+  if (len > (size_t)ep->opt[HPS_OPT_PACK_MAX] ||
+      !cork_ok(ep, c, len, HPS__PACK_HEADER))
+    return 0;
+  if (hps__pack_load_le32((const uint8_t *)body - HPS__PACK_HEADER) !=
+      (((uint32_t)ep->opt[HPS_OPT_PACK_FLAG] << 22) | (uint32_t)len))
+    return 0;
+  /* (body, not its header's address, in the compares: one register less,
+   * none to save) */
+  if (lp->cork_ext != NULL &&
+      lp->cork_ext + lp->cork_len + HPS__PACK_HEADER == body)
+    ; /* follows on from the frames echoed before it */
+  else if (lp->cork_len == 0)
+    lp->cork_ext = body - HPS__PACK_HEADER;
+  else
+    return 0; /* the cork holds other bytes: copied after them */
+  lp->cork_len += HPS__PACK_HEADER + len;
+  hps__count_sent(c, len, 1);
+  return 1;
+}
+
+/* hps_send's every other way, out of line: the echoes in hps__send1 then
+ * need no saved registers. */
+__attribute__((noinline)) static int send1_general(hps_endpoint *ep,
+                                                   hps_conn_id id,
+                                                   const void *data,
+                                                   size_t len) {
+  hps__loop *lp = hps__tls_loop;
+  hps__conn *c;
   hps_buf b;
-  if ((HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) ||
-      HPS__LOAD(&c->state) != HPS__C_OPEN || HPS__LOAD(&c->doomed))
-    return 0;
-  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) {
-    if (len > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return 0;
-    hdr = HPS__PACK_HEADER;
-  }
-  if (HPS__LOAD(&c->queued) + len + hdr >
-      (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
-    return 0;
-  if (hdr == 0) {
-    if (hps__cork_borrow(c, data, len)) return 1;
-  } else {
-    uint32_t flag = (uint32_t)ep->opt[HPS_OPT_PACK_FLAG];
-    if (hps__cork_borrow_frame(c, data, len, flag)) return 1;
-    hps__pack_header(h, flag, (uint32_t)len);
-  }
   b.base = data;
   b.len = len;
-  return hps__cork_append(c, &b, 1, h, hdr, len);
+  /* pack: one frame, its header and body copied into the cork */
+  if (lp != NULL && (c = lp->corked) != NULL && c->id == id && lp->ep == ep &&
+      len != 0 && ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK &&
+      len <= (size_t)ep->opt[HPS_OPT_PACK_MAX] &&
+      cork_ok(ep, c, len, HPS__PACK_HEADER)) {
+    uint8_t h[HPS__PACK_HEADER];
+    hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG], (uint32_t)len);
+    if (hps__cork_append(c, &b, 1, h, HPS__PACK_HEADER, len)) return 0;
+  }
+  return hps__send(ep, id, &b, 1);
 }
 
 int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
                size_t len) {
   hps__loop *lp = hps__tls_loop;
   hps__conn *c;
-  hps_buf b;
-  if (lp != NULL && (c = lp->corked) != NULL && c->id == id && lp->ep == ep &&
-      len != 0 && cork_one(ep, c, data, len))
-    return 0;
-  b.base = data;
-  b.len = len;
-  return hps__send(ep, id, &b, 1);
+  if (lp == NULL || data == NULL) /* data: api.c checked it */
+    return send1_general(ep, id, data, len);
+  if ((const char *)data == lp->echo_body) {
+    /* echo_body is set only while lp->corked is fed its frames */
+    c = lp->corked;
+    if (c->id == id && lp->ep == ep && cork_echo(ep, lp, c, data, len))
+      return 0;
+  } else if ((c = lp->corked) != NULL && c->id == id && lp->ep == ep &&
+             len != 0 && ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PACK &&
+             cork_ok(ep, c, len, 0) && hps__cork_borrow(c, data, len)) {
+    return 0; /* push (or pull): bytes of the read's buffer, an echo */
+  }
+  return send1_general(ep, id, data, len);
 }
 
 int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
@@ -427,13 +469,28 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
   int err = 0, i;
   memset(st, 0, sizeof(*st));
   if (id == 0 && !HPS__SINGLE(ep)) {
-    if (!running(ep) && ep->loops == NULL) return 0;
+    /* The loops' totals hold the released connections; the live ones
+     * (running: under the lock, which a connection is released under)
+     * add their own. Stopped, every connection has been released. */
+    int live = running(ep);
+    if (!live && ep->loops == NULL) return 0;
     for (i = 0; i < ep->nloops; i++) {
       lp = ep->loops[i];
+      if (lp == NULL) continue; /* a start making its loops */
+      if (live) uv_mutex_lock(&lp->lock);
       st->bytes_sent += HPS__LOAD(&lp->bytes_sent);
       st->bytes_received += HPS__LOAD(&lp->bytes_recv);
       st->msgs_sent += HPS__LOAD(&lp->msgs_sent);
       st->msgs_received += HPS__LOAD(&lp->msgs_recv);
+      if (live) {
+        for (c = lp->conns; c != NULL; c = c->next) {
+          st->bytes_sent += HPS__LOAD(&c->bytes_sent);
+          st->bytes_received += HPS__LOAD(&c->bytes_recv);
+          st->msgs_sent += HPS__LOAD(&c->msgs_sent);
+          st->msgs_received += HPS__LOAD(&c->msgs_recv);
+        }
+        uv_mutex_unlock(&lp->lock);
+      }
     }
     return 0;
   }

@@ -55,12 +55,6 @@
 #define HPS__UNLIKELY(x) (x)
 #endif
 
-static inline uint32_t hps__pack_load_le32(const uint8_t *p) {
-  /* Compiles to one load on little-endian targets. */
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-         ((uint32_t)p[3] << 24);
-}
-
 void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max) {
   /* No clamping needed: a flag over 10 bits never matches (every frame is
    * rejected), and a max over HPS__PACK_MAX_LIMIT allows no more than the
@@ -68,6 +62,10 @@ void hps__pack_init(hps__pack_dec *d, uint32_t flag, uint32_t max) {
   memset(d, 0, sizeof(*d));
   d->flag = flag;
   d->max = max;
+  /* a frame's flag bits under fmask must be fwant: no bits when the flag
+   * is 0 (not checked), never when it is over 10 bits */
+  d->fmask = flag != 0 ? ~(uint32_t)HPS__PACK_LEN_MASK : 0u;
+  d->fwant = flag > HPS__PACK_FLAG_MAX ? 1u : flag << 22;
 }
 
 void hps__pack_reset(hps__pack_dec *d) {
@@ -145,8 +143,13 @@ static void hps__pack_done_buffered(hps__pack_dec *d) {
   }
 }
 
-int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
-                   hps__pack_frame_fn fn, void *ctx) {
+/* The decoder. fn_in gets the frames of the fast loop, whose header lies
+ * right before the body in data; fn the others. Always inlined into the
+ * two entry points below, so a caller (with LTO) gets its callbacks
+ * inlined into the loop. */
+static inline __attribute__((always_inline)) int hps__pack_feed_any(
+    hps__pack_dec *d, const uint8_t *data, size_t len, hps__pack_frame_fn fn,
+    hps__pack_frame_fn fn_in, void *ctx) {
   const uint8_t *p, *end;
   uint32_t h, blen;
   int r;
@@ -221,7 +224,9 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
     end = data + len;
   }
 
-  /* Fast path: at a frame boundary; deliver every whole frame in place. */
+  /* Fast path: at a frame boundary; deliver every whole frame in place.
+   * The checks of hps__pack_header_bad, the flag's as one compare (fmask,
+   * fwant). */
   for (;;) {
     size_t left = (size_t)(end - p);
     if (left < 4) {
@@ -232,12 +237,12 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
       return 0;
     }
     h = hps__pack_load_le32(p);
-    if (HPS__UNLIKELY(hps__pack_header_bad(d, h)))
-      return hps__pack_fail(d, h);
     blen = h & HPS__PACK_LEN_MASK;
+    if (HPS__UNLIKELY(blen - 1u >= d->max || (h & d->fmask) != d->fwant))
+      return hps__pack_fail(d, h);
     if (HPS__UNLIKELY(left - 4 < blen))
       break;
-    r = fn(ctx, p + 4, blen);
+    r = fn_in(ctx, p + 4, blen);
     p += 4 + (size_t)blen;
     if (HPS__UNLIKELY(r != 0)) {
       d->stop = p;
@@ -261,4 +266,15 @@ int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
     }
   }
   return 0;
+}
+
+int hps__pack_feed(hps__pack_dec *d, const uint8_t *data, size_t len,
+                   hps__pack_frame_fn fn, void *ctx) {
+  return hps__pack_feed_any(d, data, len, fn, fn, ctx);
+}
+
+int hps__pack_feed_in(hps__pack_dec *d, const uint8_t *data, size_t len,
+                      hps__pack_frame_fn fn, hps__pack_frame_fn fn_in,
+                      void *ctx) {
+  return hps__pack_feed_any(d, data, len, fn, fn_in, ctx);
 }

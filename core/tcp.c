@@ -6,9 +6,42 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core.h"
+
+/* recv(2) and send(2) as bare system calls on Linux: libc's wrappers are
+ * cancellation points, and in a threaded process each call enables and
+ * disables asynchronous cancellation around the system call (two atomic
+ * updates, ~70 Ir a call, callgrind). No loop thread is ever cancelled.
+ * Under sanitizers the libc calls stay: their interceptors check the
+ * buffers and (TSan) see the file descriptor's synchronisation. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define HPS__SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HPS__SANITIZED 1
+#endif
+#if defined(__linux__) && defined(SYS_recvfrom) && defined(SYS_sendto) && \
+    !defined(HPS__SANITIZED)
+static inline ssize_t sock_recv(int fd, void *buf, size_t n) {
+  return syscall(SYS_recvfrom, fd, buf, n, 0, NULL, NULL);
+}
+static inline ssize_t sock_send(int fd, const void *p, size_t n, int flags) {
+  return syscall(SYS_sendto, fd, p, n, flags, NULL, 0);
+}
+#else
+static inline ssize_t sock_recv(int fd, void *buf, size_t n) {
+  return recv(fd, buf, n, 0);
+}
+static inline ssize_t sock_send(int fd, const void *p, size_t n, int flags) {
+  return send(fd, p, n, flags);
+}
+#endif
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_write(uv_write_t *req, int status);
@@ -16,6 +49,13 @@ static void start_reading(hps__conn *c);
 static void drop_held(hps__conn *c);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+/* The socket of a TCP connection, -1 once closed: what uv_fileno answers
+ * for a TCP handle (uv_close closes a stream's socket at once and sets
+ * this -1), without its call and type switch (~16 Ir, twice a read). */
+static inline int conn_fd(const hps__conn *c) {
+  return c->tcp.io_watcher.fd;
+}
 
 static hps_endpoint *conn_ep(hps__conn *c) { return c->loop->ep; }
 
@@ -286,12 +326,17 @@ static void start_reading(hps__conn *c) {
 
 void hps__start_reading(hps__conn *c) { start_reading(c); }
 
+/* On the connection only: its loop's totals take them when it is
+ * released. */
 static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
-  hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
   HPS__BUMP(&c->msgs_recv, msgs);
-  HPS__BUMP(&lp->bytes_recv, n);
-  HPS__BUMP(&lp->msgs_recv, msgs);
+}
+
+/* Pull and pack: the bytes of a read; its messages are counted as they
+ * are delivered. */
+static inline void count_recv_bytes(hps__conn *c, size_t n) {
+  HPS__BUMP(&c->bytes_recv, n);
 }
 
 /* on_frame's answers to the decoder: go on, stop (closed), stop and hold
@@ -300,12 +345,24 @@ static inline void count_recv(hps__conn *c, size_t n, uint64_t msgs) {
 #define FRAME_PAUSED 1 /* c->paused itself: no arithmetic per frame */
 #define FRAME_CLOSED 2
 
-static int on_frame(void *ctx, const uint8_t *body, size_t len) {
-  hps__conn *c = ctx;
-  count_recv(c, 0, 1);
-  if (hps__emit(c, HPS_EV_RECEIVE, body, len) == HPS_HR_ERROR) {
-    hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
-    return FRAME_CLOSED;
+/* A frame for c's handler: lp->frame_ev, filled in by feed_pack, with
+ * this frame's data, len and extra (a handler gets it as const). Only c
+ * and the decoder's state stay in registers across the handler's call. */
+static inline __attribute__((always_inline)) int frame(hps__conn *c,
+                                                       const uint8_t *body,
+                                                       size_t len) {
+  hps__loop *lp = c->loop;
+  hps_endpoint *ep = lp->ep;
+  /* the bytes were counted when read: one more message, nothing else */
+  HPS__BUMP(&c->msgs_recv, 1);
+  if (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_RECEIVE)) {
+    lp->frame_ev.data = body;
+    lp->frame_ev.len = len;
+    lp->frame_ev.extra = HPS__LOAD(&c->extra);
+    if (ep->fn(ep->user, &lp->frame_ev) == HPS_HR_ERROR) {
+      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+      return FRAME_CLOSED;
+    }
   }
   /* The handler may have closed or paused the connection (a pause and a
    * resume within it leave it going on). paused is 0 or 1. */
@@ -313,23 +370,54 @@ static int on_frame(void *ctx, const uint8_t *body, size_t len) {
   return c->paused;
 }
 
+/* A frame completed from earlier feeds: not echoed where it lies. */
+static int on_frame(void *ctx, const uint8_t *body, size_t len) {
+  hps__conn *c = ctx;
+  c->loop->echo_body = NULL;
+  return frame(c, body, len);
+}
+
+/* A frame whose header lies right before it in the fed bytes. */
+static int on_frame_in(void *ctx, const uint8_t *body, size_t len) {
+  hps__conn *c = ctx;
+  c->loop->echo_body = (const char *)body;
+  return frame(c, body, len);
+}
+
 /* The decoder stopped on r: an error, or a frame whose handler closed or
- * paused the connection. */
+ * paused the connection. The fed bytes end at end. */
 __attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
-                                                        const char *base,
-                                                        size_t n, int r) {
+                                                        const char *end,
+                                                        int r) {
   const char *rest = (const char *)c->pack->stop;
   if (r < 0)
     hps__conn_close(c, HPS_OP_RECEIVE, r);
   else if (r == FRAME_PAUSED)
-    hold(c, rest, n - (size_t)(rest - base));
+    hold(c, rest, (size_t)(end - rest));
 }
 
 /* Feed bytes to the pack decoder; a pause from a handler stops it after
- * that frame and the rest of the bytes wait in c->held. */
+ * that frame and the rest of the bytes wait in c->held. The bytes stay
+ * put until the caller flushes the cork (read buffer, held bytes). */
 static void feed_pack(hps__conn *c, const char *base, size_t n) {
-  int r = hps__pack_feed(c->pack, (const uint8_t *)base, n, on_frame, c);
-  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base, n, r);
+  hps__loop *lp = c->loop;
+  hps_event *ev = &lp->frame_ev;
+  int r;
+  ev->type = HPS_EV_RECEIVE;
+  ev->op = 0;
+  ev->error = 0;
+  ev->reserved = 0;
+  ev->endpoint = lp->ep;
+  ev->conn = c->id;
+  ev->fd = -1;
+  ev->addr = NULL;
+  ev->port = 0;
+  r = hps__pack_feed_in(c->pack, (const uint8_t *)base, n, on_frame,
+                        on_frame_in, c);
+  /* c->loop again, not lp: lp kept live across the frames would push the
+   * end of the bytes out of the registers (a spill per frame) */
+  c->loop->echo_body = NULL;
+  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base + n, r);
 }
 
 __attribute__((cold)) void hps__conn_drain(hps__conn *c) {
@@ -398,11 +486,11 @@ static inline __attribute__((always_inline)) void deliver(hps__conn *c,
                                                           size_t nread) {
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
-    count_recv(c, nread, 0);
+    count_recv_bytes(c, nread);
     read_pull(c, base, nread);
     break;
   case HPS_MODEL_PACK:
-    count_recv(c, nread, 0);
+    count_recv_bytes(c, nread);
     feed_pack(c, base, nread);
     break;
   default: /* push: one read, one message */
@@ -452,14 +540,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hps__conn *c = s->data;
   char *base = c->loop->readbuf;
   int count = 32;
-  uv_os_fd_t fd;
+  int fd = conn_fd(c);
   (void)nread; /* always UV_ENOBUFS: see on_alloc */
   (void)buf;
-  if (uv_fileno((uv_handle_t *)s, &fd) != 0) return;
+  if (fd < 0) return;
   while (count-- > 0) {
     ssize_t n;
     do
-      n = recv(fd, base, sizeof(c->loop->readbuf), 0);
+      n = sock_recv(fd, base, sizeof(c->loop->readbuf));
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
       int err = n == 0 ? UV_EOF : -errno;
@@ -729,14 +817,6 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
 
 /* ---- write ---- */
 
-void hps__count_sent(hps__conn *c, size_t n, uint64_t msgs) {
-  hps__loop *lp = c->loop;
-  HPS__BUMP(&c->bytes_sent, n);
-  HPS__BUMP(&c->msgs_sent, msgs);
-  HPS__BUMP(&lp->bytes_sent, n);
-  HPS__BUMP(&lp->msgs_sent, msgs);
-}
-
 static int send_events_on(hps__conn *c) {
   return (HPS__LOAD(&conn_ep(c)->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
 }
@@ -779,44 +859,6 @@ static void defer(hps__conn *c, hps__wreq *w) {
   HPS__ADD(&c->queued, w->len);
 }
 
-int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
-  hps__loop *lp = c->loop;
-  if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
-      (uintptr_t)base < (uintptr_t)lp->readbuf ||
-      (uintptr_t)base + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
-    return 0;
-  lp->cork_ext = base;
-  lp->cork_len = len;
-  hps__count_sent(c, len, 1);
-  return 1;
-}
-
-/* Pack model: the body of a frame of the read being delivered, sent back
- * whole (an echo) -- its header sits in the read buffer right before it
- * and is the one we would write -- is pointed at rather than copied, and
- * the next frame of the same read extends what is pointed at when it
- * follows on: a read's frames echoed go out as they came in, in one send
- * and with no copy. The bytes sent are the same either way. */
-int hps__cork_borrow_frame(hps__conn *c, const void *body, size_t len,
-                           uint32_t flag) {
-  hps__loop *lp = c->loop;
-  const char *p = (const char *)body - HPS__PACK_HEADER;
-  uint8_t h[HPS__PACK_HEADER];
-  if (lp->corked != c || c->file != NULL ||
-      (uintptr_t)p < (uintptr_t)lp->readbuf ||
-      (uintptr_t)body + len > (uintptr_t)lp->readbuf + sizeof(lp->readbuf))
-    return 0;
-  hps__pack_header(h, flag, (uint32_t)len);
-  if (memcmp(p, h, HPS__PACK_HEADER) != 0) return 0;
-  if (lp->cork_len == 0)
-    lp->cork_ext = p;
-  else if (lp->cork_ext == NULL || lp->cork_ext + lp->cork_len != p)
-    return 0;
-  lp->cork_len += HPS__PACK_HEADER + len;
-  hps__count_sent(c, len, 1);
-  return 1;
-}
-
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total) {
   hps__loop *lp = c->loop;
@@ -845,12 +887,12 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
 }
 
 ssize_t hps__try_write(hps__conn *c, const char *p, size_t n) {
-  uv_os_fd_t fd;
+  int fd = conn_fd(c);
   ssize_t r;
   if (c->tcp.write_queue_size != 0) return UV_EAGAIN;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return UV_EBADF;
+  if (fd < 0) return UV_EBADF;
   do
-    r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    r = sock_send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
   if (r >= 0) return r;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)

@@ -193,12 +193,11 @@ static int emit(hps__conn *c, int type, const void *data, size_t len,
   return ep->fn(ep->user, &ev);
 }
 
+/* On the connection only: its loop's totals take them when it is
+ * released. */
 static void count_recv(hps__conn *c, size_t n) {
-  hps__loop *lp = c->loop;
   HPS__BUMP(&c->bytes_recv, n);
   HPS__BUMP(&c->msgs_recv, 1);
-  HPS__BUMP(&lp->bytes_recv, n);
-  HPS__BUMP(&lp->msgs_recv, 1);
 }
 
 /* ---- close ---- */

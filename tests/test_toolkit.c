@@ -870,6 +870,147 @@ static void test_pack_echo_from_the_read_buffer_keeps_every_answer(
   }
 }
 
+/* ---- pack echoes: the header written is this side's ---- */
+
+/* Frame i carries flag 1 unless i % 3 == 0; the server's flag is 0 (not
+ * checked, so every frame is accepted). */
+static uint32_t pw_flag(int i) { return i % 3 != 0; }
+
+static int pw_ret; /* atomic: the oversized send's answer, or 1 when none */
+
+/* Echo every frame. First a send of the frame's body with 2^22 more bytes
+ * than it has: over the max, refused, though 2^22 + len in a header's 32
+ * bits is the peer's flag-1 header for this frame, byte for byte. */
+static int hook_pack_echo_own_flag(t_rec *r, const hps_event *ev) {
+  int x;
+  (void)r;
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  x = hps_send(ev->endpoint, ev->conn, ev->data, ev->len + (1u << 22));
+  if (x != HPS_EPACKSIZE) __atomic_store_n(&pw_ret, x == 0 ? 1 : x,
+                                           __ATOMIC_RELEASE);
+  return hps_send(ev->endpoint, ev->conn, ev->data, ev->len) ? HPS_HR_ERROR
+                                                            : HPS_HR_OK;
+}
+
+/* The server's flag is 0, so frames with any flag are accepted; its echo
+ * of one is a frame with its own flag, 0, not the peer's header that sits
+ * before the body in the read buffer. And a send longer than the max is
+ * refused even where the header in front would say that length. */
+static void test_pack_echo_writes_its_own_flag_not_the_peers(void **state) {
+  int64_t opts[] = {HPS_OPT_PACK_FLAG, 0, HPS_OPT_PACK_MAX, 1000,
+                    HPS_OPT_EVENTS, HPS_EVENTS_ALL & ~HPS_EVBIT(HPS_EV_SEND),
+                    0};
+  env e;
+  int n = 120, i;
+  unsigned char *out = malloc((size_t)n * 32), *want, *got;
+  size_t len = pf_build(out, 0, n), k;
+  (void)state;
+  want = malloc(len);
+  got = malloc(len);
+  memcpy(want, out, len); /* pf_build's headers have flag 0 */
+  for (k = 0, i = 0; k < len; i++) {
+    size_t blen = out[k] | (size_t)out[k + 1] << 8;
+    pe_header(out + k, pw_flag(i), (uint32_t)blen);
+    k += 4 + blen;
+  }
+  __atomic_store_n(&pw_ret, 0, __ATOMIC_RELEASE);
+  env_open(&e, HPS_MODEL_PACK, opts, hook_pack_echo_own_flag, NULL);
+  t_send_all(e.fd, out, len); /* one write: mostly one read */
+  assert_int_equal(t_recv_exact(e.fd, got, len, T_WAIT_MS), len);
+  assert_memory_equal(got, want, len);
+  assert_int_equal(__atomic_load_n(&pw_ret, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), n);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_CLOSE), 0);
+  env_close(&e);
+  free(out);
+  free(want);
+  free(got);
+}
+
+/* ---- pack echoes of frames a pause held back ---- */
+
+static int ph_npause;   /* atomic: pauses made by the handler */
+static int ph_bad_extra; /* atomic: frames whose event had the wrong extra */
+static int ph_bad_stats; /* atomic: frames that saw wrong statistics */
+
+/* Frame i's handler sees i + 1 messages received and i sent, on the
+ * connection and on the endpoint (ID 0), before its echo; i + 1 sent
+ * after it. */
+static int ph_stats_ok(const hps_event *ev, int i, int sent) {
+  hps_stats s, t;
+  return hps_get_stats(ev->endpoint, ev->conn, &s) == 0 &&
+         hps_get_stats(ev->endpoint, 0, &t) == 0 &&
+         s.msgs_received == (uint64_t)i + 1 && s.msgs_sent == (uint64_t)sent &&
+         t.msgs_received == (uint64_t)i + 1 && t.msgs_sent == (uint64_t)sent;
+}
+
+/* Echo every frame; pause after frames 0 and 90 (the second from inside
+ * the delivery of what the first pause held). Each frame's handler sets
+ * the connection's extra to its index + 1: the next frame's event, of the
+ * same read or not, must carry it. */
+static int hook_pack_echo_pause(t_rec *r, const hps_event *ev) {
+  int i;
+  (void)r;
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  i = pe_index(ev->data);
+  if (ev->extra != (uintptr_t)i)
+    __atomic_add_fetch(&ph_bad_extra, 1, __ATOMIC_RELEASE);
+  hps_set_extra(ev->endpoint, ev->conn, (uintptr_t)i + 1);
+  if (!ph_stats_ok(ev, i, i))
+    __atomic_add_fetch(&ph_bad_stats, 1, __ATOMIC_RELEASE);
+  if (hps_send(ev->endpoint, ev->conn, ev->data, ev->len) != 0)
+    return HPS_HR_ERROR;
+  if (!ph_stats_ok(ev, i, i + 1))
+    __atomic_add_fetch(&ph_bad_stats, 1, __ATOMIC_RELEASE);
+  if (i == 0 || i == 90) {
+    hps_pause_receive(ev->endpoint, ev->conn, 1);
+    __atomic_add_fetch(&ph_npause, 1, __ATOMIC_RELEASE);
+  }
+  return HPS_HR_OK;
+}
+
+static int ph_paused(void *arg) {
+  return __atomic_load_n(&ph_npause, __ATOMIC_ACQUIRE) == *(int *)arg;
+}
+
+/* The frames a pause held back are echoed, when the resume delivers them,
+ * as they would have been: every answer, in order, and nothing after the
+ * pause goes out before the resume. Every handler sees exact statistics,
+ * and the event's extra as the one before set it. */
+static void test_pack_echo_of_frames_a_pause_held_back(void **state) {
+  int64_t opts[] = {HPS_OPT_EVENTS, HPS_EVENTS_ALL & ~HPS_EVBIT(HPS_EV_SEND),
+                    0};
+  env e;
+  int n = 180, k;
+  unsigned char *out = malloc((size_t)n * 32), *got;
+  size_t len = pf_build(out, 0, n), first = 4 + pf_len(0);
+  (void)state;
+  got = malloc(len);
+  __atomic_store_n(&ph_npause, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&ph_bad_extra, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&ph_bad_stats, 0, __ATOMIC_RELEASE);
+  env_open(&e, HPS_MODEL_PACK, opts, hook_pack_echo_pause, NULL);
+  t_send_all(e.fd, out, len); /* one write: mostly one read */
+  k = 1;
+  assert_int_equal(t_poll(ph_paused, &k, T_WAIT_MS), 0);
+  /* paused after frame 0: its echo, and only it */
+  assert_int_equal(t_recv_exact(e.fd, got, first, T_WAIT_MS), first);
+  assert_int_equal(t_recv_exact(e.fd, got + first, 1, 150), 0);
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+  k = 2;
+  assert_int_equal(t_poll(ph_paused, &k, T_WAIT_MS), 0);
+  assert_int_equal(hps_pause_receive(e.ep, e.conn, 0), 0);
+  assert_int_equal(t_recv_exact(e.fd, got + first, len - first, T_WAIT_MS),
+                   len - first);
+  assert_memory_equal(got, out, len);
+  assert_int_equal(t_rec_count(&e.r, HPS_EV_RECEIVE), n);
+  assert_int_equal(__atomic_load_n(&ph_bad_extra, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(&ph_bad_stats, __ATOMIC_ACQUIRE), 0);
+  env_close(&e);
+  free(out);
+  free(got);
+}
+
 static void test_pause_resume_before_reading_starts(void **state) {
   t_rec r;
   hps_endpoint *ep;
@@ -1056,7 +1197,14 @@ static void test_stats_count_bytes_and_messages(void **state) {
   t = stats_of(e.ep, b);
   assert_true(t.silence_ms < s.silence_ms);
   assert_true(t.age_ms >= s.age_ms);
+  /* and once the endpoint has stopped, every connection's counts */
   close(fb);
+  assert_int_equal(hps_stop(e.ep), 0);
+  t = stats_of(e.ep, 0);
+  assert_int_equal(t.bytes_received, 311);
+  assert_int_equal(t.msgs_received, 4);
+  assert_int_equal(t.bytes_sent, 1058);
+  assert_int_equal(t.msgs_sent, 3);
   env_close(&e);
   unlink(path);
 }
@@ -1230,6 +1378,8 @@ int main(void) {
       cmocka_unit_test(test_pack_resume_then_disconnect_while_held),
       cmocka_unit_test(test_pack_stop_while_held_is_clean),
       cmocka_unit_test(test_pack_echo_from_the_read_buffer_keeps_every_answer),
+      cmocka_unit_test(test_pack_echo_writes_its_own_flag_not_the_peers),
+      cmocka_unit_test(test_pack_echo_of_frames_a_pause_held_back),
       cmocka_unit_test(
           test_disconnect_silent_closes_only_the_silent_connection),
       cmocka_unit_test(test_disconnect_long_closes_only_the_old_connection),
