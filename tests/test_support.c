@@ -55,15 +55,21 @@ static hps_endpoint *start_server(void *user, uint16_t *port) {
   return ep;
 }
 
+/* A running server with u (on the caller's stack) as its handler's data,
+ * and a peer connected to it whose ACCEPT reached the handler. */
+static void serve_one_peer(stack_user *u, probe *p) {
+  memset(u, 0, sizeof(*u));
+  start_server(u, &p->port);
+  p->fd = t_connect("127.0.0.1", p->port);
+  while (__atomic_load_n(&u->events, __ATOMIC_ACQUIRE) == 0) usleep(1000);
+}
+
 /* Inner test: dies on an assertion while its server runs and its peer is
  * connected. */
 static void dies_with_a_running_server(void **state) {
   stack_user u;
   (void)state;
-  memset(&u, 0, sizeof(u));
-  start_server(&u, &g_dies.port);
-  g_dies.fd = t_connect("127.0.0.1", g_dies.port);
-  while (__atomic_load_n(&u.events, __ATOMIC_ACQUIRE) == 0) usleep(1000); /* ACCEPT reached the handler */
+  serve_one_peer(&u, &g_dies);
   fail_msg("deliberate failure (test_support checks what it leaves)");
 }
 
@@ -71,10 +77,7 @@ static void dies_with_a_running_server(void **state) {
 static void forgets_to_free(void **state) {
   stack_user u;
   (void)state;
-  memset(&u, 0, sizeof(u));
-  start_server(&u, &g_forgets.port);
-  g_forgets.fd = t_connect("127.0.0.1", g_forgets.port);
-  while (__atomic_load_n(&u.events, __ATOMIC_ACQUIRE) == 0) usleep(1000);
+  serve_one_peer(&u, &g_forgets);
 }
 
 static int run_inner(const char *name, void (*fn)(void **)) {

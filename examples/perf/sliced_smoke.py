@@ -88,6 +88,22 @@ def check_run(r, cmd, n, rounds, slice_ms, conns, idle, setup=False, udp=False):
     check(len(ts) < 2 or j["idle"] == idle, "idle count")
 
 
+
+def run_and_kill(perf, targets_and_args, victim, delay):
+    """hps_perf --json --targets ... with victim stopped after delay seconds:
+    (exit code, stderr), or None if it did not end within 30 s."""
+    proc = subprocess.Popen([perf, "--json", "--targets"] + targets_and_args,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    victim.stop()
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    return proc.returncode, err
+
 def main():
     d = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     if not os.access(os.path.join(d, "hps_perf"), os.X_OK):
@@ -137,43 +153,26 @@ def main():
         check(r.returncode == 64, f"--threads 2 with --targets: exit {r.returncode}, want 64")
         # a server that dies during the run makes the run fail
         victim = servers[2]
-        proc = subprocess.Popen(
-            [perf, "--json", "--targets", f"{two[0].host}:{two[0].port},"
-             f"{victim.host}:{victim.port}", "--pids", f"{two[0].proc.pid},{victim.proc.pid}",
-             "--rounds", "40", "--slice-ms", "50", "--conns", "4"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.6)
-        victim.stop()
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            check(False, "hps_perf did not end after a server died")
-        else:
-            check(proc.returncode in (3, 4), f"server killed mid-run: exit {proc.returncode}, "
-                  "want 3 or 4")
+        ended = run_and_kill(perf, [f"{two[0].host}:{two[0].port},{victim.host}:{victim.port}",
+                                    "--pids", f"{two[0].proc.pid},{victim.proc.pid}",
+                                    "--rounds", "40", "--slice-ms", "50", "--conns", "4"],
+                             victim, 0.6)
+        check(ended is not None, "hps_perf did not end after a server died")
+        if ended is not None:
+            check(ended[0] in (3, 4), f"server killed mid-run: exit {ended[0]}, want 3 or 4")
         # --setup-rate: a server killed mid-run refuses the cycles of its
         # later slices; counted as errors, the run fails (no --pids here, so
         # it is the cycles that see it, not the /proc read)
         victim = servers[3]
-        proc = subprocess.Popen(
-            [perf, "--json", "--targets", f"{two[0].host}:{two[0].port},"
-             f"{victim.host}:{victim.port}", "--rounds", "12", "--slice-ms", "50",
-             "--setup-rate", "--conns", "4"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.4)
-        victim.stop()
-        try:
-            out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            check(False, "hps_perf --setup-rate did not end after a server died")
-        else:
-            check(proc.returncode == 4 and "refused" in err.lower(),
-                  f"--setup-rate, server killed mid-run: exit {proc.returncode}, want 4: "
-                  f"{err.strip()[-300:]}")
+        ended = run_and_kill(perf, [f"{two[0].host}:{two[0].port},{victim.host}:{victim.port}",
+                                    "--rounds", "12", "--slice-ms", "50", "--setup-rate",
+                                    "--conns", "4"],
+                             victim, 0.4)
+        check(ended is not None, "hps_perf --setup-rate did not end after a server died")
+        if ended is not None:
+            check(ended[0] == 4 and "refused" in ended[1].lower(),
+                  f"--setup-rate, server killed mid-run: exit {ended[0]}, want 4: "
+                  f"{ended[1].strip()[-300:]}")
     finally:
         for s in servers + udp:
             try:
