@@ -786,10 +786,7 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
   }
   c->tcp.data = c;
   HPS__STORE(&c->state, HPS__C_CONNECTING);
-  {
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) hps__setup_fd(ep, fd);
-  }
+  if (conn_fd(c) >= 0) hps__setup_fd(ep, conn_fd(c));
   if (hps__emit(c, HPS_EV_PREPARE, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;

@@ -341,6 +341,17 @@ def fmt_quartiles(xs):
     return f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
 
 
+def add_slice_args(ap, which):
+    """--rounds, --slice-ms, --warmup-rounds: what a sliced hps_perf run
+    takes; `which` names the runs they apply to in the help"""
+    ap.add_argument("--rounds", type=int, default=100,
+                    help=f"{which}: measured rounds (default 100)")
+    ap.add_argument("--slice-ms", type=int, default=50,
+                    help=f"{which}: one server's turn in ms (default 50)")
+    ap.add_argument("--warmup-rounds", type=int, default=1,
+                    help=f"{which}: unmeasured rounds first (default 1)")
+
+
 def print_sliced_table(args, servers, results):
     print()
     print("| scenario | server | /s | IQR | vs ref | per server CPU-s | vs ref "
@@ -411,12 +422,7 @@ def main():
     ap.add_argument("--sliced", action="store_true",
                     help="one hps_perf per scenario against every server, taking turns in "
                          "slices (see below)")
-    ap.add_argument("--rounds", type=int, default=100,
-                    help="--sliced: measured rounds (default 100)")
-    ap.add_argument("--slice-ms", type=int, default=50,
-                    help="--sliced: one server's turn in ms (default 50)")
-    ap.add_argument("--warmup-rounds", type=int, default=1,
-                    help="--sliced: unmeasured rounds first (default 1)")
+    add_slice_args(ap, "--sliced")
     ap.add_argument("--client-args", action="append", default=[], metavar="NAME=ARGS",
                     help="extra hps_perf arguments against server NAME, e.g. "
                          "'tls=--tls --ca tests/fixtures/tls/ca.pem --sni localhost' (repeatable)")

@@ -532,12 +532,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
     ap.add_argument("--reps", type=int, default=3,
                     help="interleaved repetitions of whole-run rows (default 3)")
-    ap.add_argument("--rounds", type=int, default=100,
-                    help="sliced rows: measured rounds (default 100)")
-    ap.add_argument("--slice-ms", type=int, default=50,
-                    help="sliced rows: one server's turn in ms (default 50)")
-    ap.add_argument("--warmup-rounds", type=int, default=1,
-                    help="sliced rows: unmeasured rounds first (default 1)")
+    compare.add_slice_args(ap, "sliced rows")
     ap.add_argument("--whole-runs", action="store_true",
                     help="run every row the old way: one whole hps_perf run per server and "
                          "repetition (--reps, --duration), no slicing")
