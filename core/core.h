@@ -126,6 +126,9 @@ struct hps__conn {
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
+  /* tcp.c, edge-triggered reading: drained reads since libuv last
+   * registered the socket, and how often libuv took edge-triggering back */
+  uint8_t edge_reads : 5, edge_losses : 3;
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */
@@ -204,6 +207,7 @@ struct hps__loop {
   /* loop thread only */
   int stopping;
   int handles_closed;
+  uv__io_cb stream_io; /* tcp.c: libuv's io callback of a TCP stream */
   /* atomic: the counts of the connections released so far; hps_get_stats
    * adds the live ones (under lock), so a message costs no second set of
    * counter updates here */
@@ -392,6 +396,7 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw);
  * handshake), then the graceful shutdown if one waits. */
 void hps__drain_deferred(hps__conn *c);
 void hps__start_reading(hps__conn *c);
+void hps__read_stop(hps__conn *c); /* every stop of reading goes here */
 /* DRAIN command: deliver what a pause held back, then read again. */
 void hps__conn_drain(hps__conn *c);
 

@@ -858,7 +858,7 @@ static int handshake(hps__conn *c) {
   copy_info(c);
   /* Reading went on for the handshake while paused: stop it now, before
    * the handler (which may resume). */
-  if (c->paused) uv_read_stop((uv_stream_t *)&c->tcp);
+  if (c->paused) hps__read_stop(c);
   /* Sends accepted during the handshake go first. */
   hps__drain_deferred(c);
   if (c->state != HPS__C_OPEN) return 1;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -821,6 +822,133 @@ static void test_peer_reset_mid_transfer_closes_with_error(void **state) {
   t_conn_event(&r, next, HPS_EV_CLOSE);
   t_stop_free(ep);
   t_check_conn_events(&r, conn, SERVER_HEAD, 2);
+  t_rec_free(&r);
+}
+
+/* A long-lived connection (several drained reads: the core reads such a
+ * socket edge-triggered on Linux) whose peer's last bytes and FIN, or
+ * bytes and reset, arrive together: one readiness event for both. The
+ * bytes and the CLOSE must both come; a core that stops at the short read
+ * of those bytes never hears of the FIN again. Then the same with the
+ * connection paused: nothing is delivered and the loop does not spin on
+ * the peer's FIN meanwhile; the resume delivers the bytes and the CLOSE. */
+static void arm_by_round_trips(int fd) {
+  char b[8];
+  int i;
+  for (i = 0; i < 8; i++) { /* each one read, each drained */
+    t_send_all(fd, "ping", 4);
+    assert_int_equal(t_recv_exact(fd, b, 4, T_WAIT_MS), 4);
+    assert_memory_equal(b, "ping", 4);
+  }
+}
+
+/* "Slow" keeps the loop in its handler for 60 ms: what the peer sends
+ * meanwhile is waiting, all of it, at the next poll. */
+static int hook_slow(t_rec *r, const hps_event *ev) {
+  (void)r;
+  if (ev->type == HPS_EV_RECEIVE && ev->len == 4 &&
+      memcmp(ev->data, "Slow", 4) == 0)
+    usleep(60 * 1000);
+  /* "Paus" pauses (at once: from the handler), then says so */
+  if (ev->type == HPS_EV_RECEIVE && ev->len == 4 &&
+      memcmp(ev->data, "Paus", 4) == 0) {
+    assert_int_equal(hps_pause_receive(ev->endpoint, ev->conn, 1), 0);
+    assert_int_equal(hps_send(ev->endpoint, ev->conn, "!", 1), 0);
+  }
+  return HPS_HR_OK;
+}
+
+static double process_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_long_lived_connection_sees_fin_or_reset_that_comes_with_data(
+    void **state) {
+  t_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  int i, fd;
+  (void)state;
+  t_rec_init(&r);
+  /* No SEND events: with them every write goes through libuv, which
+   * registers the socket again after each (level-triggered). */
+  const int64_t opts[] = {HPS_OPT_EVENTS,
+                          HPS_EVBIT(HPS_EV_ACCEPT) |
+                              HPS_EVBIT(HPS_EV_HANDSHAKE) |
+                              HPS_EVBIT(HPS_EV_RECEIVE) |
+                              HPS_EVBIT(HPS_EV_CLOSE) |
+                              HPS_EVBIT(HPS_EV_SHUTDOWN),
+                          0};
+  r.echo = 1;
+  r.hook = hook_slow;
+  ep = t_server_opts(&r, 1, HPS_MODEL_PUSH, opts, &port);
+  for (i = 0; i < 8; i++) {
+    hps_conn_id conn;
+    t_ev e;
+    size_t len;
+    fd = t_connect(HOST, port);
+    conn = t_nth_conn(&r, HPS_EV_ACCEPT, i);
+    arm_by_round_trips(fd);
+    t_send_all(fd, "Slow", 4);
+    usleep(20 * 1000); /* the server is in its handler */
+    t_send_all(fd, "last", 4); /* and at once: */
+    if (i % 2 == 0) {
+      char b[16];
+      int eof = 0;
+      assert_int_equal(shutdown(fd, SHUT_WR), 0);
+      e = t_conn_event(&r, conn, HPS_EV_CLOSE);
+      t_expect_close(e, HPS_OP_RECEIVE, 0);
+      /* the bytes came before the CLOSE: their echo, then EOF */
+      len = t_recv_until_eof(fd, b, sizeof(b), NULL, &eof, T_WAIT_MS);
+      assert_int_equal(len, 8);
+      assert_memory_equal(b, "Slowlast", 8);
+      assert_true(eof);
+      close(fd);
+    } else {
+      t_close_reset(fd);
+      e = t_conn_event(&r, conn, HPS_EV_CLOSE);
+      if (e.error == 0)
+        fail_msg("reset after data: CLOSE op %d error 0", e.op);
+    }
+  }
+  { /* paused when the bytes and FIN come */
+    hps_conn_id conn;
+    hps_stats st;
+    double cpu0, cpu1;
+    fd = t_connect(HOST, port);
+    conn = t_nth_conn(&r, HPS_EV_ACCEPT, 8);
+    arm_by_round_trips(fd);
+    {
+      char b[5];
+      t_send_all(fd, "Paus", 4);
+      assert_int_equal(t_recv_exact(fd, b, 5, T_WAIT_MS), 5);
+      assert_memory_equal(b, "Paus!", 5);
+    }
+    assert_int_equal(hps_get_stats(ep, conn, &st), 0);
+    t_send_all(fd, "held", 4);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    cpu0 = process_cpu_ms();
+    usleep(300 * 1000);
+    cpu1 = process_cpu_ms();
+    if (cpu1 - cpu0 > 150)
+      fail_msg("paused connection, peer shut down: %.0f ms CPU in 300 ms "
+               "(the loop spins)", cpu1 - cpu0);
+    assert_int_equal(t_rec_conn_count(&r, conn, HPS_EV_CLOSE), 0);
+    assert_int_equal(hps_pause_receive(ep, conn, 0), 0);
+    t_expect_close(t_conn_event(&r, conn, HPS_EV_CLOSE), HPS_OP_RECEIVE, 0);
+    {
+      char b[64];
+      size_t n = t_recv_until_eof(fd, b, sizeof(b), NULL, &i, T_WAIT_MS);
+      /* the echo of what the pause held (the pings' came back before) */
+      assert_int_equal(n, 4);
+      assert_memory_equal(b, "held", 4);
+      assert_int_equal(st.bytes_received, 9 * 4);
+    }
+    close(fd);
+  }
+  t_stop_free(ep);
   t_rec_free(&r);
 }
 
@@ -1985,6 +2113,8 @@ int main(void) {
       cmocka_unit_test(test_send_from_handler_after_own_disconnect_fails),
       cmocka_unit_test(test_forced_disconnect_closes_at_once_and_drops_unsent),
       cmocka_unit_test(test_peer_reset_mid_transfer_closes_with_error),
+      cmocka_unit_test(
+          test_long_lived_connection_sees_fin_or_reset_that_comes_with_data),
       cmocka_unit_test(
           test_handler_error_from_receive_closes_only_that_connection),
       cmocka_unit_test(test_agent_connect_refused_closes_with_econnrefused),
