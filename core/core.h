@@ -127,8 +127,10 @@ struct hps__conn {
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
   /* tcp.c, edge-triggered reading: drained reads since libuv last
-   * registered the socket, and how often libuv took edge-triggering back */
-  uint8_t edge_reads : 5, edge_losses : 3;
+   * registered the socket (low 5 bits), and how often libuv took
+   * edge-triggering back (high 3). One plain byte: a bit-field here would
+   * be read and written as a word with `doomed`, which other threads set */
+  uint8_t edge;
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
   size_t queued;    /* atomic: bytes accepted but not yet written */

@@ -574,9 +574,12 @@ static void read_ended(hps__conn *c, int err) {
  * reads once per poll. */
 #if defined(__linux__) && UV_VERSION_MAJOR == 1
 #define HPS__EDGE 1
-#define HPS__EDGE_AFTER 4  /* drained reads before the first try */
+#define HPS__EDGE_AFTER 4u /* drained reads before the first try */
 #define HPS__EDGE_TRIES 3  /* then 8, then 16; then never */
-#define HPS__EDGE_ARMED 31 /* edge_reads: registered edge-triggered */
+#define HPS__EDGE_ARMED 31 /* reads: registered edge-triggered */
+#define EDGE_READS(c) ((unsigned)(c)->edge & 31u)
+#define EDGE_LOSSES(c) ((unsigned)(c)->edge >> 5)
+#define EDGE_SET(c, losses, reads) ((c)->edge = (uint8_t)((losses) << 5 | (reads)))
 static void edge_io(uv_loop_t *l, uv__io_t *w, unsigned int events);
 
 static int edge_mod(hps__conn *c, int fd) {
@@ -593,7 +596,7 @@ static int edge_mod(hps__conn *c, int fd) {
   }
   w->pevents = POLLIN | EPOLLRDHUP;
   w->events = POLLIN | EPOLLRDHUP | EPOLLET;
-  c->edge_reads = HPS__EDGE_ARMED;
+  EDGE_SET(c, EDGE_LOSSES(c), HPS__EDGE_ARMED);
   return 0;
 }
 
@@ -603,14 +606,11 @@ static inline void edge_drained(hps__conn *c, int fd) {
   if ((w->events & EPOLLET) != 0 || (w->pevents & ~EPOLLRDHUP) != POLLIN ||
       w->events != w->pevents || c->tls != NULL || c->state != HPS__C_OPEN)
     return; /* already edge-triggered, or not just reading */
-  if (c->edge_reads == HPS__EDGE_ARMED) {
-    /* it was edge-triggered, and libuv has registered it again */
-    c->edge_reads = 0;
-    c->edge_losses++;
-  }
-  if (c->edge_losses >= HPS__EDGE_TRIES) return; /* stays as libuv has it */
-  if (c->edge_reads < (HPS__EDGE_AFTER << c->edge_losses)) {
-    c->edge_reads++;
+  if (EDGE_READS(c) == HPS__EDGE_ARMED) /* and libuv registered it again */
+    EDGE_SET(c, EDGE_LOSSES(c) + 1, 0);
+  if (EDGE_LOSSES(c) >= HPS__EDGE_TRIES) return; /* stays as libuv has it */
+  if (EDGE_READS(c) < (HPS__EDGE_AFTER << EDGE_LOSSES(c))) {
+    EDGE_SET(c, EDGE_LOSSES(c), EDGE_READS(c) + 1);
     return;
   }
   (void)edge_mod(c, fd); /* failed: it stays level-triggered */
@@ -688,7 +688,9 @@ static void read_ready(hps__conn *c, int hup) {
       return;
     }
   }
-  if (c->state == HPS__C_OPEN && !c->handle_closing) edge_undrained(c, fd);
+  /* (closing, paused or disconnecting: libuv watches no POLLIN now, and
+   * edge_undrained does nothing) */
+  edge_undrained(c, fd);
 }
 
 /* libuv's read callback (level-triggered, until edge_io takes over) */
