@@ -1445,6 +1445,77 @@ static int one_listed(void *ep) {
   return count == 1;
 }
 
+/* Edge-triggered reading stops after 32 full reads (2 MiB) of one
+ * socket, as libuv does, to let the loop's other connections in; the
+ * kernel must then report that socket again, though no new byte arrives
+ * to make a new edge. The server stalls 500 ms while 3 MiB pile up. */
+static int hook_ping_then_stall(t_rec *r, const hps_event *ev) {
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  if (ev->len == 4 && memcmp(ev->data, "ping", 4) == 0) {
+    assert_int_equal(hps_send(ev->endpoint, ev->conn, "ping", 4), 0);
+  } else if (r->user == NULL) {
+    r->user = r; /* once */
+    usleep(500 * 1000);
+  }
+  return HPS_HR_OK;
+}
+
+static void test_edge_read_stopped_by_its_budget_is_reported_again(
+    void **state) {
+  t_rec r;
+  hps_endpoint *ep;
+  uint16_t port;
+  stat_q q;
+  size_t bulk = 3u << 20;
+  unsigned char *big;
+  int fd, v = 4 << 20, got = 0;
+  socklen_t vl = sizeof(got);
+  const int64_t opts[] = {HPS_OPT_EVENTS,
+                          HPS_EVBIT(HPS_EV_ACCEPT) |
+                              HPS_EVBIT(HPS_EV_RECEIVE) |
+                              HPS_EVBIT(HPS_EV_CLOSE),
+                          HPS_OPT_RCVBUF, 4 << 20, 0};
+  (void)state;
+  /* The 3 MiB must fit in the server's receive buffer, or the window
+   * opening as it reads brings new bytes (and edges) anyway. */
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+  getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &vl);
+  close(fd);
+  if (got < (int)(7u << 20)) {
+    print_message("budget: SO_RCVBUF caps at %d bytes here "
+                  "(net.core.rmem_max); needs 4 MiB: skipped\n", got);
+    skip();
+  }
+  t_rec_init(&r);
+  r.hook = hook_ping_then_stall;
+  ep = t_server_opts(&r, 1, HPS_MODEL_PUSH, opts, &port);
+  fd = t_connect(HOST, port);
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)), 0);
+  q.ep = ep;
+  q.conn = t_nth_conn(&r, HPS_EV_ACCEPT, 0);
+  arm_by_round_trips(fd);
+  big = malloc(bulk);
+  assert_non_null(big);
+  memset(big, 'b', bulk);
+  t_send_all(fd, big, 100); /* the server stalls in its handler */
+  usleep(50 * 1000);
+  t_send_all(fd, big, bulk); /* all of it into the server's buffer */
+  q.bytes = 8 * 4 + 100 + bulk;
+  if (t_poll(received_bytes, &q, T_WAIT_MS) != 0) {
+    hps_stats st;
+    assert_int_equal(hps_get_stats(ep, q.conn, &st), 0);
+    fail_msg("%llu of %llu bytes received: the rest was never reported",
+             (unsigned long long)st.bytes_received,
+             (unsigned long long)q.bytes);
+  }
+  close(fd);
+  free(big);
+  t_stop_free(ep);
+  t_rec_free(&r);
+}
+
 static void test_events_mask_suppresses_receive_but_never_close_or_shutdown(
     void **state) {
   t_rec r;
@@ -2126,6 +2197,7 @@ int main(void) {
       cmocka_unit_test(test_send_events_carry_the_sent_bytes),
       cmocka_unit_test(
           test_events_mask_suppresses_receive_but_never_close_or_shutdown),
+      cmocka_unit_test(test_edge_read_stopped_by_its_budget_is_reported_again),
   };
   int failed;
   if (filter) cmocka_set_test_filter(filter);

@@ -303,6 +303,65 @@ def run_sliced(cmd, limit):
     return res
 
 
+def merge_sliced(parts):
+    """One result from the sliced runs of one scenario, in order: the
+    rounds of every run, each target's counts and times added up (its rates
+    recomputed from them), its latency percentiles the median of the runs'
+    (max_us the largest). The first failed run is the result if any failed."""
+    for r in parts:
+        if r["rc"] != 0 or r["json"] is None:
+            return r
+    if len(parts) == 1:
+        return parts[0]
+    js = [r["json"] for r in parts]
+    out = dict(js[0])
+    for k in ("msgs", "errors", "rounds"):
+        if k in out:
+            out[k] = sum(j[k] for j in js)
+    out["verified"] = all(j.get("verified", True) for j in js)
+    targets = []
+    for ts in zip(*(j["targets"] for j in js)):
+        t = dict(ts[0])
+        for k, v in ts[0].items():
+            if isinstance(v, list) and k.startswith("round_"):
+                t[k] = [x for u in ts for x in u[k]]
+            elif k == "max_us":
+                t[k] = max(u[k] for u in ts)
+            elif k.endswith("_us"):
+                t[k] = statistics.median(u[k] for u in ts)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                    not k.endswith("_per_s") and not k.startswith("msgs_per"):
+                t[k] = sum(u[k] for u in ts)
+        if t.get("active_s"):
+            t["msgs_per_s"] = t["msgs"] / t["active_s"]
+            if "mb_per_s" in t:
+                t["mb_per_s"] = t["msgs"] * out.get("size", 0) / 1e6 / t["active_s"]
+        if t.get("cpu_s"):
+            t["msgs_per_cpu_s"] = t["msgs"] / t["cpu_s"]
+        targets.append(t)
+    out["targets"] = targets
+    out["sets"] = len(parts)
+    return {"rc": 0, "stderr": [x for r in parts for x in r["stderr"]],
+            "cmd": parts[0]["cmd"], "cmds": [r["cmd"] for r in parts], "json": out}
+
+
+def run_sliced_sets(perf, servers, cargs, rounds, slice_ms, warmup_rounds, sets):
+    """A sliced scenario as `sets` hps_perf runs of rounds/sets rounds each,
+    merged (merge_sliced). Each run connects anew, so with several workers
+    SO_REUSEPORT splits the connections among a server's loops anew: one
+    split, fixed for a whole run and different for every server, moves a
+    2-worker ratio by up to 10% from run to run; several average it out."""
+    sets = max(1, min(sets, rounds))
+    parts = []
+    for k in range(sets):
+        n = rounds // sets + (1 if k < rounds % sets else 0)
+        cmd, limit = sliced_cmd(perf, servers, cargs, n, slice_ms, warmup_rounds)
+        parts.append(run_sliced(cmd, limit))
+        if parts[-1]["rc"] != 0 or parts[-1]["json"] is None:
+            break
+    return merge_sliced(parts)
+
+
 def quartiles(xs):
     """(p25, median, p75) of a non-empty list"""
     if len(xs) == 1:
@@ -341,15 +400,21 @@ def fmt_quartiles(xs):
     return f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
 
 
-def add_slice_args(ap, which):
-    """--rounds, --slice-ms, --warmup-rounds: what a sliced hps_perf run
-    takes; `which` names the runs they apply to in the help"""
+def add_slice_args(ap, which, sets_default=1, sets_which=None):
+    """--rounds, --slice-ms, --warmup-rounds, --sets: what a sliced hps_perf
+    run takes; `which` (`sets_which`) names the runs they apply to in the
+    help"""
     ap.add_argument("--rounds", type=int, default=100,
                     help=f"{which}: measured rounds (default 100)")
     ap.add_argument("--slice-ms", type=int, default=50,
                     help=f"{which}: one server's turn in ms (default 50)")
     ap.add_argument("--warmup-rounds", type=int, default=1,
                     help=f"{which}: unmeasured rounds first (default 1)")
+    ap.add_argument("--sets", type=int, default=sets_default,
+                    help=f"{sets_which or which}: split the rounds over this many hps_perf "
+                    "runs, each with its own connections (with several workers SO_REUSEPORT "
+                    "then spreads them over a server's loops anew each time; "
+                    f"default {sets_default})")
 
 
 def print_sliced_table(args, servers, results):
@@ -481,9 +546,9 @@ def main():
                         cargs += [f"--{key}", str(sc[key])]
                 if sc.get("setup", "0") not in ("0", "", "no", "false"):
                     cargs.append("--setup-rate")
-                cmd, limit = sliced_cmd(perf, servers, cargs, args.rounds, args.slice_ms,
-                                        args.warmup_rounds)
-                res = run_sliced(cmd, limit)
+                res = run_sliced_sets(perf, servers, cargs, args.rounds, args.slice_ms,
+                                      args.warmup_rounds, args.sets)
+                cmd = res["cmd"]
                 results[si] = res
                 if res["rc"] != 0 or res["json"] is None:
                     failed = True

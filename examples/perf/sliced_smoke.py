@@ -11,7 +11,8 @@ every slice lasted at least --slice-ms, saw at least one message or cycle
 per connection (setup: every slot's first cycle completes within its slice,
 in-flight ones included) and the servers' CPU was seen; the idle connections
 survived; every UDP datagram sent came back (sent = echoed + lost, none
-lost); a server does no work in the other server's setup-rate slices.  Then a server is killed in the middle of a sliced echo run and
+lost); a server does no work in the other server's setup-rate slices;
+--sets splits the rounds over several runs and merges them.  Then a server is killed in the middle of a sliced echo run and
 another in a --setup-rate one: both runs must fail (exit 3 or 4, and 4 with
 "refused" for the setup run), and compare.py --sliced must print a row per
 server (echo and setup=1).  Bounded: about 5 s; every subprocess has a
@@ -148,6 +149,22 @@ def main():
         # UDP sliced against two hps_epoll_echo --udp
         r, cmd = sliced(perf, udp, 3, 30, ["--udp", "--conns", "4", "--depth", "2"])
         check_run(r, cmd, 2, 3, 30, 4, 0, udp=True)
+        # --sets: 5 rounds as runs of 2, 2 and 1, merged into one result
+        res = compare.run_sliced_sets(perf, two, ["--conns", "2", "--depth", "2"], 5, 30, 1, 3)
+        j = res["json"]
+        check(res["rc"] == 0 and j is not None and len(res["cmds"]) == 3 and j["rounds"] == 5
+              and [c[c.index("--rounds") + 1] for c in res["cmds"]] == ["2", "2", "1"],
+              f"--sets 3 of 5 rounds: rc {res['rc']}, cmds {res.get('cmds')}")
+        if res["rc"] == 0 and j is not None:
+            for t in j["targets"]:
+                check(len(t["round_msgs"]) == 5 and len(t["round_cpu_ns"]) == 5 and
+                      t["msgs"] == sum(t["round_msgs"]) and t["msgs"] > 0 and
+                      abs(t["msgs_per_s"] - t["msgs"] / t["active_s"]) < 1e-6 * t["msgs_per_s"],
+                      f"--sets merge of {t['target']}: {len(t['round_msgs'])} rounds, msgs "
+                      f"{t['msgs']} vs {sum(t['round_msgs'])}")
+            check(j["msgs"] == sum(t["msgs"] for t in j["targets"]), "--sets: total msgs")
+        bad = {"rc": 4, "json": None, "stderr": ["x"], "cmd": ["y"]}
+        check(compare.merge_sliced([res, bad]) is bad, "--sets: a failed run is the result")
         # a refused option is a usage error, not a silent fallback
         r, _ = sliced(perf, two, 1, 10, ["--threads", "2"])
         check(r.returncode == 64, f"--threads 2 with --targets: exit {r.returncode}, want 64")
@@ -181,7 +198,7 @@ def main():
                 print(f"stopping {s.name}: {e}", file=sys.stderr)
     # the driver end to end: a table row per server
     c = subprocess.run([sys.executable, os.path.join(HERE, "compare.py"), "--perf", perf,
-                        "--sliced", "--rounds", "2", "--slice-ms", "30",
+                        "--sliced", "--rounds", "2", "--slice-ms", "30", "--sets", "2",
                         "--server", f"a={echo} --port 0", "--server", f"b={echo} --port 0",
                         "--scenario", "conns=2,size=64,depth=1",
                         "--scenario", "conns=2,size=64,setup=1"],

@@ -21,7 +21,14 @@ messages (cycles, datagrams) over all its active time, "per CPU-s" all its
 work over all its server CPU time, and a ratio is the median over the rounds
 of the per-round ratio (the two servers' slices of the same round, a
 fraction of a second apart), with the 25th-75th percentile of those
-per-round ratios in brackets.  With --whole-runs (the old way) every row
+per-round ratios in brackets.  A row with 2 workers runs its rounds as
+--sets (4) hps_perf runs in a row, each with new connections: SO_REUSEPORT
+spreads a run's connections over a server's loops by a hash (26/38 to
+33/31 in eight runs here), differently for every server and fixed for the
+whole run, and the 2-worker ratios moved between runs (0.92x-1.01x) far
+more than their per-round spread explains; four splits per row average
+over that rather than hang the row on one.  With --whole-runs (the old
+way) every row
 runs hps_perf once per server and repetition for the whole --duration, in
 an order that rotates every repetition; medians over --reps, brackets =
 lowest-highest repetition; server CPU is sampled from /proc at the edges of
@@ -40,7 +47,7 @@ After the timed rows come:
 - user-space memory per idle hpsock connection (hps_idle_mem -n 10000).
 
 Knobs: --rounds N (sliced rows, default 100), --slice-ms MS (50),
---warmup-rounds K (1), --whole-runs (every row the old way, one whole run
+--warmup-rounds K (1), --sets K (2-worker rows, 4), --whole-runs (every row the old way, one whole run
 per server and repetition), --duration S (measured seconds per whole run,
 default 2), --warmup S (default 0.3), --reps R (whole runs, default 3),
 --only REGEX (scenarios whose name
@@ -166,9 +173,10 @@ def run_scenarios(args, perf, scenarios):
                 for s in servers:
                     if not s.alive():
                         raise RuntimeError(f"server {s.name} died (status {s.proc.poll()})")
-                cmd, limit = compare.sliced_cmd(perf, servers, shlex.split(cargs), args.rounds,
-                                                args.slice_ms, args.warmup_rounds)
-                res = compare.run_sliced(cmd, limit)
+                res = compare.run_sliced_sets(perf, servers, shlex.split(cargs), args.rounds,
+                                              args.slice_ms, args.warmup_rounds,
+                                              args.sets if workers > 1 else 1)
+                cmd = res["cmd"]
                 res["servers"] = [s.name for s in servers]
                 results[(si, None)] = res
                 if res["rc"] != 0 or res["json"] is None:
@@ -532,7 +540,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run (default 0.3)")
     ap.add_argument("--reps", type=int, default=3,
                     help="interleaved repetitions of whole-run rows (default 3)")
-    compare.add_slice_args(ap, "sliced rows")
+    compare.add_slice_args(ap, "sliced rows", sets_default=4,
+                           sets_which="sliced rows with 2 workers")
     ap.add_argument("--whole-runs", action="store_true",
                     help="run every row the old way: one whole hps_perf run per server and "
                          "repetition (--reps, --duration), no slicing")
