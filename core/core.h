@@ -23,7 +23,14 @@
 
 #define HPS__MAGIC 0x68707363u /* "hpsc" */
 #define HPS__MAX_WORKERS 64
-#define HPS__READ_BUF (64 * 1024)
+/* The loop's read buffer (and cork): one recv takes up to this much. At 64
+ * KiB a stream's reads were often exactly full (4 x 16 KiB in flight), and
+ * a full read costs one more recv that finds nothing. */
+#define HPS__READ_BUF (256 * 1024)
+/* Reading one socket stops after this much (then the next poll comes back
+ * for the rest), so one busy peer cannot hold the loop: 2 MiB, libuv's 32
+ * reads of 64 KiB. */
+#define HPS__READ_BUDGET (2 * 1024 * 1024)
 #define HPS__FILE_CHUNK (64 * 1024)
 #define HPS__OPT_SLOTS 96 /* option keys 1..95 */
 

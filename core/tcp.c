@@ -556,7 +556,7 @@ static void read_ended(hps__conn *c, int err) {
  *   together make one event, and the FIN would never be reported again.
  *   That is why edge_io takes the event mask, which libuv's read path
  *   does not pass on.
- * - A read that stops with data left (the 32-read budget, or a pause or
+ * - A read that stops with data left (the read budget, or a pause or
  *   hold that left reading on) re-arms the registration, which makes the
  *   kernel report the socket again.
  * The mark is the EPOLLET bit in io_watcher.events, where libuv keeps the
@@ -647,10 +647,10 @@ void hps__read_stop(hps__conn *c) {
 /* The socket is readable: one recv into the loop's buffer, delivered;
  * again while reads fill the buffer (or, `hup`, the event said the peer
  * shut down or reset: that is read too) and the connection still reads,
- * at most 32 times as libuv (then the next poll comes back for the rest). */
+ * HPS__READ_BUDGET at most (then the next poll comes back for the rest). */
 static void read_ready(hps__conn *c, int hup) {
   char *base = c->loop->readbuf;
-  int count = 32;
+  int count = HPS__READ_BUDGET / HPS__READ_BUF;
   int fd = conn_fd(c);
   if (fd < 0) return;
   while (count-- > 0) {

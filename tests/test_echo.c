@@ -1445,7 +1445,7 @@ static int one_listed(void *ep) {
   return count == 1;
 }
 
-/* Edge-triggered reading stops after 32 full reads (2 MiB) of one
+/* Edge-triggered reading stops after 2 MiB (HPS__READ_BUDGET) of one
  * socket, as libuv does, to let the loop's other connections in; the
  * kernel must then report that socket again, though no new byte arrives
  * to make a new edge. The server stalls 500 ms while 3 MiB pile up. */
