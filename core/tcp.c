@@ -603,8 +603,9 @@ static int edge_mod(hps__conn *c, int fd) {
 /* The socket was drained: go edge-triggered if it is time. */
 static inline void edge_drained(hps__conn *c, int fd) {
   const uv__io_t *w = &c->tcp.io_watcher;
-  if ((w->events & EPOLLET) != 0 || (w->pevents & ~EPOLLRDHUP) != POLLIN ||
-      w->events != w->pevents || c->tls != NULL || c->state != HPS__C_OPEN)
+  /* (armed, events has EPOLLET, which pevents never has) */
+  if (w->events != w->pevents || (w->pevents & ~EPOLLRDHUP) != POLLIN ||
+      c->tls != NULL || c->state != HPS__C_OPEN)
     return; /* already edge-triggered, or not just reading */
   if (EDGE_READS(c) == HPS__EDGE_ARMED) /* and libuv registered it again */
     EDGE_SET(c, EDGE_LOSSES(c) + 1, 0);
