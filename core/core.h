@@ -33,6 +33,7 @@
 #define HPS__READ_BUDGET (2 * 1024 * 1024)
 #define HPS__FILE_CHUNK (64 * 1024)
 #define HPS__OPT_SLOTS 96 /* option keys 1..95 */
+#define HPS__CNT_SLOTS 8  /* enum hps_counter keys 1..7 */
 
 /* Relaxed atomics for counters written by one thread and read by others. */
 #define HPS__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -265,6 +266,8 @@ struct hps_endpoint {
   hps__loop **loops;
   int running; /* atomic: loops still running */
   int nconns;  /* atomic: open connections, for MAX_CONNECTIONS */
+  /* atomic: enum hps_counter, since hps_create (hps__counter_add) */
+  uint64_t counters[HPS__CNT_SLOTS];
   uint32_t rr; /* atomic: round robin for agent connects */
   uint32_t gen; /* atomic: last connection generation; survives restarts */
   hps_conn_id client_id; /* atomic */
@@ -272,6 +275,11 @@ struct hps_endpoint {
   char udp_iface[64]; /* cast/node: multicast interface, "" = default */
   int udp_family;     /* UDP: the socket's address family */
 };
+
+static inline void hps__counter_add(hps_endpoint *ep, int counter,
+                                    uint64_t n) {
+  HPS__ADD(&ep->counters[counter], n);
+}
 
 #define HPS__IS_UDP(ep) ((ep)->role >= HPS_UDP_SERVER)
 /* The bytes of a posted SEND w that count in c->queued (and so against
@@ -348,6 +356,7 @@ int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
                uintptr_t set);
 int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st);
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence);
+int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent);
 
 /* tcp.c */
 void hps__on_connection(uv_stream_t *server, int status);

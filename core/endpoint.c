@@ -46,6 +46,10 @@ static const struct {
     [HPS_OPT_PACK_MAX] = {1, HPS__PACK_MAX_LIMIT, 0},
     [HPS_OPT_PULL_MAX] = {1, 1 << 30, 0},
     [HPS_OPT_SILENCE_TIMEOUT] = {0, 86400000, 0},
+    [HPS_OPT_SEND_HIGH_WATER] = {1, 1 << 30, 1},
+    [HPS_OPT_SEND_LOW_WATER] = {0, 1 << 30, 1},
+    [HPS_OPT_AUTO_PAUSE] = {0, 1, 0},
+    [HPS_OPT_CLOSE_TIMEOUT] = {1, 86400000, 0},
     [HPS_OPT_UDP_MAX_DATAGRAM] = {1, 65527, 0},
     [HPS_OPT_UDP_DETECT_INTERVAL] = {0, 86400000, 0},
     [HPS_OPT_UDP_DETECT_ATTEMPTS] = {1, 1000, 0},
@@ -98,6 +102,9 @@ void hps__opt_defaults(hps_endpoint *ep) {
   ep->opt[HPS_OPT_BACKLOG] = 1024;
   ep->opt[HPS_OPT_PACK_MAX] = 262144;
   ep->opt[HPS_OPT_PULL_MAX] = 4 << 20;
+  ep->opt[HPS_OPT_SEND_HIGH_WATER] = 1 << 20;
+  ep->opt[HPS_OPT_SEND_LOW_WATER] = 256 << 10;
+  ep->opt[HPS_OPT_CLOSE_TIMEOUT] = 30000;
   ep->opt[HPS_OPT_TLS_VERIFY] = ep->role == HPS_TCP_SERVER
                                     ? HPS_TLS_VERIFY_NONE
                                     : HPS_TLS_VERIFY_PEER;

@@ -509,6 +509,17 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
 }
 
 /* Disconnect every open connection whose (silence or age) >= ms. */
+int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
+  hps__loop *lp;
+  hps__conn *c;
+  int err = 0;
+  c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
+  if (c == NULL) return err;
+  *unsent = HPS__LOAD(&c->queued);
+  uv_mutex_unlock(&lp->lock);
+  return 0;
+}
+
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
   uint64_t now = uv_hrtime() / 1000000u;
   int i, n = 0;

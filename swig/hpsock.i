@@ -28,6 +28,8 @@
 %ignore hps_remote_address;
 %ignore hps_get_extra;
 %ignore hps_get_stats;
+%ignore hps_get_unsent;
+%ignore hps_get_counter;
 %ignore hps_connect;
 %ignore hps_send_to;
 %ignore HPS_ERRNO_MAP;

@@ -286,6 +286,10 @@ static const struct {
     {HPS_OPT_PACK_MAX, "PACK_MAX", 1, 4194303, 1000},
     {HPS_OPT_PULL_MAX, "PULL_MAX", 1, 1 << 30, 12345},
     {HPS_OPT_SILENCE_TIMEOUT, "SILENCE_TIMEOUT", 0, 86400000, 60000},
+    {HPS_OPT_SEND_HIGH_WATER, "SEND_HIGH_WATER", 1, 1 << 30, 65536},
+    {HPS_OPT_SEND_LOW_WATER, "SEND_LOW_WATER", 0, 1 << 30, 1024},
+    {HPS_OPT_AUTO_PAUSE, "AUTO_PAUSE", 0, 1, 1},
+    {HPS_OPT_CLOSE_TIMEOUT, "CLOSE_TIMEOUT", 1, 86400000, 750},
     {HPS_OPT_TLS, "TLS", 0, 1, 1},
     {HPS_OPT_TLS_VERIFY, "TLS_VERIFY", 0, 2, 2},
     {HPS_OPT_TLS_MIN_VERSION, "TLS_MIN_VERSION", 0x0303, 0x0304, 0x0304},
@@ -296,8 +300,9 @@ static const struct {
 
 static void unknown_option_keys_are_einval(void **state) {
   /* 80..89 are string keys: not for hps_setopt/hps_getopt */
-  static const int bad[] = {0,  -1, 20, 21, 31, 38, 63, 69, 79, 80,
-                            89, 90, 95, 96, 1000, INT_MAX, INT_MIN};
+  static const int bad[] = {0,  -1, 24, 25, 31, 38, 63, 69, 79, 80,
+                            89, 90, 91, 95, 96, 1000, INT_MAX, INT_MIN};
+  /* 80..90 are string keys: not for hps_setopt/hps_getopt */
   t_rec r;
   hps_endpoint *ep;
   int64_t v;
@@ -366,7 +371,10 @@ static void options_while_running_are_estate_except_events(void **state) {
   t_rec_init(&r);
   ep = t_server(&r, 1, HPS_MODEL_PUSH, &port);
   for (i = 0; i < NOPTS; i++) {
-    int want = opts[i].opt == HPS_OPT_EVENTS ? 0 : HPS_ESTATE;
+    int is_live = opts[i].opt == HPS_OPT_EVENTS ||
+               opts[i].opt == HPS_OPT_SEND_HIGH_WATER ||
+               opts[i].opt == HPS_OPT_SEND_LOW_WATER;
+    int want = is_live ? 0 : HPS_ESTATE;
     assert_int_equal(hps_getopt(ep, opts[i].opt, &before), 0);
     if (hps_setopt(ep, opts[i].opt, opts[i].other) != want)
       fail_msg("%s: set while running did not give %s", opts[i].name,
@@ -547,6 +555,7 @@ static void expect_notfound_everywhere(hps_endpoint *ep, hps_conn_id id,
   hps_stats st;
   hps_buf b = {"x", 1};
   int64_t model;
+  uint64_t unsent;
   assert_int_equal(hps_getopt(ep, HPS_OPT_RECV_MODEL, &model), 0);
 #define EXPECT_NF(call)                                                       \
   do {                                                                        \
@@ -571,6 +580,7 @@ static void expect_notfound_everywhere(hps_endpoint *ep, hps_conn_id id,
   EXPECT_NF(hps_local_address(ep, id, host, sizeof(host), &port));
   EXPECT_NF(hps_remote_address(ep, id, host, sizeof(host), &port));
   EXPECT_NF(hps_get_stats(ep, id, &st));
+  EXPECT_NF(hps_get_unsent(ep, id, &unsent));
 #undef EXPECT_NF
 }
 
@@ -932,6 +942,32 @@ static void second_multi_loop_server_on_same_port_is_eaddrinuse(void **state) {
 /* Error descriptions                                                  */
 /* ------------------------------------------------------------------ */
 
+static void unsent_and_counters_check_their_arguments(void **state) {
+  live l;
+  uint64_t v = 7;
+  int k;
+  (void)state;
+  assert_int_equal(hps_get_unsent(NULL, 1, &v), HPS_EHANDLE);
+  assert_int_equal(hps_get_counter(NULL, HPS_CNT_ACCEPT_ERRORS, &v),
+                   HPS_EHANDLE);
+  live_open(&l, HPS_MODEL_PUSH);
+  assert_int_equal(hps_get_unsent(l.ep, l.id, NULL), HPS_EINVAL);
+  assert_int_equal(hps_get_unsent(l.ep, l.id, &v), 0);
+  assert_int_equal(v, 0); /* an idle connection has nothing unsent */
+  for (k = HPS_CNT_ACCEPT_ERRORS; k <= HPS_CNT_UDP_PEERS_EVICTED; k++) {
+    v = 7;
+    assert_int_equal(hps_get_counter(l.ep, k, &v), 0);
+    assert_int_equal(v, 0); /* nothing went wrong here */
+  }
+  assert_int_equal(hps_get_counter(l.ep, 0, &v), HPS_EINVAL);
+  assert_int_equal(hps_get_counter(l.ep, 8, &v), HPS_EINVAL);
+  assert_int_equal(hps_get_counter(l.ep, -1, &v), HPS_EINVAL);
+  assert_int_equal(hps_get_counter(l.ep, INT_MAX, &v), HPS_EINVAL);
+  assert_int_equal(hps_get_counter(l.ep, HPS_CNT_ACCEPT_ERRORS, NULL),
+                   HPS_EINVAL);
+  live_close(&l);
+}
+
 static void every_library_code_has_its_message_and_name(void **state) {
   int n = 0;
   (void)state;
@@ -947,7 +983,7 @@ static void every_library_code_has_its_message_and_name(void **state) {
   } while (0);
   HPS_ERRNO_MAP(CHECK_CODE)
 #undef CHECK_CODE
-  assert_int_equal(n, 30);
+  assert_int_equal(n, 31);
 }
 
 static void library_codes_are_distinct(void **state) {
@@ -984,7 +1020,7 @@ static void system_errors_are_described_libuv_style(void **state) {
 
 static void unknown_codes_are_never_null(void **state) {
   static const int codes[] = {1,      104,        12345,   -9999,   -29999,
-                              -30000, -30022,     -31000,  INT_MAX, INT_MIN,
+                              -30000, -30023,     -31000,  INT_MAX, INT_MIN,
                               -4096,  INT_MIN + 1};
   size_t i;
   (void)state;
@@ -1028,6 +1064,7 @@ int main(void) {
       cmocka_unit_test(agent_connect_with_bad_address_is_eaddr),
       cmocka_unit_test(start_on_a_port_in_use_is_eaddrinuse),
       cmocka_unit_test(second_multi_loop_server_on_same_port_is_eaddrinuse),
+      cmocka_unit_test(unsent_and_counters_check_their_arguments),
       cmocka_unit_test(every_library_code_has_its_message_and_name),
       cmocka_unit_test(library_codes_are_distinct),
       cmocka_unit_test(zero_has_a_message_and_a_name),

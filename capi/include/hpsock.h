@@ -85,6 +85,7 @@ HPS_EXTERN unsigned hps_version_hex(void);
   XX(EPULLFULL, -30019, "pull buffer limit exceeded")                         \
   XX(ESILENCE, -30020, "connection silent past the silence timeout")          \
   XX(EFILE, -30021, "file cannot be read for sending")                        \
+  XX(ECLOSETIMEOUT, -30022, "graceful close deadline passed, bytes unsent")    \
   XX(EDGRAMSIZE, -30040, "datagram larger than the max datagram size")        \
   XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")     \
   XX(ETLS, -30060, "TLS protocol error")                                      \
@@ -146,12 +147,18 @@ enum hps_event_type {
   HPS_EV_SEND = 6,      /* bytes handed to the kernel; data/len are them
                            (in the pack model: the body, without header) */
   HPS_EV_CLOSE = 7,     /* connection closed; op and error say why */
-  HPS_EV_SHUTDOWN = 8   /* endpoint stopped; no event follows */
+  HPS_EV_SHUTDOWN = 8,  /* endpoint stopped; no event follows */
+  HPS_EV_HIGH_WATER = 9, /* the connection's unsent bytes rose above
+                            HPS_OPT_SEND_HIGH_WATER; len = unsent bytes.
+                            Comes once per crossing, then LOW_WATER */
+  HPS_EV_LOW_WATER = 10  /* after a HIGH_WATER: unsent bytes fell to
+                            HPS_OPT_SEND_LOW_WATER or below; len = unsent
+                            bytes. The connection is writable again */
 };
 
 /* Bit for an event type in HPS_OPT_EVENTS. */
 #define HPS_EVBIT(type) (1u << (type))
-#define HPS_EVENTS_ALL 0x1feu
+#define HPS_EVENTS_ALL 0x7feu
 
 /* The operation during which a connection closed (hps_event.op). */
 enum hps_op {
@@ -251,6 +258,29 @@ enum hps_option {
                                      for this long is closed (op
                                      HPS_OP_RECEIVE, error HPS_ESILENCE);
                                      0 = off; default 0 */
+  HPS_OPT_SEND_HIGH_WATER = 20,   /* (live) bytes; a connection's unsent
+                                     bytes rising above it give
+                                     HPS_EV_HIGH_WATER (and, with
+                                     HPS_OPT_AUTO_PAUSE, pause its reading);
+                                     1..1 GiB; default 1 MiB */
+  HPS_OPT_SEND_LOW_WATER = 21,    /* (live) bytes; after a HIGH_WATER,
+                                     unsent bytes falling to it or below
+                                     give HPS_EV_LOW_WATER (and resume an
+                                     automatic pause); 0..1 GiB, kept below
+                                     the high water mark; default 256 KiB */
+  HPS_OPT_AUTO_PAUSE = 22,        /* 0/1: the engine pauses reading on a
+                                     connection while its unsent bytes are
+                                     above high water, and resumes it at low
+                                     water, so a peer that does not read
+                                     cannot make an echo or request/response
+                                     server queue without bound; default 0 */
+  HPS_OPT_CLOSE_TIMEOUT = 23,     /* ms a graceful close (hps_disconnect
+                                     with force 0, a close after a protocol
+                                     error, a peer's half-close) may take to
+                                     flush unsent bytes; past it the
+                                     connection is closed by force with
+                                     error HPS_ECLOSETIMEOUT;
+                                     1..86400000; default 30000 */
   /* UDP options (keys 32..63); TCP roles ignore them. */
   HPS_OPT_UDP_MAX_DATAGRAM = 32,  /* bytes per datagram, 1..65527; default
                                      1432. Larger sends fail with
@@ -299,13 +329,19 @@ enum hps_option {
   HPS_OPT_TLS_CA_PEM = 86,        /* trusted CAs as PEM text */
   HPS_OPT_TLS_CIPHERS = 87,       /* TLS 1.2 cipher list (OpenSSL syntax) */
   HPS_OPT_TLS_CIPHERSUITES = 88,  /* TLS 1.3 ciphersuites (OpenSSL syntax) */
-  HPS_OPT_TLS_SNI = 89            /* agent/client: the server name sent
+  HPS_OPT_TLS_SNI = 89,           /* agent/client: the server name sent
                                      (SNI) and verified against the
                                      certificate for every connection;
                                      "" (default): the host given to
                                      hps_connect/hps_start when it is a
                                      name, none for a numeric address
                                      (then the address is verified) */
+  HPS_OPT_TLS_KEY_PASSWORD = 90   /* passphrase of an encrypted private
+                                     key (write-only: hps_getopt_str
+                                     answers HPS_EINVAL; wiped when freed).
+                                     An encrypted key without it fails
+                                     hps_start with HPS_ETLSCONFIG, never
+                                     a prompt */
 };
 
 /* HPS_OPT_UDP_CAST_MODE. */
@@ -553,6 +589,43 @@ HPS_EXTERN int hps_get_stats(hps_endpoint *ep, hps_conn_id id,
  * number of connections selected, HPS_EHANDLE or HPS_EINVAL (ms <= 0). */
 HPS_EXTERN int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms);
 HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
+
+/* ------------------------------------------------------------------ */
+/* Flow control and overload                                           */
+/* ------------------------------------------------------------------ */
+
+/* The bytes a connection has accepted for sending (hps_send/sendv, pack
+ * headers included, and hps_send_file's bytes not yet read) that are not
+ * yet handed to the kernel, into *unsent. Compare them with
+ * HPS_OPT_SEND_HIGH_WATER / _LOW_WATER, or wait for HPS_EV_LOW_WATER.
+ * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL unsent) or HPS_ENOTFOUND. */
+HPS_EXTERN int hps_get_unsent(hps_endpoint *ep, hps_conn_id id,
+                              uint64_t *unsent);
+
+/* Endpoint-wide counters of what overload and hostile peers cost, since
+ * hps_create (they survive restarts). Read with hps_get_counter. */
+enum hps_counter {
+  HPS_CNT_ACCEPT_ERRORS = 1, /* accept failures (EMFILE, ENFILE, ENOBUFS,
+                                ENOMEM, ...); each pauses accepting on that
+                                loop for a back-off (10 ms, doubling to 1 s) */
+  HPS_CNT_ACCEPT_SHED = 2,   /* connections accepted and closed at once
+                                because no descriptor or memory was left
+                                for them, or HPS_OPT_MAX_CONNECTIONS was
+                                reached (never reported: no ACCEPT) */
+  HPS_CNT_CLOSE_TIMEOUTS = 3, /* graceful closes forced at
+                                 HPS_OPT_CLOSE_TIMEOUT (HPS_ECLOSETIMEOUT) */
+  HPS_CNT_AUTO_PAUSES = 4,    /* automatic pauses (HPS_OPT_AUTO_PAUSE) */
+  HPS_CNT_UDP_PEERS_REFUSED = 5, /* UDP server: datagrams from new peer
+                                    addresses dropped because the peer
+                                    table was full (see UDP) */
+  HPS_CNT_UDP_PEERS_EVICTED = 6  /* UDP server: unconfirmed peers evicted
+                                    for a new address (see UDP) */
+};
+
+/* Read counter (enum hps_counter) into *value. Safe from any thread.
+ * Returns 0, HPS_EHANDLE or HPS_EINVAL (unknown counter, NULL value). */
+HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter,
+                               uint64_t *value);
 
 /* ------------------------------------------------------------------ */
 /* UDP                                                                 */

@@ -244,6 +244,21 @@ int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms) {
   return hps__disconnect_where(ep, age_ms, 0);
 }
 
+int hps_get_unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
+  CHECK_EP(ep);
+  if (unsent == NULL) return HPS_EINVAL;
+  *unsent = 0;
+  return hps__unsent(ep, id, unsent);
+}
+
+int hps_get_counter(hps_endpoint *ep, int counter, uint64_t *value) {
+  CHECK_EP(ep);
+  if (value == NULL || counter <= 0 || counter >= HPS__CNT_SLOTS)
+    return HPS_EINVAL;
+  *value = HPS__LOAD(&ep->counters[counter]);
+  return 0;
+}
+
 /* ---- UDP ---- */
 
 static int cast_or_node(hps_endpoint *ep) {
