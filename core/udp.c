@@ -167,6 +167,7 @@ static int emit(hps__conn *c, int type, const void *data, size_t len,
                 const char *addr, int port, int err) {
   hps_endpoint *ep = c_ep(c);
   hps_event ev;
+  int r;
   if (type != HPS_EV_CLOSE && !(HPS__LOAD(&ep->events) & HPS_EVBIT(type)))
     return HPS_HR_OK;
   memset(&ev, 0, sizeof(ev));
@@ -190,7 +191,14 @@ static int emit(hps__conn *c, int type, const void *data, size_t len,
   }
   ev.addr = addr;
   ev.port = addr ? port : 0;
-  return ep->fn(ep->user, &ev);
+  r = ep->fn(ep->user, &ev);
+  /* A cast's or node's one connection stands for the socket, not a peer:
+   * an ERROR about one datagram (a binding's exception too) must not make
+   * the endpoint deaf. CONNECT/HANDSHAKE keep their meaning (refuse). */
+  if (r == HPS_HR_ERROR && (type == HPS_EV_RECEIVE || type == HPS_EV_SEND) &&
+      (ep->role == HPS_UDP_CAST || ep->role == HPS_UDP_NODE))
+    return HPS_HR_OK;
+  return r;
 }
 
 /* On the connection only: its loop's totals take them when it is

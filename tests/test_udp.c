@@ -1412,6 +1412,64 @@ static void test_udp_options_and_refusals(void **state) {
   u_free(&r);
 }
 
+static int error_on_datagrams(u_rec *r, const hps_event *ev) {
+  (void)r;
+  return ev->type == HPS_EV_RECEIVE || ev->type == HPS_EV_SEND
+             ? HPS_HR_ERROR
+             : HPS_HR_OK;
+}
+
+/* A node's or cast's RECEIVE or SEND handler that returns ERROR (what a
+ * binding makes of an exception) closes nothing: the endpoint goes on
+ * receiving and sending, and its one CLOSE comes only with the stop. */
+static void test_error_from_a_node_or_cast_handler_keeps_it_listening(
+    void **state) {
+  static const int64_t bcast[] = {HPS_OPT_UDP_CAST_MODE, HPS_CAST_BROADCAST,
+                                  0};
+  u_rec r, rs;
+  hps_endpoint *ep, *peer;
+  uint16_t port;
+  int i, k;
+  (void)state;
+  for (i = 0; i < 2; i++) { /* 0: nodes, 1: broadcast casts */
+    int node = i == 0;
+    u_init(&r);
+    u_init(&rs);
+    r.hook = error_on_datagrams;
+    ep = node ? u_started(&r, HPS_UDP_NODE, NULL, "127.0.0.1", 0)
+              : u_started(&r, HPS_UDP_CAST, bcast, "127.255.255.255", 0);
+    port = bound_port(ep);
+    peer = node ? u_started(&rs, HPS_UDP_NODE, NULL, "127.0.0.1", 0)
+                : u_started(&rs, HPS_UDP_CAST, bcast, "127.255.255.255", port);
+    assert_int_equal(u_wait(&r, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
+    assert_int_equal(u_wait(&rs, HPS_EV_HANDSHAKE, 1, T_WAIT_MS), 0);
+    for (k = 0; k < 3; k++) {
+      int rc = node ? hps_send_to(peer, "127.0.0.1", port, "dg", 2)
+                    : hps_send(peer, 0, "dg", 2);
+      assert_int_equal(rc, 0);
+      if (u_wait(&r, HPS_EV_RECEIVE, k + 1, T_WAIT_MS) != 0)
+        fail_msg("%s: datagram %d not received after an ERROR",
+                 node ? "node" : "cast", k);
+    }
+    /* and it still sends, though its SEND handler answers ERROR */
+    for (k = 0; k < 2; k++) {
+      int rc = node ? hps_send_to(ep, "127.0.0.1", bound_port(peer), "a", 1)
+                    : hps_send(ep, 0, "a", 1);
+      assert_int_equal(rc, 0);
+    }
+    if (u_wait(&rs, HPS_EV_RECEIVE, node ? 2 : 3 + 2, T_WAIT_MS) != 0)
+      fail_msg("%s: sends after a SEND handler's ERROR did not arrive",
+               node ? "node" : "cast");
+    assert_int_equal(u_count(&r, HPS_EV_CLOSE), 0);
+    t_stop_free(ep);
+    t_stop_free(peer);
+    assert_int_equal(u_count(&r, HPS_EV_CLOSE), 1);
+    assert_int_equal(u_get(&r, HPS_EV_CLOSE, 0).op, HPS_OP_CLOSE);
+    u_free(&r);
+    u_free(&rs);
+  }
+}
+
 static void test_pause_client_and_server_connection(void **state) {
   u_rec rs, rc;
   hps_endpoint *srv, *cli;
@@ -2406,6 +2464,8 @@ int main(void) {
       cmocka_unit_test(test_cast_broadcast),
       cmocka_unit_test(test_cast_reuse_off_refuses_a_shared_port),
       cmocka_unit_test(test_udp_options_and_refusals),
+      cmocka_unit_test(
+          test_error_from_a_node_or_cast_handler_keeps_it_listening),
       cmocka_unit_test(test_pause_client_and_server_connection),
       cmocka_unit_test(test_restart_every_role),
       cmocka_unit_test(test_free_while_a_handler_stop_finishes),

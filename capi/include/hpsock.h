@@ -180,7 +180,11 @@ enum hps_result {
                         connection (no CLOSE follows, it was never accepted);
                         CONNECT, HANDSHAKE, RECEIVE, SEND: close the
                         connection with op = that event's op and error
-                        HPS_EHANDLER. Ignored for CLOSE and SHUTDOWN. */
+                        HPS_EHANDLER, except RECEIVE and SEND of a UDP
+                        cast or node: their one connection is the socket,
+                        not a peer, so ERROR there closes nothing and the
+                        endpoint keeps receiving. Ignored for CLOSE,
+                        SHUTDOWN, HIGH_WATER and LOW_WATER. */
 };
 
 /* The event passed to the handler. Pointers are valid only during the
