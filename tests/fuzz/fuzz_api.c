@@ -8,7 +8,9 @@
  * documents for that function. Checked besides (the header's guarantees):
  *   - events: CLOSE at most once per ID, nothing after SHUTDOWN, no ACCEPT
  *     or CONNECT reusing an ID that was closed on that endpoint before, no
- *     event but PREPARE during an hps_start that fails;
+ *     event but PREPARE during an hps_start that fails; per connection,
+ *     HIGH_WATER and LOW_WATER alternate, HIGH first, none after CLOSE
+ *     (the persistent server has low water marks and automatic pausing);
  *   - a closed ID gives HPS_ENOTFOUND (hps_disconnect) on its endpoint;
  *   - after hps_stop / hps_free: every accepted, connected or hps_connect()
  *     ID got exactly one CLOSE, one SHUTDOWN per successful start, no
@@ -87,7 +89,7 @@ enum {
   F_CREATE, F_SETOPT, F_GETOPT, F_START, F_STOP, F_WAIT, F_FREE, F_STATE,
   F_ROLE, F_LISTEN, F_CONNECT, F_SEND, F_SENDV, F_FILE, F_DISC, F_PAUSE,
   F_FETCH, F_COUNT, F_LIST, F_ADDR, F_EXTRA, F_STATS, F_DWHERE, F_SENDTO,
-  F_MEMB, F_IFACE, F_N
+  F_MEMB, F_IFACE, F_UNSENT, F_COUNTER, F_N
 };
 static const char *const f_name[F_N] = {
     "create", "setopt", "getopt", "start", "stop", "wait", "free", "state",
@@ -95,7 +97,7 @@ static const char *const f_name[F_N] = {
     "disconnect", "pause_receive", "fetch/peek", "conn_count", "conn_list",
     "local/remote_address", "set/get_extra", "get_stats",
     "disconnect_silent/long", "send_to", "join/leave_group",
-    "cast_interface"};
+    "cast_interface", "get_unsent", "get_counter"};
 
 static uint64_t f_allowed[F_N];
 /* What the UDP section adds for an endpoint of a UDP role. */
@@ -139,6 +141,8 @@ static void init_allowed(void) {
   f_allowed[F_MEMB] = E(EHANDLE) | E(EROLE) | E(EINVAL) | E(EADDR) |
                       E(ESTATE) | R_SYS;
   f_allowed[F_IFACE] = E(EHANDLE) | E(EROLE) | E(EADDR) | E(ESTATE);
+  f_allowed[F_UNSENT] = E(EHANDLE) | E(EINVAL) | E(ENOTFOUND);
+  f_allowed[F_COUNTER] = E(EHANDLE) | E(EINVAL);
   /* UDP roles: "Only the push model (HPS_OPT_RECV_MODEL, else HPS_EMODEL);
    * hps_send_file gives HPS_EROLE", a send over the max datagram is
    * HPS_EDGRAMSIZE, a node's hps_send HPS_EROLE. */
@@ -198,6 +202,7 @@ typedef struct idrec {
   hps_conn_id id;
   int expect_close; /* accepted, connected or returned by hps_connect */
   int closes;
+  int high; /* a HIGH_WATER came and its LOW_WATER not yet */
 } idrec;
 
 typedef struct epx {
@@ -247,6 +252,7 @@ static idrec *find_id_locked(epx *x, hps_conn_id id, int create) {
   x->ids[x->nids].id = id;
   x->ids[x->nids].expect_close = 0;
   x->ids[x->nids].closes = 0;
+  x->ids[x->nids].high = 0;
   return &x->ids[x->nids++];
 }
 
@@ -305,10 +311,14 @@ static int act(epx *x, const hps_event *ev) {
     chk(F_PAUSE, hps_pause_receive(ep, ev->conn, 1));
     chk(F_PAUSE, hps_pause_receive(ep, ev->conn, 0));
     break;
-  case A_STATS:
+  case A_STATS: {
+    uint64_t v;
     chk(F_STATS, hps_get_stats(ep, ev->conn, &st));
     chk(F_COUNT, hps_conn_count(ep));
+    chk(F_UNSENT, hps_get_unsent(ep, ev->conn, &v));
+    CHECK(chk(F_COUNTER, hps_get_counter(ep, HPS_CNT_ACCEPT_ERRORS, &v)) == 0);
     break;
+  }
   default:
     break;
   }
@@ -320,7 +330,7 @@ static int handler(void *user, const hps_event *ev) {
   idrec *r;
   int result;
   CHECK(ev != NULL && ev->endpoint != NULL);
-  CHECK(ev->type >= HPS_EV_PREPARE && ev->type <= HPS_EV_SHUTDOWN);
+  CHECK(ev->type >= HPS_EV_PREPARE && ev->type <= HPS_EV_LOW_WATER);
   CHECK(ev->reserved == 0);
   CHECK(ev->type == HPS_EV_PREPARE ? ev->fd >= 0 : ev->fd == -1);
   if (ev->type == HPS_EV_CLOSE) {
@@ -365,6 +375,23 @@ static int handler(void *user, const hps_event *ev) {
       abort();
     }
     if (x->role == HPS_TCP_CLIENT) x->client_closes++;
+    break;
+  case HPS_EV_HIGH_WATER:
+  case HPS_EV_LOW_WATER:
+    /* Per connection: HIGH, then LOW, then HIGH ...; none after CLOSE. */
+    CHECK(ev->conn != 0);
+    r = find_id_locked(x, ev->conn, 1);
+    if (r != NULL) {
+      int high = ev->type == HPS_EV_HIGH_WATER;
+      if (r->closes > 0 || r->high == high) {
+        fprintf(stderr, "fuzz_api: %s of ID %llx %s\n",
+                high ? "HIGH_WATER" : "LOW_WATER",
+                (unsigned long long)ev->conn,
+                r->closes > 0 ? "after its CLOSE" : "out of turn");
+        abort();
+      }
+      r->high = high;
+    }
     break;
   case HPS_EV_SHUTDOWN:
     CHECK(ev->conn == 0);
@@ -520,6 +547,10 @@ static void ensure_pair(void) {
     CHECK(do_create(0, HPS_TCP_SERVER) == 0);
     CHECK(hps_setopt(s->ep, HPS_OPT_WORKERS, 2) == 0);
     CHECK(hps_setopt(s->ep, HPS_OPT_RECV_MODEL, HPS_MODEL_PULL) == 0);
+    /* low marks, so sends the client does not read cross them */
+    CHECK(hps_setopt(s->ep, HPS_OPT_SEND_HIGH_WATER, 65536) == 0);
+    CHECK(hps_setopt(s->ep, HPS_OPT_SEND_LOW_WATER, 8192) == 0);
+    CHECK(hps_setopt(s->ep, HPS_OPT_AUTO_PAUSE, 1) == 0);
   }
   clear_act(s);
   st = hps_state(s->ep);
@@ -815,10 +846,10 @@ static void run_op(rd *r) {
     int opt;
     int64_t v, got = 0;
     x = pick_x(r);
-    opt = (int)u8(r) % 24 - 2;
+    opt = (int)u8(r) % 28 - 2;
     v = pick_val(r);
-    /* 21 (not a key) stands for the UDP keys 32..37 */
-    if (opt == 21) opt = HPS_OPT_UDP_MAX_DATAGRAM + (int)((uint64_t)v % 6);
+    /* 25 (not a key) stands for the UDP keys 32..37 */
+    if (opt == 25) opt = HPS_OPT_UDP_MAX_DATAGRAM + (int)((uint64_t)v % 6);
     ep = x ? x->ep : NULL;
     rc = chk(F_SETOPT, hps_setopt(ep, opt, v));
     if (ep == NULL) CHECK(rc == HPS_EHANDLE);
@@ -834,7 +865,7 @@ static void run_op(rd *r) {
     x = pick_x(r);
     b = u8(r);
     rc = chk(F_GETOPT,
-             hps_getopt(x ? x->ep : NULL, (int)(b % 24) - 2,
+             hps_getopt(x ? x->ep : NULL, (int)(b % 28) - 2,
                         (b & 0x80) ? NULL : &v));
     break;
   }
@@ -995,6 +1026,16 @@ static void run_op(rd *r) {
     id = pick_id(r);
     b = u8(r);
     chk(F_STATS, hps_get_stats(x ? x->ep : NULL, id, (b & 1) ? NULL : &st));
+    {
+      uint64_t v = 0;
+      rc = chk(F_UNSENT,
+               hps_get_unsent(x ? x->ep : NULL, id, (b & 2) ? NULL : &v));
+      if (rc == 0) CHECK(v <= (1ull << 31)); /* under any send queue */
+      rc = chk(F_COUNTER, hps_get_counter(x ? x->ep : NULL, (int)(b >> 2) % 9,
+                                          (b & 2) ? NULL : &v));
+      if (x != NULL && !(b & 2) && (b >> 2) % 9 >= 1 && (b >> 2) % 9 <= 6)
+        CHECK(rc == 0);
+    }
     break;
   }
   case OP_LIST: {
