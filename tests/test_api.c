@@ -960,6 +960,8 @@ static void unsent_and_counters_check_their_arguments(void **state) {
     assert_int_equal(v, 0); /* nothing went wrong here */
   }
   assert_int_equal(hps_get_counter(l.ep, 0, &v), HPS_EINVAL);
+  assert_int_equal(hps_get_counter(l.ep, HPS_CNT_UDP_PEERS_EVICTED + 1, &v),
+                   HPS_EINVAL);
   assert_int_equal(hps_get_counter(l.ep, 8, &v), HPS_EINVAL);
   assert_int_equal(hps_get_counter(l.ep, -1, &v), HPS_EINVAL);
   assert_int_equal(hps_get_counter(l.ep, INT_MAX, &v), HPS_EINVAL);

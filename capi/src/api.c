@@ -253,7 +253,8 @@ int hps_get_unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
 
 int hps_get_counter(hps_endpoint *ep, int counter, uint64_t *value) {
   CHECK_EP(ep);
-  if (value == NULL || counter <= 0 || counter >= HPS__CNT_SLOTS)
+  if (value == NULL || counter < HPS_CNT_ACCEPT_ERRORS ||
+      counter > HPS_CNT_UDP_PEERS_EVICTED)
     return HPS_EINVAL;
   *value = HPS__LOAD(&ep->counters[counter]);
   return 0;
