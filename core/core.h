@@ -141,7 +141,7 @@ struct hps__conn {
   hps_conn_id id;
   uint8_t state;    /* enum hps__cstate */
   uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
-  uint8_t paused; /* reading paused (pause_why != 0; UDP: by the app) */
+  uint8_t paused;   /* reading paused (pause_why != 0; UDP: by the app) */
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */

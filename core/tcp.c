@@ -357,8 +357,7 @@ __attribute__((cold, noinline)) static void post_water(hps__conn *c) {
 
 /* Unsent bytes rose over high water. post: maybe inside a handler, so
  * HIGH_WATER comes from a command. */
-__attribute__((cold, noinline)) static void water_rise(hps__conn *c,
-                                                      int post) {
+__attribute__((cold, noinline)) static void water_rise(hps__conn *c, int post) {
   hps_endpoint *ep = conn_ep(c);
   if (c->state != HPS__C_OPEN || (c->water & HPS__W_ABOVE)) return;
   c->water |= HPS__W_ABOVE;
