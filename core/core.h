@@ -153,6 +153,12 @@ struct hps__conn {
   char *pbuf;
   size_t plen, pcap;
   uv_timer_t *connect_timer; /* also the TLS handshake timer */
+  /* Graceful close (tcp.c): when it began (ms, loop clock; atomic, 0 when
+   * none is under way: other threads tell a graceful close, which a forced
+   * disconnect may still cut short, from one already being torn down),
+   * and its place in the loop's deadline list. */
+  uint64_t t_close;
+  hps__conn *cl_prev, *cl_next;
   hps__addr peer;
   hps__addr local;
   /* UDP (udp.c, loop thread only) */
@@ -197,6 +203,16 @@ struct hps__loop {
   uv_loop_t uv;
   uv_async_t async;
   uv_timer_t timer; /* silence detection */
+  /* Graceful closes under way, oldest first: HPS_OPT_CLOSE_TIMEOUT is the
+   * same for all of a run, so only the head can be due, and one timer,
+   * armed for the head, bounds them all (loop thread only). */
+  uv_timer_t close_timer;
+  hps__conn *cl_head, *cl_tail;
+  /* Bytes the loop's closes freed since the last malloc_trim, and whether
+   * a trim is due (loop thread only). */
+  uv_timer_t trim_timer;
+  size_t freed;
+  int trim_pending;
   uv_tcp_t listener;
   int has_listener;
   int index;
@@ -363,6 +379,16 @@ void hps__on_connection(uv_stream_t *server, int status);
 int hps__emit(hps__conn *c, int type, const void *data, size_t len);
 void hps__conn_close(hps__conn *c, int op, int err);
 void hps__conn_disconnect(hps__conn *c, int force, int err);
+/* Close after what was accepted for sending has gone out (then FIN), within
+ * HPS_OPT_CLOSE_TIMEOUT: reading stops now; the CLOSE has op and err (or a
+ * write's failure, or HPS_ECLOSETIMEOUT). */
+void hps__conn_graceful(hps__conn *c, int op, int err);
+/* Is c closing gracefully (not yet torn down)? Any thread. */
+static inline int hps__closing_soft(hps__conn *c) {
+  return HPS__LOAD(&c->t_close) != 0;
+}
+void hps__on_close_timer(uv_timer_t *t);
+void hps__on_trim_timer(uv_timer_t *t);
 void hps__conn_pause(hps__conn *c, int pause);
 int hps__conn_write(hps__conn *c, hps__wreq *w);
 /* Loop thread: append bytes to the cork of c if it is being delivered a
