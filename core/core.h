@@ -83,7 +83,9 @@ enum hps__cmd_kind {
   HPS__CMD_CONNECT = 5,
   HPS__CMD_TLSRAW = 6,   /* TLS: ciphertext write (tls.c) */
   HPS__CMD_TLSDRAIN = 7, /* TLS: deliver plaintext buffered while paused */
-  HPS__CMD_DRAIN = 8     /* deliver what a pause held back (c->held) */
+  HPS__CMD_DRAIN = 8,    /* deliver what a pause held back (c->held) */
+  HPS__CMD_SHUT = 9      /* graceful close: the sends posted before it have
+                            run, shut down now */
 };
 
 /* One queued write, and also the cross-thread command carrying it: the
@@ -130,7 +132,8 @@ struct hps__conn {
   uint8_t state;    /* enum hps__cstate */
   uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
   uint8_t paused;
-  uint8_t graceful; /* shut down once the file and deferred writes end */
+  uint8_t graceful; /* 1: shut down once the file and deferred writes end;
+                       2: once HPS__CMD_SHUT has run (posted sends first) */
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
@@ -159,6 +162,9 @@ struct hps__conn {
    * and its place in the loop's deadline list. */
   uint64_t t_close;
   hps__conn *cl_prev, *cl_next;
+  /* SEND and FILE commands posted for it and not run yet (under
+   * loop->lock): a graceful close lets them go out before FIN. */
+  uint32_t posted;
   hps__addr peer;
   hps__addr local;
   /* UDP (udp.c, loop thread only) */
@@ -388,6 +394,8 @@ static inline int hps__closing_soft(hps__conn *c) {
   return HPS__LOAD(&c->t_close) != 0;
 }
 void hps__on_close_timer(uv_timer_t *t);
+/* HPS__CMD_SHUT: the sends posted before the graceful close have run. */
+void hps__conn_shut(hps__conn *c);
 void hps__on_trim_timer(uv_timer_t *t);
 void hps__conn_pause(hps__conn *c, int pause);
 int hps__conn_write(hps__conn *c, hps__wreq *w);

@@ -294,12 +294,22 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
   }
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(lp->ep, w->id, NULL);
+  if (c != NULL && c->posted > 0 &&
+      (w->kind == HPS__CMD_SEND || w->kind == HPS__CMD_FILE))
+    c->posted--;
   uv_mutex_unlock(&lp->lock);
-  /* Closed meanwhile: its bytes go with it. A forced disconnect still
-   * cuts a graceful close short. */
+  /* Closed meanwhile: its bytes go with it. A graceful close still takes
+   * the sends posted before it began (then its SHUT), and a forced
+   * disconnect still cuts it short. */
   if (c == NULL ||
       (c->state == HPS__C_CLOSING &&
-       !(w->kind == HPS__CMD_DISCONNECT && w->arg && hps__closing_soft(c)))) {
+       !(hps__closing_soft(c) &&
+         (w->kind == HPS__CMD_SHUT ||
+          (w->kind == HPS__CMD_DISCONNECT && w->arg) ||
+          (c->graceful == 2 && (w->kind == HPS__CMD_SEND ||
+                                w->kind == HPS__CMD_FILE)))))) {
+    if (c != NULL && (w->kind == HPS__CMD_SEND || w->kind == HPS__CMD_FILE))
+      HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
     free_wreq(w);
     return;
   }
@@ -324,6 +334,10 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     break;
   case HPS__CMD_DRAIN:
     hps__conn_drain(c);
+    free_wreq(w);
+    break;
+  case HPS__CMD_SHUT:
+    hps__conn_shut(c);
     free_wreq(w);
     break;
   default:

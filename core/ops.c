@@ -71,6 +71,7 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
   } else {
     HPS__ADD(&c->queued, queued_bytes);
+    if (w->kind == HPS__CMD_SEND) c->posted++;
     /* A queued disconnect ends the connection for every later call, even
      * before its loop runs it: later sends fail instead of vanishing. */
     if (w->kind == HPS__CMD_DISCONNECT) HPS__STORE(&c->doomed, 1);
@@ -339,6 +340,8 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
       err = state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
     else if (hps__loop_post_locked(lp, w) != 0)
       err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
+    else
+      c->posted++;
     uv_mutex_unlock(&lp->lock);
     if (err != 0) goto fail;
     return 0;

@@ -52,6 +52,7 @@ static inline ssize_t sock_send(int fd, const void *p, size_t n, int flags) {
 #endif
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int close_behind_posted(hps__conn *c);
 static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
 static void drop_held(hps__conn *c);
@@ -342,12 +343,49 @@ void hps__conn_graceful(hps__conn *c, int op, int err) {
   hps__cork_flush(c); /* sent before the close: goes out before FIN */
   /* the flush failed: closed, or (TLS) closing gracefully already */
   if (c->handle_closing || c->state != HPS__C_OPEN) return;
-  HPS__STORE(&c->state, HPS__C_CLOSING);
   hps__read_stop(c);
   drop_held(c); /* read, not delivered: reading has ended */
   closing_add(c);
+  if (close_behind_posted(c)) return;
   if (c->file != NULL || c->defer_head != NULL)
     c->graceful = 1; /* shut down when the file and what waits behind end */
+  else
+    start_shutdown(c);
+}
+
+/* The connection becomes CLOSING, under the lock other threads post
+ * under: a send either sees it (HPS_ENOTFOUND) or was posted before. Sends
+ * posted before and not run yet were accepted (hps_send returned 0): a
+ * SHUT command queued behind them starts the shutdown once they have
+ * gone the way of every send. 1 if it was queued. */
+static int close_behind_posted(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  hps__wreq *w = NULL;
+  uint32_t n;
+  uv_mutex_lock(&lp->lock);
+  HPS__STORE(&c->state, HPS__C_CLOSING);
+  n = c->posted;
+  uv_mutex_unlock(&lp->lock);
+  if (n == 0 || (w = hps__wreq_new(0)) == NULL)
+    return 0; /* (no memory: what was posted is dropped, as on a close) */
+  w->kind = HPS__CMD_SHUT;
+  w->id = c->id;
+  uv_mutex_lock(&lp->lock);
+  if (hps__loop_post_locked(lp, w) != 0) { /* stopping: it closes them all */
+    free(w);
+    w = NULL;
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (w == NULL) return 0;
+  c->graceful = 2;
+  return 1;
+}
+
+void hps__conn_shut(hps__conn *c) {
+  if (c->graceful != 2 || c->handle_closing) return;
+  c->graceful = 0;
+  if (c->file != NULL || c->defer_head != NULL)
+    c->graceful = 1;
   else
     start_shutdown(c);
 }
@@ -635,15 +673,27 @@ static void read_ended(hps__conn *c, int err) {
     hps__tls_on_eof(c, err);
     return;
   }
-  if (err == UV_EOF && c->state == HPS__C_OPEN &&
-      (c->tcp.write_queue_size > 0 || c->file != NULL ||
-       c->defer_head != NULL)) {
+  if (err == UV_EOF && c->state == HPS__C_OPEN) {
     /* The peer is done sending but may still read (half-close): what is
-     * queued for it goes out first, then FIN, then the close (still op
-     * RECEIVE, error 0), within HPS_OPT_CLOSE_TIMEOUT. Closing at once
-     * would drop those bytes. */
-    hps__conn_graceful(c, HPS_OP_RECEIVE, 0);
-    return;
+     * queued or posted for it goes out first, then FIN, then the close
+     * (still op RECEIVE, error 0), within HPS_OPT_CLOSE_TIMEOUT. Closing
+     * at once would drop those bytes. Nothing waits: CLOSING under the
+     * lock, so no send is accepted between the look and the close. */
+    hps__loop *lp = c->loop;
+    int wait = c->tcp.write_queue_size > 0 || c->file != NULL ||
+               c->defer_head != NULL;
+    if (!wait) {
+      uv_mutex_lock(&lp->lock);
+      wait = c->posted != 0;
+      if (!wait) HPS__STORE(&c->state, HPS__C_CLOSING);
+      uv_mutex_unlock(&lp->lock);
+    }
+    if (wait) {
+      hps__conn_graceful(c, HPS_OP_RECEIVE, 0);
+      return;
+    }
+    c->close_op = HPS_OP_RECEIVE;
+    c->close_err = 0;
   }
   hps__conn_close(c, HPS_OP_RECEIVE, err == UV_EOF ? 0 : err);
 }
@@ -1264,7 +1314,7 @@ void hps__drain_deferred(hps__conn *c) {
     HPS__SUB(&c->queued, d->len);
     if (hps__conn_write(c, d) != 0) return;
   }
-  if (c->graceful && c->file == NULL) {
+  if (c->graceful == 1 && c->file == NULL) {
     c->graceful = 0;
     start_shutdown(c);
   }

@@ -573,6 +573,76 @@ static void pull_reply_goes_out_before_a_pull_overflow(void **state) {
                    HPS_EPULLFULL);
 }
 
+/* A send from another thread that returned 0 before the loop read the
+ * peer's FIN: it goes out before the close, though the loop ran the EOF
+ * before the send's command. The handler holds the loop until the send
+ * is posted and the FIN is in. */
+typedef struct gate {
+  srv s;
+  int in_handler, release;
+} gate;
+
+static int gate_hook(t_rec *r, const hps_event *ev) {
+  gate *g = (gate *)r;
+  if (ev->type != HPS_EV_RECEIVE) return HPS_HR_OK;
+  pthread_mutex_lock(&r->mu);
+  g->in_handler = 1;
+  pthread_cond_broadcast(&r->cv);
+  while (!g->release) pthread_cond_wait(&r->cv, &r->mu);
+  pthread_mutex_unlock(&r->mu);
+  return HPS_HR_OK;
+}
+
+static int gate_entered(void *arg) {
+  gate *g = arg;
+  int v;
+  pthread_mutex_lock(&g->s.r.mu);
+  v = g->in_handler;
+  pthread_mutex_unlock(&g->s.r.mu);
+  return v;
+}
+
+static void send_posted_before_the_fin_goes_out(void **state) {
+  static gate g;
+  uint16_t port;
+  hps_endpoint *ep;
+  hps_conn_id id;
+  unsigned char *reply = malloc(CHUNK), *back = malloc(CHUNK + 1);
+  size_t got, total;
+  int fd, eof, round;
+  (void)state;
+  for (round = 0; round < 4; round++) {
+    memset(&g, 0, sizeof(g));
+    srv_init(&g.s, 0, AFTER_NONE);
+    g.s.r.hook = gate_hook;
+    ep = srv_start(&g.s, HPS_MODEL_PUSH, NULL, &port);
+    fd = t_connect(HOST, port);
+    id = t_nth_conn(&g.s.r, HPS_EV_ACCEPT, 0);
+    t_send_all(fd, "G", 1);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_int_equal(t_poll(gate_entered, &g, T_WAIT_MS), 0);
+    t_pat_fill(reply, CHUNK, SEED, 0);
+    assert_int_equal(hps_send(ep, id, reply, CHUNK), 0); /* posted */
+    pthread_mutex_lock(&g.s.r.mu);
+    g.release = 1;
+    pthread_cond_broadcast(&g.s.r.cv);
+    pthread_mutex_unlock(&g.s.r.mu);
+    got = t_recv_until_eof(fd, back, CHUNK + 1, &total, &eof, 10000);
+    assert_true(eof);
+    if (total != CHUNK)
+      fail_msg("round %d: %zu of the %u bytes hps_send accepted arrived",
+               round, total, CHUNK);
+    assert_int_equal(t_pat_check(back, got, SEED, 0), -1);
+    t_expect_close(t_conn_event(&g.s.r, id, HPS_EV_CLOSE), HPS_OP_RECEIVE,
+                   0);
+    close(fd);
+    t_stop_free(ep);
+    srv_free(&g.s);
+  }
+  free(reply);
+  free(back);
+}
+
 /* ------------------------------------------------------------------ */
 /* TLS                                                                 */
 /* ------------------------------------------------------------------ */
@@ -877,6 +947,7 @@ int main(void) {
       cmocka_unit_test(pack_frames_before_a_bad_header_are_all_echoed),
       cmocka_unit_test(push_reply_goes_out_before_a_handler_error),
       cmocka_unit_test(pull_reply_goes_out_before_a_pull_overflow),
+      cmocka_unit_test(send_posted_before_the_fin_goes_out),
       cmocka_unit_test(tls_reply_goes_out_before_a_bad_record),
       cmocka_unit_test(tls_bare_fin_still_gets_its_echo),
       cmocka_unit_test(tls_pack_frames_before_a_bad_header_are_echoed),
