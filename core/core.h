@@ -132,8 +132,9 @@ struct hps__conn {
   uint8_t state;    /* enum hps__cstate */
   uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
   uint8_t paused;
-  uint8_t graceful; /* 1: shut down once the file and deferred writes end;
-                       2: once HPS__CMD_SHUT has run (posted sends first) */
+  /* 1: shut down once the file and deferred writes end; 2: once
+   * HPS__CMD_SHUT has run (the sends posted before the close first) */
+  uint8_t graceful;
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */

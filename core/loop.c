@@ -301,13 +301,12 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
   /* Closed meanwhile: its bytes go with it. A graceful close still takes
    * the sends posted before it began (then its SHUT), and a forced
    * disconnect still cuts it short. */
-  if (c == NULL ||
-      (c->state == HPS__C_CLOSING &&
-       !(hps__closing_soft(c) &&
-         (w->kind == HPS__CMD_SHUT ||
-          (w->kind == HPS__CMD_DISCONNECT && w->arg) ||
-          (c->graceful == 2 && (w->kind == HPS__CMD_SEND ||
-                                w->kind == HPS__CMD_FILE)))))) {
+  if (c == NULL || (c->state == HPS__C_CLOSING &&
+                    !(hps__closing_soft(c) &&
+                      (w->kind == HPS__CMD_SHUT ||
+                       (w->kind == HPS__CMD_DISCONNECT && w->arg) ||
+                       (c->graceful == 2 && (w->kind == HPS__CMD_SEND ||
+                                             w->kind == HPS__CMD_FILE)))))) {
     if (c != NULL && (w->kind == HPS__CMD_SEND || w->kind == HPS__CMD_FILE))
       HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
     free_wreq(w);
