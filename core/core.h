@@ -84,7 +84,9 @@ enum hps__cmd_kind {
   HPS__CMD_TLSRAW = 6,   /* TLS: ciphertext write (tls.c) */
   HPS__CMD_TLSDRAIN = 7, /* TLS: deliver plaintext buffered while paused */
   HPS__CMD_DRAIN = 8,    /* deliver what a pause held back (c->held) */
-  HPS__CMD_WATER = 9     /* deliver a water-mark crossing (tcp.c) */
+  HPS__CMD_WATER = 9,    /* deliver a water-mark crossing (tcp.c) */
+  HPS__CMD_SHUT = 10     /* graceful close: the sends posted before it have
+                            run, shut down now */
 };
 
 /* hps__conn.pause_why: why reading is paused. The application's pause and
@@ -142,7 +144,9 @@ struct hps__conn {
   uint8_t state;    /* enum hps__cstate */
   uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
   uint8_t paused;   /* reading paused (pause_why != 0; UDP: by the app) */
-  uint8_t graceful; /* shut down once the file and deferred writes end */
+  /* 1: shut down once the file and deferred writes end; 2: once
+   * HPS__CMD_SHUT has run (the sends posted before the close first) */
+  uint8_t graceful;
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
@@ -165,6 +169,15 @@ struct hps__conn {
   char *pbuf;
   size_t plen, pcap;
   uv_timer_t *connect_timer; /* also the TLS handshake timer */
+  /* Graceful close (tcp.c): when it began (ms, loop clock; atomic, 0 when
+   * none is under way: other threads tell a graceful close, which a forced
+   * disconnect may still cut short, from one already being torn down),
+   * and its place in the loop's deadline list. */
+  uint64_t t_close;
+  hps__conn *cl_prev, *cl_next;
+  /* SEND and FILE commands posted for it and not run yet (under
+   * loop->lock): a graceful close lets them go out before FIN. */
+  uint32_t posted;
   hps__addr peer;
   hps__addr local;
   /* UDP (udp.c, loop thread only) */
@@ -213,6 +226,16 @@ struct hps__loop {
   uv_loop_t uv;
   uv_async_t async;
   uv_timer_t timer; /* silence detection */
+  /* Graceful closes under way, oldest first: HPS_OPT_CLOSE_TIMEOUT is the
+   * same for all of a run, so only the head can be due, and one timer,
+   * armed for the head, bounds them all (loop thread only). */
+  uv_timer_t close_timer;
+  hps__conn *cl_head, *cl_tail;
+  /* Bytes the loop's closes freed since the last malloc_trim, and whether
+   * a trim is due (loop thread only). */
+  uv_timer_t trim_timer;
+  size_t freed;
+  int trim_pending;
   uv_tcp_t listener;
   int has_listener;
   int index;
@@ -393,6 +416,18 @@ static inline void hps__water_taken(hps__conn *c) {
           (size_t)HPS__LOAD(&c->loop->ep->opt[HPS_OPT_SEND_HIGH_WATER]))
     hps__water(c);
 }
+/* Close after what was accepted for sending has gone out (then FIN), within
+ * HPS_OPT_CLOSE_TIMEOUT: reading stops now; the CLOSE has op and err (or a
+ * write's failure, or HPS_ECLOSETIMEOUT). */
+void hps__conn_graceful(hps__conn *c, int op, int err);
+/* Is c closing gracefully (not yet torn down)? Any thread. */
+static inline int hps__closing_soft(hps__conn *c) {
+  return HPS__LOAD(&c->t_close) != 0;
+}
+void hps__on_close_timer(uv_timer_t *t);
+/* HPS__CMD_SHUT: the sends posted before the graceful close have run. */
+void hps__conn_shut(hps__conn *c);
+void hps__on_trim_timer(uv_timer_t *t);
 int hps__conn_write(hps__conn *c, hps__wreq *w);
 /* Loop thread: append bytes to the cork of c if it is being delivered a
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */

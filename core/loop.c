@@ -34,9 +34,15 @@ int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index) {
   lp->async.data = lp;
   uv_timer_init(&lp->uv, &lp->timer);
   lp->timer.data = lp;
+  uv_timer_init(&lp->uv, &lp->close_timer);
+  lp->close_timer.data = lp;
+  uv_timer_init(&lp->uv, &lp->trim_timer);
+  lp->trim_timer.data = lp;
   if (uv_mutex_init(&lp->lock) != 0) {
     uv_close((uv_handle_t *)&lp->async, NULL);
     uv_close((uv_handle_t *)&lp->timer, NULL);
+    uv_close((uv_handle_t *)&lp->close_timer, NULL);
+    uv_close((uv_handle_t *)&lp->trim_timer, NULL);
     uv_run(&lp->uv, UV_RUN_DEFAULT);
     uv_loop_close(&lp->uv);
     return HPS_ENOMEM;
@@ -58,6 +64,8 @@ void hps__loop_free(hps__loop *lp) {
   if (!lp->handles_closed) { /* never ran: close handles here */
     uv_close((uv_handle_t *)&lp->async, NULL);
     uv_close((uv_handle_t *)&lp->timer, NULL);
+    uv_close((uv_handle_t *)&lp->close_timer, NULL);
+    uv_close((uv_handle_t *)&lp->trim_timer, NULL);
     if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
     uv_run(&lp->uv, UV_RUN_DEFAULT);
     uv_loop_close(&lp->uv);
@@ -254,6 +262,8 @@ void hps__loop_maybe_finish(hps__loop *lp) {
   lp->handles_closed = 1;
   uv_close((uv_handle_t *)&lp->async, on_handle_closed);
   uv_close((uv_handle_t *)&lp->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&lp->close_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&lp->trim_timer, on_handle_closed);
   hps__udp_loop_close(lp);
 }
 
@@ -284,9 +294,22 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
   }
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(lp->ep, w->id, NULL);
+  if (c != NULL && c->posted > 0 &&
+      (w->kind == HPS__CMD_SEND || w->kind == HPS__CMD_FILE))
+    c->posted--;
   uv_mutex_unlock(&lp->lock);
-  if (c == NULL || c->state == HPS__C_CLOSING) {
-    free_wreq(w); /* closed meanwhile: its bytes go with it */
+  /* Closed meanwhile: its bytes go with it. A graceful close still takes
+   * the sends posted before it began (then its SHUT), and a forced
+   * disconnect still cuts it short. */
+  if (c == NULL || (c->state == HPS__C_CLOSING &&
+                    !(hps__closing_soft(c) &&
+                      (w->kind == HPS__CMD_SHUT ||
+                       (w->kind == HPS__CMD_DISCONNECT && w->arg) ||
+                       (c->graceful == 2 && (w->kind == HPS__CMD_SEND ||
+                                             w->kind == HPS__CMD_FILE)))))) {
+    if (c != NULL && (w->kind == HPS__CMD_SEND || w->kind == HPS__CMD_FILE))
+      HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
+    free_wreq(w);
     return;
   }
   switch (w->kind) {
@@ -316,6 +339,10 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
   case HPS__CMD_WATER:
     c->water &= (uint8_t)~HPS__W_POSTED;
     hps__water(c);
+    free_wreq(w);
+    break;
+  case HPS__CMD_SHUT:
+    hps__conn_shut(c);
     free_wreq(w);
     break;
   default:

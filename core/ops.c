@@ -71,6 +71,7 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
   } else {
     HPS__ADD(&c->queued, queued_bytes);
+    if (w->kind == HPS__CMD_SEND) c->posted++;
     /* A queued disconnect ends the connection for every later call, even
      * before its loop runs it: later sends fail instead of vanishing. */
     if (w->kind == HPS__CMD_DISCONNECT) HPS__STORE(&c->doomed, 1);
@@ -339,6 +340,8 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
       err = state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
     else if (hps__loop_post_locked(lp, w) != 0)
       err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
+    else
+      c->posted++;
     uv_mutex_unlock(&lp->lock);
     if (err != 0) goto fail;
     return 0;
@@ -372,8 +375,49 @@ static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
   return post(ep, w, 0);
 }
 
+/* A forced disconnect: of an open connection, or one closing gracefully
+ * (its peer may never take what is queued). Refused (HPS_ENOTFOUND) only
+ * when the connection is gone, being torn down, or a forced disconnect of
+ * it is queued already: the CLOSE comes once. */
+static int disconnect_force(hps_endpoint *ep, hps_conn_id id) {
+  hps__loop *lp;
+  hps__conn *c;
+  hps__wreq *w;
+  int err = 0;
+  id = resolve_id(ep, id);
+  w = hps__wreq_new(0);
+  if (w == NULL) return HPS_ENOMEM;
+  w->kind = HPS__CMD_DISCONNECT;
+  w->id = id;
+  w->arg = 1;
+  c = lock_conn(ep, id, &lp, &err);
+  if (c == NULL) {
+    free(w);
+    return err;
+  }
+  if (HPS__LOAD(&c->doomed) == 2 ||
+      (HPS__LOAD(&c->state) == HPS__C_CLOSING && !hps__closing_soft(c))) {
+    err = HPS_ENOTFOUND;
+  } else if (on_owner(ep, id)) {
+    /* only this thread closes it: safe once the lock is dropped */
+    uv_mutex_unlock(&lp->lock);
+    free(w);
+    hps__conn_disconnect(c, 1, 0);
+    return 0;
+  } else if (hps__loop_post_locked(lp, w) != 0) {
+    err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
+  } else {
+    w = NULL;
+    HPS__STORE(&c->doomed, 2);
+  }
+  uv_mutex_unlock(&lp->lock);
+  free(w);
+  return err;
+}
+
 int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force) {
-  return simple_cmd(ep, id, HPS__CMD_DISCONNECT, force != 0, 0);
+  if (force) return disconnect_force(ep, id);
+  return simple_cmd(ep, id, HPS__CMD_DISCONNECT, 0, 0);
 }
 
 int hps__pause(hps_endpoint *ep, hps_conn_id id, int pause) {
@@ -406,8 +450,8 @@ int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
 
 int hps__conn_count(hps_endpoint *ep) {
   size_t n = 0;
-  /* What hps_conn_list counts: a closing connection is no longer open,
-   * though it stays in lp->nconns until its CLOSE has been delivered. */
+  /* What hps_conn_list counts: open connections and graceful closes
+   * under way; one being torn down (its CLOSE on its way) no longer. */
   hps__conn_list(ep, NULL, 0, &n);
   return (int)n;
 }
@@ -422,7 +466,9 @@ int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
       hps__loop *lp = ep->loops[i];
       uv_mutex_lock(&lp->lock);
       for (c = lp->conns; c != NULL; c = c->next) {
-        if (HPS__LOAD(&c->state) == HPS__C_CLOSING) continue;
+        /* a graceful close still holds the slot: it counts */
+        if (HPS__LOAD(&c->state) == HPS__C_CLOSING && !hps__closing_soft(c))
+          continue;
         if (got < cap) ids[got++] = c->id;
         total++;
       }
@@ -532,8 +578,10 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
     for (c = lp->conns; c != NULL; c = c->next) {
       uint64_t t = HPS__LOAD(by_silence ? &c->t_recv : &c->t_open);
       int err = by_silence ? HPS_ESILENCE : 0;
-      if (HPS__LOAD(&c->state) != HPS__C_OPEN || t == 0 ||
-          hps__elapsed(now, t) < (uint64_t)ms)
+      int state = HPS__LOAD(&c->state);
+      /* graceful closes too: their peer may hold them for good */
+      if ((state != HPS__C_OPEN && !hps__closing_soft(c)) || t == 0 ||
+          HPS__LOAD(&c->doomed) == 2 || hps__elapsed(now, t) < (uint64_t)ms)
         continue;
       n++;
       if (mine) { /* runs no handler: safe under the lock */
@@ -545,7 +593,10 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
         w->id = c->id;
         w->arg = 1;
         w->err = err;
-        if (hps__loop_post_locked(lp, w) != 0) free(w);
+        if (hps__loop_post_locked(lp, w) != 0)
+          free(w);
+        else
+          HPS__STORE(&c->doomed, 2);
       }
     }
     uv_mutex_unlock(&lp->lock);

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__linux__)
 #include <poll.h>
 #include <sys/epoll.h>
@@ -49,6 +52,7 @@ static inline ssize_t sock_send(int fd, const void *p, size_t n, int flags) {
 #endif
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int close_behind_posted(hps__conn *c);
 static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
 static void drop_held(hps__conn *c);
@@ -148,6 +152,86 @@ static void on_closed(uv_handle_t *h) { conn_finish(h->data); }
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
+/* ---- graceful closes: a deadline, and memory given back ---- */
+
+/* A graceful close began: it joins the loop's list, oldest first, and the
+ * timer is armed for it when it is the only one (otherwise the timer is
+ * armed for an older one, and re-armed from there). */
+static void closing_add(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  uint64_t now = uv_now(&lp->uv);
+  HPS__STORE(&c->t_close, now != 0 ? now : 1);
+  c->cl_next = NULL;
+  c->cl_prev = lp->cl_tail;
+  if (lp->cl_tail != NULL)
+    lp->cl_tail->cl_next = c;
+  else
+    lp->cl_head = c;
+  lp->cl_tail = c;
+  if (c->cl_prev == NULL)
+    uv_timer_start(&lp->close_timer, hps__on_close_timer,
+                   (uint64_t)lp->ep->opt[HPS_OPT_CLOSE_TIMEOUT], 0);
+}
+
+static void closing_del(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  if (HPS__LOAD(&c->t_close) == 0) return;
+  HPS__STORE(&c->t_close, 0);
+  if (c->cl_prev != NULL)
+    c->cl_prev->cl_next = c->cl_next;
+  else
+    lp->cl_head = c->cl_next;
+  if (c->cl_next != NULL)
+    c->cl_next->cl_prev = c->cl_prev;
+  else
+    lp->cl_tail = c->cl_prev;
+  c->cl_prev = c->cl_next = NULL;
+}
+
+/* Graceful closes past HPS_OPT_CLOSE_TIMEOUT are closed by force: their
+ * peer does not take what is queued for it. Each run costs the closes it
+ * ends, plus one look at the head. */
+void hps__on_close_timer(uv_timer_t *t) {
+  hps__loop *lp = t->data;
+  uint64_t limit = (uint64_t)lp->ep->opt[HPS_OPT_CLOSE_TIMEOUT];
+  uint64_t now = uv_now(&lp->uv);
+  hps__conn *c;
+  while ((c = lp->cl_head) != NULL) {
+    uint64_t age = hps__elapsed(now, HPS__LOAD(&c->t_close));
+    if (age < limit) {
+      uv_timer_start(&lp->close_timer, hps__on_close_timer, limit - age, 0);
+      return;
+    }
+    hps__counter_add(lp->ep, HPS_CNT_CLOSE_TIMEOUTS, 1);
+    c->close_err = HPS_ECLOSETIMEOUT; /* replaces a protocol error too */
+    hps__conn_close(c, c->close_op, HPS_ECLOSETIMEOUT);
+  }
+}
+
+/* glibc keeps what free() returns in its arenas: after a burst of peers
+ * that held megabytes each, the process would stay that large. Closes
+ * count what they free; past TRIM_BYTES, once the loop has had
+ * TRIM_DELAY_MS to finish the burst, malloc_trim hands the free pages
+ * back. At most one trim per TRIM_BYTES freed and per delay, per loop. */
+#define TRIM_BYTES ((size_t)32 << 20)
+#define TRIM_DELAY_MS 100
+
+void hps__on_trim_timer(uv_timer_t *t) {
+  hps__loop *lp = t->data;
+  lp->trim_pending = 0;
+  lp->freed = 0;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+static void count_freed(hps__loop *lp, size_t n) {
+  lp->freed += n;
+  if (lp->freed < TRIM_BYTES || lp->trim_pending || lp->stopping) return;
+  lp->trim_pending = 1;
+  uv_timer_start(&lp->trim_timer, hps__on_trim_timer, TRIM_DELAY_MS, 0);
+}
+
 void hps__conn_close(hps__conn *c, int op, int err) {
   if (HPS__IS_UDP(conn_ep(c))) {
     hps__udp_close(c, op, err);
@@ -169,11 +253,15 @@ void hps__conn_close(hps__conn *c, int op, int err) {
   }
   HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
+  closing_del(c);
   if (c->connect_timer) {
     uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
     c->connect_timer = NULL;
   }
   if (c->pack) hps__pack_reset(c->pack);
+  /* what the close frees: the queue (cancelled now), held and pull bytes */
+  count_freed(c->loop, HPS__LOAD(&c->queued) + c->pcap +
+                           (c->held != NULL ? c->held->len : 0));
   drop_held(c); /* closed: the frames a pause held back go with it */
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
@@ -210,7 +298,12 @@ static void start_shutdown(hps__conn *c) {
 }
 
 void hps__conn_disconnect(hps__conn *c, int force, int err) {
-  if (c->state == HPS__C_CLOSING) return;
+  if (c->state == HPS__C_CLOSING) {
+    /* A forced disconnect cuts a graceful close short; its CLOSE keeps
+     * the op and error of that close (err, if it had none). */
+    if (force && hps__closing_soft(c)) hps__conn_close(c, HPS_OP_CLOSE, err);
+    return;
+  }
   if (HPS__IS_UDP(conn_ep(c))) {
     hps__udp_close(c, HPS_OP_CLOSE, err);
     return;
@@ -229,14 +322,70 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
     hps__conn_close(c, HPS_OP_CLOSE, err);
     return;
   }
-  c->close_op = HPS_OP_CLOSE;
+  hps__conn_graceful(c, HPS_OP_CLOSE, err);
+}
+
+void hps__conn_graceful(hps__conn *c, int op, int err) {
+  if (c->handle_closing) return;
+  if (c->state == HPS__C_CLOSING) { /* already: a first error stays */
+    if (err != 0 && c->close_err == 0) {
+      c->close_op = op;
+      c->close_err = err;
+    }
+    return;
+  }
+  if (c->state != HPS__C_OPEN || (c->tls != NULL && !hps__tls_done(c))) {
+    hps__conn_close(c, op, err); /* nothing accepted can go out yet */
+    return;
+  }
+  c->close_op = op;
   c->close_err = err;
-  hps__cork_flush(c); /* sent before the disconnect: goes out before FIN */
-  if (c->handle_closing) return; /* the flush failed and closed it */
-  HPS__STORE(&c->state, HPS__C_CLOSING);
+  hps__cork_flush(c); /* sent before the close: goes out before FIN */
+  /* the flush failed: closed, or (TLS) closing gracefully already */
+  if (c->handle_closing || c->state != HPS__C_OPEN) return;
   hps__read_stop(c);
+  drop_held(c); /* read, not delivered: reading has ended */
+  closing_add(c);
+  if (close_behind_posted(c)) return;
   if (c->file != NULL || c->defer_head != NULL)
     c->graceful = 1; /* shut down when the file and what waits behind end */
+  else
+    start_shutdown(c);
+}
+
+/* The connection becomes CLOSING, under the lock other threads post
+ * under: a send either sees it (HPS_ENOTFOUND) or was posted before. Sends
+ * posted before and not run yet were accepted (hps_send returned 0): a
+ * SHUT command queued behind them starts the shutdown once they have
+ * gone the way of every send. 1 if it was queued. */
+static int close_behind_posted(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  hps__wreq *w = NULL;
+  uint32_t n;
+  uv_mutex_lock(&lp->lock);
+  HPS__STORE(&c->state, HPS__C_CLOSING);
+  n = c->posted;
+  uv_mutex_unlock(&lp->lock);
+  if (n == 0 || (w = hps__wreq_new(0)) == NULL)
+    return 0; /* (no memory: what was posted is dropped, as on a close) */
+  w->kind = HPS__CMD_SHUT;
+  w->id = c->id;
+  uv_mutex_lock(&lp->lock);
+  if (hps__loop_post_locked(lp, w) != 0) { /* stopping: it closes them all */
+    free(w);
+    w = NULL;
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (w == NULL) return 0;
+  c->graceful = 2;
+  return 1;
+}
+
+void hps__conn_shut(hps__conn *c) {
+  if (c->graceful != 2 || c->handle_closing) return;
+  c->graceful = 0;
+  if (c->file != NULL || c->defer_head != NULL)
+    c->graceful = 1;
   else
     start_shutdown(c);
 }
@@ -477,7 +626,7 @@ static inline __attribute__((always_inline)) int frame(hps__conn *c,
     lp->frame_ev.len = len;
     lp->frame_ev.extra = HPS__LOAD(&c->extra);
     if (ep->fn(ep->user, &lp->frame_ev) == HPS_HR_ERROR) {
-      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+      hps__conn_graceful(c, HPS_OP_RECEIVE, HPS_EHANDLER);
       return FRAME_CLOSED;
     }
   }
@@ -507,8 +656,8 @@ __attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
                                                         const char *end,
                                                         int r) {
   const char *rest = (const char *)c->pack->stop;
-  if (r < 0)
-    hps__conn_close(c, HPS_OP_RECEIVE, r);
+  if (r < 0) /* the frames before it were delivered: their answers go out */
+    hps__conn_graceful(c, HPS_OP_RECEIVE, r);
   else if (r == FRAME_PAUSED)
     hold(c, rest, (size_t)(end - rest));
 }
@@ -589,12 +738,12 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
   }
   uv_mutex_unlock(&lp->lock);
   if (err != 0) {
-    hps__conn_close(c, HPS_OP_RECEIVE, err);
+    hps__conn_graceful(c, HPS_OP_RECEIVE, err);
     return;
   }
   count_recv(c, 0, 1);
   if (hps__emit(c, HPS_EV_RECEIVE, NULL, total) == HPS_HR_ERROR)
-    hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+    hps__conn_graceful(c, HPS_OP_RECEIVE, HPS_EHANDLER);
 }
 
 /* One read's bytes (or TLS plaintext) in the receive model. */
@@ -614,7 +763,7 @@ static inline __attribute__((always_inline)) void deliver(hps__conn *c,
     count_recv(c, nread, 1);
     if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
         HPS_HR_ERROR)
-      hps__conn_close(c, HPS_OP_RECEIVE, HPS_EHANDLER);
+      hps__conn_graceful(c, HPS_OP_RECEIVE, HPS_EHANDLER);
   }
 }
 
@@ -636,15 +785,27 @@ static void read_ended(hps__conn *c, int err) {
     hps__tls_on_eof(c, err);
     return;
   }
-  if (err == UV_EOF && c->state == HPS__C_OPEN &&
-      (c->tcp.write_queue_size > 0 || c->file != NULL ||
-       c->defer_head != NULL)) {
+  if (err == UV_EOF && c->state == HPS__C_OPEN) {
     /* The peer is done sending but may still read (half-close): what is
-     * queued for it goes out first, then FIN, then the close (still op
-     * RECEIVE, error 0). Closing at once would drop those bytes. */
-    hps__conn_disconnect(c, 0, 0);
+     * queued or posted for it goes out first, then FIN, then the close
+     * (still op RECEIVE, error 0), within HPS_OPT_CLOSE_TIMEOUT. Closing
+     * at once would drop those bytes. Nothing waits: CLOSING under the
+     * lock, so no send is accepted between the look and the close. */
+    hps__loop *lp = c->loop;
+    int wait = c->tcp.write_queue_size > 0 || c->file != NULL ||
+               c->defer_head != NULL;
+    if (!wait) {
+      uv_mutex_lock(&lp->lock);
+      wait = c->posted != 0;
+      if (!wait) HPS__STORE(&c->state, HPS__C_CLOSING);
+      uv_mutex_unlock(&lp->lock);
+    }
+    if (wait) {
+      hps__conn_graceful(c, HPS_OP_RECEIVE, 0);
+      return;
+    }
     c->close_op = HPS_OP_RECEIVE;
-    return;
+    c->close_err = 0;
   }
   hps__conn_close(c, HPS_OP_RECEIVE, err == UV_EOF ? 0 : err);
 }
@@ -1268,7 +1429,7 @@ void hps__drain_deferred(hps__conn *c) {
     HPS__SUB(&c->queued, d->len);
     if (hps__conn_write(c, d) != 0) return;
   }
-  if (c->graceful && c->file == NULL) {
+  if (c->graceful == 1 && c->file == NULL) {
     c->graceful = 0;
     start_shutdown(c);
     return;
@@ -1363,10 +1524,13 @@ void hps__on_timer(uv_timer_t *t) {
   uint64_t limit = (uint64_t)lp->ep->opt[HPS_OPT_SILENCE_TIMEOUT];
   uint64_t now = now_ms();
   hps__conn *c;
-  /* hps__conn_close runs no handler, so walking under the lock is safe. */
+  /* hps__conn_close runs no handler, so walking under the lock is safe.
+   * A graceful close counts as silent too: a peer that neither reads nor
+   * sends holds it as long as an open one. */
   uv_mutex_lock(&lp->lock);
   for (c = lp->conns; c != NULL; c = c->next) {
-    if (c->state == HPS__C_OPEN && hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit)
+    if ((c->state == HPS__C_OPEN || hps__closing_soft(c)) &&
+        hps__elapsed(now, HPS__LOAD(&c->t_recv)) >= limit)
       hps__conn_close(c, HPS_OP_RECEIVE, HPS_ESILENCE);
   }
   uv_mutex_unlock(&lp->lock);

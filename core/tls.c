@@ -722,6 +722,21 @@ static void fail(hps__conn *c, int err, const char *text) {
   hps__conn_close(c, op, err);
 }
 
+/* After the handshake the transport still carries bytes: what was
+ * accepted for sending (ciphertext already, and OpenSSL's alert, if it
+ * wrote one) goes out before FIN, within HPS_OPT_CLOSE_TIMEOUT; reading
+ * stops now. Before it, nothing accepted can go out: closed at once. */
+static void fail_soft(hps__conn *c, int err, const char *text) {
+  if (!c->tls->done) {
+    fail(c, err, text);
+    return;
+  }
+  if (c->handle_closing) return;
+  set_error_text(c, text);
+  ERR_clear_error();
+  hps__conn_graceful(c, HPS_OP_RECEIVE, err);
+}
+
 /* Map the failure of an SSL call (e = SSL_get_error) to an error code and
  * a reason text, then close the connection. */
 static void fail_ssl(hps__conn *c, int e) {
@@ -754,7 +769,7 @@ static void fail_ssl(hps__conn *c, int e) {
   } else {
     snprintf(text, sizeof(text), "TLS failure (SSL error %d)", e);
   }
-  fail(c, err, text);
+  fail_soft(c, err, text);
 }
 
 /* Send what OpenSSL wrote into the write BIO. plain: the plaintext request
@@ -930,8 +945,7 @@ static void pump(hps__conn *c) {
     if (e == SSL_ERROR_ZERO_RETURN) {
       /* close_notify: answer it after what is queued, then FIN; a normal
        * close by the peer (op RECEIVE, error 0). */
-      hps__conn_disconnect(c, 0, 0);
-      c->close_op = HPS_OP_RECEIVE;
+      hps__conn_graceful(c, HPS_OP_RECEIVE, 0);
       break;
     }
     fail_ssl(c, e);
@@ -981,9 +995,12 @@ void hps__tls_on_eof(hps__conn *c, int nread) {
   struct hps__tls_conn *t = c->tls;
   char text[INFO_CAP];
   if (nread == UV_EOF) {
-    fail(c, HPS_ETLSEOF,
-         t->done ? "the peer closed the stream without close_notify"
-                 : "the peer closed the connection during the handshake");
+    /* After the handshake a bare FIN may still be a half-close: what is
+     * queued for the peer goes out first (fail_soft). */
+    fail_soft(c, HPS_ETLSEOF,
+              t->done ? "the peer closed the stream without close_notify"
+                      : "the peer closed the connection during the "
+                        "handshake");
     return;
   }
   snprintf(text, sizeof(text), "%s%s", hps_strerror(nread),

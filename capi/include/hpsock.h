@@ -126,7 +126,12 @@ enum hps_role {
   HPS_UDP_NODE = 7    /* connectionless: hps_send_to any host:port */
 };
 
-/* Receive model, option HPS_OPT_RECV_MODEL. */
+/* Receive model, option HPS_OPT_RECV_MODEL. A protocol error (a bad pack
+ * header, flag or size; HPS_EPULLFULL) and a RECEIVE handler's ERROR stop
+ * reading there, but what the handlers were told was sent (hps_send
+ * returned 0) still goes out, then FIN: the close is graceful (see
+ * HPS_OPT_CLOSE_TIMEOUT) and its CLOSE has op HPS_OP_RECEIVE and that
+ * error, whether SEND events are on or off. */
 enum hps_model {
   HPS_MODEL_PUSH = 0, /* every read is delivered in a RECEIVE event */
   HPS_MODEL_PULL = 1, /* RECEIVE says how many bytes wait; hps_fetch/peek */
@@ -198,7 +203,9 @@ enum hps_result {
                         connection (no CLOSE follows, it was never accepted);
                         CONNECT, HANDSHAKE, RECEIVE, SEND: close the
                         connection with op = that event's op and error
-                        HPS_EHANDLER, except RECEIVE and SEND of a UDP
+                        HPS_EHANDLER (after RECEIVE gracefully: what
+                        was sent before still goes out, see enum
+                        hps_model), except RECEIVE and SEND of a UDP
                         cast or node: their one connection is the socket,
                         not a peer, so ERROR there closes nothing and the
                         endpoint keeps receiving. Ignored for CLOSE,
@@ -278,7 +285,8 @@ enum hps_option {
                                      HPS_EPULLFULL; 1..1 GiB; default 4 MiB */
   HPS_OPT_SILENCE_TIMEOUT = 19,   /* ms; a connection that receives nothing
                                      for this long is closed (op
-                                     HPS_OP_RECEIVE, error HPS_ESILENCE);
+                                     HPS_OP_RECEIVE, error HPS_ESILENCE),
+                                     one closing gracefully too;
                                      0 = off; default 0 */
   HPS_OPT_SEND_HIGH_WATER = 20,   /* (live) bytes; a connection's unsent
                                      bytes rising above it give
@@ -311,8 +319,18 @@ enum hps_option {
                                      error, a peer's half-close) may take to
                                      flush unsent bytes; past it the
                                      connection is closed by force with
-                                     error HPS_ECLOSETIMEOUT;
-                                     1..86400000; default 30000 */
+                                     error HPS_ECLOSETIMEOUT (replacing a
+                                     protocol error) and the op of the
+                                     close: HPS_OP_CLOSE for hps_disconnect,
+                                     HPS_OP_RECEIVE for a half-close or a
+                                     protocol error, and counted in
+                                     HPS_CNT_CLOSE_TIMEOUTS. Until then the
+                                     connection holds its place under
+                                     HPS_OPT_MAX_CONNECTIONS and is in
+                                     hps_conn_count/list; the silence
+                                     timeout, hps_disconnect(id, 1) and
+                                     hps_disconnect_silent/long end it
+                                     sooner. 1..86400000; default 30000 */
   /* UDP options (keys 32..63); TCP roles ignore them. */
   HPS_OPT_UDP_MAX_DATAGRAM = 32,  /* bytes per datagram, 1..65527; default
                                      1432. Larger sends fail with
@@ -532,14 +550,20 @@ HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
                              int64_t length);
 
 /* Close a connection. force = 0: bytes of sends accepted before are sent
- * first, then the connection is shut down and closed; force != 0: closed at
- * once, unsent bytes dropped. From the moment it returns 0, sends,
- * disconnect and pause on the ID fail with HPS_ENOTFOUND; the queries
- * (hps_get_stats, the address calls, hps_get/set_extra) and, in the pull
+ * first, then the connection is shut down and closed, within
+ * HPS_OPT_CLOSE_TIMEOUT (past it: closed by force, error
+ * HPS_ECLOSETIMEOUT); force != 0: closed at once, unsent bytes dropped.
+ * From the moment it returns 0, sends, pause and a graceful disconnect on
+ * the ID fail with HPS_ENOTFOUND; the queries (hps_get_stats,
+ * hps_get_unsent, the address calls, hps_get/set_extra) and, in the pull
  * model, hps_fetch/peek of bytes still waiting answer until its CLOSE
- * handler has returned. The CLOSE event has op
- * HPS_OP_CLOSE and error 0. Returns 0, HPS_EHANDLE or HPS_ENOTFOUND (also when already
- * closing). */
+ * handler has returned. A forced disconnect still ends a graceful close
+ * under way (this call's, a peer's half-close, a close for a protocol
+ * error): it returns 0 and the CLOSE, which comes once, keeps the op and
+ * error of the close it cut short (error 0 stays 0). The CLOSE event of a
+ * disconnect has op HPS_OP_CLOSE and error 0. Returns 0, HPS_EHANDLE or
+ * HPS_ENOTFOUND (no such connection; closing, for force = 0; closing by
+ * force already, for force != 0). */
 HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
 
 /* Stop (pause != 0) or resume (pause = 0) reading from a connection. While
@@ -568,12 +592,15 @@ HPS_EXTERN int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf,
 HPS_EXTERN int hps_peek(hps_endpoint *ep, hps_conn_id id, void *buf,
                         size_t len);
 
-/* Number of open connections, or HPS_EHANDLE. */
+/* Number of connections: open ones and those closing gracefully (each
+ * holds its place under HPS_OPT_MAX_CONNECTIONS), not those closed by
+ * force whose CLOSE is on its way. Or HPS_EHANDLE. */
 HPS_EXTERN int hps_conn_count(hps_endpoint *ep);
 
 /* Copy up to cap connection IDs into ids (may be NULL when cap is 0) and
- * set *count (may be NULL) to the number of open connections. Returns the
- * number of IDs copied, HPS_EHANDLE or HPS_EINVAL. */
+ * set *count (may be NULL) to the number of connections, as
+ * hps_conn_count counts them. Returns the number of IDs copied,
+ * HPS_EHANDLE or HPS_EINVAL. */
 HPS_EXTERN int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
                              size_t *count);
 
@@ -618,9 +645,11 @@ HPS_EXTERN int hps_get_stats(hps_endpoint *ep, hps_conn_id id,
                              hps_stats *stats);
 
 /* Disconnect (force) every connection that has received nothing for at
- * least silence_ms / that has been open for at least age_ms. The CLOSE
- * events have op HPS_OP_CLOSE and error HPS_ESILENCE / 0. Returns the
- * number of connections selected, HPS_EHANDLE or HPS_EINVAL (ms <= 0). */
+ * least silence_ms / that has been open for at least age_ms, closing
+ * gracefully ones included. The CLOSE events have op HPS_OP_CLOSE and
+ * error HPS_ESILENCE / 0 (a graceful close cut short keeps a non-zero
+ * error, and for disconnect_long its op). Returns the number of
+ * connections selected, HPS_EHANDLE or HPS_EINVAL (ms <= 0). */
 HPS_EXTERN int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms);
 HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
 
@@ -775,7 +804,12 @@ HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
  * HPS_OP_CLOSE, error 0, or the handshake's failure), and later sends
  * fail with HPS_ENOTFOUND. A peer's close_notify is a normal close (op
  * RECEIVE, error 0); a stream that ends without close_notify after the
- * handshake closes with HPS_ETLSEOF.
+ * handshake closes with HPS_ETLSEOF, after what was queued for the peer
+ * has gone out (it may have half-closed). A TLS error after the
+ * handshake (a bad record, a fatal alert) stops reading; what was sent
+ * before it (already encrypted) still goes out, then FIN, within
+ * HPS_OPT_CLOSE_TIMEOUT; the CLOSE keeps the TLS error. Where the bytes
+ * cannot go out (a reset) the CLOSE's error is never 0.
  * A server needs a certificate and key (file or PEM options); hps_start
  * checks the whole configuration and returns HPS_ETLSCONFIG when it is
  * unusable (the reason: hps_tls_info(ep, 0, HPS_TLS_INFO_CONFIG_ERROR)).
