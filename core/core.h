@@ -32,6 +32,14 @@
  * reads of 64 KiB. */
 #define HPS__READ_BUDGET (2 * 1024 * 1024)
 #define HPS__FILE_CHUNK (64 * 1024)
+/* File sends of one connection waiting behind the one being sent (each
+ * holds its path, no descriptor); past it hps_send_file gives
+ * HPS_ESENDQ. */
+#define HPS__FILES_PENDING 64
+/* No length limit (MAX_SEND_QUEUE, PACK_MAX, PULL_MAX, UDP_MAX_DATAGRAM)
+ * can be set above this, so a longer length is refused before any sum or
+ * allocation is made with it. */
+#define HPS__LEN_MAX ((size_t)1 << 30)
 #define HPS__OPT_SLOTS 96 /* option keys 1..95 */
 #define HPS__CNT_SLOTS 8  /* enum hps_counter keys 1..7 */
 
@@ -147,6 +155,11 @@ struct hps__conn {
   /* ---- cold ---- */
   hps__conn *prev, *next; /* the loop's list of live connections */
   uint64_t t_open;  /* atomic: ms, uv_hrtime based */
+  /* atomic: file sends accepted and not begun (at most
+   * HPS__FILES_PENDING), and the bytes of accepted file sends not read
+   * yet (in hps_get_unsent, not against HPS_OPT_MAX_SEND_QUEUE) */
+  uint32_t files;
+  uint64_t file_unsent;
   /* deferred writes while a file send is in progress (loop thread only) */
   hps__wreq *defer_head, *defer_tail;
   /* pull model (under loop->lock) */
@@ -357,6 +370,9 @@ int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
 int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st);
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence);
 int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent);
+/* The error of a send longer than HPS__LEN_MAX: what the limit that
+ * applies to it gives (HPS_EDGRAMSIZE, HPS_EPACKSIZE or HPS_ESENDQ). */
+int hps__len_error(hps_endpoint *ep);
 
 /* tcp.c */
 void hps__on_connection(uv_stream_t *server, int status);
@@ -400,6 +416,11 @@ void hps__cork_flush(hps__conn *c);
  * overtaken), or a libuv error (negative errno). */
 ssize_t hps__try_write(hps__conn *c, const char *p, size_t n);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);
+/* ops.c, loop thread: a FILE request's turn has come: its file opened
+ * again and checked to be the one hps_send_file checked, w grown to hold
+ * a chunk. NULL when that fails: w is freed and c closes (op SEND,
+ * HPS_EFILE). */
+hps__wreq *hps__file_begin(hps__conn *c, hps__wreq *w);
 void hps__setup_fd(hps_endpoint *ep, int fd);
 void hps__on_timer(uv_timer_t *t);
 hps__wreq *hps__wreq_new(size_t len);

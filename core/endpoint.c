@@ -29,11 +29,19 @@ static const struct {
 } opt_range[] = {
     [HPS_OPT_WORKERS] = {1, HPS__MAX_WORKERS, 0},
     [HPS_OPT_RECV_MODEL] = {HPS_MODEL_PUSH, HPS_MODEL_PACK, 0},
+    /* SO_SNDBUF/SO_RCVBUF: Linux doubles the value and clamps it to
+     * net.core.wmem_max/rmem_max without an error; up to 1 GiB the
+     * doubled value still fits its int. BACKLOG: clamped to
+     * net.core.somaxconn, never refused. */
     [HPS_OPT_SNDBUF] = {0, 1 << 30, 0},
     [HPS_OPT_RCVBUF] = {0, 1 << 30, 0},
     [HPS_OPT_MAX_CONNECTIONS] = {1, 1 << 24, 0},
-    [HPS_OPT_KEEPALIVE_TIME] = {0, 86400000, 0},
-    [HPS_OPT_KEEPALIVE_INTERVAL] = {1000, 86400000, 0},
+    /* Linux takes TCP_KEEPIDLE and TCP_KEEPINTVL in whole seconds,
+     * 1..32767 (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), and refuses more
+     * with EINVAL -- after the socket exists, where nobody would see it:
+     * so the ms values (rounded up to seconds) are held to that here. */
+    [HPS_OPT_KEEPALIVE_TIME] = {0, 32767000, 0},
+    [HPS_OPT_KEEPALIVE_INTERVAL] = {1000, 32767000, 0},
     [HPS_OPT_NODELAY] = {0, 1, 0},
     [HPS_OPT_REUSE_ADDR] = {0, 1, 0},
     [HPS_OPT_IPV6_ONLY] = {0, 1, 0},

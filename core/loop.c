@@ -11,7 +11,9 @@
 static void on_async(uv_async_t *a);
 
 hps__wreq *hps__wreq_new(size_t len) {
-  hps__wreq *w = malloc(sizeof(*w) + len);
+  hps__wreq *w;
+  if (len > SIZE_MAX - sizeof(*w)) return NULL; /* never a wrapped size */
+  w = malloc(sizeof(*w) + len);
   if (w == NULL) return NULL;
   memset(w, 0, sizeof(*w));
   w->len = len;
