@@ -216,6 +216,7 @@ struct hps__loop {
   hps_endpoint *ep;
   uv_thread_t thread;
   int thread_started;
+  int in_run; /* hps__loop_init made the run, hps__loop_end not yet */
   uv_mutex_t lock;
   /* under lock */
   hps__wreq *cmd_head, *cmd_tail;
@@ -275,6 +276,10 @@ struct hps_endpoint {
   int state; /* enum hps_state; atomic reads */
   int need_join;
   int starting; /* hps_start is opening sockets, unlocked */
+  /* loops[HPS__MAX_WORKERS], allocated by hps_create; a loop object, once
+   * made, stays until hps_free (see hps__loop_new). nloops: the loops of
+   * the current or last run; loops[0..nloops) exist. Read both with
+   * atomics outside ep->mutex. */
   int nloops;
   hps__loop **loops;
   int running; /* atomic: loops still running */
@@ -282,7 +287,8 @@ struct hps_endpoint {
   /* atomic: enum hps_counter, since hps_create (hps__counter_add) */
   uint64_t counters[HPS__CNT_SLOTS];
   uint32_t rr; /* atomic: round robin for agent connects */
-  uint32_t gen; /* atomic: last connection generation; survives restarts */
+  /* generation of a slot's first connection; 0 = 1 (hps__test_gen_first) */
+  uint32_t gen_first;
   hps_conn_id client_id; /* atomic */
   hps__addr listen_addr;
   char udp_iface[64]; /* cast/node: multicast interface, "" = default */
@@ -334,8 +340,16 @@ int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
                   uint16_t *port);
 
 /* loop.c */
-int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index);
-void hps__loop_free(hps__loop *lp);
+hps__loop *hps__loop_new(hps_endpoint *ep, int index);
+int hps__loop_init(hps__loop *lp); /* a run: libuv loop and handles */
+void hps__loop_end(hps__loop *lp); /* after the run's thread ended */
+void hps__loop_free(hps__loop *lp); /* hps_free */
+/* Tests: the generation fresh slots start at (before the first start). */
+void hps__test_gen_first(hps_endpoint *ep, uint32_t gen);
+/* Tests: the longest chain of a UDP server's peer tables, and the most
+ * addresses compared by one lookup since the start (all loops). */
+void hps__test_udp_chains(hps_endpoint *ep, uint32_t *longest,
+                          uint32_t *max_probes);
 int hps__loop_start(hps__loop *lp);
 /* Queue a command for the loop owning its ID (or any loop for CONNECT) and
  * wake the loop. Takes ownership of w on success. Returns 0 or

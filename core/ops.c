@@ -16,8 +16,10 @@ static hps_conn_id resolve_id(hps_endpoint *ep, hps_conn_id id) {
 
 static hps__loop *owner(hps_endpoint *ep, hps_conn_id id) {
   uint32_t li = HPS__ID_LOOP(id);
-  if (ep->loops == NULL || li >= (uint32_t)ep->nloops) return NULL;
-  return ep->loops[li];
+  /* a loop object, once made, stays until hps_free: safe to lock even if
+   * the endpoint stops or restarts meanwhile */
+  if (li >= (uint32_t)HPS__LOAD(&ep->nloops)) return NULL;
+  return __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
 }
 
 /* Is the endpoint running loops whose tables may be read? */
@@ -526,10 +528,9 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
     /* The loops' totals hold the released connections; the live ones
      * (running: under the lock, which a connection is released under)
      * add their own. Stopped, every connection has been released. */
-    int live = running(ep);
-    if (!live && ep->loops == NULL) return 0;
-    for (i = 0; i < ep->nloops; i++) {
-      lp = ep->loops[i];
+    int live = running(ep), n = HPS__LOAD(&ep->nloops);
+    for (i = 0; i < n; i++) {
+      lp = __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
       if (lp == NULL) continue; /* a start making its loops */
       if (live) uv_mutex_lock(&lp->lock);
       st->bytes_sent += HPS__LOAD(&lp->bytes_sent);

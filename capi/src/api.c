@@ -31,12 +31,16 @@ int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
     return HPS_EINVAL;
   ep = calloc(1, sizeof(*ep));
   if (ep == NULL) return HPS_ENOMEM;
-  if (uv_mutex_init(&ep->mutex) != 0) {
+  /* for life: a call racing with a restart must find valid loops */
+  ep->loops = calloc(HPS__MAX_WORKERS, sizeof(*ep->loops));
+  if (ep->loops == NULL || uv_mutex_init(&ep->mutex) != 0) {
+    free(ep->loops);
     free(ep);
     return HPS_ENOMEM;
   }
   if (uv_cond_init(&ep->cond) != 0) {
     uv_mutex_destroy(&ep->mutex);
+    free(ep->loops);
     free(ep);
     return HPS_ENOMEM;
   }
