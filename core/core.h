@@ -172,7 +172,15 @@ struct hps__conn {
   hps__conn *udp_next; /* server: peer table chain; then the CLOSE list */
   uint64_t t_sent;     /* ms, last datagram sent (client heartbeats) */
   char peer_text[46];  /* numeric host of peer, for events */
+  uint8_t udp_peer;    /* server: enum hps__udp_peer */
+  /* server: the loop's list of unconfirmed peers, oldest first */
+  hps__conn *unc_prev, *unc_next;
 };
+
+/* A UDP server's peer: one datagram so far (evictable by a new address
+ * when the table is full), more than one, or evicted (its place in
+ * ep->nconns went to the address that evicted it). */
+enum hps__udp_peer { HPS__UDP_NEW = 0, HPS__UDP_CONFIRMED = 1, HPS__UDP_EVICTED = 2 };
 
 /* What a pause held back: len bytes. */
 typedef struct hps__held {
@@ -196,6 +204,9 @@ typedef struct hps__udp_loop {
   int inited, has_sock, closed;
   hps__conn **table; /* server: peer address -> connection */
   uint32_t tcap, tcount;
+  uint64_t key[2];       /* server: the table's SipHash key, random per start */
+  uint32_t max_probes;   /* atomic: most peers compared by one lookup */
+  hps__conn *unc_head, *unc_tail; /* server: unconfirmed peers, oldest first */
   hps__conn *reap_head, *reap_tail; /* closed, CLOSE due */
   hps__conn *one;
   int announce; /* one's CONNECT and HANDSHAKE are due */

@@ -647,9 +647,11 @@ enum hps_counter {
   HPS_CNT_AUTO_PAUSES = 4,    /* automatic pauses (HPS_OPT_AUTO_PAUSE) */
   HPS_CNT_UDP_PEERS_REFUSED = 5, /* UDP server: datagrams from new peer
                                     addresses dropped because the peer
-                                    table was full (see UDP) */
+                                    table was full of confirmed peers
+                                    (see UDP) */
   HPS_CNT_UDP_PEERS_EVICTED = 6  /* UDP server: unconfirmed peers evicted
-                                    for a new address (see UDP) */
+                                    for a new address; their CLOSE has
+                                    HPS_ELIMIT (see UDP) */
 };
 
 /* Read counter (enum hps_counter) into *value. Safe from any thread.
@@ -677,8 +679,18 @@ HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter,
  *   dropped, the next one asks again), HANDSHAKE, then a RECEIVE per
  *   datagram. With several workers each loop has its own SO_REUSEPORT
  *   socket; the kernel hashes a peer's datagrams to one of them, so a
- *   peer's connection lives on one loop. Past HPS_OPT_MAX_CONNECTIONS new
- *   peers' datagrams are dropped. An empty datagram is a heartbeat: it
+ *   peer's connection lives on one loop. The peer table is a hash keyed
+ *   at random per start (SipHash), so no choice of source addresses makes
+ *   lookups slow. A peer is confirmed once it has sent a second datagram
+ *   (a heartbeat counts; the application's sends do not: a reply to a
+ *   forged address proves nothing). At HPS_OPT_MAX_CONNECTIONS, a datagram
+ *   from a new address evicts the loop's oldest unconfirmed peer (CLOSE
+ *   with op HPS_OP_CLOSE and error HPS_ELIMIT; counter
+ *   HPS_CNT_UDP_PEERS_EVICTED) and takes its place; when every peer of
+ *   that loop is confirmed, the datagram is dropped (counter
+ *   HPS_CNT_UDP_PEERS_REFUSED). So a flood of new, perhaps forged, source
+ *   addresses never displaces a peer that has sent twice; it can keep new
+ *   peers out until idle detection frees places. An empty datagram is a heartbeat: it
  *   keeps the connection alive, is answered with an empty datagram and is
  *   not delivered. The server's socket is not connected, so the kernel
  *   reports no ICMP errors to it: a peer gone away is found by idle
