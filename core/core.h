@@ -180,7 +180,11 @@ struct hps__conn {
 /* A UDP server's peer: one datagram so far (evictable by a new address
  * when the table is full), more than one, or evicted (its place in
  * ep->nconns went to the address that evicted it). */
-enum hps__udp_peer { HPS__UDP_NEW = 0, HPS__UDP_CONFIRMED = 1, HPS__UDP_EVICTED = 2 };
+enum hps__udp_peer {
+  HPS__UDP_NEW = 0,
+  HPS__UDP_CONFIRMED = 1,
+  HPS__UDP_EVICTED = 2
+};
 
 /* What a pause held back: len bytes. */
 typedef struct hps__held {
@@ -204,8 +208,8 @@ typedef struct hps__udp_loop {
   int inited, has_sock, closed;
   hps__conn **table; /* server: peer address -> connection */
   uint32_t tcap, tcount;
-  uint64_t key[2];       /* server: the table's SipHash key, random per start */
-  uint32_t max_probes;   /* atomic: most peers compared by one lookup */
+  uint64_t key[2];     /* server: the table's SipHash key, random per start */
+  uint32_t max_probes; /* atomic: most peers compared by one lookup */
   hps__conn *unc_head, *unc_tail; /* server: unconfirmed peers, oldest first */
   hps__conn *reap_head, *reap_tail; /* closed, CLOSE due */
   hps__conn *one;
@@ -352,8 +356,8 @@ int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
 
 /* loop.c */
 hps__loop *hps__loop_new(hps_endpoint *ep, int index);
-int hps__loop_init(hps__loop *lp); /* a run: libuv loop and handles */
-void hps__loop_end(hps__loop *lp); /* after the run's thread ended */
+int hps__loop_init(hps__loop *lp);  /* a run: libuv loop and handles */
+void hps__loop_end(hps__loop *lp);  /* after the run's thread ended */
 void hps__loop_free(hps__loop *lp); /* hps_free */
 /* Tests: the generation fresh slots start at (before the first start). */
 void hps__test_gen_first(hps_endpoint *ep, uint32_t gen);

@@ -207,7 +207,8 @@ static int make_listener(hps_endpoint *ep, const hps__addr *a, int reuseport) {
 /* End the runs of the loops of the last start; the loop objects stay. */
 static void end_loops(hps_endpoint *ep) {
   int i;
-  for (i = 0; i < ep->nloops; i++) hps__loop_end(ep->loops[i]);
+  for (i = 0; i < ep->nloops; i++)
+    hps__loop_end(ep->loops[i]);
 }
 
 static void join_loops(hps_endpoint *ep) {
@@ -331,11 +332,13 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
       __atomic_store_n(&ep->loops[i], lp, __ATOMIC_RELEASE);
   }
   /* unchanged in the usual restart: no write for racing readers to see */
-  if (r == 0 && ep->nloops != n) HPS__STORE(&ep->nloops, n);
+  if (r == 0 && ep->nloops != n)
+    HPS__STORE(&ep->nloops, n);
   HPS__STORE(&ep->nconns, 0);
   HPS__STORE(&ep->client_id, 0);
   memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));
-  for (i = 0; i < n && r == 0; i++) r = hps__loop_init(ep->loops[i]);
+  for (i = 0; i < n && r == 0; i++)
+    r = hps__loop_init(ep->loops[i]);
   if (r == 0 && (ep->role == HPS_TCP_SERVER || HPS__IS_UDP(ep))) {
     hps_endpoint *outer = tls_starting; /* a start from inside a PREPARE */
     tls_starting = ep;
@@ -449,7 +452,8 @@ void hps__ep_destroy(hps_endpoint *ep) {
   uv_mutex_lock(&ep->mutex);
   reap_locked(ep);
   for (i = 0; i < HPS__MAX_WORKERS; i++)
-    if (ep->loops[i] != NULL) hps__loop_free(ep->loops[i]);
+    if (ep->loops[i] != NULL)
+      hps__loop_free(ep->loops[i]);
   free(ep->loops);
   ep->loops = NULL;
   ep->nloops = 0;

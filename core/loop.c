@@ -12,7 +12,8 @@ static void on_async(uv_async_t *a);
 
 hps__wreq *hps__wreq_new(size_t len) {
   hps__wreq *w;
-  if (len > SIZE_MAX - sizeof(*w)) return NULL; /* never a wrapped size */
+  if (len > SIZE_MAX - sizeof(*w))
+    return NULL; /* never a wrapped size */
   w = malloc(sizeof(*w) + len);
   if (w == NULL) return NULL;
   memset(w, 0, sizeof(*w));
@@ -29,7 +30,8 @@ hps__wreq *hps__wreq_new(size_t len) {
  * outlive runs) and free-object pool stay. */
 hps__loop *hps__loop_new(hps_endpoint *ep, int index) {
   hps__loop *lp = calloc(1, sizeof(*lp));
-  if (lp == NULL) return NULL;
+  if (lp == NULL)
+    return NULL;
   if (uv_mutex_init(&lp->lock) != 0) {
     free(lp);
     return NULL;
@@ -90,7 +92,8 @@ static void free_wreq(hps__wreq *w) {
  * released; the object stays. */
 void hps__loop_end(hps__loop *lp) {
   hps__wreq *w, *cmds;
-  if (!lp->in_run) return;
+  if (!lp->in_run)
+    return;
   hps__udp_loop_free(lp);
   if (!lp->handles_closed) { /* never ran: close handles here */
     uv_close((uv_handle_t *)&lp->async, NULL);
@@ -107,7 +110,8 @@ void hps__loop_end(hps__loop *lp) {
   cmds = lp->cmd_head;
   lp->cmd_head = lp->cmd_tail = NULL;
   /* only PENDING ones can remain: their slots go back, generation kept */
-  while (lp->conns != NULL) hps__conn_release_locked(lp, lp->conns);
+  while (lp->conns != NULL)
+    hps__conn_release_locked(lp, lp->conns);
   uv_mutex_unlock(&lp->lock);
   while ((w = cmds) != NULL) {
     cmds = w->next;
@@ -193,7 +197,8 @@ hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
   hps__loop *lp;
   uint32_t li = HPS__ID_LOOP(id), si = HPS__ID_SLOT(id);
   hps__slot *s;
-  if (li >= (uint32_t)HPS__LOAD(&ep->nloops)) return NULL;
+  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+    return NULL;
   lp = __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
   if (out) *out = lp;
   if (si >= lp->nslots) return NULL;

@@ -18,7 +18,8 @@ static hps__loop *owner(hps_endpoint *ep, hps_conn_id id) {
   uint32_t li = HPS__ID_LOOP(id);
   /* a loop object, once made, stays until hps_free: safe to lock even if
    * the endpoint stops or restarts meanwhile */
-  if (li >= (uint32_t)HPS__LOAD(&ep->nloops)) return NULL;
+  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+    return NULL;
   return __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
 }
 
@@ -304,7 +305,8 @@ typedef struct file_id {
 static int file_open(const char *path, const file_id *id, int64_t offset,
                      int64_t length, struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  if (fd < 0)
+    return -1;
   if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
       (id != NULL &&
        (id->dev != (uint64_t)st->st_dev || id->ino != (uint64_t)st->st_ino)) ||
@@ -327,7 +329,8 @@ hps__wreq *hps__file_begin(hps__conn *c, hps__wreq *w) {
    * place. */
   fd = file_open(w->data + sizeof(id), &id, w->file_off, w->file_left, &st);
   if (fd < 0 || (n = realloc(w, sizeof(*w) + HPS__FILE_CHUNK)) == NULL) {
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+      close(fd);
     HPS__SUB(&c->file_unsent, (uint64_t)w->file_left);
     free(w);
     hps__conn_close(c, HPS_OP_SEND, HPS_EFILE);
@@ -349,18 +352,21 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   size_t plen;
   int fd, err = 0, state;
   if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) return HPS_EMODEL;
-  if (length < -1) return HPS_EFILE;
+  if (length < -1)
+    return HPS_EFILE;
   id = resolve_id(ep, id);
   fd = file_open(path, NULL, offset, length, &st);
   if (fd < 0) return HPS_EFILE;
   close(fd);
   if (length < 0) length = st.st_size - offset;
-  if (length == 0) return HPS_EINVAL;
+  if (length == 0)
+    return HPS_EINVAL;
   fid.dev = (uint64_t)st.st_dev;
   fid.ino = (uint64_t)st.st_ino;
   plen = strlen(path) + 1; /* open() took it: at most PATH_MAX */
   w = hps__wreq_new(sizeof(fid) + plen);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   memcpy(w->data, &fid, sizeof(fid));
   memcpy(w->data + sizeof(fid), path, plen);
   w->kind = HPS__CMD_FILE;
@@ -370,7 +376,8 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   w->file_left = length;
   if (on_owner(ep, id)) {
     c = own_conn(ep, id, &err);
-    if (c != NULL && HPS__LOAD(&c->state) != HPS__C_OPEN) err = HPS_ESTATE;
+    if (c != NULL && HPS__LOAD(&c->state) != HPS__C_OPEN)
+      err = HPS_ESTATE;
     else if (c != NULL && HPS__LOAD(&c->files) >= HPS__FILES_PENDING)
       err = HPS_ESENDQ;
     if (c == NULL || err != 0) {
@@ -401,7 +408,8 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
     HPS__ADD(&c->file_unsent, (uint64_t)length);
   }
   uv_mutex_unlock(&lp->lock);
-  if (err != 0) free(w);
+  if (err != 0)
+    free(w);
   return err;
 }
 
@@ -609,8 +617,10 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
 }
 
 int hps__len_error(hps_endpoint *ep) {
-  if (HPS__IS_UDP(ep)) return HPS_EDGRAMSIZE;
-  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) return HPS_EPACKSIZE;
+  if (HPS__IS_UDP(ep))
+    return HPS_EDGRAMSIZE;
+  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK)
+    return HPS_EPACKSIZE;
   return HPS_ESENDQ;
 }
 

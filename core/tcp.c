@@ -1092,7 +1092,8 @@ __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
     return 0;
   }
   if (w->kind == HPS__CMD_FILE) {
-    if ((w = hps__file_begin(c, w)) == NULL) return HPS_EFILE;
+    if ((w = hps__file_begin(c, w)) == NULL)
+      return HPS_EFILE;
     c->file = w;
     hps__count_sent(c, 0, 1);
     file_next(c);

@@ -79,26 +79,25 @@ static int addr_eq(const hps__addr *a, const hps__addr *b) {
  * peer cannot choose addresses that collide without knowing the key, so a
  * lookup stays constant-time whatever addresses datagrams come from. */
 #define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIP_ROUND                                                             \
-  do {                                                                        \
-    v0 += v1;                                                                 \
-    v1 = SIP_ROTL(v1, 13);                                                    \
-    v1 ^= v0;                                                                 \
-    v0 = SIP_ROTL(v0, 32);                                                    \
-    v2 += v3;                                                                 \
-    v3 = SIP_ROTL(v3, 16);                                                    \
-    v3 ^= v2;                                                                 \
-    v0 += v3;                                                                 \
-    v3 = SIP_ROTL(v3, 21);                                                    \
-    v3 ^= v0;                                                                 \
-    v2 += v1;                                                                 \
-    v1 = SIP_ROTL(v1, 17);                                                    \
-    v1 ^= v2;                                                                 \
-    v2 = SIP_ROTL(v2, 32);                                                    \
+#define SIP_ROUND                                                              \
+  do {                                                                         \
+    v0 += v1;                                                                  \
+    v1 = SIP_ROTL(v1, 13);                                                     \
+    v1 ^= v0;                                                                  \
+    v0 = SIP_ROTL(v0, 32);                                                     \
+    v2 += v3;                                                                  \
+    v3 = SIP_ROTL(v3, 16);                                                     \
+    v3 ^= v2;                                                                  \
+    v0 += v3;                                                                  \
+    v3 = SIP_ROTL(v3, 21);                                                     \
+    v3 ^= v0;                                                                  \
+    v2 += v1;                                                                  \
+    v1 = SIP_ROTL(v1, 17);                                                     \
+    v1 ^= v2;                                                                  \
+    v2 = SIP_ROTL(v2, 32);                                                     \
   } while (0)
 
-static uint64_t siphash13(const uint64_t k[2], const uint8_t *in,
-                          size_t len) {
+static uint64_t siphash13(const uint64_t k[2], const uint8_t *in, size_t len) {
   uint64_t v0 = 0x736f6d6570736575ull ^ k[0];
   uint64_t v1 = 0x646f72616e646f6dull ^ k[1];
   uint64_t v2 = 0x6c7967656e657261ull ^ k[0];

@@ -20,10 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* cmocka.h needs these first */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include "core.h" /* the test hooks (hps__test_*) */
 #include "hps_test.h"
@@ -59,7 +62,9 @@ typedef struct files_ctx {
 
 /* Call i sends RANGE bytes of the file from an offset of its own, so the
  * stream shows which calls went out and in what order. */
-static int64_t range_off(int i) { return (int64_t)((i * 4099) % (FILE_LEN - RANGE)); }
+static int64_t range_off(int i) {
+  return (int64_t)((i * 4099) % (FILE_LEN - RANGE));
+}
 
 static void pipeline(hps_endpoint *ep, hps_conn_id id, files_ctx *f) {
   int i;
@@ -121,7 +126,8 @@ static void pipelined_files(int from_handler) {
       if (f.rc[i] != HPS_ESENDQ)
         fail_msg("hps_send_file call %d gave %s, not 0 or HPS_ESENDQ", i,
                  hps_err_name(f.rc[i]));
-      if (first_refused < 0) first_refused = i;
+      if (first_refused < 0)
+        first_refused = i;
     }
   }
   print_message("%s: %d of %d file sends accepted, descriptors %d -> %d\n",
@@ -144,7 +150,8 @@ static void pipelined_files(int from_handler) {
   want = malloc(total);
   got = malloc(total + 1);
   for (i = 0; i < FILES; i++) {
-    if (f.rc[i] != 0) continue;
+    if (f.rc[i] != 0)
+      continue;
     memcpy(want + wlen, file + range_off(i), RANGE);
     wlen += RANGE;
   }
@@ -170,14 +177,14 @@ static void pipelined_files(int from_handler) {
   unlink(path);
 }
 
-static void pipelined_send_file_from_another_thread_holds_one_descriptor(
-    void **state) {
+static void
+pipelined_send_file_from_another_thread_holds_one_descriptor(void **state) {
   (void)state;
   pipelined_files(0);
 }
 
-static void pipelined_send_file_from_the_handler_holds_one_descriptor(
-    void **state) {
+static void
+pipelined_send_file_from_the_handler_holds_one_descriptor(void **state) {
   (void)state;
   pipelined_files(1);
 }
@@ -298,7 +305,8 @@ static void absurd_calls(hps_endpoint *ep, hps_conn_id id, const void *ptr,
   char out[8];
   hps_buf ov[3] = {{ptr, SIZE_MAX / 2}, {ptr, SIZE_MAX / 2}, {ptr, 3}};
   hps_buf big[2] = {{ptr, SIZE_MAX / 2}, {ptr, SIZE_MAX / 2}};
-  for (i = 0; i < NABSURD; i++) rc[i] = hps_send(ep, id, ptr, absurd[i]);
+  for (i = 0; i < NABSURD; i++)
+    rc[i] = hps_send(ep, id, ptr, absurd[i]);
   l->rc_sendv_overflow = hps_sendv(ep, id, ov, 3);
   l->rc_sendv_big = hps_sendv(ep, id, big, 2);
   l->rc_fetch = hps_fetch(ep, id, out, SIZE_MAX);
@@ -404,7 +412,8 @@ static int udp_sock(const char *host, uint16_t *port) {
   struct sockaddr_in a;
   socklen_t len = sizeof(a);
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  if (fd < 0)
+    return -errno;
   memset(&a, 0, sizeof(a));
   a.sin_family = AF_INET;
   a.sin_port = htons(port ? *port : 0);
@@ -522,8 +531,8 @@ static void keepalive_values_the_kernel_refuses_are_einval(void **state) {
   static const struct {
     int64_t time, intvl;
     int idle_s, intvl_s;
-  } ok[] = {{1, 1000, 1, 1}, {32767000, 32767000, 32767, 32767},
-            {1500, 1001, 2, 2}};
+  } ok[] = {
+      {1, 1000, 1, 1}, {32767000, 32767000, 32767, 32767}, {1500, 1001, 2, 2}};
   size_t i;
   (void)state;
   for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -572,7 +581,8 @@ static uint32_t old_hash(const struct sockaddr_in *a) {
   uint32_t h = 2166136261u;
   uint16_t port = a->sin_port;
   int i;
-  for (i = 0; i < 4; i++) h = (h ^ p[i]) * 16777619u;
+  for (i = 0; i < 4; i++)
+    h = (h ^ p[i]) * 16777619u;
   h = (h ^ (port & 0xff)) * 16777619u;
   h = (h ^ (port >> 8)) * 16777619u;
   return h ^ (h >> 15);
@@ -602,8 +612,13 @@ static int chain_asked(void *arg) {
  * the keyed hash no chain and no lookup grows with them. */
 static void colliding_udp_sources_keep_lookups_constant(void **state) {
   enum { SOURCES = 1000 };
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_MAX_CONNECTIONS,
-                                 4096, HPS_OPT_UDP_DETECT_INTERVAL, 0, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_MAX_CONNECTIONS,
+                                 4096,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 0,
+                                 0};
   chain_ctx cc = {0, 0, 0};
   t_rec r;
   hps_endpoint *ep;
@@ -629,10 +644,13 @@ static void colliding_udp_sources_keep_lookups_constant(void **state) {
       a.sin_port = htons(pp);
       snprintf(host, sizeof(host), "127.0.0.%d", x);
       inet_pton(AF_INET, host, &a.sin_addr);
-      if (n == 0 && target == 0) target = (old_hash(&a) & 2047) | 0x80000000u;
-      if ((old_hash(&a) & 2047) != (target & 2047)) continue;
+      if (n == 0 && target == 0)
+        target = (old_hash(&a) & 2047) | 0x80000000u;
+      if ((old_hash(&a) & 2047) != (target & 2047))
+        continue;
       fd = udp_sock(host, &pp);
-      if (fd < 0) continue; /* port in use: another */
+      if (fd < 0)
+        continue; /* port in use: another */
       udp_to(fd, port, "a", 1);
       udp_to(fd, port, "b", 1); /* a lookup that finds it */
       close(fd);
@@ -672,9 +690,11 @@ static void *flood_thread(void *arg) {
   for (i = 0; i < f->sources; i++) {
     snprintf(host, sizeof(host), "127.0.%d.%d", 1 + i / 250, 1 + i % 250);
     fd = udp_sock(host, NULL);
-    if (fd < 0) continue;
+    if (fd < 0)
+      continue;
     udp_to(fd, f->port, "flood", 5);
-    if (f->twice) udp_to(fd, f->port, "flood", 5);
+    if (f->twice)
+      udp_to(fd, f->port, "flood", 5);
     close(fd);
     __atomic_add_fetch(&f->sent, 1, __ATOMIC_RELAXED);
   }
@@ -696,7 +716,8 @@ static void established_round(int *fd, int n, uint16_t port, int round) {
     for (try = 0; !ok && t_now_ms() < deadline; try++) {
       int len = snprintf(msg, sizeof(msg), "p%d-%d-%d", i, round, try);
       ssize_t got;
-      if (try > 0) resends++;
+      if (try > 0)
+        resends++;
       udp_to(fd[i], port, msg, (size_t)len);
       /* late echoes of earlier tries may come first */
       while (!ok && (got = udp_recv(fd[i], buf, sizeof(buf), 250)) >= 0)
@@ -729,7 +750,8 @@ static void flood(hps_endpoint *ep, uint16_t port, int *fd, int twice,
 static int no_close_of(t_rec *r, hps_conn_id *est) {
   int i;
   for (i = 0; i < 4; i++)
-    if (t_rec_conn_count(r, est[i], HPS_EV_CLOSE) != 0) return 0;
+    if (t_rec_conn_count(r, est[i], HPS_EV_CLOSE) != 0)
+      return 0;
   return 1;
 }
 
@@ -739,9 +761,15 @@ static int no_close_of(t_rec *r, hps_conn_id *est) {
  * turn, evicting each other), then with two each (the first 4 keep places,
  * the rest are refused). */
 static void udp_flood_of_new_sources_keeps_established_peers(void **state) {
-  static const int64_t opts[] = {HPS_OPT_WORKERS, 1, HPS_OPT_MAX_CONNECTIONS,
-                                 8, HPS_OPT_UDP_DETECT_INTERVAL, 0,
-                                 HPS_OPT_RCVBUF, 1 << 20, 0};
+  static const int64_t opts[] = {HPS_OPT_WORKERS,
+                                 1,
+                                 HPS_OPT_MAX_CONNECTIONS,
+                                 8,
+                                 HPS_OPT_UDP_DETECT_INTERVAL,
+                                 0,
+                                 HPS_OPT_RCVBUF,
+                                 1 << 20,
+                                 0};
   t_rec r;
   hps_endpoint *ep;
   hps_conn_id est[4];
@@ -763,13 +791,12 @@ static void udp_flood_of_new_sources_keeps_established_peers(void **state) {
   }
   established_round(fd, 4, port, rounds++);
   established_round(fd, 4, port, rounds++); /* second datagram: confirmed */
-  for (i = 0; i < 4; i++) est[i] = t_nth_conn(&r, HPS_EV_ACCEPT, i);
+  for (i = 0; i < 4; i++)
+    est[i] = t_nth_conn(&r, HPS_EV_ACCEPT, i);
 
   flood(ep, port, fd, 0, &rounds);
-  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_EVICTED, &evicted),
-                   0);
-  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused),
-                   0);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_EVICTED, &evicted), 0);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused), 0);
   accepts = t_rec_count(&r, HPS_EV_ACCEPT);
   print_message("one datagram each: %d accepted, %llu evicted, %llu refused, "
                 "%d echo rounds of the established peers\n",
@@ -786,10 +813,8 @@ static void udp_flood_of_new_sources_keeps_established_peers(void **state) {
 
   evicted1 = evicted;
   flood(ep, port, fd, 1, &rounds);
-  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_EVICTED, &evicted),
-                   0);
-  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused),
-                   0);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_EVICTED, &evicted), 0);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused), 0);
   print_message("two datagrams each: %llu more evicted, %llu refused; %d "
                 "datagrams of the established peers sent again\n",
                 (unsigned long long)(evicted - evicted1),
@@ -804,7 +829,8 @@ static void udp_flood_of_new_sources_keeps_established_peers(void **state) {
   assert_true(refused >= 500);
   assert_true(no_close_of(&r, est));
   assert_int_equal(t_wait_conn_count(ep, 8, T_WAIT_MS), 0);
-  for (i = 0; i < 4; i++) close(fd[i]);
+  for (i = 0; i < 4; i++)
+    close(fd[i]);
   t_stop_free(ep);
   t_rec_free(&r);
 }
@@ -854,11 +880,21 @@ static void *race_thread(void *arg) {
     int rc, call = k % 5;
     k++;
     switch (call) {
-    case 0: rc = hps_send(x->ep, id, "x", 1); break;
-    case 1: rc = hps_disconnect(x->ep, id, (int)(k & 1)); break;
-    case 2: rc = hps_get_stats(x->ep, id, &st); break;
-    case 3: rc = hps_get_stats(x->ep, 0, &st); break;
-    default: rc = hps_get_unsent(x->ep, id, &unsent); break;
+    case 0:
+      rc = hps_send(x->ep, id, "x", 1);
+      break;
+    case 1:
+      rc = hps_disconnect(x->ep, id, (int)(k & 1));
+      break;
+    case 2:
+      rc = hps_get_stats(x->ep, id, &st);
+      break;
+    case 3:
+      rc = hps_get_stats(x->ep, 0, &st);
+      break;
+    default:
+      rc = hps_get_unsent(x->ep, id, &unsent);
+      break;
     }
     __atomic_add_fetch(&x->calls, 1, __ATOMIC_RELAXED);
     if (!race_rc_ok(rc) || rc == HPS_EHANDLE)
@@ -889,13 +925,16 @@ static void stale_ids_racing_stop_start_cycles_are_safe(void **state) {
     int before = t_rec_count(&r, HPS_EV_ACCEPT);
     assert_int_equal(hps_start(x.ep, HOST, 0), 0);
     assert_int_equal(hps_listen_address(x.ep, NULL, 0, &port), 0);
-    for (i = 0; i < 2; i++) fds[i] = t_connect(HOST, port);
+    for (i = 0; i < 2; i++)
+      fds[i] = t_connect(HOST, port);
     assert_int_equal(t_rec_wait(&r, HPS_EV_ACCEPT, before + 2, T_WAIT_MS), 0);
     assert_int_equal(hps_stop(x.ep), 0);
-    for (i = 0; i < 2; i++) close(fds[i]);
+    for (i = 0; i < 2; i++)
+      close(fds[i]);
   }
   __atomic_store_n(&x.stop, 1, __ATOMIC_RELEASE);
-  for (i = 0; i < RACE_THREADS; i++) pthread_join(th[i], NULL);
+  for (i = 0; i < RACE_THREADS; i++)
+    pthread_join(th[i], NULL);
   print_message("%d stop/start cycles, %llu calls with stale and live IDs\n",
                 RACE_CYCLES, (unsigned long long)x.calls);
   if (x.bad_rc != 0)
@@ -961,7 +1000,8 @@ static void generations_near_uint32_max_never_wrap(void **state) {
   assert_int_equal(ids[2] >> 32, UINT32_MAX);
   assert_int_equal(ids[0] & 0xffffff, ids[2] & 0xffffff);
   assert_int_not_equal(ids[3] & 0xffffff, ids[0] & 0xffffff);
-  for (i = 0; i < 2 * N; i++) assert_int_not_equal(ids[i] >> 32, 0);
+  for (i = 0; i < 2 * N; i++)
+    assert_int_not_equal(ids[i] >> 32, 0);
   assert_int_equal(hps_free(ep), 0);
   t_rec_free(&r);
 }

@@ -22,10 +22,12 @@
  * Connections
  * -----------
  * A connection is known only by its 64-bit ID (hps_conn_id). IDs are never
- * reused within an endpoint's lifetime in practice (slot + 32-bit
- * generation), so a stale ID is reported as HPS_ENOTFOUND and never reaches
- * another connection. For a client endpoint, ID 0 means "the client's
- * current connection".
+ * reused within an endpoint's lifetime, restarts included (slot + 32-bit
+ * generation; a slot whose generation would wrap is retired), so a stale ID
+ * is reported as HPS_ENOTFOUND and never reaches another connection -- from
+ * any thread, also while the endpoint stops or starts again (what such a
+ * call looks at lives until hps_free). For a client endpoint, ID 0 means
+ * "the client's current connection".
  */
 #ifndef HPSOCK_H
 #define HPSOCK_H

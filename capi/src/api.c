@@ -149,7 +149,8 @@ int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   if (data == NULL) return HPS_EINVAL;
   /* Before the core adds a header or the unsent count to it: a length
    * near SIZE_MAX would wrap those sums (and an allocation size). */
-  if (len > HPS__LEN_MAX) return hps__len_error(ep);
+  if (len > HPS__LEN_MAX)
+    return hps__len_error(ep);
   return hps__send1(ep, id, data, len);
 }
 
@@ -163,7 +164,8 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
     if (total + bufs[i].len < total) return HPS_EINVAL; /* overflow */
     total += bufs[i].len;
   }
-  if (total > HPS__LEN_MAX) return hps__len_error(ep);
+  if (total > HPS__LEN_MAX)
+    return hps__len_error(ep);
   return hps__send(ep, id, bufs, n); /* total 0: as hps_send with len 0 */
 }
 
@@ -172,7 +174,8 @@ int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   CHECK_EP(ep);
   if (HPS__IS_UDP(ep)) return HPS_EROLE;
   if (path == NULL || path[0] == '\0' || offset < 0) return HPS_EINVAL;
-  if (length < -1) return HPS_EFILE;
+  if (length < -1)
+    return HPS_EFILE;
   return hps__send_file(ep, id, path, offset, length);
 }
 
@@ -189,13 +192,15 @@ int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause) {
 int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
   CHECK_EP(ep);
   /* more than can ever wait (HPS_OPT_PULL_MAX is at most HPS__LEN_MAX) */
-  if (buf == NULL || len == 0 || len > HPS__LEN_MAX) return HPS_EINVAL;
+  if (buf == NULL || len == 0 || len > HPS__LEN_MAX)
+    return HPS_EINVAL;
   return hps__fetch(ep, id, buf, len, 1);
 }
 
 int hps_peek(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
   CHECK_EP(ep);
-  if (buf == NULL || len == 0 || len > HPS__LEN_MAX) return HPS_EINVAL;
+  if (buf == NULL || len == 0 || len > HPS__LEN_MAX)
+    return HPS_EINVAL;
   return hps__fetch(ep, id, buf, len, 0);
 }
 
