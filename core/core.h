@@ -32,6 +32,14 @@
  * reads of 64 KiB. */
 #define HPS__READ_BUDGET (2 * 1024 * 1024)
 #define HPS__FILE_CHUNK (64 * 1024)
+/* File sends of one connection waiting behind the one being sent (each
+ * holds its path, no descriptor); past it hps_send_file gives
+ * HPS_ESENDQ. */
+#define HPS__FILES_PENDING 64
+/* No length limit (MAX_SEND_QUEUE, PACK_MAX, PULL_MAX, UDP_MAX_DATAGRAM)
+ * can be set above this, so a longer length is refused before any sum or
+ * allocation is made with it. */
+#define HPS__LEN_MAX ((size_t)1 << 30)
 #define HPS__OPT_SLOTS 96 /* option keys 1..95 */
 #define HPS__CNT_SLOTS 8  /* enum hps_counter keys 1..7 */
 
@@ -163,6 +171,11 @@ struct hps__conn {
   /* ---- cold ---- */
   hps__conn *prev, *next; /* the loop's list of live connections */
   uint64_t t_open;  /* atomic: ms, uv_hrtime based */
+  /* atomic: file sends accepted and not begun (at most
+   * HPS__FILES_PENDING), and the bytes of accepted file sends not read
+   * yet (in hps_get_unsent, not against HPS_OPT_MAX_SEND_QUEUE) */
+  uint32_t files;
+  uint64_t file_unsent;
   /* deferred writes while a file send is in progress (loop thread only) */
   hps__wreq *defer_head, *defer_tail;
   /* pull model (under loop->lock) */
@@ -188,6 +201,18 @@ struct hps__conn {
    * queued or complete, so they live here, off the hot lines */
   uint8_t pause_why; /* HPS__PAUSE_* */
   uint8_t water;     /* HPS__W_* */
+  uint8_t udp_peer;    /* server: enum hps__udp_peer */
+  /* server: the loop's list of unconfirmed peers, oldest first */
+  hps__conn *unc_prev, *unc_next;
+};
+
+/* A UDP server's peer: one datagram so far (evictable by a new address
+ * when the table is full), more than one, or evicted (its place in
+ * ep->nconns went to the address that evicted it). */
+enum hps__udp_peer {
+  HPS__UDP_NEW = 0,
+  HPS__UDP_CONFIRMED = 1,
+  HPS__UDP_EVICTED = 2
 };
 
 /* What a pause held back: len bytes. */
@@ -212,6 +237,9 @@ typedef struct hps__udp_loop {
   int inited, has_sock, closed;
   hps__conn **table; /* server: peer address -> connection */
   uint32_t tcap, tcount;
+  uint64_t key[2];     /* server: the table's SipHash key, random per start */
+  uint32_t max_probes; /* atomic: most peers compared by one lookup */
+  hps__conn *unc_head, *unc_tail; /* server: unconfirmed peers, oldest first */
   hps__conn *reap_head, *reap_tail; /* closed, CLOSE due */
   hps__conn *one;
   int announce; /* one's CONNECT and HANDSHAKE are due */
@@ -242,6 +270,7 @@ struct hps__loop {
   hps_endpoint *ep;
   uv_thread_t thread;
   int thread_started;
+  int in_run; /* hps__loop_init made the run, hps__loop_end not yet */
   uv_mutex_t lock;
   /* under lock */
   hps__wreq *cmd_head, *cmd_tail;
@@ -301,6 +330,10 @@ struct hps_endpoint {
   int state; /* enum hps_state; atomic reads */
   int need_join;
   int starting; /* hps_start is opening sockets, unlocked */
+  /* loops[HPS__MAX_WORKERS], allocated by hps_create; a loop object, once
+   * made, stays until hps_free (see hps__loop_new). nloops: the loops of
+   * the current or last run; loops[0..nloops) exist. Read both with
+   * atomics outside ep->mutex. */
   int nloops;
   hps__loop **loops;
   int running; /* atomic: loops still running */
@@ -308,7 +341,8 @@ struct hps_endpoint {
   /* atomic: enum hps_counter, since hps_create (hps__counter_add) */
   uint64_t counters[HPS__CNT_SLOTS];
   uint32_t rr; /* atomic: round robin for agent connects */
-  uint32_t gen; /* atomic: last connection generation; survives restarts */
+  /* generation of a slot's first connection; 0 = 1 (hps__test_gen_first) */
+  uint32_t gen_first;
   hps_conn_id client_id; /* atomic */
   hps__addr listen_addr;
   char udp_iface[64]; /* cast/node: multicast interface, "" = default */
@@ -360,8 +394,16 @@ int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
                   uint16_t *port);
 
 /* loop.c */
-int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index);
-void hps__loop_free(hps__loop *lp);
+hps__loop *hps__loop_new(hps_endpoint *ep, int index);
+int hps__loop_init(hps__loop *lp);  /* a run: libuv loop and handles */
+void hps__loop_end(hps__loop *lp);  /* after the run's thread ended */
+void hps__loop_free(hps__loop *lp); /* hps_free */
+/* Tests: the generation fresh slots start at (before the first start). */
+void hps__test_gen_first(hps_endpoint *ep, uint32_t gen);
+/* Tests: the longest chain of a UDP server's peer tables, and the most
+ * addresses compared by one lookup since the start (all loops). */
+void hps__test_udp_chains(hps_endpoint *ep, uint32_t *longest,
+                          uint32_t *max_probes);
 int hps__loop_start(hps__loop *lp);
 /* Queue a command for the loop owning its ID (or any loop for CONNECT) and
  * wake the loop. Takes ownership of w on success. Returns 0 or
@@ -396,6 +438,9 @@ int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
 int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st);
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence);
 int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent);
+/* The error of a send longer than HPS__LEN_MAX: what the limit that
+ * applies to it gives (HPS_EDGRAMSIZE, HPS_EPACKSIZE or HPS_ESENDQ). */
+int hps__len_error(hps_endpoint *ep);
 
 /* tcp.c */
 void hps__on_connection(uv_stream_t *server, int status);
@@ -464,6 +509,11 @@ void hps__cork_flush(hps__conn *c);
  * overtaken), or a libuv error (negative errno). */
 ssize_t hps__try_write(hps__conn *c, const char *p, size_t n);
 void hps__conn_connect(hps__loop *lp, hps__wreq *w);
+/* ops.c, loop thread: a FILE request's turn has come: its file opened
+ * again and checked to be the one hps_send_file checked, w grown to hold
+ * a chunk. NULL when that fails: w is freed and c closes (op SEND,
+ * HPS_EFILE). */
+hps__wreq *hps__file_begin(hps__conn *c, hps__wreq *w);
 void hps__setup_fd(hps_endpoint *ep, int fd);
 void hps__on_timer(uv_timer_t *t);
 hps__wreq *hps__wreq_new(size_t len);

@@ -29,11 +29,19 @@ static const struct {
 } opt_range[] = {
     [HPS_OPT_WORKERS] = {1, HPS__MAX_WORKERS, 0},
     [HPS_OPT_RECV_MODEL] = {HPS_MODEL_PUSH, HPS_MODEL_PACK, 0},
+    /* SO_SNDBUF/SO_RCVBUF: Linux doubles the value and clamps it to
+     * net.core.wmem_max/rmem_max without an error; up to 1 GiB the
+     * doubled value still fits its int. BACKLOG: clamped to
+     * net.core.somaxconn, never refused. */
     [HPS_OPT_SNDBUF] = {0, 1 << 30, 0},
     [HPS_OPT_RCVBUF] = {0, 1 << 30, 0},
     [HPS_OPT_MAX_CONNECTIONS] = {1, 1 << 24, 0},
-    [HPS_OPT_KEEPALIVE_TIME] = {0, 86400000, 0},
-    [HPS_OPT_KEEPALIVE_INTERVAL] = {1000, 86400000, 0},
+    /* Linux takes TCP_KEEPIDLE and TCP_KEEPINTVL in whole seconds,
+     * 1..32767 (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), and refuses more
+     * with EINVAL -- after the socket exists, where nobody would see it:
+     * so the ms values (rounded up to seconds) are held to that here. */
+    [HPS_OPT_KEEPALIVE_TIME] = {0, 32767000, 0},
+    [HPS_OPT_KEEPALIVE_INTERVAL] = {1000, 32767000, 0},
     [HPS_OPT_NODELAY] = {0, 1, 0},
     [HPS_OPT_REUSE_ADDR] = {0, 1, 0},
     [HPS_OPT_IPV6_ONLY] = {0, 1, 0},
@@ -196,14 +204,11 @@ static int make_listener(hps_endpoint *ep, const hps__addr *a, int reuseport) {
   return fd;
 }
 
-static void free_loops(hps_endpoint *ep) {
+/* End the runs of the loops of the last start; the loop objects stay. */
+static void end_loops(hps_endpoint *ep) {
   int i;
-  for (i = 0; i < ep->nloops; i++) {
-    if (ep->loops[i]) hps__loop_free(ep->loops[i]);
-  }
-  free(ep->loops);
-  ep->loops = NULL;
-  ep->nloops = 0;
+  for (i = 0; i < ep->nloops; i++)
+    hps__loop_end(ep->loops[i]);
 }
 
 static void join_loops(hps_endpoint *ep) {
@@ -216,10 +221,10 @@ static void join_loops(hps_endpoint *ep) {
   }
 }
 
-/* Join the threads of a stopped run. The loops themselves stay until the
- * next start or hps_free, so a call racing with the stop still finds
- * valid (empty, closed to commands) loops. Caller holds ep->mutex and is
- * not a loop thread. */
+/* Join the threads of a stopped run. The loop objects stay until
+ * hps_free, so a call racing with the stop, or with the next start, still
+ * finds valid loops (empty, or closed to commands, or running again).
+ * Caller holds ep->mutex and is not a loop thread. */
 static void reap_locked(hps_endpoint *ep) {
   if (!ep->need_join) return;
   join_loops(ep);
@@ -300,7 +305,7 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
     return HPS_ESTATE;
   }
   reap_locked(ep);
-  free_loops(ep);
+  end_loops(ep);
   ep->starting = 1;
   uv_mutex_unlock(&ep->mutex);
 
@@ -317,21 +322,23 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   /* TLS: the whole configuration is checked (and built) before a loop
    * runs, so a bad certificate fails the start. */
   if (r == 0) r = hps__tls_ep_start(ep);
-  if (r == 0) ep->loops = calloc((size_t)n, sizeof(*ep->loops));
-  if (r == 0 && ep->loops == NULL) r = HPS_ENOMEM;
-  else if (r == 0) ep->nloops = n;
+  /* Loop objects are made once and published before nloops counts them:
+   * another thread reading nloops finds every loop below it. */
+  for (i = 0; i < n && r == 0; i++) {
+    hps__loop *lp = ep->loops[i];
+    if (lp == NULL && (lp = hps__loop_new(ep, i)) == NULL)
+      r = HPS_ENOMEM;
+    else
+      __atomic_store_n(&ep->loops[i], lp, __ATOMIC_RELEASE);
+  }
+  /* unchanged in the usual restart: no write for racing readers to see */
+  if (r == 0 && ep->nloops != n)
+    HPS__STORE(&ep->nloops, n);
   HPS__STORE(&ep->nconns, 0);
   HPS__STORE(&ep->client_id, 0);
   memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));
-  for (i = 0; i < ep->nloops && r == 0; i++) {
-    ep->loops[i] = calloc(1, sizeof(hps__loop));
-    if (ep->loops[i] == NULL)
-      r = HPS_ENOMEM;
-    else if ((r = hps__loop_init(ep->loops[i], ep, i)) != 0) {
-      free(ep->loops[i]);
-      ep->loops[i] = NULL;
-    }
-  }
+  for (i = 0; i < n && r == 0; i++)
+    r = hps__loop_init(ep->loops[i]);
   if (r == 0 && (ep->role == HPS_TCP_SERVER || HPS__IS_UDP(ep))) {
     hps_endpoint *outer = tls_starting; /* a start from inside a PREPARE */
     tls_starting = ep;
@@ -345,7 +352,7 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   uv_mutex_lock(&ep->mutex);
   ep->starting = 0;
   if (r != 0) {
-    free_loops(ep);
+    end_loops(ep);
     uv_mutex_unlock(&ep->mutex);
     return r;
   }
@@ -435,6 +442,7 @@ void hps__ep_loop_done(hps_endpoint *ep) {
 }
 
 void hps__ep_destroy(hps_endpoint *ep) {
+  int i;
   /* The last loop may be storing STOPPED right now (a stop begun in a
    * handler): read the state as it is written, atomically. */
   int st = HPS__LOAD(&ep->state);
@@ -443,7 +451,12 @@ void hps__ep_destroy(hps_endpoint *ep) {
   if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING) stop(ep, 1);
   uv_mutex_lock(&ep->mutex);
   reap_locked(ep);
-  free_loops(ep);
+  for (i = 0; i < HPS__MAX_WORKERS; i++)
+    if (ep->loops[i] != NULL)
+      hps__loop_free(ep->loops[i]);
+  free(ep->loops);
+  ep->loops = NULL;
+  ep->nloops = 0;
   uv_mutex_unlock(&ep->mutex);
   hps__tls_ep_free(ep);
   uv_mutex_destroy(&ep->mutex);

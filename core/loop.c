@@ -11,7 +11,10 @@
 static void on_async(uv_async_t *a);
 
 hps__wreq *hps__wreq_new(size_t len) {
-  hps__wreq *w = malloc(sizeof(*w) + len);
+  hps__wreq *w;
+  if (len > SIZE_MAX - sizeof(*w))
+    return NULL; /* never a wrapped size */
+  w = malloc(sizeof(*w) + len);
   if (w == NULL) return NULL;
   memset(w, 0, sizeof(*w));
   w->len = len;
@@ -19,16 +22,48 @@ hps__wreq *hps__wreq_new(size_t len) {
   return w;
 }
 
-int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index) {
-  int r = uv_loop_init(&lp->uv);
-  if (r != 0) return r;
+/* A loop object lives from the endpoint's first start that needs it to
+ * hps_free: a call from another thread with a stale ID may reach it at any
+ * time (it checks the state, then finds the loop), so a stop or a restart
+ * must never free it. Only its run (libuv loop, handles, thread) is made
+ * and ended per start; its lock, slot table (whose generations must
+ * outlive runs) and free-object pool stay. */
+hps__loop *hps__loop_new(hps_endpoint *ep, int index) {
+  hps__loop *lp = calloc(1, sizeof(*lp));
+  if (lp == NULL)
+    return NULL;
+  if (uv_mutex_init(&lp->lock) != 0) {
+    free(lp);
+    return NULL;
+  }
   lp->ep = ep;
   lp->index = index;
   lp->free_slot = UINT32_MAX;
-  lp->accepting_cmds = 1;
+  return lp;
+}
+
+int hps__loop_init(hps__loop *lp) {
+  int r;
+  /* accepting_cmds is 0 (new, or ended): no other thread touches the
+   * libuv handles while they are made */
+  lp->has_listener = 0;
+  lp->thread_started = 0;
+  lp->stopping = 0;
+  lp->handles_closed = 0;
+  lp->corked = NULL;
+  lp->cork_len = 0;
+  lp->cork_ext = NULL;
+  lp->echo_body = NULL;
+  memset(&lp->udp, 0, sizeof(lp->udp));
+  r = uv_loop_init(&lp->uv);
+  if (r != 0) {
+    lp->handles_closed = 1; /* nothing to close in hps__loop_end */
+    return r;
+  }
   r = uv_async_init(&lp->uv, &lp->async, on_async);
   if (r != 0) {
     uv_loop_close(&lp->uv);
+    lp->handles_closed = 1;
     return r;
   }
   lp->async.data = lp;
@@ -38,16 +73,17 @@ int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index) {
   lp->close_timer.data = lp;
   uv_timer_init(&lp->uv, &lp->trim_timer);
   lp->trim_timer.data = lp;
-  if (uv_mutex_init(&lp->lock) != 0) {
-    uv_close((uv_handle_t *)&lp->async, NULL);
-    uv_close((uv_handle_t *)&lp->timer, NULL);
-    uv_close((uv_handle_t *)&lp->close_timer, NULL);
-    uv_close((uv_handle_t *)&lp->trim_timer, NULL);
-    uv_run(&lp->uv, UV_RUN_DEFAULT);
-    uv_loop_close(&lp->uv);
-    return HPS_ENOMEM;
-  }
   lp->uv.data = lp;
+  uv_mutex_lock(&lp->lock);
+  /* the totals count from this start (hps_get_stats) */
+  HPS__STORE(&lp->bytes_sent, 0);
+  HPS__STORE(&lp->bytes_recv, 0);
+  HPS__STORE(&lp->msgs_sent, 0);
+  HPS__STORE(&lp->msgs_recv, 0);
+  lp->stop_req = 0;
+  lp->accepting_cmds = 1;
+  lp->in_run = 1;
+  uv_mutex_unlock(&lp->lock);
   return 0;
 }
 
@@ -56,10 +92,12 @@ static void free_wreq(hps__wreq *w) {
   free(w);
 }
 
-/* Release what a loop holds once its thread has ended (or never ran). */
-void hps__loop_free(hps__loop *lp) {
-  hps__wreq *w;
-  hps__conn *c;
+/* End a run once its thread has ended (or never ran): what it left is
+ * released; the object stays. */
+void hps__loop_end(hps__loop *lp) {
+  hps__wreq *w, *cmds;
+  if (!lp->in_run)
+    return;
   hps__udp_loop_free(lp);
   if (!lp->handles_closed) { /* never ran: close handles here */
     uv_close((uv_handle_t *)&lp->async, NULL);
@@ -69,18 +107,30 @@ void hps__loop_free(hps__loop *lp) {
     if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
     uv_run(&lp->uv, UV_RUN_DEFAULT);
     uv_loop_close(&lp->uv);
+    lp->handles_closed = 1;
   }
-  while ((w = lp->cmd_head) != NULL) {
-    lp->cmd_head = w->next;
+  lp->has_listener = 0;
+  uv_mutex_lock(&lp->lock);
+  lp->accepting_cmds = 0; /* a loop that never ran was never asked */
+  lp->in_run = 0;
+  cmds = lp->cmd_head;
+  lp->cmd_head = lp->cmd_tail = NULL;
+  /* only PENDING ones can remain: their slots go back, generation kept */
+  while (lp->conns != NULL)
+    hps__conn_release_locked(lp, lp->conns);
+  uv_mutex_unlock(&lp->lock);
+  while ((w = cmds) != NULL) {
+    cmds = w->next;
     free_wreq(w);
   }
+}
+
+/* hps_free: the object itself. */
+void hps__loop_free(hps__loop *lp) {
+  hps__conn *c;
+  hps__loop_end(lp);
   while ((c = lp->pool) != NULL) {
     lp->pool = c->next;
-    free(c);
-  }
-  while ((c = lp->conns) != NULL) { /* only PENDING ones can remain */
-    lp->conns = c->next;
-    hps__tls_conn_free(c);
     free(c);
   }
   free(lp->slots);
@@ -153,8 +203,9 @@ hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
   hps__loop *lp;
   uint32_t li = HPS__ID_LOOP(id), si = HPS__ID_SLOT(id);
   hps__slot *s;
-  if (li >= (uint32_t)ep->nloops) return NULL;
-  lp = ep->loops[li];
+  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+    return NULL;
+  lp = __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
   if (out) *out = lp;
   if (si >= lp->nslots) return NULL;
   s = &lp->slots[si];
@@ -197,11 +248,14 @@ hps__conn *hps__conn_new_locked(hps__loop *lp) {
     si = lp->nslots++;
   }
   s = &lp->slots[si];
-  /* One endpoint-wide counter (never reset by a restart, which makes new
-   * slot tables), so no earlier ID is handed out again; 0 is never used. */
-  do
-    s->gen = HPS__ADD(&lp->ep->gen, 1) + 1;
-  while (s->gen == 0);
+  /* A slot's generation only grows (the table outlives restarts), and a
+   * slot whose generation reached UINT32_MAX is retired, never reused
+   * (hps__conn_release_locked): a stale ID can never match a later
+   * connection. A fresh slot starts at ep->gen_first (1; tests move it). */
+  if (s->gen == 0)
+    s->gen = lp->ep->gen_first != 0 ? lp->ep->gen_first : 1;
+  else
+    s->gen++;
   s->conn = c;
   c->id = HPS__ID(s->gen, lp->index, si);
   c->loop = lp;
@@ -217,8 +271,10 @@ hps__conn *hps__conn_new_locked(hps__loop *lp) {
 void hps__conn_release_locked(hps__loop *lp, hps__conn *c) {
   uint32_t si = HPS__ID_SLOT(c->id);
   lp->slots[si].conn = NULL;
-  lp->slots[si].next_free = lp->free_slot;
-  lp->free_slot = si;
+  if (lp->slots[si].gen != UINT32_MAX) { /* else retired: see above */
+    lp->slots[si].next_free = lp->free_slot;
+    lp->free_slot = si;
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -365,4 +421,8 @@ static void on_async(uv_async_t *a) {
     run_cmd(lp, w);
   }
   if (stop) loop_stop(lp);
+}
+
+void hps__test_gen_first(hps_endpoint *ep, uint32_t gen) {
+  ep->gen_first = gen;
 }

@@ -16,8 +16,11 @@ static hps_conn_id resolve_id(hps_endpoint *ep, hps_conn_id id) {
 
 static hps__loop *owner(hps_endpoint *ep, hps_conn_id id) {
   uint32_t li = HPS__ID_LOOP(id);
-  if (ep->loops == NULL || li >= (uint32_t)ep->nloops) return NULL;
-  return ep->loops[li];
+  /* a loop object, once made, stays until hps_free: safe to lock even if
+   * the endpoint stops or restarts meanwhile */
+  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+    return NULL;
+  return __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
 }
 
 /* Is the endpoint running loops whose tables may be read? */
@@ -290,65 +293,125 @@ int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
   return send1_general(ep, id, data, len);
 }
 
+/* A file send waits as [dev][ino][path] in its request's data (no
+ * descriptor, no chunk buffer) until its turn: a peer that pipelines
+ * requests and never reads holds a connection to one open file. */
+typedef struct file_id {
+  uint64_t dev, ino;
+} file_id;
+
+/* Open path and check it is the regular file id (NULL: any) with
+ * offset + length (length < 0: to its end) inside it. The descriptor, or
+ * -1; *st is filled. */
+static int file_open(const char *path, const file_id *id, int64_t offset,
+                     int64_t length, struct stat *st) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
+      (id != NULL &&
+       (id->dev != (uint64_t)st->st_dev || id->ino != (uint64_t)st->st_ino)) ||
+      offset > st->st_size || (length >= 0 && length > st->st_size - offset)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+hps__wreq *hps__file_begin(hps__conn *c, hps__wreq *w) {
+  file_id id;
+  struct stat st;
+  hps__wreq *n;
+  int fd;
+  HPS__SUB(&c->files, 1);
+  memcpy(&id, w->data, sizeof(id));
+  /* The file checked at the call, still as long: else the bytes promised
+   * cannot be sent, and what was sent after it must not go out in their
+   * place. */
+  fd = file_open(w->data + sizeof(id), &id, w->file_off, w->file_left, &st);
+  if (fd < 0 || (n = realloc(w, sizeof(*w) + HPS__FILE_CHUNK)) == NULL) {
+    if (fd >= 0)
+      close(fd);
+    HPS__SUB(&c->file_unsent, (uint64_t)w->file_left);
+    free(w);
+    hps__conn_close(c, HPS_OP_SEND, HPS_EFILE);
+    return NULL;
+  }
+  n->fd = fd;
+  n->cap = HPS__FILE_CHUNK;
+  n->len = 0;
+  return n;
+}
+
 int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                    int64_t offset, int64_t length) {
   struct stat st;
   hps__wreq *w;
-  int fd, err = 0;
+  hps__loop *lp;
+  hps__conn *c;
+  file_id fid;
+  size_t plen;
+  int fd, err = 0, state;
   if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) return HPS_EMODEL;
-  id = resolve_id(ep, id);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return HPS_EFILE;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || offset < 0 ||
-      offset > st.st_size || (length >= 0 && offset + length > st.st_size)) {
-    close(fd);
+  if (length < -1)
     return HPS_EFILE;
-  }
+  id = resolve_id(ep, id);
+  fd = file_open(path, NULL, offset, length, &st);
+  if (fd < 0) return HPS_EFILE;
+  close(fd);
   if (length < 0) length = st.st_size - offset;
-  if (length == 0) {
-    close(fd);
+  if (length == 0)
     return HPS_EINVAL;
-  }
-  w = hps__wreq_new(HPS__FILE_CHUNK);
-  if (w == NULL) {
-    close(fd);
+  fid.dev = (uint64_t)st.st_dev;
+  fid.ino = (uint64_t)st.st_ino;
+  plen = strlen(path) + 1; /* open() took it: at most PATH_MAX */
+  w = hps__wreq_new(sizeof(fid) + plen);
+  if (w == NULL)
     return HPS_ENOMEM;
-  }
+  memcpy(w->data, &fid, sizeof(fid));
+  memcpy(w->data + sizeof(fid), path, plen);
   w->kind = HPS__CMD_FILE;
   w->id = id;
-  w->len = 0;
-  w->cap = HPS__FILE_CHUNK;
-  w->fd = fd;
+  w->len = 0; /* its bytes count in file_unsent, not in queued */
   w->file_off = offset;
   w->file_left = length;
   if (on_owner(ep, id)) {
-    hps__conn *c = own_conn(ep, id, &err);
-    if (c == NULL || HPS__LOAD(&c->state) != HPS__C_OPEN) {
-      close(fd);
+    c = own_conn(ep, id, &err);
+    if (c != NULL && HPS__LOAD(&c->state) != HPS__C_OPEN)
+      err = HPS_ESTATE;
+    else if (c != NULL && HPS__LOAD(&c->files) >= HPS__FILES_PENDING)
+      err = HPS_ESENDQ;
+    if (c == NULL || err != 0) {
       free(w);
-      return c == NULL ? err : HPS_ESTATE;
+      return err;
     }
-    return hps__conn_write(c, w);
-  }
-  /* post() frees w but not the file on failure */
-  {
-    hps__loop *lp;
-    hps__conn *c = lock_conn(ep, id, &lp, &err);
-    if (c == NULL) goto fail;
-    int state = HPS__LOAD(&c->state);
-    if (state != HPS__C_OPEN)
-      err = state == HPS__C_CLOSING ? HPS_ENOTFOUND : HPS_ESTATE;
-    else if (hps__loop_post_locked(lp, w) != 0)
-      err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
-    else
-      c->posted++;
-    uv_mutex_unlock(&lp->lock);
-    if (err != 0) goto fail;
+    HPS__ADD(&c->files, 1);
+    HPS__ADD(&c->file_unsent, (uint64_t)length);
+    hps__conn_write(c, w); /* a failure closes the connection */
     return 0;
   }
-fail:
-  close(fd);
-  free(w);
+  c = lock_conn(ep, id, &lp, &err);
+  if (c == NULL) {
+    free(w);
+    return err;
+  }
+  state = HPS__LOAD(&c->state);
+  if (state == HPS__C_CLOSING || HPS__LOAD(&c->doomed))
+    err = HPS_ENOTFOUND;
+  else if (state != HPS__C_OPEN)
+    err = HPS_ESTATE;
+  else if (HPS__LOAD(&c->files) >= HPS__FILES_PENDING)
+    err = HPS_ESENDQ;
+  else if (hps__loop_post_locked(lp, w) != 0)
+    err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
+  if (err == 0) {
+    c->posted++; /* a graceful close waits for it (under the lock) */
+    HPS__ADD(&c->files, 1);
+    HPS__ADD(&c->file_unsent, (uint64_t)length);
+  }
+  uv_mutex_unlock(&lp->lock);
+  if (err != 0)
+    free(w);
   return err;
 }
 
@@ -518,10 +581,9 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
     /* The loops' totals hold the released connections; the live ones
      * (running: under the lock, which a connection is released under)
      * add their own. Stopped, every connection has been released. */
-    int live = running(ep);
-    if (!live && ep->loops == NULL) return 0;
-    for (i = 0; i < ep->nloops; i++) {
-      lp = ep->loops[i];
+    int live = running(ep), n = HPS__LOAD(&ep->nloops);
+    for (i = 0; i < n; i++) {
+      lp = __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
       if (lp == NULL) continue; /* a start making its loops */
       if (live) uv_mutex_lock(&lp->lock);
       st->bytes_sent += HPS__LOAD(&lp->bytes_sent);
@@ -561,7 +623,7 @@ int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
   int err = 0;
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
   if (c == NULL) return err;
-  *unsent = HPS__LOAD(&c->queued);
+  *unsent = HPS__LOAD(&c->queued) + HPS__LOAD(&c->file_unsent);
   uv_mutex_unlock(&lp->lock);
   return 0;
 }
@@ -602,6 +664,14 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
     uv_mutex_unlock(&lp->lock);
   }
   return n;
+}
+
+int hps__len_error(hps_endpoint *ep) {
+  if (HPS__IS_UDP(ep))
+    return HPS_EDGRAMSIZE;
+  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK)
+    return HPS_EPACKSIZE;
+  return HPS_ESENDQ;
 }
 
 int hps__post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {

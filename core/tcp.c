@@ -1368,6 +1368,8 @@ __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
     return 0;
   }
   if (w->kind == HPS__CMD_FILE) {
+    if ((w = hps__file_begin(c, w)) == NULL)
+      return HPS_EFILE;
     c->file = w;
     hps__count_sent(c, 0, 1);
     file_next(c);
@@ -1409,6 +1411,7 @@ static void file_next(hps__conn *c) {
     }
     w->file_off += got;
     w->file_left -= got;
+    HPS__SUB(&c->file_unsent, (uint64_t)got);
     w->len = (size_t)got;
     w->off = 0;
     hps__count_sent(c, (size_t)got, 0);

@@ -75,25 +75,67 @@ static int addr_eq(const hps__addr *a, const hps__addr *b) {
          a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
 }
 
-static uint32_t addr_hash(const hps__addr *a) {
-  const uint8_t *p;
-  size_t n, i;
-  uint32_t h = 2166136261u;
-  uint16_t port;
-  if (a->sa.sa_family == AF_INET6) {
-    p = (const uint8_t *)&a->in6.sin6_addr;
-    n = 16;
-    port = a->in6.sin6_port;
-  } else {
-    p = (const uint8_t *)&a->in4.sin_addr;
-    n = 4;
-    port = a->in4.sin_port;
+/* SipHash-1-3 (Aumasson, Bernstein) of a short message under key k: a
+ * peer cannot choose addresses that collide without knowing the key, so a
+ * lookup stays constant-time whatever addresses datagrams come from. */
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND                                                              \
+  do {                                                                         \
+    v0 += v1;                                                                  \
+    v1 = SIP_ROTL(v1, 13);                                                     \
+    v1 ^= v0;                                                                  \
+    v0 = SIP_ROTL(v0, 32);                                                     \
+    v2 += v3;                                                                  \
+    v3 = SIP_ROTL(v3, 16);                                                     \
+    v3 ^= v2;                                                                  \
+    v0 += v3;                                                                  \
+    v3 = SIP_ROTL(v3, 21);                                                     \
+    v3 ^= v0;                                                                  \
+    v2 += v1;                                                                  \
+    v1 = SIP_ROTL(v1, 17);                                                     \
+    v1 ^= v2;                                                                  \
+    v2 = SIP_ROTL(v2, 32);                                                     \
+  } while (0)
+
+static uint64_t siphash13(const uint64_t k[2], const uint8_t *in, size_t len) {
+  uint64_t v0 = 0x736f6d6570736575ull ^ k[0];
+  uint64_t v1 = 0x646f72616e646f6dull ^ k[1];
+  uint64_t v2 = 0x6c7967656e657261ull ^ k[0];
+  uint64_t v3 = 0x7465646279746573ull ^ k[1];
+  uint64_t m, b = (uint64_t)len << 56;
+  size_t i, full = len & ~(size_t)7;
+  for (i = 0; i < full; i += 8) {
+    memcpy(&m, in + i, 8);
+    v3 ^= m;
+    SIP_ROUND;
+    v0 ^= m;
   }
-  for (i = 0; i < n; i++)
-    h = (h ^ p[i]) * 16777619u;
-  h = (h ^ (port & 0xff)) * 16777619u;
-  h = (h ^ (port >> 8)) * 16777619u;
-  return h ^ (h >> 15);
+  for (i = 0; i < (len & 7); i++)
+    b |= (uint64_t)in[full + i] << (8 * i);
+  v3 ^= b;
+  SIP_ROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIP_ROUND;
+  SIP_ROUND;
+  SIP_ROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint32_t addr_hash(const hps__udp_loop *u, const hps__addr *a) {
+  uint8_t m[24];
+  uint64_t h;
+  if (a->sa.sa_family == AF_INET6) {
+    memcpy(m, &a->in6.sin6_addr, 16);
+    memcpy(m + 16, &a->in6.sin6_port, 2);
+    memcpy(m + 18, &a->in6.sin6_scope_id, 4);
+    h = siphash13(u->key, m, 22);
+  } else {
+    memcpy(m, &a->in4.sin_addr, 4);
+    memcpy(m + 4, &a->in4.sin_port, 2);
+    h = siphash13(u->key, m, 6);
+  }
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 /* Copy a sockaddr from libuv; 0, or -1 for a family we do not know. */
@@ -112,12 +154,17 @@ static int addr_from(hps__addr *a, const struct sockaddr *sa) {
 
 static hps__conn *table_find(hps__udp_loop *u, const hps__addr *a) {
   hps__conn *c;
+  uint32_t n = 0;
   if (u->tcap == 0)
     return NULL;
-  for (c = u->table[addr_hash(a) & (u->tcap - 1)]; c; c = c->udp_next)
+  for (c = u->table[addr_hash(u, a) & (u->tcap - 1)]; c; c = c->udp_next) {
+    n++;
     if (addr_eq(&c->peer, a))
-      return c;
-  return NULL;
+      break;
+  }
+  if (n > u->max_probes) /* rare: a new longest walk (test hook) */
+    HPS__STORE(&u->max_probes, n);
+  return c;
 }
 
 static int table_insert(hps__udp_loop *u, hps__conn *c) {
@@ -129,7 +176,7 @@ static int table_insert(hps__udp_loop *u, hps__conn *c) {
       return HPS_ENOMEM;
     for (i = 0; i < u->tcap; i++)
       for (x = u->table[i]; x; x = next) {
-        uint32_t h = addr_hash(&x->peer) & (cap - 1);
+        uint32_t h = addr_hash(u, &x->peer) & (cap - 1);
         next = x->udp_next;
         x->udp_next = t[h];
         t[h] = x;
@@ -138,7 +185,7 @@ static int table_insert(hps__udp_loop *u, hps__conn *c) {
     u->table = t;
     u->tcap = cap;
   }
-  i = addr_hash(&c->peer) & (u->tcap - 1);
+  i = addr_hash(u, &c->peer) & (u->tcap - 1);
   c->udp_next = u->table[i];
   u->table[i] = c;
   u->tcount++;
@@ -149,7 +196,7 @@ static void table_remove(hps__udp_loop *u, hps__conn *c) {
   hps__conn **pp;
   if (u->tcap == 0)
     return;
-  for (pp = &u->table[addr_hash(&c->peer) & (u->tcap - 1)]; *pp;
+  for (pp = &u->table[addr_hash(u, &c->peer) & (u->tcap - 1)]; *pp;
        pp = &(*pp)->udp_next)
     if (*pp == c) {
       *pp = c->udp_next;
@@ -157,6 +204,32 @@ static void table_remove(hps__udp_loop *u, hps__conn *c) {
       u->tcount--;
       return;
     }
+}
+
+/* The unconfirmed peers, oldest first: a full table makes room for a new
+ * address by evicting the head. */
+static void unc_add(hps__udp_loop *u, hps__conn *c) {
+  c->unc_next = NULL;
+  c->unc_prev = u->unc_tail;
+  if (u->unc_tail)
+    u->unc_tail->unc_next = c;
+  else
+    u->unc_head = c;
+  u->unc_tail = c;
+}
+
+static void unc_remove(hps__udp_loop *u, hps__conn *c) {
+  if (c->udp_peer != HPS__UDP_NEW)
+    return;
+  if (c->unc_prev)
+    c->unc_prev->unc_next = c->unc_next;
+  else
+    u->unc_head = c->unc_next;
+  if (c->unc_next)
+    c->unc_next->unc_prev = c->unc_prev;
+  else
+    u->unc_tail = c->unc_prev;
+  c->unc_prev = c->unc_next = NULL;
 }
 
 /* ---- events ---- */
@@ -223,8 +296,12 @@ void hps__udp_close(hps__conn *c, int op, int err) {
   c->close_err = err;
   HPS__STORE(&c->state, HPS__C_CLOSING);
   c->handle_closing = 1;
-  if (c_ep(c)->role == HPS_UDP_SERVER)
+  if (c_ep(c)->role == HPS_UDP_SERVER) {
     table_remove(u, c);
+    unc_remove(u, c);
+    if (c->udp_peer == HPS__UDP_NEW)
+      c->udp_peer = HPS__UDP_CONFIRMED; /* out of the list for good */
+  }
   c->udp_next = NULL;
   if (u->reap_tail)
     u->reap_tail->udp_next = c;
@@ -242,10 +319,12 @@ static void finish(hps__conn *c) {
     emit(c, HPS_EV_CLOSE, NULL, 0, NULL, 0, 0);
   if (lp->udp.one == c)
     lp->udp.one = NULL;
+  int evicted = c->udp_peer == HPS__UDP_EVICTED;
   uv_mutex_lock(&lp->lock);
   hps__conn_release_locked(lp, c);
   uv_mutex_unlock(&lp->lock);
-  HPS__SUB(&ep->nconns, 1);
+  if (!evicted) /* else its place went to the address that evicted it */
+    HPS__SUB(&ep->nconns, 1);
 }
 
 /* The single connection of a client, cast or node becomes visible. */
@@ -309,8 +388,18 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
   /* Count first, then check: loops accepting at once cannot both take
    * the last place. */
   if (HPS__ADD(&ep->nconns, 1) >= ep->opt[HPS_OPT_MAX_CONNECTIONS]) {
+    hps__conn *old = u->unc_head;
     HPS__SUB(&ep->nconns, 1);
-    return NULL; /* past the limit: the datagram is dropped */
+    if (old == NULL) { /* every peer of this loop is confirmed */
+      hps__counter_add(ep, HPS_CNT_UDP_PEERS_REFUSED, 1);
+      return NULL; /* the datagram is dropped */
+    }
+    /* A flood of new (perhaps spoofed) addresses only ever displaces
+     * peers that sent one datagram, never one that sent more: the oldest
+     * of those gives its place to this address. */
+    hps__udp_close(old, HPS_OP_CLOSE, HPS_ELIMIT);
+    old->udp_peer = HPS__UDP_EVICTED;
+    hps__counter_add(ep, HPS_CNT_UDP_PEERS_EVICTED, 1);
   }
   uv_mutex_lock(&lp->lock);
   c = hps__conn_new_locked(lp);
@@ -331,6 +420,8 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
     hps__udp_close(c, HPS_OP_ACCEPT, HPS_ENOMEM); /* not reported: silent */
     return NULL;
   }
+  c->udp_peer = HPS__UDP_NEW;
+  unc_add(u, c);
   c->reported = 1;
   if (emit(c, HPS_EV_ACCEPT, NULL, 0, NULL, 0, 0) == HPS_HR_ERROR) {
     c->reported = 0; /* refused: it never existed for the application */
@@ -346,8 +437,13 @@ static hps__conn *server_accept(hps__loop *lp, const hps__addr *a) {
 static void server_recv(hps__loop *lp, const hps__addr *a, const char *data,
                         size_t n, int big) {
   hps__conn *c = table_find(&lp->udp, a);
-  if (c == NULL && (c = server_accept(lp, a)) == NULL)
-    return;
+  if (c == NULL) {
+    if ((c = server_accept(lp, a)) == NULL)
+      return;
+  } else if (c->udp_peer == HPS__UDP_NEW) { /* its second datagram */
+    unc_remove(&lp->udp, c);
+    c->udp_peer = HPS__UDP_CONFIRMED;
+  }
   if (c->state != HPS__C_OPEN)
     return;
   HPS__STORE(&c->t_recv, uv_now(&lp->uv));
@@ -852,9 +948,20 @@ static void on_detect(uv_timer_t *t) {
 
 /* ---- start ---- */
 
+/* The peer table's key: from the kernel's random source; should that
+ * fail, from clocks and addresses (weaker, but never a fixed key). */
+static void table_key(hps__loop *lp) {
+  uint64_t *k = lp->udp.key;
+  if (uv_random(NULL, NULL, k, 2 * sizeof(*k), 0, NULL) == 0)
+    return;
+  k[0] = uv_hrtime() ^ (uint64_t)(uintptr_t)lp;
+  k[1] = (uint64_t)(uintptr_t)&k ^ ((uint64_t)getpid() << 32) ^ uv_hrtime();
+}
+
 static int init_loop(hps__loop *lp) {
   hps__udp_loop *u = &lp->udp;
   memset(u, 0, sizeof(*u));
+  table_key(lp);
   uv_idle_init(&lp->uv, &u->reaper);
   u->reaper.data = lp;
   uv_timer_init(&lp->uv, &u->detect);
@@ -1251,4 +1358,27 @@ int hps__udp_set_iface(hps_endpoint *ep, const char *iface) {
   }
   uv_mutex_unlock(&ep->mutex);
   return r;
+}
+
+void hps__test_udp_chains(hps_endpoint *ep, uint32_t *longest,
+                          uint32_t *max_probes) {
+  int i, n = HPS__LOAD(&ep->nloops);
+  uint32_t j, len;
+  hps__conn *c;
+  *longest = *max_probes = 0;
+  for (i = 0; i < n; i++) {
+    hps__udp_loop *u = &ep->loops[i]->udp;
+    uint32_t p = HPS__LOAD(&u->max_probes);
+    if (p > *max_probes)
+      *max_probes = p;
+    /* the table is the loop thread's: only from a handler on it */
+    if (hps__tls_loop != ep->loops[i])
+      continue;
+    for (j = 0; j < u->tcap; j++) {
+      for (len = 0, c = u->table[j]; c; c = c->udp_next)
+        len++;
+      if (len > *longest)
+        *longest = len;
+    }
+  }
 }

@@ -504,17 +504,24 @@ static void test_server_max_connections_drops_new_peers(void **state) {
   r.echo = 1;
   ep = u_started(&r, HPS_UDP_SERVER, opts, "127.0.0.1", 0);
   port = bound_port(ep);
+  uint64_t refused = 0;
   for (i = 0; i < 3; i++) {
     fd[i] = raw_udp("127.0.0.1", NULL);
     raw_sendto(fd[i], "127.0.0.1", port, "hi", 2);
-    if (i < 2)
+    if (i < 2) { /* two datagrams each: confirmed, never evicted */
       assert_int_equal(raw_recv(fd[i], buf, sizeof(buf), T_WAIT_MS, 1, NULL),
                        2);
+      raw_sendto(fd[i], "127.0.0.1", port, "hi", 2);
+      assert_int_equal(raw_recv(fd[i], buf, sizeof(buf), T_WAIT_MS, 1, NULL),
+                       2);
+    }
   }
   /* The third peer is over the limit: no ACCEPT, no echo. */
   assert_int_equal(raw_recv(fd[2], buf, sizeof(buf), 300, 1, NULL), -1);
   assert_int_equal(u_count(&r, HPS_EV_ACCEPT), 2);
   assert_int_equal(hps_conn_count(ep), 2);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused), 0);
+  assert_int_equal(refused, 1);
   /* A slot frees up: the peer gets in. */
   assert_int_equal(hps_disconnect(ep, u_get(&r, HPS_EV_ACCEPT, 0).conn, 1), 0);
   assert_int_equal(u_wait(&r, HPS_EV_CLOSE, 1, T_WAIT_MS), 0);
@@ -1803,16 +1810,23 @@ static void test_burst_over_max_connections(void **state) {
   uint16_t port, pport[PEERS];
   int fd[PEERS], gate, i, k, seqs[EACH + 1];
   (void)state;
+  uint64_t refused = 0;
   ep = b_held_server(&r, opts, NULL, &port, &gate);
   for (i = 0; i < PEERS; i++)
     fd[i] = raw_udp("127.0.0.1", &pport[i]);
-  for (k = 0; k < EACH; k++)
-    for (i = 0; i < PEERS; i++)
+  /* Peer by peer, and the gate's second datagram first: every peer in has
+   * sent twice (confirmed) before a new one finds the table full, so new
+   * ones are dropped, not given an unconfirmed peer's place. */
+  b_send(gate, port, GATE_PEER, 1, 0);
+  for (i = 0; i < PEERS; i++)
+    for (k = 0; k < EACH; k++)
       b_send(fd[i], port, i, k, 0);
   b_open();
   /* Peers 0 and 1 came first: in, everything delivered; 2 and 3 dropped. */
-  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 1 + 2 * EACH, T_WAIT_MS), 0);
-  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 2 + 2 * EACH, 200), -1);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 2 + 2 * EACH, T_WAIT_MS), 0);
+  assert_int_equal(u_wait(&r, HPS_EV_RECEIVE, 3 + 2 * EACH, 200), -1);
+  assert_int_equal(hps_get_counter(ep, HPS_CNT_UDP_PEERS_REFUSED, &refused), 0);
+  assert_int_equal(refused, 2 * EACH);
   for (i = 0; i < PEERS; i++) {
     int n = b_seqs(&r, i, pport[i], seqs, NULL, EACH + 1);
     assert_int_equal(n, i < 2 ? EACH : 0);

@@ -22,10 +22,12 @@
  * Connections
  * -----------
  * A connection is known only by its 64-bit ID (hps_conn_id). IDs are never
- * reused within an endpoint's lifetime in practice (slot + 32-bit
- * generation), so a stale ID is reported as HPS_ENOTFOUND and never reaches
- * another connection. For a client endpoint, ID 0 means "the client's
- * current connection".
+ * reused within an endpoint's lifetime, restarts included (slot + 32-bit
+ * generation; a slot whose generation would wrap is retired), so a stale ID
+ * is reported as HPS_ENOTFOUND and never reaches another connection -- from
+ * any thread, also while the endpoint stops or starts again (what such a
+ * call looks at lives until hps_free). For a client endpoint, ID 0 means
+ * "the client's current connection".
  */
 #ifndef HPSOCK_H
 #define HPSOCK_H
@@ -253,12 +255,19 @@ typedef int (*hps_event_fn)(void *user, const hps_event *ev);
 enum hps_option {
   HPS_OPT_WORKERS = 1,         /* loop threads, 1..64; default: cores */
   HPS_OPT_RECV_MODEL = 2,      /* enum hps_model; default PUSH */
-  HPS_OPT_SNDBUF = 3,          /* SO_SNDBUF bytes, 0 = system default */
-  HPS_OPT_RCVBUF = 4,          /* SO_RCVBUF bytes, 0 = system default */
+  HPS_OPT_SNDBUF = 3,          /* SO_SNDBUF bytes, 0..1 GiB, 0 = system
+                                  default; the kernel doubles it and caps
+                                  it at net.core.wmem_max */
+  HPS_OPT_RCVBUF = 4,          /* SO_RCVBUF bytes, 0..1 GiB, 0 = system
+                                  default; capped at net.core.rmem_max */
   HPS_OPT_MAX_CONNECTIONS = 5, /* 1..16M; default 100000 */
-  HPS_OPT_KEEPALIVE_TIME = 6,  /* ms idle before probes, 0 = off;
+  HPS_OPT_KEEPALIVE_TIME = 6,  /* ms idle before probes, 0 = off,
+                                  else 1..32767000 (rounded up to whole
+                                  seconds: the kernel takes 1..32767 s);
                                   default 0 */
-  HPS_OPT_KEEPALIVE_INTERVAL = 7, /* ms between probes; default 20000 */
+  HPS_OPT_KEEPALIVE_INTERVAL = 7, /* ms between probes, 1000..32767000
+                                     (whole seconds, rounded up);
+                                     default 20000 */
   HPS_OPT_NODELAY = 8,            /* TCP_NODELAY 0/1; default 1 */
   HPS_OPT_REUSE_ADDR = 9,         /* SO_REUSEADDR 0/1; default 1 */
   HPS_OPT_IPV6_ONLY = 10,         /* 1: v6 socket accepts only v6;
@@ -275,7 +284,9 @@ enum hps_option {
   HPS_OPT_EVENTS = 14,            /* (live) mask of HPS_EVBIT(type) to
                                      deliver; CLOSE and SHUTDOWN are always
                                      delivered; default HPS_EVENTS_ALL */
-  HPS_OPT_BACKLOG = 15,           /* listen backlog 1..65535; default 1024 */
+  HPS_OPT_BACKLOG = 15,           /* listen backlog 1..65535, capped by
+                                     the kernel at net.core.somaxconn;
+                                     default 1024 */
   HPS_OPT_PACK_FLAG = 16,         /* pack header flag 0..1023; 0 = incoming
                                      flags not checked; default 0 */
   HPS_OPT_PACK_MAX = 17,          /* max pack body 1..4194303; default
@@ -529,7 +540,11 @@ typedef struct hps_buf {
  * HPS_EPACKEMPTY (pack model: body over the max or empty), or a system
  * error (e.g. ECONNRESET, EPIPE) when the socket failed as the bytes were
  * written on the loop thread: the connection is then closing and its CLOSE
- * has op HPS_OP_SEND. */
+ * has op HPS_OP_SEND. A len over 1 GiB (more than any limit allows) is
+ * refused before anything is read or allocated, from any thread, with the
+ * error of the limit that applies: HPS_EDGRAMSIZE (UDP), HPS_EPACKSIZE
+ * (pack) or HPS_ESENDQ; hps_sendv's total likewise (a total that
+ * overflows size_t: HPS_EINVAL). */
 HPS_EXTERN int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data,
                         size_t len);
 
@@ -540,11 +555,23 @@ HPS_EXTERN int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data,
 HPS_EXTERN int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
                          int n);
 
-/* Send length bytes of the file at path starting at offset (length < 0:
+/* Send length bytes of the file at path starting at offset (length -1:
  * to the end of the file). Read in bounded chunks; memory stays bounded
  * whatever the file size. Push and pull models only (HPS_EMODEL in pack).
- * Returns 0, HPS_EHANDLE, HPS_EINVAL, HPS_ENOTFOUND, HPS_EMODEL, HPS_EFILE
- * (cannot open, or offset/length outside the file) or HPS_ESENDQ. */
+ * The file is opened and checked at the call; a file send waiting behind
+ * another holds no descriptor, only its path and the file's identity: at
+ * its turn the path is opened again, and if it is no longer the same file
+ * (device and inode) or is now too short, the connection closes with op
+ * HPS_OP_SEND and HPS_EFILE. So a connection holds at most one open file
+ * whatever a peer makes it queue. Its bytes not yet read count in
+ * hps_get_unsent but not against HPS_OPT_MAX_SEND_QUEUE (they are on
+ * disk, not in memory; the chunk being written counts); instead at most
+ * 64 file sends may wait per connection, the next gives HPS_ESENDQ.
+ * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL or empty path, offset < 0, or
+ * nothing to send), HPS_ENOTFOUND, HPS_ESTATE (not connected yet),
+ * HPS_EMODEL, HPS_EFILE (cannot open, not a regular file, length < -1,
+ * or offset + length past the file's end, overflowing included) or
+ * HPS_ESENDQ. */
 HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
                              const char *path, int64_t offset,
                              int64_t length);
@@ -583,7 +610,8 @@ HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
 HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
 
 /* Pull model: take exactly len bytes of the waiting data into buf.
- * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL buf or len 0), HPS_ENOTFOUND,
+ * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL buf, len 0 or len over 1 GiB,
+ * more than HPS_OPT_PULL_MAX allows to wait), HPS_ENOTFOUND,
  * HPS_EMODEL (not the pull model) or HPS_EAGAIN (fewer than len bytes
  * wait; nothing is taken). */
 HPS_EXTERN int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf,
@@ -683,9 +711,11 @@ enum hps_counter {
   HPS_CNT_AUTO_PAUSES = 4,    /* automatic pauses (HPS_OPT_AUTO_PAUSE) */
   HPS_CNT_UDP_PEERS_REFUSED = 5, /* UDP server: datagrams from new peer
                                     addresses dropped because the peer
-                                    table was full (see UDP) */
+                                    table was full of confirmed peers
+                                    (see UDP) */
   HPS_CNT_UDP_PEERS_EVICTED = 6  /* UDP server: unconfirmed peers evicted
-                                    for a new address (see UDP) */
+                                    for a new address; their CLOSE has
+                                    HPS_ELIMIT (see UDP) */
 };
 
 /* Read counter (enum hps_counter) into *value. Safe from any thread.
@@ -713,8 +743,18 @@ HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter,
  *   dropped, the next one asks again), HANDSHAKE, then a RECEIVE per
  *   datagram. With several workers each loop has its own SO_REUSEPORT
  *   socket; the kernel hashes a peer's datagrams to one of them, so a
- *   peer's connection lives on one loop. Past HPS_OPT_MAX_CONNECTIONS new
- *   peers' datagrams are dropped. An empty datagram is a heartbeat: it
+ *   peer's connection lives on one loop. The peer table is a hash keyed
+ *   at random per start (SipHash), so no choice of source addresses makes
+ *   lookups slow. A peer is confirmed once it has sent a second datagram
+ *   (a heartbeat counts; the application's sends do not: a reply to a
+ *   forged address proves nothing). At HPS_OPT_MAX_CONNECTIONS, a datagram
+ *   from a new address evicts the loop's oldest unconfirmed peer (CLOSE
+ *   with op HPS_OP_CLOSE and error HPS_ELIMIT; counter
+ *   HPS_CNT_UDP_PEERS_EVICTED) and takes its place; when every peer of
+ *   that loop is confirmed, the datagram is dropped (counter
+ *   HPS_CNT_UDP_PEERS_REFUSED). So a flood of new, perhaps forged, source
+ *   addresses never displaces a peer that has sent twice; it can keep new
+ *   peers out until idle detection frees places. An empty datagram is a heartbeat: it
  *   keeps the connection alive, is answered with an empty datagram and is
  *   not delivered. The server's socket is not connected, so the kernel
  *   reports no ICMP errors to it: a peer gone away is found by idle

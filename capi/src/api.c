@@ -31,12 +31,16 @@ int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
     return HPS_EINVAL;
   ep = calloc(1, sizeof(*ep));
   if (ep == NULL) return HPS_ENOMEM;
-  if (uv_mutex_init(&ep->mutex) != 0) {
+  /* for life: a call racing with a restart must find valid loops */
+  ep->loops = calloc(HPS__MAX_WORKERS, sizeof(*ep->loops));
+  if (ep->loops == NULL || uv_mutex_init(&ep->mutex) != 0) {
+    free(ep->loops);
     free(ep);
     return HPS_ENOMEM;
   }
   if (uv_cond_init(&ep->cond) != 0) {
     uv_mutex_destroy(&ep->mutex);
+    free(ep->loops);
     free(ep);
     return HPS_ENOMEM;
   }
@@ -143,6 +147,10 @@ int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   /* len 0 goes on: the core answers HPS_EPACKEMPTY in the pack model and
    * HPS_EINVAL in the others */
   if (data == NULL) return HPS_EINVAL;
+  /* Before the core adds a header or the unsent count to it: a length
+   * near SIZE_MAX would wrap those sums (and an allocation size). */
+  if (len > HPS__LEN_MAX)
+    return hps__len_error(ep);
   return hps__send1(ep, id, data, len);
 }
 
@@ -156,6 +164,8 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
     if (total + bufs[i].len < total) return HPS_EINVAL; /* overflow */
     total += bufs[i].len;
   }
+  if (total > HPS__LEN_MAX)
+    return hps__len_error(ep);
   return hps__send(ep, id, bufs, n); /* total 0: as hps_send with len 0 */
 }
 
@@ -164,6 +174,8 @@ int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   CHECK_EP(ep);
   if (HPS__IS_UDP(ep)) return HPS_EROLE;
   if (path == NULL || path[0] == '\0' || offset < 0) return HPS_EINVAL;
+  if (length < -1)
+    return HPS_EFILE;
   return hps__send_file(ep, id, path, offset, length);
 }
 
@@ -179,13 +191,16 @@ int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause) {
 
 int hps_fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
   CHECK_EP(ep);
-  if (buf == NULL || len == 0) return HPS_EINVAL;
+  /* more than can ever wait (HPS_OPT_PULL_MAX is at most HPS__LEN_MAX) */
+  if (buf == NULL || len == 0 || len > HPS__LEN_MAX)
+    return HPS_EINVAL;
   return hps__fetch(ep, id, buf, len, 1);
 }
 
 int hps_peek(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len) {
   CHECK_EP(ep);
-  if (buf == NULL || len == 0) return HPS_EINVAL;
+  if (buf == NULL || len == 0 || len > HPS__LEN_MAX)
+    return HPS_EINVAL;
   return hps__fetch(ep, id, buf, len, 0);
 }
 
