@@ -67,7 +67,7 @@ struct hps__tls_ep {
   tls_sni *sni;
   SSL_CTX *ctx; /* this run's; NULL when TLS is off */
   char config_error[INFO_CAP]; /* under ep->mutex */
-  int pw_asked; /* a key being loaded asked for its password */
+  int pw_asked;                /* a key being loaded asked for its password */
   uv_mutex_t sess_lock;
   tls_sess *sessions; /* most recent first */
   int nsessions;
@@ -249,7 +249,8 @@ static void config_fail(struct hps__tls_ep *t, const char *what,
 
 static int is_pem(const char *s) { return strncmp(s, "-----BEGIN", 10) == 0; }
 
-#define PW_TOO_LONG 2 /* pw_asked: the password did not fit OpenSSL's buffer */
+/* pw_asked: the password did not fit OpenSSL's buffer. */
+#define PW_TOO_LONG 2
 
 /* Every PEM read here (and every SSL_CTX's file reads) goes through this
  * callback: OpenSSL's default for an encrypted block is a prompt on the
