@@ -23,10 +23,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+/* cmocka.h needs the three above first */
+#include <cmocka.h>
 
 #include "core.h"
 #include "hps_test.h"
