@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <openssl/buffer.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -29,7 +30,7 @@
 #include "core.h"
 
 #define STR_FIRST HPS_OPT_TLS_CERT_FILE
-#define STR_LAST HPS_OPT_TLS_SNI
+#define STR_LAST HPS_OPT_TLS_KEY_PASSWORD
 #define NSTR (STR_LAST - STR_FIRST + 1)
 #define MAX_SESSIONS 256
 #define INFO_CAP 256
@@ -66,6 +67,7 @@ struct hps__tls_ep {
   tls_sni *sni;
   SSL_CTX *ctx; /* this run's; NULL when TLS is off */
   char config_error[INFO_CAP]; /* under ep->mutex */
+  int pw_asked;                /* a key being loaded asked for its password */
   uv_mutex_t sess_lock;
   tls_sess *sessions; /* most recent first */
   int nsessions;
@@ -135,12 +137,30 @@ static int settable_tls(hps_endpoint *ep, struct hps__tls_ep **t) {
   return 0;
 }
 
+void (*hps__tls_wipe_probe)(const char *p, size_t n);
+
+/* Every option string is wiped before its memory goes back: some hold a
+ * private key or its password, and wiping them all keeps one rule. */
+static void str_free(char *s) {
+  size_t n;
+  if (s == NULL) return;
+  n = strlen(s);
+  OPENSSL_cleanse(s, n);
+  if (hps__tls_wipe_probe != NULL) hps__tls_wipe_probe(s, n);
+  free(s);
+}
+
+/* Never read back: they would leave the endpoint in the caller's memory. */
+static int is_secret(int opt) {
+  return opt == HPS_OPT_TLS_KEY_PEM || opt == HPS_OPT_TLS_KEY_PASSWORD;
+}
+
 /* NULL and a partly filled one (a failed strdup) are fine. */
 static void sni_free(tls_sni *s) {
   if (s == NULL) return;
-  free(s->name);
-  free(s->cert);
-  free(s->key);
+  str_free(s->name);
+  str_free(s->cert);
+  str_free(s->key); /* may be PEM text */
   free(s);
 }
 
@@ -154,12 +174,12 @@ int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value) {
   uv_mutex_lock(&ep->mutex);
   r = settable_tls(ep, &t);
   if (r == 0) {
-    free(t->str[opt - STR_FIRST]);
+    str_free(t->str[opt - STR_FIRST]);
     t->str[opt - STR_FIRST] = copy;
     copy = NULL;
   }
   uv_mutex_unlock(&ep->mutex);
-  free(copy);
+  str_free(copy);
   return r;
 }
 
@@ -176,6 +196,10 @@ int hps__tls_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
                         size_t *len) {
   int r;
   if (opt < STR_FIRST || opt > STR_LAST) return HPS_EINVAL;
+  if (is_secret(opt)) {
+    if (len) *len = 0; /* not even the length */
+    return HPS_EINVAL;
+  }
   uv_mutex_lock(&ep->mutex);
   r = copy_out(ep->tls && ep->tls->str[opt - STR_FIRST]
                    ? ep->tls->str[opt - STR_FIRST]
@@ -225,17 +249,43 @@ static void config_fail(struct hps__tls_ep *t, const char *what,
 
 static int is_pem(const char *s) { return strncmp(s, "-----BEGIN", 10) == 0; }
 
+/* pw_asked: the password did not fit OpenSSL's buffer. */
+#define PW_TOO_LONG 2
+
+/* Every PEM read here (and every SSL_CTX's file reads) goes through this
+ * callback: OpenSSL's default for an encrypted block is a prompt on the
+ * terminal, which would block hps_start. u is the endpoint's TLS settings
+ * (under ep->mutex) while a private key loads, else NULL: no password, so
+ * the read fails. */
+static int on_password(char *buf, int size, int rwflag, void *u) {
+  struct hps__tls_ep *t = u;
+  const char *pw;
+  size_t n;
+  (void)rwflag;
+  if (t == NULL) return -1;
+  t->pw_asked = 1;
+  pw = str_opt(t, HPS_OPT_TLS_KEY_PASSWORD);
+  if (pw == NULL) return -1;
+  n = strlen(pw);
+  if (size <= 0 || n >= (size_t)size) {
+    t->pw_asked = PW_TOO_LONG;
+    return -1;
+  }
+  memcpy(buf, pw, n);
+  return (int)n;
+}
+
 static int use_cert_pem(SSL_CTX *ctx, const char *pem) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   X509 *x;
   int ok = 0;
   if (b == NULL) return 0;
-  x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+  x = PEM_read_bio_X509_AUX(b, NULL, on_password, NULL);
   if (x != NULL && SSL_CTX_use_certificate(ctx, x) == 1) {
     X509 *ca;
     ok = 1;
     SSL_CTX_clear_chain_certs(ctx);
-    while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+    while ((ca = PEM_read_bio_X509(b, NULL, on_password, NULL)) != NULL) {
       if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
         X509_free(ca);
         ok = 0;
@@ -249,21 +299,41 @@ static int use_cert_pem(SSL_CTX *ctx, const char *pem) {
   return ok;
 }
 
-static int use_key_pem(SSL_CTX *ctx, const char *pem) {
+static int use_key_pem(struct hps__tls_ep *t, SSL_CTX *ctx, const char *pem) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   EVP_PKEY *k;
   int ok = 0;
   if (b == NULL) return 0;
-  k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+  k = PEM_read_bio_PrivateKey(b, NULL, on_password, t);
   if (k != NULL) ok = SSL_CTX_use_PrivateKey(ctx, k) == 1;
   EVP_PKEY_free(k);
   BIO_free(b);
   return ok;
 }
 
+/* Why a private key did not load; the password's part first, as the
+ * path may be long. */
+static void key_fail(struct hps__tls_ep *t, const char *arg) {
+  const char *why;
+  if (!t->pw_asked) {
+    config_fail(t, "cannot load the private key", arg);
+    return;
+  }
+  if (t->pw_asked == PW_TOO_LONG)
+    why = "HPS_OPT_TLS_KEY_PASSWORD too long";
+  else if (str_opt(t, HPS_OPT_TLS_KEY_PASSWORD) == NULL)
+    why = "HPS_OPT_TLS_KEY_PASSWORD not set";
+  else
+    why = "wrong HPS_OPT_TLS_KEY_PASSWORD";
+  snprintf(t->config_error, sizeof(t->config_error),
+           "cannot decrypt the private key (%s): %s", why, arg);
+  ERR_clear_error();
+}
+
 /* Certificate and key, each a file or PEM text. 0 or -1 (reason set). */
 static int load_pair(struct hps__tls_ep *t, SSL_CTX *ctx, const char *cert,
                      int cert_pem, const char *key, int key_pem) {
+  int ok;
   if (cert == NULL && key == NULL) return 0;
   if (cert == NULL || key == NULL) {
     config_fail(t, cert ? "a certificate without a key" : "a key without a certificate",
@@ -275,9 +345,15 @@ static int load_pair(struct hps__tls_ep *t, SSL_CTX *ctx, const char *cert,
     config_fail(t, "cannot load the certificate", cert_pem ? "(PEM)" : cert);
     return -1;
   }
-  if (key_pem ? !use_key_pem(ctx, key)
-              : SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-    config_fail(t, "cannot load the private key", key_pem ? "(PEM)" : key);
+  t->pw_asked = 0;
+  /* The password reaches the SSL_CTX's callback only while its key loads:
+   * the context keeps no pointer to it. */
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, t);
+  ok = key_pem ? use_key_pem(t, ctx, key)
+               : SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1;
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+  if (!ok) {
+    key_fail(t, key_pem ? "(PEM)" : key);
     return -1;
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -293,7 +369,7 @@ static int load_ca_pem(SSL_CTX *ctx, const char *pem) {
   X509 *x;
   int n = 0;
   if (b == NULL) return 0;
-  while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+  while ((x = PEM_read_bio_X509(b, NULL, on_password, NULL)) != NULL) {
     if (X509_STORE_add_cert(st, x) == 1) n++;
     X509_free(x);
   }
@@ -400,6 +476,21 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+/* The CA names a server sends when it asks for a client certificate. Not
+ * SSL_load_client_CA_file: it reads with OpenSSL's prompting default. */
+static void set_client_ca_list(SSL_CTX *ctx, const char *file) {
+  BIO *b = BIO_new_file(file, "r");
+  X509 *x;
+  if (b != NULL) {
+    while ((x = PEM_read_bio_X509(b, NULL, on_password, NULL)) != NULL) {
+      SSL_CTX_add_client_CA(ctx, x); /* copies the name */
+      X509_free(x);
+    }
+    BIO_free(b);
+  }
+  ERR_clear_error();
+}
+
 static SSL_CTX *new_ctx(hps_endpoint *ep) {
   struct hps__tls_ep *t = ep->tls;
   int server = ep->role == HPS_TCP_SERVER;
@@ -414,6 +505,9 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
     config_fail(t, "cannot create the TLS context", NULL);
     return NULL;
   }
+  /* No prompt for encrypted PEM in any file this context reads. */
+  SSL_CTX_set_default_passwd_cb(ctx, on_password);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
   SSL_CTX_set_min_proto_version(ctx, (int)ep->opt[HPS_OPT_TLS_MIN_VERSION]);
   /* Renegotiation is refused (TLS 1.3 KeyUpdate is handled). */
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
@@ -434,17 +528,15 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
       config_fail(t, "cannot load the CAs", ca_file ? ca_file : ca_path);
       goto fail;
     }
-    if (server && ca_file) {
-      STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
-      if (names) SSL_CTX_set_client_CA_list(ctx, names);
-      ERR_clear_error();
-    }
+    if (server && ca_file) set_client_ca_list(ctx, ca_file);
   }
   if (ca_pem && !load_ca_pem(ctx, ca_pem)) {
     config_fail(t, "no certificate in the CA PEM text", NULL);
     goto fail;
   }
-  if (!ca_file && !ca_path && !ca_pem) {
+  /* A client without CA options trusts the system's store, as a browser
+   * does; a server verifying clients needs a CA option (hps__tls_ep_start). */
+  if (!server && !ca_file && !ca_path && !ca_pem) {
     SSL_CTX_set_default_verify_paths(ctx);
     ERR_clear_error();
   }
@@ -522,6 +614,19 @@ int hps__tls_ep_start(hps_endpoint *ep) {
              "a TLS server needs a certificate and a private key");
     goto fail;
   }
+  /* The system's store would let anyone with a publicly issued
+   * certificate in as a verified client. */
+  if (ep->role == HPS_TCP_SERVER &&
+      ep->opt[HPS_OPT_TLS_VERIFY] != HPS_TLS_VERIFY_NONE &&
+      str_opt(t, HPS_OPT_TLS_CA_FILE) == NULL &&
+      str_opt(t, HPS_OPT_TLS_CA_PATH) == NULL &&
+      str_opt(t, HPS_OPT_TLS_CA_PEM) == NULL) {
+    snprintf(t->config_error, sizeof(t->config_error),
+             "a server verifying client certificates (HPS_OPT_TLS_VERIFY "
+             "PEER or REQUIRE) needs a CA option (HPS_OPT_TLS_CA_FILE, "
+             "_CA_PATH or _CA_PEM); it never trusts the system's store");
+    goto fail;
+  }
   if ((t->ctx = new_ctx(ep)) == NULL ||
       load_pair(t, t->ctx, cert, cert_pem, key, key_pem) != 0)
     goto fail;
@@ -555,7 +660,7 @@ void hps__tls_ep_free(hps_endpoint *ep) {
     t->sni = s->next;
     sni_free(s);
   }
-  for (i = 0; i < NSTR; i++) free(t->str[i]);
+  for (i = 0; i < NSTR; i++) str_free(t->str[i]);
   uv_mutex_destroy(&t->sess_lock);
   free(t);
   ep->tls = NULL;
@@ -628,10 +733,70 @@ static void wbio_done(struct hps__tls_conn *t) {
     (void)BIO_reset(t->wbio);
 }
 
+/* The name sent and verified: the SNI option, else the host given unless
+ * it is a numeric address (then the address is verified). Any failure
+ * here (a name OpenSSL refuses, such as one over 255 bytes; no memory)
+ * fails the connection before it is made: no handshake ever checks less
+ * than it was asked to. 0, or an error with t->error set. */
+static int client_names(hps_endpoint *ep, struct hps__tls_conn *t,
+                        const char *host, const hps__addr *addr) {
+  struct hps__tls_ep *et = ep->tls;
+  X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+  uint16_t port = ntohs(addr->sa.sa_family == AF_INET6 ? addr->in6.sin6_port
+                                                       : addr->in4.sin_port);
+  const char *sni = NULL, *name, *failed = NULL;
+  char *opt = NULL, key[INFO_CAP + 8];
+  uv_mutex_lock(&ep->mutex);
+  if (et->str[HPS_OPT_TLS_SNI - STR_FIRST] != NULL &&
+      (opt = strdup(et->str[HPS_OPT_TLS_SNI - STR_FIRST])) == NULL)
+    failed = "out of memory for the server name";
+  uv_mutex_unlock(&ep->mutex);
+  if (failed != NULL) {
+    snprintf(t->error, sizeof(t->error), "%s", failed);
+    return HPS_ENOMEM;
+  }
+  sni = opt != NULL ? opt : is_ip(host) ? NULL : host;
+  name = sni != NULL ? sni : host;
+  if (sni != NULL) snprintf(t->name, sizeof(t->name), "%s", sni); /* info */
+  if (sni != NULL && SSL_set_tlsext_host_name(t->ssl, sni) != 1)
+    failed = "cannot send the server name (SNI)";
+  if (failed == NULL && ep->opt[HPS_OPT_TLS_VERIFY] != HPS_TLS_VERIFY_NONE) {
+    X509_VERIFY_PARAM_set_hostflags(param,
+                                    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (sni != NULL ? X509_VERIFY_PARAM_set1_host(param, sni, 0) != 1
+                    : X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1)
+      failed = "cannot set up the check of the server name";
+  }
+  if (failed == NULL && ep->opt[HPS_OPT_TLS_SESSION_CACHE]) {
+    /* Sessions are found by the whole name: a cut one could offer a
+     * session of another server. */
+    int n = snprintf(key, sizeof(key), "%s|%u", name, (unsigned)port);
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+      failed = "server name too long for the session cache";
+    } else {
+      SSL_SESSION *sess;
+      t->sess_key = strdup(key); /* none: no resumption */
+      if (t->sess_key != NULL && (sess = find_session(ep, key)) != NULL) {
+        SSL_set_session(t->ssl, sess);
+        SSL_SESSION_free(sess);
+      }
+    }
+  }
+  if (failed != NULL) {
+    unsigned long e = ERR_peek_last_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(t->error, sizeof(t->error), "%s \"%.64s%s\"%s%s", failed, name,
+             strlen(name) > 64 ? "..." : "", why ? ": " : "", why ? why : "");
+  }
+  free(opt);
+  return failed != NULL ? HPS_ETLSCONFIG : 0;
+}
+
 int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
   hps_endpoint *ep = c->loop->ep;
   struct hps__tls_ep *et = ep->tls;
   struct hps__tls_conn *t = calloc(1, sizeof(*t));
+  int r;
   if (t == NULL) return HPS_ENOMEM;
   t->ssl = SSL_new(et->ctx);
   t->rbio = new_mem_bio();
@@ -654,48 +819,10 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
     return 0;
   }
   SSL_set_connect_state(t->ssl);
-  {
-    /* The name sent and verified: the SNI option, else the host given
-     * unless it is a numeric address (then the address is verified). */
-    const char *sni = NULL, *name;
-    char key[INFO_CAP + 8];
-    uint16_t port = ntohs(addr->sa.sa_family == AF_INET6 ? addr->in6.sin6_port
-                                                         : addr->in4.sin_port);
-    X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
-    uv_mutex_lock(&ep->mutex);
-    if (et->str[HPS_OPT_TLS_SNI - STR_FIRST] != NULL)
-      snprintf(t->name, sizeof(t->name), "%s",
-               et->str[HPS_OPT_TLS_SNI - STR_FIRST]);
-    uv_mutex_unlock(&ep->mutex);
-    if (t->name[0] != '\0')
-      sni = t->name;
-    else if (!is_ip(host)) {
-      snprintf(t->name, sizeof(t->name), "%s", host);
-      sni = t->name;
-    }
-    if (sni != NULL) SSL_set_tlsext_host_name(t->ssl, sni);
-    if (ep->opt[HPS_OPT_TLS_VERIFY] != HPS_TLS_VERIFY_NONE) {
-      X509_VERIFY_PARAM_set_hostflags(param,
-                                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      if (sni != NULL)
-        X509_VERIFY_PARAM_set1_host(param, sni, 0);
-      else
-        X509_VERIFY_PARAM_set1_ip_asc(param, host);
-    }
-    name = sni != NULL ? sni : host;
-    if (ep->opt[HPS_OPT_TLS_SESSION_CACHE]) {
-      SSL_SESSION *sess;
-      snprintf(key, sizeof(key), "%s|%u", name, (unsigned)port);
-      t->sess_key = strdup(key);
-      if (t->sess_key != NULL && (sess = find_session(ep, key)) != NULL) {
-        SSL_set_session(t->ssl, sess);
-        SSL_SESSION_free(sess);
-      }
-    }
-  }
+  r = client_names(ep, t, host, addr);
   ERR_clear_error();
-  publish(c, t);
-  return 0;
+  publish(c, t); /* also on failure: the CLOSE's reason is in t->error */
+  return r;
 }
 
 void hps__tls_conn_free(hps__conn *c) {

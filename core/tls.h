@@ -30,6 +30,12 @@ int hps__tls_send_op(const hps__conn *c);
 int hps__tls_active(const hps_endpoint *ep);
 
 /* ---- endpoint (caller's thread) ---- */
+/* String options (keys, passwords, ...) are wiped before they are freed:
+ * replaced, cleared, or at hps_free. Tests only: when set, called with
+ * each one's memory after the wipe, before the free. */
+extern void (*hps__tls_wipe_probe)(const char *p, size_t n);
+/* Keys 80..90. HPS_OPT_TLS_KEY_PEM and _KEY_PASSWORD are write-only:
+ * getopt_str answers HPS_EINVAL (and *len 0). */
 int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value);
 int hps__tls_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
                         size_t *len);
@@ -44,7 +50,9 @@ int hps__tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
 
 /* ---- connection (loop thread) ---- */
 /* A server connection just accepted (host NULL), or an agent/client one
- * about to connect to host (the name given to hps_connect) at addr. */
+ * about to connect to host (the name given to hps_connect) at addr.
+ * HPS_ETLSCONFIG: the server name cannot be sent or checked; c->tls is
+ * set anyway, with the reason, for the CLOSE the caller gives. */
 int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr);
 /* Under the loop's lock (the connection is being released). */
 void hps__tls_conn_free(hps__conn *c);

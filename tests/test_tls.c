@@ -1048,7 +1048,7 @@ static void string_options_round_trip_and_check_arguments(void **state) {
   assert_int_equal(hps_setopt_str(ep, HPS_OPT_TLS, "1"), HPS_EINVAL);
   assert_int_equal(hps_setopt_str(ep, HPS_OPT_WORKERS, "1"), HPS_EINVAL);
   assert_int_equal(hps_setopt_str(ep, 79, "x"), HPS_EINVAL);
-  assert_int_equal(hps_setopt_str(ep, 90, "x"), HPS_EINVAL);
+  assert_int_equal(hps_setopt_str(ep, 91, "x"), HPS_EINVAL);
   assert_int_equal(hps_getopt_str(ep, 90, buf, sizeof(buf), NULL),
                    HPS_EINVAL);
   /* add_cert arguments and role */

@@ -382,9 +382,14 @@ enum hps_option {
   /* String-valued (hps_setopt_str / hps_getopt_str only): */
   /* A _PEM option wins over the matching _FILE one when both are set. */
   HPS_OPT_TLS_CERT_FILE = 80,     /* certificate (chain) PEM file */
-  HPS_OPT_TLS_KEY_FILE = 81,      /* private key PEM file (unencrypted) */
+  HPS_OPT_TLS_KEY_FILE = 81,      /* private key PEM file (if encrypted:
+                                     HPS_OPT_TLS_KEY_PASSWORD) */
   HPS_OPT_TLS_CERT_PEM = 82,      /* certificate (chain) as PEM text */
-  HPS_OPT_TLS_KEY_PEM = 83,       /* private key as PEM text */
+  HPS_OPT_TLS_KEY_PEM = 83,       /* private key as PEM text (if
+                                     encrypted: HPS_OPT_TLS_KEY_PASSWORD).
+                                     Write-only: hps_getopt_str answers
+                                     HPS_EINVAL; wiped when replaced,
+                                     cleared or freed */
   HPS_OPT_TLS_CA_FILE = 84,       /* trusted CAs, PEM file */
   HPS_OPT_TLS_CA_PATH = 85,       /* trusted CAs, c_rehash'ed directory */
   HPS_OPT_TLS_CA_PEM = 86,        /* trusted CAs as PEM text */
@@ -399,10 +404,15 @@ enum hps_option {
                                      (then the address is verified) */
   HPS_OPT_TLS_KEY_PASSWORD = 90   /* passphrase of an encrypted private
                                      key (write-only: hps_getopt_str
-                                     answers HPS_EINVAL; wiped when freed).
-                                     An encrypted key without it fails
-                                     hps_start with HPS_ETLSCONFIG, never
-                                     a prompt */
+                                     answers HPS_EINVAL; wiped when
+                                     replaced, cleared or freed). One for
+                                     every key of the endpoint (the
+                                     _KEY_ options, hps_tls_add_cert's);
+                                     "" clears it, so an empty passphrase
+                                     cannot be given. An encrypted key
+                                     without it, or with a wrong one,
+                                     fails hps_start with HPS_ETLSCONFIG
+                                     and a reason, never a prompt */
 };
 
 /* HPS_OPT_UDP_CAST_MODE. */
@@ -419,7 +429,8 @@ enum hps_tls_verify {
   HPS_TLS_VERIFY_PEER = 1,   /* client: the server's certificate must chain
                                 to a trusted CA and match the name; server:
                                 a client certificate is asked for and
-                                checked when given */
+                                checked when given (a CA option is
+                                needed: see TLS) */
   HPS_TLS_VERIFY_REQUIRE = 2 /* as PEER; a server also fails a client that
                                 sends no certificate */
 };
@@ -853,11 +864,24 @@ HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
  * A server needs a certificate and key (file or PEM options); hps_start
  * checks the whole configuration and returns HPS_ETLSCONFIG when it is
  * unusable (the reason: hps_tls_info(ep, 0, HPS_TLS_INFO_CONFIG_ERROR)).
- * Without CA options the system's default CA store is trusted.
+ * An encrypted private key needs HPS_OPT_TLS_KEY_PASSWORD: without it, or
+ * with a wrong one, the start fails so (OpenSSL never prompts).
+ * Trust: an agent or client without CA options trusts the system's
+ * default CA store, deliberately (as a browser does). A server that
+ * verifies clients (HPS_OPT_TLS_VERIFY PEER or REQUIRE) needs
+ * HPS_OPT_TLS_CA_FILE, _CA_PATH or _CA_PEM, and its start fails with
+ * HPS_ETLSCONFIG without one: the system store would accept anyone with
+ * a publicly issued certificate as a verified client.
+ * Server names fail closed: an agent's or client's connection whose name
+ * cannot be sent (SNI) or set up for the check (OpenSSL refuses it, e.g.
+ * longer than 255 bytes) is closed before its TCP connect is made: CLOSE
+ * with op HPS_OP_CONNECT and HPS_ETLSCONFIG (the reason in
+ * HPS_TLS_INFO_ERROR); nothing is sent to the peer.
  */
 
 /* Set a string-valued option (HPS_OPT_TLS_CERT_FILE ...). The value is
- * copied; NULL or "" clears it. Same state rules as hps_setopt. Returns 0,
+ * copied (the endpoint's copy is wiped when replaced, cleared or freed;
+ * the caller's stays the caller's to wipe); NULL or "" clears it. Same state rules as hps_setopt. Returns 0,
  * HPS_EHANDLE, HPS_EINVAL (not a string key), HPS_ESTATE or HPS_ENOMEM. */
 HPS_EXTERN int hps_setopt_str(hps_endpoint *ep, int opt, const char *value);
 
@@ -865,7 +889,9 @@ HPS_EXTERN int hps_setopt_str(hps_endpoint *ep, int opt, const char *value);
  * bytes; buf may be NULL when cap is 0) and sets *len (may be NULL) to its
  * length without the NUL. Returns 0, HPS_EHANDLE, HPS_EINVAL (not a string
  * key, NULL buf with cap > 0, or cap <= length: *len still tells the size
- * needed). An unset option reads as "". */
+ * needed). An unset option reads as "". HPS_OPT_TLS_KEY_PEM and
+ * HPS_OPT_TLS_KEY_PASSWORD are write-only: always HPS_EINVAL, *len 0, buf
+ * untouched. */
 HPS_EXTERN int hps_getopt_str(hps_endpoint *ep, int opt, char *buf,
                               size_t cap, size_t *len);
 
@@ -873,10 +899,11 @@ HPS_EXTERN int hps_getopt_str(hps_endpoint *ep, int opt, char *buf,
  * clients asking for another name (or none) get the HPS_OPT_TLS_CERT_*
  * one. name is a host name, or "*.domain" for one label under domain;
  * case is ignored. cert and key are PEM text when they begin with
- * "-----BEGIN", else file paths; both are read at hps_start. Before the
- * start only (HPS_ESTATE otherwise). Returns 0, HPS_EHANDLE, HPS_EROLE (not
- * a server), HPS_EINVAL (NULL or empty argument), HPS_ESTATE or
- * HPS_ENOMEM. */
+ * "-----BEGIN", else file paths; both are read at hps_start (an encrypted
+ * key with HPS_OPT_TLS_KEY_PASSWORD; PEM text is wiped when the endpoint
+ * is freed). Before the start only (HPS_ESTATE otherwise). Returns 0,
+ * HPS_EHANDLE, HPS_EROLE (not a server), HPS_EINVAL (NULL or empty
+ * argument), HPS_ESTATE or HPS_ENOMEM. */
 HPS_EXTERN int hps_tls_add_cert(hps_endpoint *ep, const char *name,
                                 const char *cert, const char *key);
 

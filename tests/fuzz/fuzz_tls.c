@@ -2,7 +2,8 @@
  * (core/tls.c: the handshake on hostile bytes, the record layer after a
  * real handshake, the error mapping and its reason text).
  *
- * One TLS server (push model, echo) on 127.0.0.1 port 0 is started once.
+ * One TLS server (push model, echo) on 127.0.0.1 port 0 is started once,
+ * its key an encrypted one (HPS_OPT_TLS_KEY_PASSWORD).
  * Each input goes to it over a plain blocking socket:
  *   byte 0 bit 0 clear: the rest of the input is the whole stream, sent
  *            split at fuzzer-chosen points, then FIN (bit 1: a reset);
@@ -128,8 +129,13 @@ static void setup(void) {
   CHECK(hps_setopt(g_ep, HPS_OPT_TLS_HANDSHAKE_TIMEOUT, 2000) == 0);
   CHECK(hps_setopt_str(g_ep, HPS_OPT_TLS_CERT_FILE,
                        HPS_FIXTURES_DIR "/tls/server.pem") == 0);
+  /* the encrypted copy of server.key: the password path runs too */
   CHECK(hps_setopt_str(g_ep, HPS_OPT_TLS_KEY_FILE,
-                       HPS_FIXTURES_DIR "/tls/server.key") == 0);
+                       HPS_FIXTURES_DIR "/tls/server_enc.key") == 0);
+  CHECK(hps_setopt_str(g_ep, HPS_OPT_TLS_KEY_PASSWORD,
+                       "hpsock-test-password") == 0);
+  CHECK(hps_getopt_str(g_ep, HPS_OPT_TLS_KEY_PASSWORD, NULL, 0, NULL) ==
+        HPS_EINVAL);
   CHECK(hps_start(g_ep, "127.0.0.1", 0) == 0);
   CHECK(hps_listen_address(g_ep, NULL, 0, &g_port) == 0);
   g_cli = SSL_CTX_new(TLS_client_method());
