@@ -87,6 +87,12 @@ class Recorder(hpsock.Handler):
     def on_shutdown(self, ep):
         self.record("shutdown", 0)
 
+    def on_high_water(self, ep, conn, unsent):
+        self.record("high_water", conn, unsent)
+
+    def on_low_water(self, ep, conn, unsent):
+        self.record("low_water", conn, unsent)
+
 
 class EchoHandler(hpsock.Handler):
     """Echo in every model: push and pack send back what came, pull fetches

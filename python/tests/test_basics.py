@@ -34,9 +34,9 @@ def test_error_codes_and_names():
     names = ["EINVAL", "EHANDLE", "ENOTFOUND", "ESTATE", "EROLE", "EMODEL",
              "ENOMEM", "ESENDQ", "ELIMIT", "EINLOOP", "EHANDLER", "EADDR",
              "ESTOPPING", "ETIMEDOUT", "EAGAIN", "EPACKFLAG", "EPACKSIZE",
-             "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE"]
+             "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE", "ECLOSETIMEOUT"]
     values = [getattr(hpsock, n) for n in names]
-    assert values == list(range(-30001, -30022, -1))
+    assert values == list(range(-30001, -30023, -1))
     for n, v in zip(names, values):
         assert hpsock.err_name(v) == "HPS_" + n
         assert hpsock.strerror(v) and hpsock.strerror(v) != "unknown error"
@@ -54,12 +54,17 @@ def test_error_carries_code_name_and_message():
 
 
 def test_enums_match_the_header():
-    assert [int(x) for x in hpsock.Event] == list(range(1, 9))
-    assert hpsock.EVENTS_ALL == sum(e.bit for e in hpsock.Event)
+    assert [int(x) for x in hpsock.Event] == list(range(1, 11))
+    assert (hpsock.Event.HIGH_WATER, hpsock.Event.LOW_WATER) == (9, 10)
+    assert hpsock.EVENTS_ALL == sum(e.bit for e in hpsock.Event) == 0x7fe
     assert (hpsock.OK, hpsock.IGNORE, hpsock.ERROR) == (0, 1, 2)
     assert [int(m) for m in hpsock.Model] == [0, 1, 2]
     assert hpsock.Op.RECEIVE == 4 and hpsock.Op.CLOSE == 5
     assert [int(r) for r in hpsock.Role] == [1, 2, 3, 4, 5, 6, 7]
+    assert [int(c) for c in hpsock.Counter] == [1, 2, 3, 4, 5, 6]
+    assert (hpsock.Option.SEND_HIGH_WATER, hpsock.Option.SEND_LOW_WATER,
+            hpsock.Option.AUTO_PAUSE, hpsock.Option.CLOSE_TIMEOUT) == (20, 21, 22, 23)
+    assert hpsock.StrOption.TLS_KEY_PASSWORD == 90
 
 
 def test_roles_and_initial_state():
