@@ -85,18 +85,20 @@ class Handler:
 
     def on_high_water(self, endpoint: "Endpoint", conn: int,
                       unsent: int) -> _Ret:
-        """``conn``'s unsent bytes (``unsent``) rose above
-        ``send_high_water``: the peer reads slower than this side sends.
-        Stop producing for it until ``on_low_water``. Comes once per
-        crossing; with ``auto_pause`` the endpoint has also paused reading
-        from ``conn``. The return value is ignored."""
+        """``conn``'s unsent bytes rose above ``send_high_water``: the peer
+        reads slower than this side sends. Stop producing for it until
+        ``on_low_water``. Comes once per crossing, after the handler whose
+        send crossed has returned (so a handler that sends in a loop
+        checks ``endpoint.unsent(conn)`` itself); ``unsent`` is the count
+        when it is delivered. With ``auto_pause`` reading from ``conn`` is
+        already paused. The return value is ignored."""
         return None
 
     def on_low_water(self, endpoint: "Endpoint", conn: int,
                      unsent: int) -> _Ret:
         """After an ``on_high_water``, ``conn``'s unsent bytes fell to
-        ``send_low_water`` or below (``unsent``): it is writable again.
-        The return value is ignored."""
+        ``send_low_water`` or below (``unsent``): it is writable again
+        (and an automatic pause is over). The return value is ignored."""
         return None
 
     def on_error(self, endpoint: "Endpoint", conn: int, op: int, error: int,
