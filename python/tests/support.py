@@ -157,13 +157,17 @@ class StreamPattern:
 
 
 def stream_echo(host, port, clients=8, block=16384, seconds=3.0,
-                stall_after=2 << 20, stall=1.0):
+                stall_after=2 << 20, stall=1.0, pack_flag=None):
     """Run `clients` connections against an echo server at host:port, each
     with a writer thread sending `block`-byte blocks for `seconds` and a
     reader thread reading and checking the echo at the same time. Each
     reader stops reading for `stall` seconds once, after `stall_after`
     bytes, as a client that falls behind does; its writer goes on. Then
     every writer half-closes and every reader reads to the end.
+
+    With pack_flag set, each block is one pack frame (a 4-byte header with
+    that flag, then block - 4 body bytes), which a pack-mode echo sends
+    back byte for byte.
 
     Returns (failures, bytes written per client, bytes echoed per client);
     a failure names the client and what differed (a reset, an early end, a
@@ -175,16 +179,32 @@ def stream_echo(host, port, clients=8, block=16384, seconds=3.0,
     lock = threading.Lock()
     socks = []
     writers_done = [threading.Event() for _ in range(clients)]
+    header = b"" if pack_flag is None else pack_header(block - 4, pack_flag)
+    hlen = len(header)
 
     def fail(msg):
         with lock:
             failures.append(msg)
 
+    def expected(c, offset, n):
+        """Pieces (start, bytes) of c's stream over offset..offset+n: the
+        pattern, except each frame's header."""
+        i = 0
+        while i < n:
+            pos = (offset + i) % block
+            if pos < hlen:
+                k = min(hlen - pos, n - i)
+                yield i, header[pos:pos + k]
+            else:
+                k = min(block - pos if hlen else StreamPattern.MAX, n - i)
+                yield i, pattern.at(c, offset + i, k)
+            i += k
+
     def writer(c, s):
         end = time.monotonic() + seconds
         try:
             while time.monotonic() < end:
-                s.sendall(pattern.at(c, written[c], block))
+                s.sendall(header + pattern.at(c, written[c] + hlen, block - hlen))
                 written[c] += block
             s.shutdown(socket.SHUT_WR)
         except OSError as e:
@@ -199,12 +219,14 @@ def stream_echo(host, port, clients=8, block=16384, seconds=3.0,
                 data = s.recv(StreamPattern.MAX)
                 if not data:
                     break
-                exp = pattern.at(c, got, len(data))
-                if exp != data:
-                    i = next(i for i in range(len(data)) if data[i] != exp[i])
-                    fail(f"client {c}: byte {got + i} is {data[i]}, expected {exp[i]}")
-                    s.shutdown(socket.SHUT_RDWR)  # unblocks its writer
-                    return
+                view = memoryview(data)
+                for i, exp in expected(c, got, len(data)):
+                    if view[i:i + len(exp)] != exp:
+                        j = next(j for j in range(len(exp)) if view[i + j] != exp[j])
+                        fail(f"client {c}: byte {got + i + j} is {data[i + j]}, "
+                             f"expected {exp[j]}")
+                        s.shutdown(socket.SHUT_RDWR)  # unblocks its writer
+                        return
                 got += len(data)
                 echoed[c] = got
                 if not stalled and got >= stall_after:
