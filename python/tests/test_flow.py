@@ -227,10 +227,16 @@ class Producer(hpsock.Handler):
 def test_producer_paced_by_water_marks_sends_more_than_the_send_queue_holds(server_factory):
     total = 40 * MiB  # well past max_send_queue
     producer = Producer(total, 64 * KiB)
+    # small socket buffers: what the reader has not taken queues in hpsock
     srv = server_factory(producer, workers=1, max_send_queue=4 * MiB,
-                         send_high_water=512 * KiB, send_low_water=128 * KiB)
+                         send_high_water=512 * KiB, send_low_water=128 * KiB,
+                         sndbuf=32 * KiB)
     pattern = StreamPattern()
-    with connect_socket(srv) as s:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * KiB)
+    s.settimeout(DEADLINE)
+    s.connect(srv.listen_address)
+    with s:
         got = 0
         while got < total:
             data = s.recv(StreamPattern.MAX)
@@ -274,6 +280,7 @@ def test_auto_pause_stops_reading_from_a_client_that_does_not_read(server_factor
         # queue reaches max_send_queue and the connection dies.
         s.setblocking(False)
         written, stuck_since, limit = 0, None, 256 * MiB
+        end = time.monotonic() + DEADLINE
         while True:
             try:
                 written += s.send(pattern.at(0, written, 64 * KiB))
@@ -281,11 +288,15 @@ def test_auto_pause_stops_reading_from_a_client_that_does_not_read(server_factor
             except BlockingIOError:
                 stuck_since = stuck_since or time.monotonic()
                 if time.monotonic() - stuck_since > 0.5:
-                    break
+                    if srv.unsent(conn) > high:
+                        break
+                    stuck_since = None  # only slow, not paused: go on
                 time.sleep(0.01)
             assert written < limit, f"the server read {written} bytes from a " \
                                     f"client that reads nothing"
             assert not closes, f"the connection closed: {closes}"
+            assert time.monotonic() < end, \
+                f"unsent never rose above high water ({srv.unsent(conn)})"
         unsent = srv.unsent(conn)
         # paused at high water: what is queued is high water plus at most
         # the echo of the one read that crossed it (a read takes 256 KiB)
