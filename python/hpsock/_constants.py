@@ -183,11 +183,11 @@ class StrOption(IntEnum):
     TLS_CERT_FILE = _c.HPS_OPT_TLS_CERT_FILE
     """Certificate (chain) PEM file."""
     TLS_KEY_FILE = _c.HPS_OPT_TLS_KEY_FILE
-    """Private key PEM file (unencrypted)."""
+    """Private key PEM file (if encrypted, set TLS_KEY_PASSWORD)."""
     TLS_CERT_PEM = _c.HPS_OPT_TLS_CERT_PEM
     """Certificate (chain) as PEM text."""
     TLS_KEY_PEM = _c.HPS_OPT_TLS_KEY_PEM
-    """Private key as PEM text."""
+    """Private key as PEM text (write-only)."""
     TLS_CA_FILE = _c.HPS_OPT_TLS_CA_FILE
     """Trusted CAs, PEM file (default: the system's store)."""
     TLS_CA_PATH = _c.HPS_OPT_TLS_CA_PATH

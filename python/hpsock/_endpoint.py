@@ -305,7 +305,7 @@ class Endpoint:
     tls_cert_file = _str_option(StrOption.TLS_CERT_FILE, "Certificate (chain) PEM file.")
     tls_key_file = _str_option(StrOption.TLS_KEY_FILE, "Private key PEM file.")
     tls_cert_pem = _str_option(StrOption.TLS_CERT_PEM, "Certificate (chain) as PEM text.")
-    tls_key_pem = _str_option(StrOption.TLS_KEY_PEM, "Private key as PEM text.")
+    tls_key_pem = _secret_option(StrOption.TLS_KEY_PEM, "Private key as PEM text (write-only; if encrypted, set tls_key_password).")
     tls_ca_file = _str_option(StrOption.TLS_CA_FILE, "Trusted CAs, PEM file (default: the system's store).")
     tls_ca_path = _str_option(StrOption.TLS_CA_PATH, "Trusted CAs, hashed directory.")
     tls_ca_pem = _str_option(StrOption.TLS_CA_PEM, "Trusted CAs as PEM text.")

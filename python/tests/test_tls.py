@@ -2,6 +2,9 @@
 and properties, a clear close error with its reason, configuration errors.
 Certificates: tests/fixtures/tls (see gen.sh there)."""
 
+import shutil
+import subprocess
+
 import pytest
 
 import hpsock
@@ -119,3 +122,88 @@ def test_sni_certificate_on_the_server():
         conn = agent.connect("127.0.0.1", port)
         (_, _, _, subject), = ag_rec.wait_event("handshake", conn)
         assert "CN=other.test" in subject
+
+
+def takes_key_password():
+    """Whether this engine has HPS_OPT_TLS_KEY_PASSWORD (issue 19)."""
+    with hpsock.TcpServer() as srv:
+        try:
+            srv.tls_key_password = "probe"
+        except hpsock.Error as e:
+            if e.code == hpsock.EINVAL:
+                return False
+            raise
+    return True
+
+
+@pytest.fixture
+def encrypted_key(tmp_path):
+    """server.key encrypted (AES-256, PKCS#8) with passphrase "s3cret", as
+    (PEM text, file path)."""
+    if not takes_key_password():
+        pytest.skip("this engine does not take HPS_OPT_TLS_KEY_PASSWORD yet")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to encrypt a key with")
+    path = tmp_path / "server.enc.key"
+    subprocess.run([openssl, "pkey", "-in", str(TLS / "server.key"), "-aes256",
+                    "-passout", "pass:s3cret", "-out", str(path)],
+                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    pem = path.read_text()
+    assert "ENCRYPTED" in pem
+    return pem, path
+
+
+def handshake_with(server):
+    """Start server, connect a verifying client, echo once."""
+    rec = CloseReason()
+    server.start("127.0.0.1", 0)
+    with hpsock.TcpClient(rec, tls=True, tls_ca_file=str(TLS / "ca.pem"),
+                          tls_sni="localhost") as client:
+        client.start("127.0.0.1", server.listen_address[1])
+        (_, conn, _, subject), = rec.wait_event("handshake")
+        assert "CN=localhost" in subject
+        client.send(b"through an encrypted key")
+        rec.wait(lambda r: bytes(r.received.get(conn, b"")) == b"through an encrypted key",
+                 what="the echo")
+
+
+def test_encrypted_key_with_its_password(encrypted_key):
+    pem, path = encrypted_key
+    with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                          tls_cert_file=TLS / "server.pem", tls_key_pem=pem,
+                          tls_key_password="s3cret") as server:
+        handshake_with(server)
+    with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                          tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                          tls_key_password="s3cret") as server:
+        handshake_with(server)
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_encrypted_key_without_its_password_fails_start_never_prompts(encrypted_key, password):
+    _, path = encrypted_key
+    opts = {} if password is None else {"tls_key_password": password}
+    with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                          tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                          **opts) as server:
+        with pytest.raises(hpsock.Error) as e:
+            server.start("127.0.0.1", 0)
+        assert e.value.code == hpsock.ETLSCONFIG
+        assert "password" in server.tls_config_error().lower(), server.tls_config_error()
+
+
+def test_private_key_options_are_write_only():
+    with tls_server(Echo(), tls_key_pem=(TLS / "server.key").read_text()) as server:
+        for name in ("tls_key_pem", "tls_key_password"):
+            with pytest.raises(AttributeError):
+                getattr(server, name)
+        if not takes_key_password():
+            return  # the engine's side comes with the password option
+        server.tls_key_password = "secret"
+        for key in (hpsock.StrOption.TLS_KEY_PEM, hpsock.StrOption.TLS_KEY_PASSWORD):
+            with pytest.raises(hpsock.Error) as e:
+                server.getopt_str(key)
+            assert e.value.code == hpsock.EINVAL, key
+        server.tls_key_password = None  # clears it
+        server.start("127.0.0.1", 0)  # the plain key needs none
