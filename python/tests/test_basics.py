@@ -121,6 +121,12 @@ def test_events_mask_follows_the_overridden_methods(server_factory):
             pass
 
     assert server_factory(OnlyReceive()).events == hpsock.Event.RECEIVE.bit
+
+    class OnlyLowWater(hpsock.Handler):
+        def on_low_water(self, ep, conn, unsent):
+            pass
+
+    assert server_factory(OnlyLowWater()).events == hpsock.Event.LOW_WATER.bit
     assert server_factory().events == 0
     assert server_factory(Recorder()).events == hpsock.EVENTS_ALL
 
