@@ -185,14 +185,22 @@ class Endpoint:
                 return False
 
     def close(self) -> None:
-        """Stop (as ``stop``) and free the endpoint. Closing twice does
-        nothing; any other call afterwards raises ``EHANDLE``. Not from
-        this endpoint's own handlers (``EINLOOP``): call ``stop`` there."""
+        """Stop (as ``stop``; the handlers it runs may still call the
+        endpoint) and free the endpoint. Closing twice does nothing; any
+        other call afterwards raises ``EHANDLE``. Not from this endpoint's
+        own handlers (``EINLOOP``): call ``stop`` there."""
         ctx = self._ctx
         if ctx is None:
             return
         if self._on_own_loop():
             raise Error(EINLOOP)
+        # Stop while the handle is still set: the on_close and on_shutdown
+        # handlers this delivers may call the endpoint (tls_error ...).
+        try:
+            _c.hps_stop(self._ep)
+        except Error as e:
+            if e.code != ESTATE:  # never started
+                raise
         self._ctx = None
         self._ep = None
         with _live_lock:

@@ -3,6 +3,7 @@
 import gc
 import os
 import re
+import socket
 import weakref
 
 import pytest
@@ -282,3 +283,30 @@ def test_handler_is_replaced_only_while_not_started(server_factory):
     assert srv.handler is rec
     assert srv.events == hpsock.EVENTS_ALL
     assert rec.of("prepare")
+
+
+def test_handlers_may_call_the_endpoint_while_close_stops_it():
+    results = []
+
+    class AsksOnClose(Recorder):
+        def on_close(self, ep, conn, op, error):
+            try:
+                results.append(("close", ep.stats(conn).bytes_received))
+            except hpsock.Error as e:
+                results.append(("close", e))
+
+        def on_shutdown(self, ep):
+            try:
+                results.append(("shutdown", ep.conn_count()))
+            except hpsock.Error as e:
+                results.append(("shutdown", e))
+
+    rec = AsksOnClose()
+    srv = hpsock.TcpServer(rec, workers=1)
+    srv.start("127.0.0.1", 0)
+    with socket.create_connection(srv.listen_address, timeout=DEADLINE) as s:
+        s.sendall(b"four")
+        rec.wait(lambda r: len(r.received.get(r.of("accept")[0][1], b"")) == 4
+                 if r.of("accept") else False, what="the bytes")
+        srv.close()
+    assert results == [("close", 4), ("shutdown", 0)], results
