@@ -136,22 +136,28 @@ def takes_key_password():
     return True
 
 
+PASSWORD = "hpsock-test-password"  # of the fixtures' encrypted keys
+
+
 @pytest.fixture
-def encrypted_key(tmp_path):
-    """server.key encrypted (AES-256, PKCS#8) with passphrase "s3cret", as
-    (PEM text, file path)."""
+def encrypted_keys(tmp_path):
+    """server.key encrypted with PASSWORD, as PKCS#8 and as traditional
+    PEM encryption: tests/fixtures/tls/server_enc*.key, or made here the
+    way gen.sh makes them when the fixtures predate them."""
     if not takes_key_password():
         pytest.skip("this engine does not take HPS_OPT_TLS_KEY_PASSWORD yet")
+    keys = [TLS / "server_enc.key", TLS / "server_enc_legacy.key"]
+    if all(k.exists() for k in keys):
+        return keys
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("no openssl command to encrypt a key with")
-    path = tmp_path / "server.enc.key"
-    subprocess.run([openssl, "pkey", "-in", str(TLS / "server.key"), "-aes256",
-                    "-passout", "pass:s3cret", "-out", str(path)],
-                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
-    pem = path.read_text()
-    assert "ENCRYPTED" in pem
-    return pem, path
+        pytest.skip("no encrypted key fixtures and no openssl to make them")
+    keys = [tmp_path / "server_enc.key", tmp_path / "server_enc_legacy.key"]
+    for cmd, out in ((["pkey"], keys[0]), (["ec"], keys[1])):
+        subprocess.run([openssl, *cmd, "-in", str(TLS / "server.key"), "-aes-256-cbc",
+                        "-passout", "pass:" + PASSWORD, "-out", str(out)],
+                       check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return keys
 
 
 def handshake_with(server):
@@ -168,29 +174,32 @@ def handshake_with(server):
                  what="the echo")
 
 
-def test_encrypted_key_with_its_password(encrypted_key):
-    pem, path = encrypted_key
-    with hpsock.TcpServer(Echo(), workers=1, tls=True,
-                          tls_cert_file=TLS / "server.pem", tls_key_pem=pem,
-                          tls_key_password="s3cret") as server:
-        handshake_with(server)
-    with hpsock.TcpServer(Echo(), workers=1, tls=True,
-                          tls_cert_file=TLS / "server.pem", tls_key_file=path,
-                          tls_key_password="s3cret") as server:
-        handshake_with(server)
+def test_encrypted_key_with_its_password(encrypted_keys):
+    for path in encrypted_keys:
+        assert "ENCRYPTED" in path.read_text(), path
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                              tls_key_password=PASSWORD) as server:
+            handshake_with(server)
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem",
+                              tls_key_pem=path.read_text(),
+                              tls_key_password=PASSWORD) as server:
+            handshake_with(server)
 
 
 @pytest.mark.parametrize("password", [None, "wrong"])
-def test_encrypted_key_without_its_password_fails_start_never_prompts(encrypted_key, password):
-    _, path = encrypted_key
+def test_encrypted_key_without_its_password_fails_start_never_prompts(encrypted_keys, password):
     opts = {} if password is None else {"tls_key_password": password}
-    with hpsock.TcpServer(Echo(), workers=1, tls=True,
-                          tls_cert_file=TLS / "server.pem", tls_key_file=path,
-                          **opts) as server:
-        with pytest.raises(hpsock.Error) as e:
-            server.start("127.0.0.1", 0)
-        assert e.value.code == hpsock.ETLSCONFIG
-        assert "password" in server.tls_config_error().lower(), server.tls_config_error()
+    for path in encrypted_keys:
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                              **opts) as server:
+            with pytest.raises(hpsock.Error) as e:
+                server.start("127.0.0.1", 0)
+            assert e.value.code == hpsock.ETLSCONFIG, path
+            assert "password" in server.tls_config_error().lower(), \
+                (path, server.tls_config_error())
 
 
 def test_private_key_options_are_write_only():
