@@ -2,7 +2,7 @@
  *
  *   hps_echo_server [--host H] [--port P] [--workers N] [--mode push|pack]
  *                   [--flag F] [--max-pack B] [--tls --cert F --key F]
- *                   [--auto-pause 0|1]
+ *                   [--auto-pause 0|1] [--max-send-queue B]
  *
  * --tls: every connection speaks TLS with the certificate and key (PEM
  * files), e.g. tests/fixtures/tls/server.pem and server.key.
@@ -37,7 +37,8 @@ static int on_event(void *user, const hps_event *ev) {
 static void usage(void) {
   fprintf(stderr, "usage: hps_echo_server [--host H] [--port P] [--workers N]"
                   " [--mode push|pack] [--flag F] [--max-pack B]"
-                  " [--tls --cert F --key F] [--auto-pause 0|1]\n");
+                  " [--tls --cert F --key F] [--auto-pause 0|1]"
+                  " [--max-send-queue B]\n");
   exit(64);
 }
 
@@ -63,7 +64,7 @@ int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   int port = 0, workers = 0, i, sig, tls = 0, r, auto_pause = 1;
   const char *cert = NULL, *key = NULL;
-  int64_t model = HPS_MODEL_PUSH, flag = 0, maxpack = 0;
+  int64_t model = HPS_MODEL_PUSH, flag = 0, maxpack = 0, maxsendq = 0;
   hps_endpoint *ep;
   char addr[64];
   uint16_t bound;
@@ -88,6 +89,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--cert")) cert = v;
     else if (!strcmp(a, "--key")) key = v;
     else if (!strcmp(a, "--auto-pause")) auto_pause = atoi(v) != 0;
+    else if (!strcmp(a, "--max-send-queue")) maxsendq = atoll(v);
     else usage();
     i++;
   }
@@ -112,6 +114,9 @@ int main(int argc, char **argv) {
    * try-write fast path. */
   check("events", hps_setopt(ep, HPS_OPT_EVENTS, HPS_EVBIT(HPS_EV_RECEIVE)));
   check("--auto-pause", hps_setopt(ep, HPS_OPT_AUTO_PAUSE, auto_pause));
+  if (maxsendq > 0)
+    check("--max-send-queue",
+          hps_setopt(ep, HPS_OPT_MAX_SEND_QUEUE, maxsendq));
   if (tls) {
     check("--tls", hps_setopt(ep, HPS_OPT_TLS, 1));
     check("--cert", hps_setopt_str(ep, HPS_OPT_TLS_CERT_FILE, cert));

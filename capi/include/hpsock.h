@@ -155,6 +155,24 @@ enum hps_event_type {
                             HPS_OPT_SEND_LOW_WATER or below; len = unsent
                             bytes. The connection is writable again */
 };
+/* Water marks (TCP roles; UDP roles have neither event nor automatic
+ * pause: their datagrams are bounded by HPS_OPT_MAX_SEND_QUEUE alone).
+ * - Both events come on the connection's loop thread, in order with its
+ *   other events and never during another of its handlers: a rise caused
+ *   by a send inside a handler (or from another thread, which is noticed
+ *   when the loop takes that send) is reported after it returns, so len
+ *   may differ from the value at the crossing. They never come after
+ *   CLOSE, nor while a graceful close is flushing.
+ * - A handler may call anything from them (send, pause, disconnect);
+ *   ERROR closes the connection (op HPS_OP_SEND, HPS_EHANDLER).
+ * - HIGH_WATER and LOW_WATER alternate, HIGH_WATER first; a crossing and
+ *   its return that happen before the loop reports the first still give
+ *   both, in order.
+ * - Only bytes the socket did not take at once count (see
+ *   hps_get_unsent): a connection whose peer keeps up never crosses.
+ * - TLS: the unsent bytes are the ciphertext waiting for the socket (a
+ *   send is encrypted when accepted; records add a few dozen bytes per
+ *   16 KiB) and the plaintext waiting behind the handshake or a file. */
 
 /* Bit for an event type in HPS_OPT_EVENTS. */
 #define HPS_EVBIT(type) (1u << (type))
@@ -270,14 +288,24 @@ enum hps_option {
   HPS_OPT_SEND_LOW_WATER = 21,    /* (live) bytes; after a HIGH_WATER,
                                      unsent bytes falling to it or below
                                      give HPS_EV_LOW_WATER (and resume an
-                                     automatic pause); 0..1 GiB, kept below
-                                     the high water mark; default 256 KiB */
+                                     automatic pause); 0..1 GiB; a value
+                                     not below the high water mark is kept
+                                     as set but acts as high water - 1;
+                                     default 256 KiB */
   HPS_OPT_AUTO_PAUSE = 22,        /* 0/1: the engine pauses reading on a
                                      connection while its unsent bytes are
                                      above high water, and resumes it at low
                                      water, so a peer that does not read
                                      cannot make an echo or request/response
-                                     server queue without bound; default 0 */
+                                     server queue without bound (about high
+                                     water plus one read, 256 KiB, per
+                                     connection); default 0. Separate from
+                                     hps_pause_receive: the automatic
+                                     resume never ends the application's
+                                     pause, and the application's resume
+                                     does not end an automatic pause still
+                                     needed. Each pause counts in
+                                     HPS_CNT_AUTO_PAUSES. TCP roles only */
   HPS_OPT_CLOSE_TIMEOUT = 23,     /* ms a graceful close (hps_disconnect
                                      with force 0, a close after a protocol
                                      error, a peer's half-close) may take to
@@ -524,7 +552,9 @@ HPS_EXTERN int hps_disconnect(hps_endpoint *ep, hps_conn_id id, int force);
  * call), before anything read later. A pause and a resume within one
  * handler change nothing; a close drops what is kept. From another thread
  * it is a command the loop runs between reads: RECEIVEs of what was read
- * before the loop got to it still arrive.
+ * before the loop got to it still arrive. The automatic pause
+ * (HPS_OPT_AUTO_PAUSE) is kept apart: this resume does not end it, nor
+ * does it end this pause.
  * Returns 0, HPS_EHANDLE or HPS_ENOTFOUND. */
 HPS_EXTERN int hps_pause_receive(hps_endpoint *ep, hps_conn_id id, int pause);
 
@@ -602,6 +632,9 @@ HPS_EXTERN int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms);
  * headers included, and hps_send_file's bytes not yet read) that are not
  * yet handed to the kernel, into *unsent. Compare them with
  * HPS_OPT_SEND_HIGH_WATER / _LOW_WATER, or wait for HPS_EV_LOW_WATER.
+ * Sends from other threads count from the moment they are accepted. TLS:
+ * ciphertext (see "Water marks" above). UDP: the datagram bytes waiting,
+ * destinations not counted.
  * Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL unsent) or HPS_ENOTFOUND. */
 HPS_EXTERN int hps_get_unsent(hps_endpoint *ep, hps_conn_id id,
                               uint64_t *unsent);
