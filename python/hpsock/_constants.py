@@ -25,7 +25,8 @@ class Result(IntEnum):
     CONNECT, HANDSHAKE, RECEIVE, SEND: close the connection with error
     ``HPS_EHANDLER`` (except RECEIVE and SEND of a UdpCast or UdpNode,
     whose one connection is the socket: nothing closes and it keeps
-    receiving). Ignored for CLOSE, SHUTDOWN, HIGH_WATER and LOW_WATER."""
+    receiving); HIGH_WATER, LOW_WATER: close the connection (op SEND).
+    Ignored for CLOSE and SHUTDOWN."""
 
 
 OK = Result.OK

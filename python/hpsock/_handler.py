@@ -91,14 +91,16 @@ class Handler:
         send crossed has returned (so a handler that sends in a loop
         checks ``endpoint.unsent(conn)`` itself); ``unsent`` is the count
         when it is delivered. With ``auto_pause`` reading from ``conn`` is
-        already paused. The return value is ignored."""
+        already paused. ERROR or an exception closes ``conn`` (op SEND,
+        ``EHANDLER``), as in the other handlers."""
         return None
 
     def on_low_water(self, endpoint: "Endpoint", conn: int,
                      unsent: int) -> _Ret:
         """After an ``on_high_water``, ``conn``'s unsent bytes fell to
         ``send_low_water`` or below (``unsent``): it is writable again
-        (and an automatic pause is over). The return value is ignored."""
+        (and an automatic pause is over). ERROR or an exception closes
+        ``conn``, as for ``on_high_water``."""
         return None
 
     def on_error(self, endpoint: "Endpoint", conn: int, op: int, error: int,
