@@ -4,7 +4,7 @@ sent back.
 
     echo_server.py [--host H] [--port P] [--workers N] [--mode push|pack]
                    [--flag F] [--max-pack B] [--tls --cert F --key F]
-                   [--auto-pause 0|1]
+                   [--auto-pause 0|1] [--max-send-queue B]
 
 The same command line as the C example (examples/echo_server.c). Prints
 "listening on HOST:PORT" once ready (port 0 picks a free port) and runs
@@ -49,6 +49,9 @@ def main(argv=None):
     ap.add_argument("--auto-pause", type=int, choices=(0, 1), default=1,
                     help="pause reading while a connection's echo is above "
                          "high water (default 1)")
+    ap.add_argument("--max-send-queue", type=int, default=0,
+                    help="unsent bytes per connection before send fails "
+                         "(default: the library's)")
     args = ap.parse_args(argv)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be 0..65535")
@@ -56,6 +59,8 @@ def main(argv=None):
         ap.error("--tls needs --cert and --key")
 
     opts = {"auto_pause": bool(args.auto_pause)}
+    if args.max_send_queue > 0:
+        opts["max_send_queue"] = args.max_send_queue
     if args.workers > 0:
         opts["workers"] = args.workers
     if args.mode == "pack":

@@ -74,9 +74,12 @@ def test_echo_server_streaming_clients_are_never_dropped(mode):
     """8 clients write 16 KiB blocks (pack: 16 KiB frames) for 3 s while
     reading their echo, each falling behind once (a 1 s stall in reading):
     the example's auto_pause makes the server stop reading from a client
-    whose echo queues up, so no connection reaches max_send_queue (ESENDQ,
-    a dropped connection) and every byte comes back in order."""
-    args = ["--workers", "2"] + (["--mode", "pack", "--flag", "9"] if mode == "pack" else [])
+    whose echo queues up, so no connection reaches max_send_queue (4 MiB
+    here: ESENDQ, a dropped connection) and every byte comes back in
+    order."""
+    args = ["--workers", "2", "--max-send-queue", str(4 << 20)]
+    if mode == "pack":
+        args += ["--mode", "pack", "--flag", "9"]
     proc, host, port = start_server("echo_server.py", *args)
     try:
         failures, written, echoed = stream_echo(
