@@ -4,10 +4,18 @@ sent back.
 
     echo_server.py [--host H] [--port P] [--workers N] [--mode push|pack]
                    [--flag F] [--max-pack B] [--tls --cert F --key F]
+                   [--auto-pause 0|1] [--max-send-queue B]
 
 The same command line as the C example (examples/echo_server.c). Prints
 "listening on HOST:PORT" once ready (port 0 picks a free port) and runs
 until SIGINT or SIGTERM. In pack mode every frame is echoed as one frame.
+
+A client that sends faster than it reads its echo makes the echo queue up
+here. auto_pause (on unless --auto-pause 0, which is there for A/B runs)
+makes hpsock stop reading from such a connection while its unsent bytes
+are above send_high_water and resume at send_low_water, so TCP slows the
+client down instead of the queue reaching max_send_queue (where send would
+raise ESENDQ and the connection would close).
 """
 
 import argparse
@@ -38,13 +46,21 @@ def main(argv=None):
     ap.add_argument("--tls", action="store_true", help="speak TLS (needs --cert and --key)")
     ap.add_argument("--cert", help="TLS certificate PEM file")
     ap.add_argument("--key", help="TLS private key PEM file")
+    ap.add_argument("--auto-pause", type=int, choices=(0, 1), default=1,
+                    help="pause reading while a connection's echo is above "
+                         "high water (default 1)")
+    ap.add_argument("--max-send-queue", type=int, default=0,
+                    help="unsent bytes per connection before send fails "
+                         "(default: the library's)")
     args = ap.parse_args(argv)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be 0..65535")
     if args.tls and not (args.cert and args.key):
         ap.error("--tls needs --cert and --key")
 
-    opts = {}
+    opts = {"auto_pause": bool(args.auto_pause)}
+    if args.max_send_queue > 0:
+        opts["max_send_queue"] = args.max_send_queue
     if args.workers > 0:
         opts["workers"] = args.workers
     if args.mode == "pack":

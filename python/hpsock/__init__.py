@@ -22,12 +22,12 @@ Failures raise :class:`Error`, which carries the code and its name.
 
 from . import _hpsock_swig as _c
 from ._constants import (ERROR, EVENTS_ALL, IGNORE, OK, TLS_V1_2, TLS_V1_3,
-                         CastMode, Event, Model, Op, Option, Result, Role,
-                         State, StrOption, TlsInfo, TlsVerify)
+                         CastMode, Counter, Event, Model, Op, Option, Result,
+                         Role, State, StrOption, TlsInfo, TlsVerify)
 from ._endpoint import (Endpoint, Stats, TcpAgent, TcpClient, TcpServer,
                         UdpCast, UdpClient, UdpNode, UdpServer)
-from ._errors import (EADDR, EAGAIN, EDGRAMSIZE, EFILE, EHANDLE, EHANDLER,
-                      EINLOOP, EUDPIDLE,
+from ._errors import (EADDR, EAGAIN, ECLOSETIMEOUT, EDGRAMSIZE, EFILE,
+                      EHANDLE, EHANDLER, EINLOOP, EUDPIDLE,
                       EINVAL, ELIMIT, EMODEL, ENOMEM, ENOTFOUND, EPACKEMPTY,
                       EPACKFLAG, EPACKSIZE, EPULLFULL, ESENDQ, ESILENCE,
                       ESTATE, ESTOPPING, ETIMEDOUT, EROLE, ENOTLS, ETLS,
@@ -51,7 +51,7 @@ __all__ = [
     "EINVAL", "EHANDLE", "ENOTFOUND", "ESTATE", "EROLE", "EMODEL", "ENOMEM",
     "ESENDQ", "ELIMIT", "EINLOOP", "EHANDLER", "EADDR", "ESTOPPING",
     "ETIMEDOUT", "EAGAIN", "EPACKFLAG", "EPACKSIZE", "EPACKEMPTY",
-    "EPULLFULL", "ESILENCE", "EFILE", "version_hex",
+    "EPULLFULL", "ESILENCE", "EFILE", "ECLOSETIMEOUT", "Counter", "version_hex",
     "StrOption", "TlsVerify", "TlsInfo", "TLS_V1_2", "TLS_V1_3",
     "ETLS", "ETLSVERIFY", "ETLSCONFIG", "ETLSEOF", "ETLSNOTTLS", "ETLSALERT",
     "ENOTLS",

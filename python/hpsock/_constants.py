@@ -10,7 +10,7 @@ from . import _hpsock_swig as _c
 
 __all__ = ["Result", "OK", "IGNORE", "ERROR", "Role", "Model", "Event",
            "Op", "State", "Option", "CastMode", "StrOption", "TlsVerify",
-           "TlsInfo", "TLS_V1_2", "TLS_V1_3", "EVENTS_ALL"]
+           "TlsInfo", "TLS_V1_2", "TLS_V1_3", "EVENTS_ALL", "Counter"]
 
 
 class Result(IntEnum):
@@ -23,7 +23,10 @@ class Result(IntEnum):
     ERROR = _c.HPS_HR_ERROR
     """PREPARE: abort the listen/connect; ACCEPT: refuse the connection;
     CONNECT, HANDSHAKE, RECEIVE, SEND: close the connection with error
-    ``HPS_EHANDLER``. Ignored for CLOSE and SHUTDOWN."""
+    ``HPS_EHANDLER`` (except RECEIVE and SEND of a UdpCast or UdpNode,
+    whose one connection is the socket: nothing closes and it keeps
+    receiving); HIGH_WATER, LOW_WATER: close the connection (op SEND).
+    Ignored for CLOSE and SHUTDOWN."""
 
 
 OK = Result.OK
@@ -66,6 +69,10 @@ class Event(IntEnum):
     SEND = _c.HPS_EV_SEND
     CLOSE = _c.HPS_EV_CLOSE
     SHUTDOWN = _c.HPS_EV_SHUTDOWN
+    HIGH_WATER = _c.HPS_EV_HIGH_WATER
+    """A connection's unsent bytes rose above ``send_high_water``."""
+    LOW_WATER = _c.HPS_EV_LOW_WATER
+    """After a HIGH_WATER, they fell to ``send_low_water`` or below."""
 
     @property
     def bit(self) -> int:
@@ -121,6 +128,10 @@ class Option(IntEnum):
     PACK_MAX = _c.HPS_OPT_PACK_MAX
     PULL_MAX = _c.HPS_OPT_PULL_MAX
     SILENCE_TIMEOUT = _c.HPS_OPT_SILENCE_TIMEOUT
+    SEND_HIGH_WATER = _c.HPS_OPT_SEND_HIGH_WATER
+    SEND_LOW_WATER = _c.HPS_OPT_SEND_LOW_WATER
+    AUTO_PAUSE = _c.HPS_OPT_AUTO_PAUSE
+    CLOSE_TIMEOUT = _c.HPS_OPT_CLOSE_TIMEOUT
     UDP_MAX_DATAGRAM = _c.HPS_OPT_UDP_MAX_DATAGRAM
     UDP_DETECT_INTERVAL = _c.HPS_OPT_UDP_DETECT_INTERVAL
     UDP_DETECT_ATTEMPTS = _c.HPS_OPT_UDP_DETECT_ATTEMPTS
@@ -132,6 +143,28 @@ class Option(IntEnum):
     TLS_MIN_VERSION = _c.HPS_OPT_TLS_MIN_VERSION
     TLS_SESSION_CACHE = _c.HPS_OPT_TLS_SESSION_CACHE
     TLS_HANDSHAKE_TIMEOUT = _c.HPS_OPT_TLS_HANDSHAKE_TIMEOUT
+
+
+class Counter(IntEnum):
+    """Endpoint-wide counters of what overload and hostile peers cost,
+    since the endpoint was created (they survive restarts); read with
+    ``endpoint.counter(kind)``."""
+
+    ACCEPT_ERRORS = _c.HPS_CNT_ACCEPT_ERRORS
+    """Accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...); each pauses
+    accepting on that loop for a back-off."""
+    ACCEPT_SHED = _c.HPS_CNT_ACCEPT_SHED
+    """Connections accepted and closed at once (no descriptor or memory
+    left, or ``max_connections`` reached); never reported to on_accept."""
+    CLOSE_TIMEOUTS = _c.HPS_CNT_CLOSE_TIMEOUTS
+    """Graceful closes forced at ``close_timeout`` (``ECLOSETIMEOUT``)."""
+    AUTO_PAUSES = _c.HPS_CNT_AUTO_PAUSES
+    """Automatic pauses of reading (``auto_pause``)."""
+    UDP_PEERS_REFUSED = _c.HPS_CNT_UDP_PEERS_REFUSED
+    """UdpServer: datagrams from new peer addresses dropped because the
+    peer table was full."""
+    UDP_PEERS_EVICTED = _c.HPS_CNT_UDP_PEERS_EVICTED
+    """UdpServer: unconfirmed peers evicted for a new address."""
 
 
 class CastMode(IntEnum):
@@ -151,11 +184,11 @@ class StrOption(IntEnum):
     TLS_CERT_FILE = _c.HPS_OPT_TLS_CERT_FILE
     """Certificate (chain) PEM file."""
     TLS_KEY_FILE = _c.HPS_OPT_TLS_KEY_FILE
-    """Private key PEM file (unencrypted)."""
+    """Private key PEM file (if encrypted, set TLS_KEY_PASSWORD)."""
     TLS_CERT_PEM = _c.HPS_OPT_TLS_CERT_PEM
     """Certificate (chain) as PEM text."""
     TLS_KEY_PEM = _c.HPS_OPT_TLS_KEY_PEM
-    """Private key as PEM text."""
+    """Private key as PEM text (write-only)."""
     TLS_CA_FILE = _c.HPS_OPT_TLS_CA_FILE
     """Trusted CAs, PEM file (default: the system's store)."""
     TLS_CA_PATH = _c.HPS_OPT_TLS_CA_PATH
@@ -169,6 +202,9 @@ class StrOption(IntEnum):
     TLS_SNI = _c.HPS_OPT_TLS_SNI
     """Agent/client: the server name sent and verified (default: the host
     given to connect/start when it is a name)."""
+    TLS_KEY_PASSWORD = _c.HPS_OPT_TLS_KEY_PASSWORD
+    """Passphrase of an encrypted private key. Write-only: reading it
+    raises ``EINVAL``."""
 
 
 class TlsVerify(IntEnum):

@@ -12,7 +12,8 @@ from typing import (Any, Callable, Iterable, List, NamedTuple, Optional,
                     Tuple, TypeVar, Union, overload)
 
 from . import _hpsock_swig as _c
-from ._constants import Model, Option, Role, State, StrOption, TlsInfo, TlsVerify
+from ._constants import (Counter, Model, Option, Role, State, StrOption,
+                         TlsInfo, TlsVerify)
 from ._errors import EINLOOP, ENOMEM, ESTATE, ETIMEDOUT, Error
 from ._handler import Handler, bind_handler
 
@@ -83,6 +84,15 @@ def _str_option(key: StrOption, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+def _secret_option(key: StrOption, doc: str) -> property:
+    """A write-only string option: reading the property raises
+    AttributeError (the library never gives the value back)."""
+    def fset(self: "Endpoint", value: Optional[str]) -> None:
+        _c.hps_setopt_str(self._ep, key, value)
+
+    return property(None, fset, doc=doc)
+
+
 def _str_result(s: Optional[str]) -> str:
     """A string from an hpsw_* call; None means it failed."""
     if s is None:
@@ -101,7 +111,8 @@ class Endpoint:
     Create with a :class:`Handler` and options as keyword arguments (the
     lower-case names of :class:`hpsock.Option`, also properties), e.g.
     ``TcpServer(MyHandler(), workers=2, recv_model=hpsock.Model.PACK)``.
-    Options are set before ``start`` (``events`` also while running).
+    Options are set before ``start`` (``events``, ``send_high_water`` and
+    ``send_low_water`` also while running).
 
     An endpoint is a context manager: leaving the ``with`` block closes it
     (stops it, then frees it). While started, it is kept alive by its loop
@@ -174,14 +185,22 @@ class Endpoint:
                 return False
 
     def close(self) -> None:
-        """Stop (as ``stop``) and free the endpoint. Closing twice does
-        nothing; any other call afterwards raises ``EHANDLE``. Not from
-        this endpoint's own handlers (``EINLOOP``): call ``stop`` there."""
+        """Stop (as ``stop``; the handlers it runs may still call the
+        endpoint) and free the endpoint. Closing twice does nothing; any
+        other call afterwards raises ``EHANDLE``. Not from this endpoint's
+        own handlers (``EINLOOP``): call ``stop`` there."""
         ctx = self._ctx
         if ctx is None:
             return
         if self._on_own_loop():
             raise Error(EINLOOP)
+        # Stop while the handle is still set: the on_close and on_shutdown
+        # handlers this delivers may call the endpoint (tls_error ...).
+        try:
+            _c.hps_stop(self._ep)
+        except Error as e:
+            if e.code != ESTATE:  # never started
+                raise
         self._ctx = None
         self._ep = None
         with _live_lock:
@@ -251,7 +270,8 @@ class Endpoint:
 
     def setopt(self, option: Union[Option, int], value: int) -> None:
         """Set an option by key (:class:`hpsock.Option`). Options other
-        than ``EVENTS`` can only be set while not started (``ESTATE``)."""
+        than ``EVENTS``, ``SEND_HIGH_WATER`` and ``SEND_LOW_WATER`` can only
+        be set while not started (``ESTATE``)."""
         if option == Option.EVENTS:
             self.events = value
         else:
@@ -275,6 +295,10 @@ class Endpoint:
     pack_max = _option(Option.PACK_MAX, int, "Max pack body, 1..4194303; default 262144.")
     pull_max = _option(Option.PULL_MAX, int, "Max unread bytes per connection (pull model) before it closes with EPULLFULL; default 4 MiB.")
     silence_timeout = _option(Option.SILENCE_TIMEOUT, int, "ms without receiving before a connection closes with ESILENCE; 0 = off (default).")
+    send_high_water = _option(Option.SEND_HIGH_WATER, int, "Unsent bytes per connection above which on_high_water comes (and, with auto_pause, reading pauses); 1..1 GiB; default 1 MiB. Also while running.")
+    send_low_water = _option(Option.SEND_LOW_WATER, int, "After on_high_water, unsent bytes at or below this give on_low_water (and resume an automatic pause); kept below send_high_water; default 256 KiB. Also while running.")
+    auto_pause = _option(Option.AUTO_PAUSE, bool, "Pause reading from a connection while its unsent bytes are above send_high_water, resume at send_low_water: an echo or request/response server needs no code for back-pressure; default False.")
+    close_timeout = _option(Option.CLOSE_TIMEOUT, int, "ms a graceful close may take to flush unsent bytes before it is forced (on_close error ECLOSETIMEOUT); 1..86400000; default 30000.")
     udp_max_datagram = _option(Option.UDP_MAX_DATAGRAM, int, "UDP: bytes per datagram, 1..65527; default 1432.")
     udp_detect_interval = _option(Option.UDP_DETECT_INTERVAL, int, "UDP server/client: detection interval in ms, 0 = off; default 60000.")
     udp_detect_attempts = _option(Option.UDP_DETECT_ATTEMPTS, int, "UDP server/client: silent intervals before EUDPIDLE; default 3.")
@@ -289,13 +313,14 @@ class Endpoint:
     tls_cert_file = _str_option(StrOption.TLS_CERT_FILE, "Certificate (chain) PEM file.")
     tls_key_file = _str_option(StrOption.TLS_KEY_FILE, "Private key PEM file.")
     tls_cert_pem = _str_option(StrOption.TLS_CERT_PEM, "Certificate (chain) as PEM text.")
-    tls_key_pem = _str_option(StrOption.TLS_KEY_PEM, "Private key as PEM text.")
+    tls_key_pem = _secret_option(StrOption.TLS_KEY_PEM, "Private key as PEM text (write-only; if encrypted, set tls_key_password).")
     tls_ca_file = _str_option(StrOption.TLS_CA_FILE, "Trusted CAs, PEM file (default: the system's store).")
     tls_ca_path = _str_option(StrOption.TLS_CA_PATH, "Trusted CAs, hashed directory.")
     tls_ca_pem = _str_option(StrOption.TLS_CA_PEM, "Trusted CAs as PEM text.")
     tls_ciphers = _str_option(StrOption.TLS_CIPHERS, "TLS 1.2 cipher list (OpenSSL syntax).")
     tls_ciphersuites = _str_option(StrOption.TLS_CIPHERSUITES, "TLS 1.3 ciphersuites (OpenSSL syntax).")
     tls_sni = _str_option(StrOption.TLS_SNI, "Agent/client: server name sent and verified; default: the host given when it is a name.")
+    tls_key_password = _secret_option(StrOption.TLS_KEY_PASSWORD, "Passphrase of an encrypted private key (write-only). An encrypted key without it fails start with ETLSCONFIG, never a prompt.")
 
     def setopt_str(self, option: Union[StrOption, int], value: Optional[str]) -> None:
         """Set a string option by key (:class:`hpsock.StrOption`)."""
@@ -410,6 +435,18 @@ class Endpoint:
         """Counters of ``conn``, or (0 on a server or agent) totals since
         the last start, closed connections included."""
         return Stats(*_c.hpsb_get_stats(self._ep, conn))
+
+    def unsent(self, conn: int) -> int:
+        """The bytes ``conn`` accepted for sending (send/sendv with pack
+        headers, send_file's bytes not yet read) that are not yet handed to
+        the kernel. Compare with ``send_high_water``/``send_low_water``,
+        or wait for ``on_low_water``."""
+        return _c.hpsb_get_unsent(self._ep, conn)
+
+    def counter(self, kind: Union[Counter, int]) -> int:
+        """An endpoint-wide counter (:class:`hpsock.Counter`) since the
+        endpoint was created. ``EINVAL`` for an unknown one."""
+        return _c.hpsb_get_counter(self._ep, kind)
 
     def disconnect_silent(self, silence_ms: int) -> int:
         """Force-disconnect every connection that received nothing for at
@@ -567,6 +604,9 @@ class TcpClient(Endpoint):
 
     def get_extra(self, conn: int = 0) -> int:
         return Endpoint.get_extra(self, conn)
+
+    def unsent(self, conn: int = 0) -> int:
+        return Endpoint.unsent(self, conn)
 
 
 # ---- UDP ------------------------------------------------------------------

@@ -11,7 +11,7 @@ __all__ = ["Error", "err_name", "strerror",
            "EINVAL", "EHANDLE", "ENOTFOUND", "ESTATE", "EROLE", "EMODEL",
            "ENOMEM", "ESENDQ", "ELIMIT", "EINLOOP", "EHANDLER", "EADDR",
            "ESTOPPING", "ETIMEDOUT", "EAGAIN", "EPACKFLAG", "EPACKSIZE",
-           "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE", "ETLS",
+           "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE", "ECLOSETIMEOUT", "ETLS",
            "ETLSVERIFY", "ETLSCONFIG", "ETLSEOF", "ETLSNOTTLS", "ETLSALERT",
            "ENOTLS", "EDGRAMSIZE", "EUDPIDLE"]
 
@@ -36,6 +36,9 @@ EPACKEMPTY: int = _c.HPS_EPACKEMPTY
 EPULLFULL: int = _c.HPS_EPULLFULL
 ESILENCE: int = _c.HPS_ESILENCE
 EFILE: int = _c.HPS_EFILE
+ECLOSETIMEOUT: int = _c.HPS_ECLOSETIMEOUT
+"""on_close: a graceful close could not flush within ``close_timeout`` and
+was closed by force."""
 EDGRAMSIZE: int = _c.HPS_EDGRAMSIZE
 EUDPIDLE: int = _c.HPS_EUDPIDLE
 ETLS: int = _c.HPS_ETLS

@@ -25,7 +25,10 @@ class Handler:
     A method returns ``None`` or ``hpsock.OK`` to go on, ``hpsock.IGNORE``,
     or ``hpsock.ERROR`` (see :class:`hpsock.Result`). An exception is
     reported through ``sys.unraisablehook`` and counts as ``ERROR`` for
-    that connection; the endpoint goes on.
+    that connection; the endpoint goes on. On a UdpCast or UdpNode, whose
+    one connection is the socket, an exception (or ERROR) in
+    ``on_receive``/``on_send`` is only reported: the endpoint keeps
+    receiving.
 
     Only the events whose methods a subclass overrides are delivered (plus
     CLOSE and SHUTDOWN, which always are, but cost nothing when not
@@ -80,6 +83,26 @@ class Handler:
         """The endpoint stopped; no event follows."""
         return None
 
+    def on_high_water(self, endpoint: "Endpoint", conn: int,
+                      unsent: int) -> _Ret:
+        """``conn``'s unsent bytes rose above ``send_high_water``: the peer
+        reads slower than this side sends. Stop producing for it until
+        ``on_low_water``. Comes once per crossing, after the handler whose
+        send crossed has returned (so a handler that sends in a loop
+        checks ``endpoint.unsent(conn)`` itself); ``unsent`` is the count
+        when it is delivered. With ``auto_pause`` reading from ``conn`` is
+        already paused. ERROR or an exception closes ``conn`` (op SEND,
+        ``EHANDLER``), as in the other handlers."""
+        return None
+
+    def on_low_water(self, endpoint: "Endpoint", conn: int,
+                     unsent: int) -> _Ret:
+        """After an ``on_high_water``, ``conn``'s unsent bytes fell to
+        ``send_low_water`` or below (``unsent``): it is writable again
+        (and an automatic pause is over). ERROR or an exception closes
+        ``conn``, as for ``on_high_water``."""
+        return None
+
     def on_error(self, endpoint: "Endpoint", conn: int, op: int, error: int,
                  address: Tuple[str, int]) -> _Ret:
         """UdpCast and UdpNode only: a datagram was dropped. ``op``
@@ -103,13 +126,16 @@ _METHODS = (
     (Event.SEND, "on_send"),
     (Event.CLOSE, "on_close"),
     (Event.SHUTDOWN, "on_shutdown"),
+    (Event.HIGH_WATER, "on_high_water"),
+    (Event.LOW_WATER, "on_low_water"),
 )
 
 
 def bind_handler(handler: object) -> Tuple[tuple, int]:
-    """The handler's overridden methods as a 9-tuple indexed by event type
-    (None where there is nothing to call), and the matching events mask."""
-    fns: list = [None] * 9
+    """The handler's overridden methods as a tuple indexed by event type
+    (None where there is nothing to call; slot 0 is on_error), and the
+    matching events mask."""
+    fns: list = [None] * (max(Event) + 1)
     mask = 0
     for event, name in _METHODS:
         method = getattr(handler, name, None)

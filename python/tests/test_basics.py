@@ -3,6 +3,7 @@
 import gc
 import os
 import re
+import socket
 import weakref
 
 import pytest
@@ -34,9 +35,9 @@ def test_error_codes_and_names():
     names = ["EINVAL", "EHANDLE", "ENOTFOUND", "ESTATE", "EROLE", "EMODEL",
              "ENOMEM", "ESENDQ", "ELIMIT", "EINLOOP", "EHANDLER", "EADDR",
              "ESTOPPING", "ETIMEDOUT", "EAGAIN", "EPACKFLAG", "EPACKSIZE",
-             "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE"]
+             "EPACKEMPTY", "EPULLFULL", "ESILENCE", "EFILE", "ECLOSETIMEOUT"]
     values = [getattr(hpsock, n) for n in names]
-    assert values == list(range(-30001, -30022, -1))
+    assert values == list(range(-30001, -30023, -1))
     for n, v in zip(names, values):
         assert hpsock.err_name(v) == "HPS_" + n
         assert hpsock.strerror(v) and hpsock.strerror(v) != "unknown error"
@@ -54,12 +55,17 @@ def test_error_carries_code_name_and_message():
 
 
 def test_enums_match_the_header():
-    assert [int(x) for x in hpsock.Event] == list(range(1, 9))
-    assert hpsock.EVENTS_ALL == sum(e.bit for e in hpsock.Event)
+    assert [int(x) for x in hpsock.Event] == list(range(1, 11))
+    assert (hpsock.Event.HIGH_WATER, hpsock.Event.LOW_WATER) == (9, 10)
+    assert hpsock.EVENTS_ALL == sum(e.bit for e in hpsock.Event) == 0x7fe
     assert (hpsock.OK, hpsock.IGNORE, hpsock.ERROR) == (0, 1, 2)
     assert [int(m) for m in hpsock.Model] == [0, 1, 2]
     assert hpsock.Op.RECEIVE == 4 and hpsock.Op.CLOSE == 5
     assert [int(r) for r in hpsock.Role] == [1, 2, 3, 4, 5, 6, 7]
+    assert [int(c) for c in hpsock.Counter] == [1, 2, 3, 4, 5, 6]
+    assert (hpsock.Option.SEND_HIGH_WATER, hpsock.Option.SEND_LOW_WATER,
+            hpsock.Option.AUTO_PAUSE, hpsock.Option.CLOSE_TIMEOUT) == (20, 21, 22, 23)
+    assert hpsock.StrOption.TLS_KEY_PASSWORD == 90
 
 
 def test_roles_and_initial_state():
@@ -116,6 +122,12 @@ def test_events_mask_follows_the_overridden_methods(server_factory):
             pass
 
     assert server_factory(OnlyReceive()).events == hpsock.Event.RECEIVE.bit
+
+    class OnlyLowWater(hpsock.Handler):
+        def on_low_water(self, ep, conn, unsent):
+            pass
+
+    assert server_factory(OnlyLowWater()).events == hpsock.Event.LOW_WATER.bit
     assert server_factory().events == 0
     assert server_factory(Recorder()).events == hpsock.EVENTS_ALL
 
@@ -271,3 +283,30 @@ def test_handler_is_replaced_only_while_not_started(server_factory):
     assert srv.handler is rec
     assert srv.events == hpsock.EVENTS_ALL
     assert rec.of("prepare")
+
+
+def test_handlers_may_call_the_endpoint_while_close_stops_it():
+    results = []
+
+    class AsksOnClose(Recorder):
+        def on_close(self, ep, conn, op, error):
+            try:
+                results.append(("close", ep.stats(conn).bytes_received))
+            except hpsock.Error as e:
+                results.append(("close", e))
+
+        def on_shutdown(self, ep):
+            try:
+                results.append(("shutdown", ep.conn_count()))
+            except hpsock.Error as e:
+                results.append(("shutdown", e))
+
+    rec = AsksOnClose()
+    srv = hpsock.TcpServer(rec, workers=1)
+    srv.start("127.0.0.1", 0)
+    with socket.create_connection(srv.listen_address, timeout=DEADLINE) as s:
+        s.sendall(b"four")
+        rec.wait(lambda r: len(r.received.get(r.of("accept")[0][1], b"")) == 4
+                 if r.of("accept") else False, what="the bytes")
+        srv.close()
+    assert results == [("close", 4), ("shutdown", 0)], results

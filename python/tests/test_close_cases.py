@@ -1,13 +1,16 @@
 """Close semantics from tests/fixtures/close/cases.txt: for each way a
-connection ends, the op and error its on_close reports."""
+connection ends, the op and error its on_close reports; and the deadline of
+a graceful close (close_timeout)."""
 
 import socket
 import struct
+import time
 
 import pytest
 
 import hpsock
-from support import DEADLINE, FIXTURES, Recorder, connect_socket, wait_until
+from support import (DEADLINE, FIXTURES, Recorder, connect_socket, recv_exactly,
+                     wait_until)
 
 OPS = {op.name for op in hpsock.Op}
 
@@ -166,3 +169,49 @@ def test_close_case(name, op, error, server_factory, endpoints):
         assert got_error == 0, f"error {hpsock.err_name(got_error)}, expected 0"
     else:
         assert hpsock.err_name(got_error) == error
+
+
+class EchoRecorder(Recorder):
+    def on_receive(self, ep, conn, data):
+        super().on_receive(ep, conn, data)
+        ep.send(conn, data)
+
+
+@pytest.mark.xfail(strict=True, reason="needs the engine's close deadline (branch "
+                   "h-closes, f6207cc); remove this marker once it is merged")
+@pytest.mark.parametrize("how", ["peer_half_close", "own_disconnect"])
+def test_graceful_close_that_cannot_flush_is_forced_at_close_timeout(how, server_factory):
+    """A graceful close whose peer reads nothing ends at close_timeout with
+    ECLOSETIMEOUT; meanwhile the connection is counted and listed, and
+    afterwards its MAX_CONNECTIONS slot serves a new client."""
+    rec = EchoRecorder()
+    srv = server_factory(rec, workers=1, close_timeout=1000, sndbuf=32 * 1024,
+                         max_connections=1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    s.settimeout(DEADLINE)
+    s.connect(srv.listen_address)
+    with s:
+        conn = rec.wait_event("handshake")[0][1]
+        block = b"q" * 65536
+        for _ in range(64):  # 4 MiB: far more than the socket buffers hold
+            srv.send(conn, block)
+        wait_until(lambda: srv.unsent(conn) > 1 << 20, what="unsent bytes queued")
+        if how == "peer_half_close":
+            s.shutdown(socket.SHUT_WR)  # FIN, and it never reads
+        else:
+            srv.disconnect(conn)
+        started = time.monotonic()
+        assert srv.conn_count() == 1 and srv.conn_list() == [conn], \
+            "a closing connection is not counted or listed"
+        rec.wait(lambda r: r.of("close", conn), timeout=10.0,
+                 what="the forced close")
+        elapsed = time.monotonic() - started
+        (_, _, op, error), = rec.of("close", conn)
+        assert error == hpsock.ECLOSETIMEOUT, (hpsock.Op(op).name, hpsock.err_name(error))
+        assert 0.8 <= elapsed < 6.0, f"forced after {elapsed:.2f} s, close_timeout 1 s"
+        assert srv.counter(hpsock.Counter.CLOSE_TIMEOUTS) == 1
+    wait_until(lambda: srv.conn_count() == 0, what="the slot to be free")
+    with connect_socket(srv) as again:
+        again.sendall(b"again")
+        assert recv_exactly(again, 5) == b"again"

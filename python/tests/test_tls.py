@@ -2,6 +2,9 @@
 and properties, a clear close error with its reason, configuration errors.
 Certificates: tests/fixtures/tls (see gen.sh there)."""
 
+import shutil
+import subprocess
+
 import pytest
 
 import hpsock
@@ -119,3 +122,97 @@ def test_sni_certificate_on_the_server():
         conn = agent.connect("127.0.0.1", port)
         (_, _, _, subject), = ag_rec.wait_event("handshake", conn)
         assert "CN=other.test" in subject
+
+
+def takes_key_password():
+    """Whether this engine has HPS_OPT_TLS_KEY_PASSWORD (issue 19)."""
+    with hpsock.TcpServer() as srv:
+        try:
+            srv.tls_key_password = "probe"
+        except hpsock.Error as e:
+            if e.code == hpsock.EINVAL:
+                return False
+            raise
+    return True
+
+
+PASSWORD = "hpsock-test-password"  # of the fixtures' encrypted keys
+
+
+@pytest.fixture
+def encrypted_keys(tmp_path):
+    """server.key encrypted with PASSWORD, as PKCS#8 and as traditional
+    PEM encryption: tests/fixtures/tls/server_enc*.key, or made here the
+    way gen.sh makes them when the fixtures predate them."""
+    if not takes_key_password():
+        pytest.skip("this engine does not take HPS_OPT_TLS_KEY_PASSWORD yet")
+    keys = [TLS / "server_enc.key", TLS / "server_enc_legacy.key"]
+    if all(k.exists() for k in keys):
+        return keys
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no encrypted key fixtures and no openssl to make them")
+    keys = [tmp_path / "server_enc.key", tmp_path / "server_enc_legacy.key"]
+    for cmd, out in ((["pkey"], keys[0]), (["ec"], keys[1])):
+        subprocess.run([openssl, *cmd, "-in", str(TLS / "server.key"), "-aes-256-cbc",
+                        "-passout", "pass:" + PASSWORD, "-out", str(out)],
+                       check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return keys
+
+
+def handshake_with(server):
+    """Start server, connect a verifying client, echo once."""
+    rec = CloseReason()
+    server.start("127.0.0.1", 0)
+    with hpsock.TcpClient(rec, tls=True, tls_ca_file=str(TLS / "ca.pem"),
+                          tls_sni="localhost") as client:
+        client.start("127.0.0.1", server.listen_address[1])
+        (_, conn, _, subject), = rec.wait_event("handshake")
+        assert "CN=localhost" in subject
+        client.send(b"through an encrypted key")
+        rec.wait(lambda r: bytes(r.received.get(conn, b"")) == b"through an encrypted key",
+                 what="the echo")
+
+
+def test_encrypted_key_with_its_password(encrypted_keys):
+    for path in encrypted_keys:
+        assert "ENCRYPTED" in path.read_text(), path
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                              tls_key_password=PASSWORD) as server:
+            handshake_with(server)
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem",
+                              tls_key_pem=path.read_text(),
+                              tls_key_password=PASSWORD) as server:
+            handshake_with(server)
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_encrypted_key_without_its_password_fails_start_never_prompts(encrypted_keys, password):
+    opts = {} if password is None else {"tls_key_password": password}
+    for path in encrypted_keys:
+        with hpsock.TcpServer(Echo(), workers=1, tls=True,
+                              tls_cert_file=TLS / "server.pem", tls_key_file=path,
+                              **opts) as server:
+            with pytest.raises(hpsock.Error) as e:
+                server.start("127.0.0.1", 0)
+            assert e.value.code == hpsock.ETLSCONFIG, path
+            assert "password" in server.tls_config_error().lower(), \
+                (path, server.tls_config_error())
+
+
+def test_private_key_options_are_write_only():
+    with tls_server(Echo(), tls_key_pem=(TLS / "server.key").read_text()) as server:
+        for name in ("tls_key_pem", "tls_key_password"):
+            with pytest.raises(AttributeError):
+                getattr(server, name)
+        if not takes_key_password():
+            return  # the engine's side comes with the password option
+        server.tls_key_password = "secret"
+        for key in (hpsock.StrOption.TLS_KEY_PEM, hpsock.StrOption.TLS_KEY_PASSWORD):
+            with pytest.raises(hpsock.Error) as e:
+                server.getopt_str(key)
+            assert e.value.code == hpsock.EINVAL, key
+        server.tls_key_password = None  # clears it
+        server.start("127.0.0.1", 0)  # the plain key needs none

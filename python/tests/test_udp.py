@@ -186,3 +186,108 @@ def test_udp_cast_broadcast(endpoints):
     a.send(b"everyone")
     got = brec.wait("receive")
     assert got is not None and got[0][2] == b"everyone"
+
+
+class Fragile(Rec):
+    """Raises from the first on_receive (and, with fail_send, the first
+    on_send); records everything."""
+
+    def __init__(self, fail_send=False):
+        super().__init__()
+        self.fail_send = fail_send
+        self.received = 0
+        self.sent = 0
+
+    def on_receive(self, ep, conn, data, address=None):
+        self._add("receive", conn, data, address)
+        self.received += 1
+        if self.received == 1:
+            raise RuntimeError("on_receive failed on purpose")
+
+    def on_send(self, ep, conn, data, address=None):
+        self._add("send", conn, data, address)
+        self.sent += 1
+        if self.fail_send and self.sent == 1:
+            raise RuntimeError("on_send failed on purpose")
+
+
+def _assert_reported(unraisable, n, what):
+    end = time.monotonic() + WAIT
+    while len(unraisable) < n and time.monotonic() < end:
+        time.sleep(0.005)
+    assert len(unraisable) == n, f"expected {n} report(s), got {unraisable}"
+    for info in unraisable:
+        assert info.exc_type is RuntimeError, info
+        assert what in str(info.exc_value), info
+
+
+def test_udp_node_receive_exception_does_not_make_it_deaf(endpoints, catch_unraisable):
+    unraisable = catch_unraisable()
+    rec = Fragile()
+    node = hpsock.UdpNode(rec)
+    endpoints.append(node)
+    node.start("127.0.0.1", 0)
+    port = node.listen_address[1]
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        peer.sendto(b"first", ("127.0.0.1", port))
+        assert rec.wait("receive") is not None, "the first datagram never arrived"
+        peer.sendto(b"second", ("127.0.0.1", port))
+        got = rec.wait("receive", 2)
+        assert got is not None, f"the node went deaf after its handler raised: {rec.events}"
+        assert [e[2] for e in got] == [b"first", b"second"]
+        assert got[1][3] == peer.getsockname()
+        assert not [e for e in rec.events if e[0] == "close"], rec.events
+        _assert_reported(unraisable, 1, "on_receive failed on purpose")
+        # and it still sends
+        node.send_to("127.0.0.1", peer.getsockname()[1], b"still here")
+        peer.settimeout(WAIT)
+        assert peer.recvfrom(100)[0] == b"still here"
+    finally:
+        peer.close()
+
+
+def test_udp_node_send_exception_does_not_stop_it(endpoints, catch_unraisable):
+    unraisable = catch_unraisable()
+    rec = Fragile(fail_send=True)
+    node = hpsock.UdpNode(rec)
+    endpoints.append(node)
+    node.start("127.0.0.1", 0)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(WAIT)
+        dest = peer.getsockname()
+        node.send_to(*dest, b"one")
+        assert rec.wait("send") is not None, "no on_send for the first datagram"
+        assert peer.recvfrom(100)[0] == b"one"
+        node.send_to(*dest, b"two")
+        assert peer.recvfrom(100)[0] == b"two", "the node stopped sending"
+        peer.sendto(b"three", ("127.0.0.1", node.listen_address[1]))
+        got = rec.wait("receive", 1)
+        assert got is not None, f"the node went deaf after on_send raised: {rec.events}"
+        assert rec.wait("send", 2) is not None
+        assert not [e for e in rec.events if e[0] == "close"], rec.events
+        # one report from on_send, one from the first on_receive
+        _assert_reported(unraisable, 2, "failed on purpose")
+    finally:
+        peer.close()
+
+
+def test_udp_cast_receive_exception_does_not_make_it_deaf(endpoints, catch_unraisable):
+    unraisable = catch_unraisable()
+    arec, brec = Rec(), Fragile()
+    a = hpsock.UdpCast(arec, udp_cast_mode=hpsock.CastMode.BROADCAST)
+    b = hpsock.UdpCast(brec, udp_cast_mode=hpsock.CastMode.BROADCAST)
+    endpoints += [a, b]
+    a.start("127.255.255.255", 0)
+    b.start("127.255.255.255", a.listen_address[1])
+    a.send(b"first")
+    assert brec.wait("receive") is not None, "the first broadcast never arrived"
+    a.send(b"second")
+    got = brec.wait("receive", 2)
+    assert got is not None, f"the cast went deaf after its handler raised: {brec.events}"
+    assert [e[2] for e in got] == [b"first", b"second"]
+    assert not [e for e in brec.events if e[0] == "close"], brec.events
+    _assert_reported(unraisable, 1, "on_receive failed on purpose")

@@ -85,7 +85,7 @@ void hpsb_set_error_class(PyObject *cls) {
 /* ------------------------------------------------------------------ */
 
 %{
-#define HPSB_NEV 9 /* event types 1..8 */
+#define HPSB_NEV 11 /* event types 1..10 */
 
 typedef struct hpsb_ctx {
   hps_endpoint *ep;
@@ -261,6 +261,11 @@ static int hpsb_on_event(void *user, const hps_event *ev) {
       tmp[1] = PyBytes_FromStringAndSize(ev->data, (Py_ssize_t)ev->len);
       nargs = 2;
       break;
+    case HPS_EV_HIGH_WATER:
+    case HPS_EV_LOW_WATER: /* len: the connection's unsent bytes */
+      tmp[1] = PyLong_FromSize_t(ev->len);
+      nargs = 2;
+      break;
     case HPS_EV_CLOSE:
       tmp[1] = PyLong_FromLong(ev->op);
       tmp[2] = PyLong_FromLong(ev->error);
@@ -326,7 +331,7 @@ hpsb_ctx *hpsb_new(int role) {
 hps_endpoint *hpsb_endpoint(hpsb_ctx *ctx) { return ctx ? ctx->ep : NULL; }
 
 /* Arm the bridge with owner (the first argument of every handler call)
- * and handlers (a 9-tuple indexed by event type, None = no handler), then
+ * and handlers (an 11-tuple indexed by event type, None = no handler), then
  * hps_start. A failed start releases them again; a running endpoint keeps
  * its current ones (and hps_start reports HPS_ESTATE). */
 int hpsb_start(hpsb_ctx *ctx, PyObject *owner, PyObject *handlers,
@@ -470,6 +475,11 @@ int hpsb_free(hpsb_ctx *ctx) {
   Py_DECREF($result);
   $result = PyLong_FromSize_t((size_t)*$1);
 }
+%typemap(in, numinputs=0) uint64_t *out_u64 (uint64_t tmp) { $1 = &tmp; }
+%typemap(argout) uint64_t *out_u64 {
+  Py_DECREF($result);
+  $result = PyLong_FromUnsignedLongLong(*$1);
+}
 %typemap(in, numinputs=0) hps_conn_id *out_id (hps_conn_id tmp) { $1 = &tmp; }
 %typemap(argout) hps_conn_id *out_id {
   Py_DECREF($result);
@@ -535,6 +545,12 @@ int hpsb_get_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *out_extra) {
 }
 int hpsb_get_stats(hps_endpoint *ep, hps_conn_id id, hps_stats *out_stats) {
   return hps_get_stats(ep, id, out_stats);
+}
+int hpsb_get_unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *out_u64) {
+  return hps_get_unsent(ep, id, out_u64);
+}
+int hpsb_get_counter(hps_endpoint *ep, int counter, uint64_t *out_u64) {
+  return hps_get_counter(ep, counter, out_u64);
 }
 int hpsb_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                  const void *data, size_t len) {
