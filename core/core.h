@@ -83,8 +83,20 @@ enum hps__cmd_kind {
   HPS__CMD_CONNECT = 5,
   HPS__CMD_TLSRAW = 6,   /* TLS: ciphertext write (tls.c) */
   HPS__CMD_TLSDRAIN = 7, /* TLS: deliver plaintext buffered while paused */
-  HPS__CMD_DRAIN = 8     /* deliver what a pause held back (c->held) */
+  HPS__CMD_DRAIN = 8,    /* deliver what a pause held back (c->held) */
+  HPS__CMD_WATER = 9     /* deliver a water-mark crossing (tcp.c) */
 };
+
+/* hps__conn.pause_why: why reading is paused. The application's pause and
+ * the automatic one (HPS_OPT_AUTO_PAUSE) are kept apart, so neither's
+ * resume undoes the other; c->paused is set while either holds. */
+#define HPS__PAUSE_APP 1
+#define HPS__PAUSE_AUTO 2
+/* hps__conn.water: where the connection's unsent bytes stand against the
+ * water marks (TCP only, loop thread only). */
+#define HPS__W_ABOVE 1  /* rose above high water; LOW_WATER not yet given */
+#define HPS__W_TOLD 2   /* HIGH_WATER of this crossing delivered */
+#define HPS__W_POSTED 4 /* a WATER command is queued */
 
 /* One queued write, and also the cross-thread command carrying it: the
  * bytes are copied once, into data[], and written from there. */
@@ -129,7 +141,7 @@ struct hps__conn {
   hps_conn_id id;
   uint8_t state;    /* enum hps__cstate */
   uint8_t reported; /* ACCEPT/hps_connect made it visible: CLOSE is due */
-  uint8_t paused;
+  uint8_t paused; /* reading paused (pause_why != 0; UDP: by the app) */
   uint8_t graceful; /* shut down once the file and deferred writes end */
   uint8_t handle_closing; /* uv_close called */
   uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
@@ -159,6 +171,10 @@ struct hps__conn {
   hps__conn *udp_next; /* server: peer table chain; then the CLOSE list */
   uint64_t t_sent;     /* ms, last datagram sent (client heartbeats) */
   char peer_text[46];  /* numeric host of peer, for events */
+  /* flow control (tcp.c, loop thread only): touched only where writes get
+   * queued or complete, so they live here, off the hot lines */
+  uint8_t pause_why; /* HPS__PAUSE_* */
+  uint8_t water;     /* HPS__W_* */
 };
 
 /* What a pause held back: len bytes. */
@@ -363,7 +379,20 @@ void hps__on_connection(uv_stream_t *server, int status);
 int hps__emit(hps__conn *c, int type, const void *data, size_t len);
 void hps__conn_close(hps__conn *c, int op, int err);
 void hps__conn_disconnect(hps__conn *c, int force, int err);
-void hps__conn_pause(hps__conn *c, int pause);
+void hps__conn_pause(hps__conn *c, int pause); /* the application's */
+/* Water marks, on the loop at a point where no handler of the connection
+ * runs: deliver the HIGH_WATER / LOW_WATER now due, and pause or resume
+ * (HPS_OPT_AUTO_PAUSE). */
+void hps__water(hps__conn *c);
+/* A command that moved bytes was taken (run_cmd): the sends of other
+ * threads are counted in c->queued before the loop sees them, so their
+ * crossings are noticed here. */
+static inline void hps__water_taken(hps__conn *c) {
+  if (c->water != 0 ||
+      HPS__LOAD(&c->queued) >
+          (size_t)HPS__LOAD(&c->loop->ep->opt[HPS_OPT_SEND_HIGH_WATER]))
+    hps__water(c);
+}
 int hps__conn_write(hps__conn *c, hps__wreq *w);
 /* Loop thread: append bytes to the cork of c if it is being delivered a
  * read and they fit; 1 if taken, 0 if the caller must write them itself. */

@@ -295,6 +295,7 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     /* what hps__post counted; re-counted by the write */
     HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
     hps__conn_write(c, w);
+    if (!HPS__IS_UDP(lp->ep)) hps__water_taken(c);
     break;
   case HPS__CMD_DISCONNECT:
     hps__conn_disconnect(c, w->arg, w->err);
@@ -310,6 +311,11 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     break;
   case HPS__CMD_DRAIN:
     hps__conn_drain(c);
+    free_wreq(w);
+    break;
+  case HPS__CMD_WATER:
+    c->water &= (uint8_t)~HPS__W_POSTED;
+    hps__water(c);
     free_wreq(w);
     break;
   default:

@@ -284,13 +284,14 @@ __attribute__((cold, noinline)) static void post_drain(hps__conn *c) {
   uv_mutex_unlock(&lp->lock);
 }
 
-void hps__conn_pause(hps__conn *c, int pause) {
-  pause = pause != 0;
-  if (c->state == HPS__C_CLOSING || c->paused == pause) return;
-  if (HPS__IS_UDP(conn_ep(c))) {
-    hps__udp_pause(c, pause);
-    return;
-  }
+/* Set or clear one reason (HPS__PAUSE_*) to pause reading; reading stops
+ * when the first reason is set and starts again when the last is cleared. */
+static void set_pause(hps__conn *c, int why, int on) {
+  int pause;
+  if (c->state == HPS__C_CLOSING) return;
+  c->pause_why = (uint8_t)(on ? c->pause_why | why : c->pause_why & ~why);
+  pause = c->pause_why != 0;
+  if (c->paused == pause) return;
   c->paused = (uint8_t)pause;
   if (c->state != HPS__C_OPEN) return; /* applied once connected */
   /* The TLS handshake reads on; its end applies the pause. */
@@ -306,6 +307,118 @@ void hps__conn_pause(hps__conn *c, int pause) {
     start_reading(c);
     if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_resume(c);
   }
+}
+
+void hps__conn_pause(hps__conn *c, int pause) {
+  pause = pause != 0;
+  if (HPS__IS_UDP(conn_ep(c))) {
+    if (c->state != HPS__C_CLOSING && c->paused != pause)
+      hps__udp_pause(c, pause);
+    return;
+  }
+  set_pause(c, HPS__PAUSE_APP, pause);
+}
+
+/* ---- water marks ----
+ *
+ * c->queued rises where a write is queued (queue_write, defer,
+ * hps__write_cipher: only sends the socket did not take at once) and, for
+ * other threads' sends, in hps__post; it falls where a queued write
+ * completes (on_write) or a command is taken. A rise over high water is
+ * marked at once (and pauses reading, with AUTO_PAUSE, before the next
+ * read), but its event waits for a point where no handler runs: the rise
+ * may happen inside one (a send from RECEIVE, or from another
+ * connection's handler), and an event must not re-enter it. */
+
+static size_t low_water(const hps_endpoint *ep, size_t high) {
+  size_t low = (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_LOW_WATER]);
+  return low < high ? low : high - 1; /* not below high: high - 1 */
+}
+
+/* Queue a WATER command for c, once. */
+__attribute__((cold, noinline)) static void post_water(hps__conn *c) {
+  hps__loop *lp = c->loop;
+  hps__wreq *w;
+  if (c->water & HPS__W_POSTED) return;
+  w = hps__wreq_new(0);
+  if (w == NULL) {
+    hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
+    return;
+  }
+  w->kind = HPS__CMD_WATER;
+  w->id = c->id;
+  uv_mutex_lock(&lp->lock);
+  if (hps__loop_post_locked(lp, w) != 0)
+    free(w); /* the loop is stopping: it closes the connection */
+  else
+    c->water |= HPS__W_POSTED;
+  uv_mutex_unlock(&lp->lock);
+}
+
+/* Unsent bytes rose over high water. post: maybe inside a handler, so
+ * HIGH_WATER comes from a command. */
+__attribute__((cold, noinline)) static void water_rise(hps__conn *c,
+                                                      int post) {
+  hps_endpoint *ep = conn_ep(c);
+  if (c->state != HPS__C_OPEN || (c->water & HPS__W_ABOVE)) return;
+  c->water |= HPS__W_ABOVE;
+  if (ep->opt[HPS_OPT_AUTO_PAUSE]) {
+    hps__counter_add(ep, HPS_CNT_AUTO_PAUSES, 1);
+    set_pause(c, HPS__PAUSE_AUTO, 1);
+  }
+  if (post) post_water(c);
+}
+
+/* Bytes were queued: c->queued grew. */
+static inline void water_added(hps__conn *c) {
+  if (!(c->water & HPS__W_ABOVE) &&
+      HPS__LOAD(&c->queued) >
+          (size_t)HPS__LOAD(&conn_ep(c)->opt[HPS_OPT_SEND_HIGH_WATER]))
+    water_rise(c, 1);
+}
+
+void hps__water(hps__conn *c) {
+  hps_endpoint *ep = conn_ep(c);
+  size_t high, q;
+  if (c->state != HPS__C_OPEN || c->handle_closing) return;
+  high = (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER]);
+  q = HPS__LOAD(&c->queued);
+  if (!(c->water & HPS__W_ABOVE) && q > high) water_rise(c, 0);
+  if ((c->water & (HPS__W_ABOVE | HPS__W_TOLD)) == HPS__W_ABOVE) {
+    c->water |= HPS__W_TOLD;
+    if (hps__emit(c, HPS_EV_HIGH_WATER, NULL, q) == HPS_HR_ERROR) {
+      hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
+      return;
+    }
+    if (c->state != HPS__C_OPEN || c->handle_closing) return;
+  }
+  if (!(c->water & HPS__W_ABOVE)) return;
+  high = (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER]);
+  q = HPS__LOAD(&c->queued);
+  if (q > low_water(ep, high)) return;
+  c->water &= (uint8_t)~(HPS__W_ABOVE | HPS__W_TOLD);
+  /* Resumed before the event: a handler that pauses in it keeps its own
+   * pause, and one that sends a lot again starts the next crossing. */
+  if (c->pause_why & HPS__PAUSE_AUTO) set_pause(c, HPS__PAUSE_AUTO, 0);
+  if (c->state != HPS__C_OPEN || c->handle_closing) return;
+  if (hps__emit(c, HPS_EV_LOW_WATER, NULL, q) == HPS_HR_ERROR)
+    hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
+}
+
+/* c->queued fell (a queued write completed, deferred bytes went out).
+ * direct: no handler runs (a write callback), so the LOW_WATER (and a
+ * HIGH_WATER still due before it) is delivered now; else by a command. */
+static inline void water_fell(hps__conn *c, int direct) {
+  hps_endpoint *ep;
+  if (!(c->water & HPS__W_ABOVE) || c->handle_closing) return;
+  ep = conn_ep(c);
+  if (HPS__LOAD(&c->queued) >
+      low_water(ep, (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER])))
+    return;
+  if (direct)
+    hps__water(c);
+  else
+    post_water(c);
 }
 
 /* ---- read ---- */
@@ -987,8 +1100,10 @@ static int queue_write(hps__conn *c, hps__wreq *w) {
     if (c->file == w) c->file = NULL;
     free(w);
     hps__conn_close(c, HPS_OP_SEND, r);
+    return r;
   }
-  return r;
+  water_added(c);
+  return 0;
 }
 
 static void defer(hps__conn *c, hps__wreq *w) {
@@ -999,6 +1114,7 @@ static void defer(hps__conn *c, hps__wreq *w) {
     c->defer_head = w;
   c->defer_tail = w;
   HPS__ADD(&c->queued, w->len);
+  water_added(c);
 }
 
 int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
@@ -1156,7 +1272,10 @@ void hps__drain_deferred(hps__conn *c) {
   if (c->graceful && c->file == NULL) {
     c->graceful = 0;
     start_shutdown(c);
+    return;
   }
+  /* written at once, with no write callback to notice */
+  water_fell(c, 0);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -1169,6 +1288,8 @@ static void on_write(uv_write_t *req, int status) {
     if (p == NULL) {
       if (status < 0 && status != UV_ECANCELED)
         hps__conn_close(c, hps__tls_send_op(c), status);
+      else
+        water_fell(c, 1);
       return;
     }
     w = p;
@@ -1196,9 +1317,10 @@ static void on_write(uv_write_t *req, int status) {
       close(w->fd);
       free(w);
     }
-    return;
+  } else {
+    free(w);
   }
-  free(w);
+  water_fell(c, 1);
 }
 
 int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
@@ -1229,8 +1351,10 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
     HPS__SUB(&c->queued, cw->len - cw->off);
     free(cw);
     hps__conn_close(c, hps__tls_send_op(c), e);
+    return e;
   }
-  return e;
+  water_added(c);
+  return 0;
 }
 
 /* ---- silence detection ---- */

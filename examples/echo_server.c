@@ -2,12 +2,20 @@
  *
  *   hps_echo_server [--host H] [--port P] [--workers N] [--mode push|pack]
  *                   [--flag F] [--max-pack B] [--tls --cert F --key F]
+ *                   [--auto-pause 0|1]
  *
  * --tls: every connection speaks TLS with the certificate and key (PEM
  * files), e.g. tests/fixtures/tls/server.pem and server.key.
  * Prints "listening on HOST:PORT" once ready (port 0 picks a free port) and
  * runs until SIGINT or SIGTERM. In pack mode every frame is echoed as one
- * frame. */
+ * frame.
+ *
+ * Flow control: with HPS_OPT_AUTO_PAUSE (on unless --auto-pause 0) the
+ * server stops reading from a client whose echo it cannot hand to the
+ * kernel (more than HPS_OPT_SEND_HIGH_WATER unsent) and reads again once
+ * that client has taken most of it (HPS_OPT_SEND_LOW_WATER). A client that
+ * reads slowly is slowed down, never dropped for HPS_ESENDQ, and the
+ * server's memory per client stays near the high water mark. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +37,7 @@ static int on_event(void *user, const hps_event *ev) {
 static void usage(void) {
   fprintf(stderr, "usage: hps_echo_server [--host H] [--port P] [--workers N]"
                   " [--mode push|pack] [--flag F] [--max-pack B]"
-                  " [--tls --cert F --key F]\n");
+                  " [--tls --cert F --key F] [--auto-pause 0|1]\n");
   exit(64);
 }
 
@@ -53,7 +61,7 @@ static void raise_nofile(void) {
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
-  int port = 0, workers = 0, i, sig, tls = 0, r;
+  int port = 0, workers = 0, i, sig, tls = 0, r, auto_pause = 1;
   const char *cert = NULL, *key = NULL;
   int64_t model = HPS_MODEL_PUSH, flag = 0, maxpack = 0;
   hps_endpoint *ep;
@@ -79,6 +87,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--max-pack")) maxpack = atoll(v);
     else if (!strcmp(a, "--cert")) cert = v;
     else if (!strcmp(a, "--key")) key = v;
+    else if (!strcmp(a, "--auto-pause")) auto_pause = atoi(v) != 0;
     else usage();
     i++;
   }
@@ -102,6 +111,7 @@ int main(int argc, char **argv) {
   /* Only RECEIVE and CLOSE matter here: no SEND events keeps the
    * try-write fast path. */
   check("events", hps_setopt(ep, HPS_OPT_EVENTS, HPS_EVBIT(HPS_EV_RECEIVE)));
+  check("--auto-pause", hps_setopt(ep, HPS_OPT_AUTO_PAUSE, auto_pause));
   if (tls) {
     check("--tls", hps_setopt(ep, HPS_OPT_TLS, 1));
     check("--cert", hps_setopt_str(ep, HPS_OPT_TLS_CERT_FILE, cert));

@@ -76,6 +76,10 @@ int main(int argc, char **argv) {
 
   check("server", hps_create(HPS_TCP_SERVER, server_event, NULL, &server));
   check("model", hps_setopt(server, HPS_OPT_RECV_MODEL, HPS_MODEL_PULL));
+  /* A client that sends requests and does not read the answers is not
+   * read from either while its answers wait (past the high water mark),
+   * instead of being dropped when they reach the send queue limit. */
+  check("auto pause", hps_setopt(server, HPS_OPT_AUTO_PAUSE, 1));
   check("start", hps_start(server, "127.0.0.1", 0));
   check("address", hps_listen_address(server, NULL, 0, &port));
   check("client", hps_create(HPS_TCP_CLIENT, client_event, NULL, &client));

@@ -66,8 +66,8 @@ int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
   }
   if (opt == HPS_OPT_EVENTS) /* live: read by the loops with atomics */
     HPS__STORE(&ep->events, (uint32_t)value);
-  else
-    ep->opt[opt] = value;
+  else /* atomic: live ones (water marks) are read by the loops */
+    HPS__STORE(&ep->opt[opt], value);
   uv_mutex_unlock(&ep->mutex);
   return 0;
 }

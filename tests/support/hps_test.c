@@ -724,9 +724,11 @@ void t_check_conn_events(t_rec *r, hps_conn_id conn, const int *head,
       fail_msg("connection %llx: event %zu is type %d, expected %d",
                (unsigned long long)conn, i, t[i], head[i]);
   for (; i + 1 < n; i++)
-    if (t[i] != HPS_EV_RECEIVE && t[i] != HPS_EV_SEND)
+    if (t[i] != HPS_EV_RECEIVE && t[i] != HPS_EV_SEND &&
+        t[i] != HPS_EV_HIGH_WATER && t[i] != HPS_EV_LOW_WATER)
       fail_msg("connection %llx: event %zu is type %d, between the "
-               "handshake and CLOSE only RECEIVE and SEND may come",
+               "handshake and CLOSE only RECEIVE, SEND and the water "
+               "marks may come",
                (unsigned long long)conn, i, t[i]);
   if (t[n - 1] != HPS_EV_CLOSE)
     fail_msg("connection %llx: last event is type %d, not CLOSE",

@@ -154,8 +154,8 @@ hps_conn_id t_nth_conn(t_rec *r, int type, int i);
 t_ev t_conn_event(t_rec *r, hps_conn_id conn, int type);
 /* Fails the test unless the CLOSE event e has op and error. */
 void t_expect_close(t_ev e, int op, int error);
-/* conn's events are the `head` types, then only RECEIVE and SEND, then
- * exactly one CLOSE, last. Call when no event can follow (after a stop). */
+/* conn's events are the `head` types, then only RECEIVE, SEND, HIGH_WATER
+ * and LOW_WATER, then exactly one CLOSE, last. Call when no event can follow (after a stop). */
 void t_check_conn_events(t_rec *r, hps_conn_id conn, const int *head,
                          size_t nhead);
 /* As t_connect to 127.0.0.1:port, with SO_RCVBUF set before the connect
