@@ -7,6 +7,8 @@
  * Same command line as the C echo server (examples/echo_server.c). Prints
  * "listening on HOST:PORT" once ready (port 0 picks a free port) and runs
  * until SIGINT or SIGTERM. In pack mode every frame is echoed as one frame.
+ * Reading pauses automatically while a client's echo waits unsent, so a
+ * client that does not read is slowed down, never dropped.
  */
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
@@ -72,6 +74,10 @@ public final class EchoServer {
       server.setWorkers(workers);
     }
     server.setReceiveModel(model);
+    // A client that reads slower than it writes would make the echo queue without bound (and
+    // the send fail with HPS_ESENDQ); with this the engine stops reading from it while its
+    // unsent bytes are above the high water mark, and TCP slows the client down instead.
+    server.setAutoPause(true);
     if (model == ReceiveModel.PACK) {
       server.setOption(Option.PACK_FLAG, flag);
       if (maxPack > 0) {

@@ -1,7 +1,7 @@
 // Native.cs - direct, blittable P/Invoke into libhpsock for what the shared
 // swig/hpsock.i leaves to each language: the hot path (send, sendv, fetch,
 // peek, with pinned spans), out-parameters (getopt, connect, extra, stats,
-// addresses, connection lists) and the raw-handle calls a SafeHandle release
+// unsent bytes, counters, addresses, connection lists) and the raw-handle calls a SafeHandle release
 // needs (free, stop). Everything else goes through the SWIG-generated
 // hpsock_csharpPINVOKE into libhpsock_csharp.
 //
@@ -106,6 +106,12 @@ namespace HpSock.Interop
 
         [DllImport(Library, ExactSpelling = true)]
         internal static extern int hps_get_stats(IntPtr ep, ulong id, NativeStats* stats);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_get_unsent(IntPtr ep, ulong id, ulong* unsent);
+
+        [DllImport(Library, ExactSpelling = true)]
+        internal static extern int hps_get_counter(IntPtr ep, int counter, ulong* value);
 
         [DllImport(Library, ExactSpelling = true)]
         internal static extern int hps_conn_list(IntPtr ep, ulong* ids, nuint cap, nuint* count);

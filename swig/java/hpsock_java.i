@@ -26,8 +26,9 @@
  * its own Java enums and checks them against these in its tests. */
 %include "enumsimple.swg"
 %javaconst(1);
-/* A C literal with a 'u' suffix is not Java: give the value itself. */
-%javaconstvalue("0x1fe") HPS_EVENTS_ALL;
+/* A C literal with a 'u' suffix is not Java: read the value from the
+ * compiled header at class load instead of copying it here. */
+%javaconst(0) HPS_EVENTS_ALL;
 
 /* Pointers and 64-bit IDs as Java long, without wrapper objects. */
 %define HPSJ_LONG_TYPE(CTYPE)
@@ -45,6 +46,10 @@ HPSJ_LONG_TYPE(uintptr_t)
 
 /* Structs the Java layer reads through the hand-written bridge only. */
 %ignore hps_stats;
+/* Out-parameters bridged in hpsock_jni.c (getUnsent, getCounter), whatever
+ * the shared file does with them. */
+%ignore hps_get_unsent;
+%ignore hps_get_counter;
 /* The functions hps_state()/hps_role() share their names with enums;
  * Java gets them as state()/role(). */
 %rename(state) hps_state(hps_endpoint *);
@@ -80,6 +85,8 @@ HPSJ_LONG_TYPE(uintptr_t)
 %native(address) jint address(jlong ep, jlong id, jint which, jobjectArray hostOut);
 %native(getExtra) jint getExtra(jlong ep, jlong id, jlongArray out);
 %native(getStats) jint getStats(jlong ep, jlong id, jlongArray out);
+%native(getUnsent) jint getUnsent(jlong ep, jlong id, jlongArray out);
+%native(getCounter) jint getCounter(jlong ep, jint counter, jlongArray out);
 /* Bookkeeping for the leak tests. */
 %native(liveGlobalRefs) jlong liveGlobalRefs();
 %native(attachedThreads) jlong attachedThreads();

@@ -226,6 +226,10 @@ static int on_event(void *user, const hps_event *ev) {
   case HPS_EV_PREPARE:
     n = (jlong)ev->fd;
     break;
+  case HPS_EV_HIGH_WATER:
+  case HPS_EV_LOW_WATER:
+    n = (jlong)ev->len; /* the unsent bytes */
+    break;
   case HPS_EV_RECEIVE:
   case HPS_EV_SEND:
     n = (jlong)ev->len;
@@ -638,6 +642,24 @@ JNIEXPORT jint JNICALL HPSJ_FN(getStats)(JNIEnv *env, jclass cls, jlong ep,
   v[5] = (jlong)st.silence_ms;
   (*env)->SetLongArrayRegion(env, out, 0, 6, v);
   return 0;
+}
+
+JNIEXPORT jint JNICALL HPSJ_FN(getUnsent)(JNIEnv *env, jclass cls, jlong ep,
+                                          jlong id, jlongArray out) {
+  uint64_t v = 0;
+  int r = hps_get_unsent(HPSJ_EP(ep), (hps_conn_id)id, &v);
+  (void)cls;
+  if (r == 0) put_long(env, out, (jlong)v);
+  return r;
+}
+
+JNIEXPORT jint JNICALL HPSJ_FN(getCounter)(JNIEnv *env, jclass cls, jlong ep,
+                                           jint counter, jlongArray out) {
+  uint64_t v = 0;
+  int r = hps_get_counter(HPSJ_EP(ep), counter, &v);
+  (void)cls;
+  if (r == 0) put_long(env, out, (jlong)v);
+  return r;
 }
 
 /* ---- bookkeeping (tests) ---- */

@@ -134,8 +134,16 @@ namespace HpSock
         /// <summary>The endpoint stopped (always delivered).</summary>
         Shutdown = 1u << (int)hps_event_type.HPS_EV_SHUTDOWN,
 
-        /// <summary>Every event.</summary>
-        All = Prepare | Accept | Connect | HandShake | Receive | Send | Close | Shutdown,
+        /// <summary>A connection's unsent bytes rose above
+        /// <see cref="EndpointOption.SendHighWater"/>.</summary>
+        HighWater = 1u << (int)hps_event_type.HPS_EV_HIGH_WATER,
+
+        /// <summary>After a high water: a connection's unsent bytes fell to
+        /// <see cref="EndpointOption.SendLowWater"/> or below.</summary>
+        LowWater = 1u << (int)hps_event_type.HPS_EV_LOW_WATER,
+
+        /// <summary>Every event (HPS_EVENTS_ALL).</summary>
+        All = Prepare | Accept | Connect | HandShake | Receive | Send | Close | Shutdown | HighWater | LowWater,
     }
 
     /// <summary>Option keys (hps_option). All values are 64-bit integers;
@@ -202,6 +210,26 @@ namespace HpSock
         /// with <see cref="HpSockError.Silence"/>; 0 = off.</summary>
         SilenceTimeout = (int)hps_option.HPS_OPT_SILENCE_TIMEOUT,
 
+        /// <summary>(live) Unsent bytes per connection above which
+        /// <see cref="IListener.OnHighWater"/> comes (and, with <see cref="AutoPause"/>,
+        /// reading pauses); 1..1 GiB, default 1 MiB.</summary>
+        SendHighWater = (int)hps_option.HPS_OPT_SEND_HIGH_WATER,
+
+        /// <summary>(live) Unsent bytes at or below which <see cref="IListener.OnLowWater"/>
+        /// comes after a high water (and an automatic pause resumes); 0..1 GiB, kept
+        /// below <see cref="SendHighWater"/>, default 256 KiB.</summary>
+        SendLowWater = (int)hps_option.HPS_OPT_SEND_LOW_WATER,
+
+        /// <summary>0/1: the engine pauses reading on a connection while its unsent
+        /// bytes are above <see cref="SendHighWater"/> and resumes at
+        /// <see cref="SendLowWater"/>; default 0.</summary>
+        AutoPause = (int)hps_option.HPS_OPT_AUTO_PAUSE,
+
+        /// <summary>Milliseconds a graceful close may take to flush unsent bytes
+        /// before it is forced with <see cref="HpSockError.CloseTimeout"/>;
+        /// 1..86400000, default 30000.</summary>
+        CloseTimeout = (int)hps_option.HPS_OPT_CLOSE_TIMEOUT,
+
         /// <summary>UDP: bytes per datagram, 1..65527; default 1432.</summary>
         UdpMaxDatagram = (int)hps_option.HPS_OPT_UDP_MAX_DATAGRAM,
 
@@ -244,7 +272,7 @@ namespace HpSock
         /// <summary>Certificate (chain) PEM file.</summary>
         TlsCertificateFile = (int)hps_option.HPS_OPT_TLS_CERT_FILE,
 
-        /// <summary>Private key PEM file (unencrypted).</summary>
+        /// <summary>Private key PEM file (encrypted: see <see cref="TlsKeyPassword"/>).</summary>
         TlsKeyFile = (int)hps_option.HPS_OPT_TLS_KEY_FILE,
 
         /// <summary>Certificate (chain) as PEM text.</summary>
@@ -271,6 +299,40 @@ namespace HpSock
         /// <summary>Agent/client: the server name sent (SNI) and verified; default:
         /// the host given to connect/start when it is a name.</summary>
         TlsServerName = (int)hps_option.HPS_OPT_TLS_SNI,
+
+        /// <summary>Passphrase of an encrypted private key. Write-only: reading it
+        /// fails with <see cref="HpSockError.InvalidArgument"/>; the library wipes
+        /// its copy when freed. An encrypted key without it fails Start with
+        /// <see cref="HpSockError.TlsConfig"/>, never a prompt.</summary>
+        TlsKeyPassword = (int)hps_option.HPS_OPT_TLS_KEY_PASSWORD,
+    }
+
+    /// <summary>Endpoint-wide counters of what overload and hostile peers cost
+    /// (<see cref="TcpEndpoint.GetCounter"/>), since the endpoint was made;
+    /// restarts keep them.</summary>
+    public enum EndpointCounter
+    {
+        /// <summary>Accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...); each
+        /// pauses accepting on that loop for a back-off.</summary>
+        AcceptErrors = (int)hps_counter.HPS_CNT_ACCEPT_ERRORS,
+
+        /// <summary>Connections accepted and closed at once because no descriptor
+        /// or memory was left, or <see cref="EndpointOption.MaxConnections"/> was
+        /// reached (never reported: no accept event).</summary>
+        AcceptShed = (int)hps_counter.HPS_CNT_ACCEPT_SHED,
+
+        /// <summary>Graceful closes forced at <see cref="EndpointOption.CloseTimeout"/>.</summary>
+        CloseTimeouts = (int)hps_counter.HPS_CNT_CLOSE_TIMEOUTS,
+
+        /// <summary>Automatic pauses (<see cref="EndpointOption.AutoPause"/>).</summary>
+        AutoPauses = (int)hps_counter.HPS_CNT_AUTO_PAUSES,
+
+        /// <summary>UDP server: datagrams from new peer addresses dropped because
+        /// the peer table was full.</summary>
+        UdpPeersRefused = (int)hps_counter.HPS_CNT_UDP_PEERS_REFUSED,
+
+        /// <summary>UDP server: unconfirmed peers evicted for a new address.</summary>
+        UdpPeersEvicted = (int)hps_counter.HPS_CNT_UDP_PEERS_EVICTED,
     }
 
     /// <summary>How the TLS peer is verified (<see cref="EndpointOption.TlsVerify"/>).</summary>
@@ -393,6 +455,10 @@ namespace HpSock
 
         /// <summary>HPS_EFILE: the file cannot be read for sending.</summary>
         File = (int)hps_errno.HPS_EFILE,
+
+        /// <summary>HPS_ECLOSETIMEOUT: a graceful close passed
+        /// <see cref="EndpointOption.CloseTimeout"/> with bytes unsent and was forced.</summary>
+        CloseTimeout = (int)hps_errno.HPS_ECLOSETIMEOUT,
 
         /// <summary>HPS_EDGRAMSIZE: datagram larger than the max datagram size.</summary>
         DatagramSize = (int)hps_errno.HPS_EDGRAMSIZE,

@@ -22,7 +22,9 @@ namespace HpSock
     /// <see cref="TcpEndpoint.Dispose()"/> (both then finish asynchronously).
     /// An exception thrown by a handler is caught, reported through
     /// <see cref="TcpEndpoint.HandlerException"/> (or standard error), and
-    /// treated as <see cref="HandleResult.Error"/>.
+    /// treated as <see cref="HandleResult.Error"/>. A UDP cast's or node's one
+    /// connection is its socket: Error (or an exception) from its receive and
+    /// send handlers closes nothing, and it goes on receiving.
     /// </remarks>
     public interface IListener
     {
@@ -93,8 +95,29 @@ namespace HpSock
         /// <returns>Ignored.</returns>
         HandleResult OnShutdown(TcpEndpoint sender) => HandleResult.Ok;
 
+        /// <summary>A connection's unsent bytes rose above
+        /// <see cref="TcpEndpoint.SendHighWater"/>: stop producing for it (or let
+        /// <see cref="TcpEndpoint.AutoPause"/> pause its reading) until
+        /// <see cref="OnLowWater"/>. Comes once per crossing;
+        /// <see cref="TcpEndpoint.GetUnsent"/> reads the count at any time.</summary>
+        /// <param name="sender">The endpoint.</param>
+        /// <param name="connId">The connection.</param>
+        /// <param name="unsent">Bytes accepted for sending and not yet handed to the kernel.</param>
+        /// <returns>Ignored.</returns>
+        HandleResult OnHighWater(TcpEndpoint sender, ulong connId, long unsent) => HandleResult.Ok;
+
+        /// <summary>After <see cref="OnHighWater"/>: the connection's unsent bytes
+        /// fell to <see cref="TcpEndpoint.SendLowWater"/> or below; it is writable
+        /// again.</summary>
+        /// <param name="sender">The endpoint.</param>
+        /// <param name="connId">The connection.</param>
+        /// <param name="unsent">Bytes accepted for sending and not yet handed to the kernel.</param>
+        /// <returns>Ignored.</returns>
+        HandleResult OnLowWater(TcpEndpoint sender, ulong connId, long unsent) => HandleResult.Ok;
+
         /// <summary>UDP cast and node: a datagram arrived from <paramref name="from"/>.
-        /// The default passes it to <see cref="OnReceive(TcpEndpoint, ulong, ReadOnlySpan{byte})"/>.</summary>
+        /// The default passes it to <see cref="OnReceive(TcpEndpoint, ulong, ReadOnlySpan{byte})"/>.
+        /// The result is ignored: the endpoint's one connection is its socket, which stays open.</summary>
         HandleResult OnReceiveFrom(TcpEndpoint sender, ulong connId, ReadOnlySpan<byte> data, IPEndPoint from) =>
             OnReceive(sender, connId, data);
 

@@ -506,6 +506,51 @@ namespace HpSock
             return new ConnectionStats(in s);
         }
 
+        /// <summary>The bytes a connection has accepted for sending (pack headers
+        /// included, and file bytes not yet read) that are not yet handed to the
+        /// kernel. Compare with <see cref="SendHighWater"/> and
+        /// <see cref="SendLowWater"/>, or wait for <see cref="IListener.OnLowWater"/>.</summary>
+        /// <param name="connId">The connection (0 = a client's own).</param>
+        /// <exception cref="HpSockException"><see cref="HpSockError.NotFound"/>.</exception>
+        public long GetUnsent(ulong connId)
+        {
+            ulong unsent;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_get_unsent(_handle.DangerousGetHandle(), connId, &unsent);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, "get unsent");
+            return (long)unsent;
+        }
+
+        /// <summary>An endpoint-wide counter of what overload and hostile peers
+        /// cost, since the endpoint was made (restarts keep it).</summary>
+        /// <param name="counter">Which counter.</param>
+        public ulong GetCounter(EndpointCounter counter)
+        {
+            ulong value;
+            int r;
+            bool added = false;
+            try
+            {
+                H.DangerousAddRef(ref added);
+                r = Native.hps_get_counter(_handle.DangerousGetHandle(), (int)counter, &value);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            Check(r, $"get counter {counter}");
+            return value;
+        }
+
         /// <summary>Disconnects (forced) every connection that has received
         /// nothing for at least <paramref name="silence"/>; their close events
         /// carry <see cref="HpSockError.Silence"/>.</summary>
@@ -633,6 +678,14 @@ namespace HpSock
             get => GetOption(StringOption.TlsCaFile);
             set => SetOption(StringOption.TlsCaFile, value);
         }
+
+        /// <summary>Sets the passphrase of an encrypted private key
+        /// (<see cref="StringOption.TlsKeyPassword"/>). Write-only: it cannot be
+        /// read back, and the library wipes its copy when freed. Without it an
+        /// encrypted key fails Start with <see cref="HpSockError.TlsConfig"/>,
+        /// never a prompt.</summary>
+        /// <param name="password">The passphrase; null or "" clears it.</param>
+        public void SetTlsKeyPassword(string? password) => SetOption(StringOption.TlsKeyPassword, password);
 
         /// <summary>Agent/client: the server name sent and verified.</summary>
         public string TlsServerName
@@ -777,6 +830,63 @@ namespace HpSock
             set => SetOption(EndpointOption.SilenceTimeout, (long)value.TotalMilliseconds);
         }
 
+        /// <summary>(live) Unsent bytes per connection above which
+        /// <see cref="IListener.OnHighWater"/> comes (and, with <see cref="AutoPause"/>,
+        /// reading pauses); 1..1 GiB, default 1 MiB.</summary>
+        public long SendHighWater
+        {
+            get => GetOption(EndpointOption.SendHighWater);
+            set => SetOption(EndpointOption.SendHighWater, value);
+        }
+
+        /// <summary>(live) Unsent bytes at or below which <see cref="IListener.OnLowWater"/>
+        /// comes after a high water (and an automatic pause resumes); kept below
+        /// <see cref="SendHighWater"/>; default 256 KiB.</summary>
+        public long SendLowWater
+        {
+            get => GetOption(EndpointOption.SendLowWater);
+            set => SetOption(EndpointOption.SendLowWater, value);
+        }
+
+        /// <summary>(live) Sets both water marks in the order that keeps the low one
+        /// below the high one at every step, so any valid pair can follow any other.</summary>
+        /// <param name="high">The high water mark.</param>
+        /// <param name="low">The low water mark, below <paramref name="high"/>.</param>
+        public void SetSendWaterMarks(long high, long low)
+        {
+            if (low >= high) throw new ArgumentOutOfRangeException(nameof(low), low, $"not below the high water mark {high}");
+            if (low < SendHighWater)
+            {
+                SendLowWater = low;
+                SendHighWater = high;
+            }
+            else
+            {
+                SendHighWater = high;
+                SendLowWater = low;
+            }
+        }
+
+        /// <summary>The engine pauses reading on a connection while its unsent bytes
+        /// are above <see cref="SendHighWater"/> and resumes at <see cref="SendLowWater"/>,
+        /// so a peer that does not read cannot make an echo or request/response
+        /// server queue without bound; default false.</summary>
+        public bool AutoPause
+        {
+            get => GetOption(EndpointOption.AutoPause) != 0;
+            set => SetOption(EndpointOption.AutoPause, value ? 1 : 0);
+        }
+
+        /// <summary>How long a graceful close (a disconnect without force, a close
+        /// after a protocol error, a peer's half-close) may take to flush unsent
+        /// bytes; past it the connection is closed by force with
+        /// <see cref="HpSockError.CloseTimeout"/>; default 30 s.</summary>
+        public TimeSpan CloseTimeout
+        {
+            get => TimeSpan.FromMilliseconds(GetOption(EndpointOption.CloseTimeout));
+            set => SetOption(EndpointOption.CloseTimeout, (long)value.TotalMilliseconds);
+        }
+
         // ------------------------------------------------------------------
         // Dispatch (called by the bridge on loop threads)
         // ------------------------------------------------------------------
@@ -827,6 +937,12 @@ namespace HpSock
                 case hps_event_type.HPS_EV_CLOSE:
                     _listener.OnClose(this, ev.Conn, (SocketOperation)ev.Op, (HpSockError)ev.Error);
                     return (int)HandleResult.Ok;
+                case hps_event_type.HPS_EV_HIGH_WATER:
+                    _listener.OnHighWater(this, ev.Conn, (long)ev.Len);
+                    return (int)HandleResult.Ok;
+                case hps_event_type.HPS_EV_LOW_WATER:
+                    _listener.OnLowWater(this, ev.Conn, (long)ev.Len);
+                    return (int)HandleResult.Ok;
                 case hps_event_type.HPS_EV_SHUTDOWN:
                     try
                     {
@@ -875,6 +991,8 @@ namespace HpSock
                     nameof(IListener.OnReceiveFrom) => EventKinds.Receive,
                     nameof(IListener.OnSendTo) => EventKinds.Send,
                     nameof(IListener.OnDatagramError) => EventKinds.Receive | EventKinds.Send,
+                    nameof(IListener.OnHighWater) => EventKinds.HighWater,
+                    nameof(IListener.OnLowWater) => EventKinds.LowWater,
                     _ => EventKinds.None,
                 };
             }

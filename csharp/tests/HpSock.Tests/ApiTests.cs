@@ -26,6 +26,13 @@ public class ApiTests
     {
     }
 
+    private sealed class WaterOnly : IListener
+    {
+        public HandleResult OnHighWater(TcpEndpoint sender, ulong connId, long unsent) => HandleResult.Ok;
+
+        public HandleResult OnLowWater(TcpEndpoint sender, ulong connId, long unsent) => HandleResult.Ok;
+    }
+
     [Fact]
     public void VersionMatchesThePackage()
     {
@@ -61,6 +68,76 @@ public class ApiTests
         using (var c = new TcpServer(new Nothing())) Assert.Equal(EventKinds.None, c.Events);
         using (var d = new TcpServer(new Recorder()))
             Assert.Equal(EventKinds.All & ~(EventKinds.Close | EventKinds.Shutdown), d.Events);
+        using (var w = new TcpServer(new WaterOnly()))
+            Assert.Equal(EventKinds.HighWater | EventKinds.LowWater, w.Events);
+    }
+
+    [Fact]
+    public void EventKindsAllIsTheHeadersEventsAll()
+    {
+        // hpsock accepts an event mask up to HPS_EVENTS_ALL and no higher: All
+        // accepted and All + 1 refused means All is exactly the header's mask.
+        using var s = new TcpServer(new Nothing());
+        s.SetOption(EndpointOption.Events, (long)EventKinds.All);
+        Assert.Equal(EventKinds.All, (EventKinds)s.GetOption(EndpointOption.Events));
+        var e = Assert.Throws<HpSockException>(() => s.SetOption(EndpointOption.Events, (long)EventKinds.All + 1));
+        Assert.Equal(HpSockError.InvalidArgument, e.Error);
+        Assert.Equal(0x7feu, (uint)EventKinds.All); // ten event types, bits 1..10
+        Assert.Equal(10, Enum.GetValues<EventKinds>().Count(k => k != EventKinds.None && k != EventKinds.All));
+    }
+
+    [Fact]
+    public void EveryHeaderErrorAndCounterHasAnEnumValue()
+    {
+        // hps_err_name names every library code; each must be an HpSockError.
+        var named = Enumerable.Range(1, 200).Select(i => -30000 - i)
+            .Where(c => HpSockException.GetName(c).StartsWith("HPS_E")).ToArray();
+        Assert.Contains((int)HpSockError.CloseTimeout, named);
+        Assert.Equal("HPS_ECLOSETIMEOUT", HpSockException.GetName(HpSockError.CloseTimeout));
+        Assert.All(named, c => Assert.True(Enum.IsDefined((HpSockError)c), $"{HpSockException.GetName(c)} ({c}) has no HpSockError"));
+        Assert.Equal(named.Length, Enum.GetValues<HpSockError>().Count(e => e != HpSockError.None));
+        // hps_get_counter knows every EndpointCounter; an unknown one is refused.
+        using var s = new TcpServer(new Nothing());
+        foreach (EndpointCounter c in Enum.GetValues<EndpointCounter>())
+            Assert.Equal(0ul, s.GetCounter(c));
+        foreach (int unknown in new[] { 0, -1, 1000 })
+            Assert.Equal(HpSockError.InvalidArgument, Assert.Throws<HpSockException>(() => s.GetCounter((EndpointCounter)unknown)).Error);
+    }
+
+    [Fact]
+    public void FlowControlOptionsRoundTrip()
+    {
+        using var s = new TcpServer(new Nothing());
+        Assert.Equal(1 << 20, s.SendHighWater);
+        Assert.Equal(256 << 10, s.SendLowWater);
+        Assert.False(s.AutoPause);
+        Assert.Equal(TimeSpan.FromSeconds(30), s.CloseTimeout);
+        s.SendHighWater = 2 << 20;
+        s.SendLowWater = 1 << 20;
+        Assert.Equal((2 << 20, 1 << 20), (s.SendHighWater, s.SendLowWater));
+        s.SetSendWaterMarks(64 << 20, 32 << 20); // both past the old high
+        Assert.Equal((64 << 20, 32 << 20), (s.SendHighWater, s.SendLowWater));
+        s.SetSendWaterMarks(4096, 1024); // both below the old low
+        Assert.Equal((4096, 1024), (s.SendHighWater, s.SendLowWater));
+        Assert.Throws<ArgumentOutOfRangeException>(() => s.SetSendWaterMarks(1024, 1024));
+        s.AutoPause = true;
+        Assert.True(s.AutoPause);
+        s.CloseTimeout = TimeSpan.FromMilliseconds(1500);
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), s.CloseTimeout);
+        Assert.Equal(HpSockError.InvalidArgument, Assert.Throws<HpSockException>(() => s.SendHighWater = 0).Error);
+        Assert.Equal(HpSockError.InvalidArgument, Assert.Throws<HpSockException>(() => s.SendHighWater = (1L << 30) + 1).Error);
+        Assert.Equal(HpSockError.InvalidArgument, Assert.Throws<HpSockException>(() => s.CloseTimeout = TimeSpan.Zero).Error);
+        Assert.Equal(HpSockError.InvalidArgument, Assert.Throws<HpSockException>(() => s.SetOption(EndpointOption.AutoPause, 2)).Error);
+    }
+
+    [Fact]
+    public void TlsKeyPasswordIsWriteOnly()
+    {
+        using var s = new TcpServer(new Nothing());
+        s.SetTlsKeyPassword("secret");
+        var e = Assert.Throws<HpSockException>(() => s.GetOption(StringOption.TlsKeyPassword));
+        Assert.Equal(HpSockError.InvalidArgument, e.Error);
+        s.SetTlsKeyPassword(null); // clears
     }
 
     [Fact]
@@ -137,6 +214,9 @@ public class ApiTests
         Assert.Equal(HpSockError.InvalidState, e.Error);
         s.Events = EventKinds.Receive; // live
         Assert.Equal(EventKinds.Receive, s.Events);
+        s.SetSendWaterMarks(1 << 16, 1 << 12); // live
+        Assert.Equal(HpSockError.InvalidState, Assert.Throws<HpSockException>(() => s.AutoPause = true).Error);
+        Assert.Equal(HpSockError.InvalidState, Assert.Throws<HpSockException>(() => s.CloseTimeout = TimeSpan.FromSeconds(1)).Error);
         e = Assert.Throws<HpSockException>(() => s.Start("127.0.0.1", 0));
         Assert.Equal(HpSockError.InvalidState, e.Error);
     }
@@ -282,6 +362,8 @@ public class ApiTests
             Assert.Equal(HpSockError.NotFound, Assert.Throws<HpSockException>(() => server.SendV(id, Hello)).Error);
             if (id != 0)
                 Assert.Equal(HpSockError.NotFound, Assert.Throws<HpSockException>(() => server.GetStats(id)).Error);
+            if (id != 0)
+                Assert.Equal(HpSockError.NotFound, Assert.Throws<HpSockException>(() => server.GetUnsent(id)).Error);
         }
         // The live connection was never touched by the stale ID.
         server.Send(live, Hello);

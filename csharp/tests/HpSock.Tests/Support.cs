@@ -161,6 +161,20 @@ internal class Recorder : IListener
         Shutdown?.Invoke(sender);
         return HandleResult.Ok;
     }
+
+    /// <summary>Recorded with the unsent bytes in <see cref="Ev.Available"/>.</summary>
+    public virtual HandleResult OnHighWater(TcpEndpoint sender, ulong connId, long unsent)
+    {
+        Add(new Ev(EventKinds.HighWater, connId, Available: unsent));
+        return HandleResult.Ok;
+    }
+
+    /// <summary>Recorded with the unsent bytes in <see cref="Ev.Available"/>.</summary>
+    public virtual HandleResult OnLowWater(TcpEndpoint sender, ulong connId, long unsent)
+    {
+        Add(new Ev(EventKinds.LowWater, connId, Available: unsent));
+        return HandleResult.Ok;
+    }
 }
 
 internal static class Net

@@ -151,6 +151,56 @@ public class UdpTests
     }
 
     [Fact]
+    public void ANodeWhoseReceiveHandlerThrowsIsNotMadeDeaf()
+    {
+        // Its one connection is the socket: the exception is reported through
+        // HandlerException and that datagram is lost, but the node goes on
+        // receiving (issue 19, point 7).
+        var rec = new ThrowsOnFirst();
+        using var node = new UdpNode(rec);
+        var reports = new List<HandlerExceptionEventArgs>();
+        node.HandlerException += (s, e) =>
+        {
+            lock (reports) reports.Add(e);
+        };
+        node.Start("127.0.0.1", 0);
+        var to = new IPEndPoint(IPAddress.Loopback, node.ListenAddress.Port);
+        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        peer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        peer.SendTo(B("first"), to);
+        Deadline.Until(() => { lock (reports) return reports.Count == 1; }, "the report");
+        HandlerExceptionEventArgs r;
+        lock (reports) r = reports[0];
+        Assert.IsType<InvalidOperationException>(r.Exception);
+        Assert.Equal(EventKinds.Receive, r.Event);
+        peer.SendTo(B("second"), to);
+        Deadline.Until(() => rec.Seen.Contains("second"), "the second datagram");
+        Assert.Equal(new[] { "first", "second" }, rec.Seen.ToArray());
+        Assert.Equal(0, rec.Closes);
+        Assert.Equal(EndpointState.Started, node.State);
+    }
+
+    private sealed class ThrowsOnFirst : IListener
+    {
+        public readonly System.Collections.Concurrent.ConcurrentQueue<string> Seen = new();
+        public int Closes;
+
+        public HandleResult OnReceiveFrom(TcpEndpoint sender, ulong connId, ReadOnlySpan<byte> data, IPEndPoint from)
+        {
+            string m = Encoding.UTF8.GetString(data);
+            Seen.Enqueue(m);
+            if (m == "first") throw new InvalidOperationException("from OnReceiveFrom");
+            return HandleResult.Ok;
+        }
+
+        public HandleResult OnClose(TcpEndpoint sender, ulong connId, SocketOperation operation, HpSockError error)
+        {
+            Interlocked.Increment(ref Closes);
+            return HandleResult.Ok;
+        }
+    }
+
+    [Fact]
     public void CastMulticastOverLoopback()
     {
         var arec = new Rec();

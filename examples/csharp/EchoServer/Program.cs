@@ -5,7 +5,9 @@
 //
 // Prints "listening on HOST:PORT" once ready (port 0 picks a free port) and
 // runs until SIGINT or SIGTERM. In pack mode every frame is echoed as one
-// frame. Same command line as examples/echo_server.c.
+// frame. Same command line as examples/echo_server.c. Reading pauses
+// automatically while a client's echo waits unsent, so a client that does
+// not read is slowed down, never dropped.
 using System.Runtime.InteropServices;
 using HpSock;
 
@@ -37,6 +39,11 @@ try
     using var server = new TcpServer(new EchoListener());
     if (workers > 0) server.Workers = workers;
     server.ReceiveModel = model;
+    // A client that reads slower than it writes would make the echo queue
+    // without bound (and the send fail with SendQueueFull); with this the
+    // engine stops reading from it while its unsent bytes are above the high
+    // water mark, and TCP slows the client down instead.
+    server.AutoPause = true;
     if (model == ReceiveModel.Pack)
     {
         server.PackFlag = flag;

@@ -55,6 +55,8 @@ public final class Hpsock {
   public static final int ESILENCE = -30020;
   /** File cannot be read for sending. */
   public static final int EFILE = -30021;
+  /** A graceful close passed {@link Option#CLOSE_TIMEOUT} with bytes unsent and was forced. */
+  public static final int ECLOSETIMEOUT = -30022;
   /** UDP: datagram larger than the max datagram size. */
   public static final int EDGRAMSIZE = -30040;
   /** UDP: peer silent past the detect interval times attempts. */

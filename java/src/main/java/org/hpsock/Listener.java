@@ -21,7 +21,9 @@ import java.nio.ByteBuffer;
  * <p>An exception thrown by a listener method never reaches the C library: it is reported to the
  * thread's uncaught-exception handler (by default printed with its stack trace on {@code
  * System.err}) and the event is treated as {@link HandleResult#ERROR}, so the connection is closed
- * with {@link Hpsock#EHANDLER}; the endpoint and its other connections go on.
+ * with {@link Hpsock#EHANDLER}; the endpoint and its other connections go on. A {@link UdpCast}'s
+ * or {@link UdpNode}'s one connection is its socket: ERROR (or an exception) from its receive or
+ * send methods closes nothing, and it goes on receiving.
  *
  * <p>Guarantees: every connection that was accepted or connected gets exactly one {@code
  * onClose}; after {@code onShutdown} no event arrives until the next start.
@@ -133,6 +135,33 @@ public interface Listener {
   }
 
   /**
+   * The connection's unsent bytes rose above {@link Option#SEND_HIGH_WATER}: stop producing for
+   * it (or let {@link Option#AUTO_PAUSE} pause its reading) until {@link #onLowWater}. Comes once
+   * per crossing; {@link TcpEndpoint#unsent(long)} reads the count at any time.
+   *
+   * @param endpoint the endpoint
+   * @param connId the connection
+   * @param unsent the bytes accepted for sending and not yet handed to the kernel
+   * @return ignored
+   */
+  default HandleResult onHighWater(TcpEndpoint endpoint, long connId, long unsent) {
+    return HandleResult.OK;
+  }
+
+  /**
+   * After {@link #onHighWater}: the connection's unsent bytes fell to {@link
+   * Option#SEND_LOW_WATER} or below. It is writable again.
+   *
+   * @param endpoint the endpoint
+   * @param connId the connection
+   * @param unsent the bytes accepted for sending and not yet handed to the kernel
+   * @return ignored
+   */
+  default HandleResult onLowWater(TcpEndpoint endpoint, long connId, long unsent) {
+    return HandleResult.OK;
+  }
+
+  /**
    * UDP cast and node only: a datagram arrived from {@code from}. The default passes it to {@link
    * #onReceive(TcpEndpoint, long, ByteBuffer)}.
    *
@@ -140,7 +169,7 @@ public interface Listener {
    * @param connId the endpoint's one connection
    * @param data the datagram, valid only during the call
    * @param from the sender (numeric host, unresolved)
-   * @return {@link HandleResult#ERROR} closes the connection
+   * @return ignored: the endpoint's one connection is its socket, which stays open
    */
   default HandleResult onReceiveFrom(
       TcpEndpoint endpoint, long connId, ByteBuffer data, InetSocketAddress from) {
@@ -155,7 +184,7 @@ public interface Listener {
    * @param connId the endpoint's one connection
    * @param data the datagram, valid only during the call
    * @param to the destination (numeric host, unresolved)
-   * @return {@link HandleResult#ERROR} closes the connection
+   * @return ignored: the endpoint's one connection is its socket, which stays open
    */
   default HandleResult onSendTo(
       TcpEndpoint endpoint, long connId, ByteBuffer data, InetSocketAddress to) {
@@ -172,7 +201,7 @@ public interface Listener {
    * @param operation RECEIVE or SEND
    * @param errorCode why
    * @param address the sender or destination
-   * @return {@link HandleResult#ERROR} closes the connection
+   * @return ignored: the endpoint's one connection is its socket, which stays open
    */
   default HandleResult onDatagramError(
       TcpEndpoint endpoint, long connId, Operation operation, int errorCode,

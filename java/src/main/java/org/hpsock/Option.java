@@ -57,6 +57,28 @@ public enum Option {
    * Hpsock#ESILENCE}; 0 = off (default).
    */
   SILENCE_TIMEOUT(19),
+  /**
+   * (Live) Unsent bytes per connection above which {@link Listener#onHighWater} comes (and, with
+   * {@link #AUTO_PAUSE}, reading pauses); 1..1 GiB, default 1 MiB.
+   */
+  SEND_HIGH_WATER(20),
+  /**
+   * (Live) Unsent bytes at or below which {@link Listener#onLowWater} comes after a high water
+   * (and an automatic pause resumes); 0..1 GiB, kept below {@link #SEND_HIGH_WATER}, default 256
+   * KiB.
+   */
+  SEND_LOW_WATER(21),
+  /**
+   * 0/1: the engine pauses reading on a connection while its unsent bytes are above {@link
+   * #SEND_HIGH_WATER} and resumes at {@link #SEND_LOW_WATER}; default 0.
+   */
+  AUTO_PAUSE(22),
+  /**
+   * Milliseconds a graceful close (disconnect without force, a close after a protocol error, a
+   * peer's half-close) may take to flush unsent bytes; past it the connection is closed by force
+   * with {@link Hpsock#ECLOSETIMEOUT}; 1..86400000, default 30000.
+   */
+  CLOSE_TIMEOUT(23),
   /** UDP: bytes per datagram, 1..65527; default 1432. */
   UDP_MAX_DATAGRAM(32),
   /** UDP server/client: detection interval in milliseconds, 0 = off; default 60000. */

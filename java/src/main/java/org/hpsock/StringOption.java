@@ -8,7 +8,7 @@ package org.hpsock;
 public enum StringOption {
   /** Certificate (chain) PEM file. */
   TLS_CERT_FILE(80),
-  /** Private key PEM file (unencrypted). */
+  /** Private key PEM file (encrypted: see {@link #TLS_KEY_PASSWORD}). */
   TLS_KEY_FILE(81),
   /** Certificate (chain) as PEM text. */
   TLS_CERT_PEM(82),
@@ -28,7 +28,13 @@ public enum StringOption {
    * Agent/client: the server name sent (SNI) and verified; default: the host given to connect or
    * start when it is a name.
    */
-  TLS_SNI(89);
+  TLS_SNI(89),
+  /**
+   * Passphrase of an encrypted private key. Write-only: reading it throws {@link Hpsock#EINVAL};
+   * the library wipes its copy when freed. An encrypted key without it fails start with {@link
+   * Hpsock#ETLSCONFIG}, never a prompt.
+   */
+  TLS_KEY_PASSWORD(90);
 
   final int key;
 

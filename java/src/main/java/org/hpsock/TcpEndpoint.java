@@ -41,6 +41,8 @@ public abstract class TcpEndpoint implements AutoCloseable {
   static final int EV_SEND = 6;
   static final int EV_CLOSE = 7;
   static final int EV_SHUTDOWN = 8;
+  static final int EV_HIGH_WATER = 9;
+  static final int EV_LOW_WATER = 10;
 
   static final int ROLE_SERVER = 1;
   static final int ROLE_AGENT = 2;
@@ -124,6 +126,12 @@ public abstract class TcpEndpoint implements AutoCloseable {
     if (overrides(c, "onDatagramError", ep, long.class, Operation.class, int.class, sa)) {
       m |= 1 << EV_RECEIVE | 1 << EV_SEND;
     }
+    if (overrides(c, "onHighWater", ep, long.class, long.class)) {
+      m |= 1 << EV_HIGH_WATER;
+    }
+    if (overrides(c, "onLowWater", ep, long.class, long.class)) {
+      m |= 1 << EV_LOW_WATER;
+    }
     return m | 1 << EV_CLOSE | 1 << EV_SHUTDOWN;
   }
 
@@ -170,6 +178,12 @@ public abstract class TcpEndpoint implements AutoCloseable {
           break;
         case EV_SHUTDOWN:
           r = listener.onShutdown(this);
+          break;
+        case EV_HIGH_WATER:
+          r = listener.onHighWater(this, conn, n);
+          break;
+        case EV_LOW_WATER:
+          r = listener.onLowWater(this, conn, n);
           break;
         default:
           r = HandleResult.OK;
@@ -385,6 +399,8 @@ public abstract class TcpEndpoint implements AutoCloseable {
    *
    * @param option the option
    * @return its value, "" when unset
+   * @throws HpsockException {@link Hpsock#EINVAL} for the write-only {@link
+   *     StringOption#TLS_KEY_PASSWORD}
    */
   public final String getOption(StringOption option) {
     return str(Native.hpsw_getopt_str(ep(), option.key), "get " + option);
@@ -407,6 +423,17 @@ public abstract class TcpEndpoint implements AutoCloseable {
    */
   public final void setTlsVerify(TlsVerify verify) {
     setOption(Option.TLS_VERIFY, verify.code());
+  }
+
+  /**
+   * Sets the passphrase of an encrypted private key ({@link StringOption#TLS_KEY_PASSWORD}).
+   * Write-only: it cannot be read back, and the library wipes its copy when freed. Without it an
+   * encrypted key fails {@code start} with {@link Hpsock#ETLSCONFIG}, never a prompt.
+   *
+   * @param password the passphrase; null or "" clears it
+   */
+  public final void setTlsKeyPassword(String password) {
+    setOption(StringOption.TLS_KEY_PASSWORD, password);
   }
 
   /**
@@ -473,6 +500,98 @@ public abstract class TcpEndpoint implements AutoCloseable {
    */
   public final ReceiveModel receiveModel() {
     return ReceiveModel.of(getOption(Option.RECV_MODEL));
+  }
+
+  // ---------------------------------------------------------------- flow control
+
+  /**
+   * (Live) Sets the unsent bytes per connection above which {@link Listener#onHighWater} comes
+   * ({@link Option#SEND_HIGH_WATER}).
+   *
+   * @param bytes 1..1 GiB; default 1 MiB
+   */
+  public final void setSendHighWater(long bytes) {
+    setOption(Option.SEND_HIGH_WATER, bytes);
+  }
+
+  /**
+   * (Live) Sets the unsent bytes at or below which {@link Listener#onLowWater} comes after a high
+   * water ({@link Option#SEND_LOW_WATER}).
+   *
+   * @param bytes 0..1 GiB, below the high water mark; default 256 KiB
+   */
+  public final void setSendLowWater(long bytes) {
+    setOption(Option.SEND_LOW_WATER, bytes);
+  }
+
+  /**
+   * (Live) Sets both water marks, in the order that keeps the low one below the high one at every
+   * step, so any valid pair can follow any other.
+   *
+   * @param high the high water mark ({@link #setSendHighWater(long)})
+   * @param low the low water mark, below {@code high}
+   * @throws IllegalArgumentException if {@code low >= high}
+   */
+  public final void setSendWaterMarks(long high, long low) {
+    if (low >= high) {
+      throw new IllegalArgumentException("low water " + low + " not below high water " + high);
+    }
+    if (low < getOption(Option.SEND_HIGH_WATER)) {
+      setSendLowWater(low);
+      setSendHighWater(high);
+    } else {
+      setSendHighWater(high);
+      setSendLowWater(low);
+    }
+  }
+
+  /**
+   * Makes the engine pause reading on a connection while its unsent bytes are above the high
+   * water mark and resume at the low one ({@link Option#AUTO_PAUSE}), so a peer that does not
+   * read cannot make an echo or request/response server queue without bound. Before start.
+   *
+   * @param on whether to pause automatically; default false
+   */
+  public final void setAutoPause(boolean on) {
+    setOption(Option.AUTO_PAUSE, on ? 1 : 0);
+  }
+
+  /**
+   * Sets how long a graceful close may take to flush unsent bytes before it is forced with
+   * {@link Hpsock#ECLOSETIMEOUT} ({@link Option#CLOSE_TIMEOUT}). Before start.
+   *
+   * @param millis 1..86400000; default 30000
+   */
+  public final void setCloseTimeout(long millis) {
+    setOption(Option.CLOSE_TIMEOUT, millis);
+  }
+
+  /**
+   * The bytes a connection has accepted for sending (pack headers included, and file bytes not
+   * yet read) that are not yet handed to the kernel. Compare with the water marks, or wait for
+   * {@link Listener#onLowWater}.
+   *
+   * @param connId the connection (0 = a client's own)
+   * @return the unsent byte count
+   * @throws HpsockException {@link Hpsock#ENOTFOUND}
+   */
+  public final long unsent(long connId) {
+    long[] out = new long[1];
+    check(NativeJNI.getUnsent(ep(), connId, out), "unsent");
+    return out[0];
+  }
+
+  /**
+   * An endpoint-wide counter of what overload and hostile peers cost, since the endpoint was
+   * made (restarts keep it).
+   *
+   * @param counter which
+   * @return its value
+   */
+  public final long counter(Counter counter) {
+    long[] out = new long[1];
+    check(NativeJNI.getCounter(ep(), counter.key, out), "counter " + counter);
+    return out[0];
   }
 
   // ---------------------------------------------------------------- sending

@@ -35,10 +35,32 @@ class ErrorsTest {
         n++;
       }
     }
-    assertEquals(30, n, "every HPS_E* code has a constant");
+    assertEquals(31, n, "every HPS_E* code has a constant");
     for (Option o : Option.values()) {
       assertEquals(NativeConstants.class.getField("HPS_OPT_" + o.name()).getInt(null), o.key());
     }
+    for (Counter c : Counter.values()) {
+      assertEquals(NativeConstants.class.getField("HPS_CNT_" + c.name()).getInt(null), c.key());
+    }
+    int counters = 0;
+    int events = 0;
+    for (Field f : NativeConstants.class.getFields()) {
+      counters += f.getName().startsWith("HPS_CNT_") ? 1 : 0;
+      events += f.getName().startsWith("HPS_EV_") ? 1 : 0;
+    }
+    assertEquals(Counter.values().length, counters, "every HPS_CNT_* has a Counter");
+    assertEquals(10, events, "event types in the header");
+    String[] names = {"PREPARE", "ACCEPT", "CONNECT", "HANDSHAKE", "RECEIVE", "SEND", "CLOSE",
+        "SHUTDOWN", "HIGH_WATER", "LOW_WATER"};
+    for (String name : names) {
+      int want = NativeConstants.class.getField("HPS_EV_" + name).getInt(null);
+      assertEquals(want, TcpEndpoint.class.getDeclaredField("EV_" + name).getInt(null), name);
+    }
+    long all = 0;
+    for (String name : names) {
+      all |= 1L << NativeConstants.class.getField("HPS_EV_" + name).getInt(null);
+    }
+    assertEquals(NativeConstants.HPS_EVENTS_ALL, all, "HPS_EVENTS_ALL is every event's bit");
     for (HandleResult r : HandleResult.values()) {
       assertEquals(NativeConstants.class.getField("HPS_HR_" + r.name()).getInt(null), r.code());
     }
@@ -96,6 +118,7 @@ class ErrorsTest {
           fails(Hpsock.ENOTFOUND, () -> server.remoteAddress(stale));
           fails(Hpsock.ENOTFOUND, () -> server.localAddress(stale));
           fails(Hpsock.ENOTFOUND, () -> server.sendv(stale, new byte[] {1}));
+          fails(Hpsock.ENOTFOUND, () -> server.unsent(stale));
         }
         server.send(id2, new byte[] {9}); // the live one still works
         assertEquals(9, TestSupport.readFully(s2, 1)[0]);
@@ -111,7 +134,10 @@ class ErrorsTest {
     server.start("127.0.0.1", 0);
     fails(Hpsock.ESTATE, () -> server.start("127.0.0.1", 0));
     fails(Hpsock.ESTATE, () -> server.setOption(Option.WORKERS, 2));
-    server.setOption(Option.EVENTS, 0x1fe); // live
+    server.setOption(Option.EVENTS, 0x7fe); // live
+    server.setSendWaterMarks(1 << 16, 1 << 12); // live
+    fails(Hpsock.ESTATE, () -> server.setAutoPause(true));
+    fails(Hpsock.ESTATE, () -> server.setCloseTimeout(1000));
     int port = server.port();
     try (TcpServer second = TestSupport.server(new Recorder(), 1)) {
       HpsockException e = fails(-98, () -> second.start("127.0.0.1", port));
@@ -133,6 +159,11 @@ class ErrorsTest {
       fails(Hpsock.EINVAL, () -> s.setOption(Option.WORKERS, 65));
       fails(Hpsock.EINVAL, () -> s.setOption(Option.PACK_MAX, 4194304));
       fails(Hpsock.EINVAL, () -> s.setOption(Option.EVENTS, 1 << 12));
+      fails(Hpsock.EINVAL, () -> s.setOption(Option.EVENTS, 1 << 11)); // past the last event
+      fails(Hpsock.EINVAL, () -> s.setSendHighWater(0));
+      fails(Hpsock.EINVAL, () -> s.setSendHighWater((1L << 30) + 1));
+      fails(Hpsock.EINVAL, () -> s.setOption(Option.AUTO_PAUSE, 2));
+      fails(Hpsock.EINVAL, () -> s.setCloseTimeout(0));
       assertThrows(IllegalArgumentException.class, () -> s.start("127.0.0.1", 65536));
     }
   }

@@ -124,6 +124,51 @@ class ListenerThrowsTest {
   }
 
   @Test
+  void aUdpNodeWhoseReceiveThrowsIsNotMadeDeaf() throws Exception {
+    // Its one connection is the socket: the exception is reported and that datagram is lost,
+    // but the node goes on receiving (issue 19, point 7).
+    List<String> seen = new CopyOnWriteArrayList<>();
+    List<String> closes = new CopyOnWriteArrayList<>();
+    Listener l = new Listener() {
+      @Override
+      public HandleResult onReceiveFrom(
+          TcpEndpoint ep, long conn, java.nio.ByteBuffer data, java.net.InetSocketAddress from) {
+        String m = StandardCharsets.US_ASCII.decode(data).toString();
+        seen.add(m);
+        if (m.equals("first")) {
+          throw new Boom("from onReceiveFrom");
+        }
+        return HandleResult.OK;
+      }
+
+      @Override
+      public HandleResult onClose(TcpEndpoint ep, long conn, Operation op, int error) {
+        closes.add(op + " " + Hpsock.errorName(error));
+        return HandleResult.OK;
+      }
+    };
+    try (UdpNode node = new UdpNode(l);
+        java.net.DatagramSocket peer = new java.net.DatagramSocket(0,
+            java.net.InetAddress.getByName("127.0.0.1"))) {
+      node.start("127.0.0.1", 0);
+      java.net.InetSocketAddress to = new java.net.InetSocketAddress("127.0.0.1", node.port());
+      byte[] first = "first".getBytes(StandardCharsets.US_ASCII);
+      peer.send(new java.net.DatagramPacket(first, first.length, to));
+      TestSupport.await(() -> reported.stream().anyMatch(
+          e -> e instanceof Boom && e.getMessage().equals("from onReceiveFrom")), "the report");
+      assertTrue(reportedOn.stream().allMatch(n -> n.startsWith("hpsock-loop-")),
+          reportedOn.toString());
+      byte[] second = "second".getBytes(StandardCharsets.US_ASCII);
+      peer.send(new java.net.DatagramPacket(second, second.length, to));
+      TestSupport.await(() -> seen.contains("second"), "the second datagram; seen " + seen
+          + ", closes " + closes);
+      assertEquals(List.of("first", "second"), seen);
+      assertEquals(List.of(), closes, "the node's connection stays open");
+      assertEquals(State.STARTED, node.state());
+    }
+  }
+
+  @Test
   void throwingAcceptRefusesThatConnection() throws Exception {
     Thrower rec = new Thrower();
     try (TcpServer server = TestSupport.server(rec, 1)) {

@@ -40,7 +40,8 @@ class Recorder implements Listener {
       return type + "(conn=" + Long.toHexString(conn)
           + (op != null ? ", op=" + op + ", error=" + errorName() : "")
           + (data != null ? ", " + data.length + " bytes" : "")
-          + (type.equals("PULL") ? ", available=" + n : "") + ")";
+          + (type.equals("PULL") ? ", available=" + n : "")
+          + (type.endsWith("_WATER") ? ", unsent=" + n : "") + ")";
     }
   }
 
@@ -108,6 +109,16 @@ class Recorder implements Listener {
   @Override
   public HandleResult onShutdown(TcpEndpoint ep) {
     return add(ep, new Ev("SHUTDOWN", 0, null, 0, null, 0));
+  }
+
+  @Override
+  public HandleResult onHighWater(TcpEndpoint ep, long connId, long unsent) {
+    return add(ep, new Ev("HIGH_WATER", connId, null, 0, null, unsent));
+  }
+
+  @Override
+  public HandleResult onLowWater(TcpEndpoint ep, long connId, long unsent) {
+    return add(ep, new Ev("LOW_WATER", connId, null, 0, null, unsent));
   }
 
   /** A snapshot of every event so far. */
