@@ -177,8 +177,6 @@ class EchoRecorder(Recorder):
         ep.send(conn, data)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the engine's close deadline (branch "
-                   "h-closes, f6207cc); remove this marker once it is merged")
 @pytest.mark.parametrize("how", ["peer_half_close", "own_disconnect"])
 def test_graceful_close_that_cannot_flush_is_forced_at_close_timeout(how, server_factory):
     """A graceful close whose peer reads nothing ends at close_timeout with
