@@ -26,6 +26,7 @@ int hps__loop_init(hps__loop *lp, hps_endpoint *ep, int index) {
   lp->index = index;
   lp->free_slot = UINT32_MAX;
   lp->accepting_cmds = 1;
+  lp->listen_fd = lp->reserve_fd = -1;
   r = uv_async_init(&lp->uv, &lp->async, on_async);
   if (r != 0) {
     uv_loop_close(&lp->uv);
@@ -58,7 +59,7 @@ void hps__loop_free(hps__loop *lp) {
   if (!lp->handles_closed) { /* never ran: close handles here */
     uv_close((uv_handle_t *)&lp->async, NULL);
     uv_close((uv_handle_t *)&lp->timer, NULL);
-    if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
+    hps__listen_close(lp);
     uv_run(&lp->uv, UV_RUN_DEFAULT);
     uv_loop_close(&lp->uv);
   }
@@ -263,8 +264,7 @@ static void loop_stop(hps__loop *lp) {
   uv_mutex_lock(&lp->lock);
   c = lp->conns; /* accepting_cmds is 0: no connection is added any more */
   uv_mutex_unlock(&lp->lock);
-  if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
-  lp->has_listener = 0;
+  hps__listen_close(lp); /* during an accept back-off too */
   /* Only this thread removes connections from the list, and only in close
    * callbacks, which do not run inside this walk. */
   for (; c != NULL; c = next) {
