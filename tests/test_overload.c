@@ -45,6 +45,7 @@
 #define CPU_MAX_PCT 20.0
 #define CPU_WINDOW_MS 1000
 #define FLOOD_MS 1000
+#define FLOOD_MAX 3000
 
 /* What the child says once started, and once stopped. */
 typedef struct hello {
@@ -368,13 +369,17 @@ static int count_refused(const int *fds, char *gone, int n) {
   return k;
 }
 
-/* More clients come and go for ms milliseconds: a loop out of
- * descriptors keeps being woken for new connections (and on each both
- * loops race for any descriptor one of them frees). */
-static void flood(uint16_t port, int ms) {
-  uint64_t end = t_now_ms() + (uint64_t)ms;
-  while (t_now_ms() < end)
-    close(t_connect_nb(port));
+/* More clients come and go, for FLOOD_MS or FLOOD_MAX connects: a loop
+ * out of descriptors keeps being woken for new connections (and on each
+ * both loops race for any descriptor one of them frees). They leave with
+ * a reset, so no TIME_WAIT is left behind. */
+static void flood(uint16_t port) {
+  uint64_t end = t_now_ms() + FLOOD_MS;
+  int k = 0;
+  while (k < FLOOD_MAX && t_now_ms() < end) {
+    t_close_reset(t_connect_nb(port));
+    k++;
+  }
 }
 
 /* One overload of the server process pid (limit NOFILE, base descriptors
@@ -391,7 +396,7 @@ static void overload_round(pid_t pid, uint16_t port, int base, int round) {
     fail_msg("round %d: the server holds %d descriptors (limit %d) %d ms "
              "into an overload of %d clients",
              round, n, NOFILE, T_WAIT_MS, NCLIENTS);
-  flood(port, FLOOD_MS);
+  flood(port);
   cpu = cpu_pct(pid, CPU_WINDOW_MS);
   if (cpu < 0 || cpu > CPU_MAX_PCT)
     fail_msg("round %d: the server, out of descriptors, used %.0f%% of a "
@@ -471,7 +476,10 @@ static void default_max_connections_fits_the_descriptor_limit(void **state) {
                NCLIENTS - NOFILE_DEFAULT_MAX &&
            t_now_ms() < deadline)
       nanosleep(&tick, NULL);
-    if (refused != NCLIENTS - NOFILE_DEFAULT_MAX)
+    /* the last round's echo connection may not be released yet: it can
+     * hold one of the places */
+    if (refused < NCLIENTS - NOFILE_DEFAULT_MAX ||
+        refused > NCLIENTS - NOFILE_DEFAULT_MAX + 1)
       fail_msg("round %d: %d of %d clients refused, expected %d (limit %d)",
                round, refused, NCLIENTS, NCLIENTS - NOFILE_DEFAULT_MAX,
                NOFILE_DEFAULT_MAX);
@@ -529,7 +537,7 @@ static const char *example_path(char *buf, size_t cap) {
 
 /* hps_echo_server with 2 workers, both descriptor limits at NOFILE (it
  * raises the soft one to the hard one) and a connection limit far above
- * them, through one overload: it serves again afterwards and exits 0 at
+ * them, through two overloads: it serves again after each and exits 0 at
  * once on SIGTERM. */
 static void
 echo_server_example_stops_on_sigterm_after_an_overload(void **state) {
@@ -580,6 +588,7 @@ echo_server_example_stops_on_sigterm_after_an_overload(void **state) {
   base = fd_count(child.pid);
   assert_true(base > 0);
   overload_round(child.pid, (uint16_t)port, base, 1);
+  overload_round(child.pid, (uint16_t)port, base, 2);
   assert_int_equal(kill(child.pid, SIGTERM), 0);
   deadline = t_now_ms() + T_WAIT_MS;
   while ((r = waitpid(child.pid, &status, WNOHANG)) == 0 &&
