@@ -286,6 +286,36 @@ static int wait_fds(pid_t pid, int at_least, int at_most, int timeout_ms) {
   }
 }
 
+/* Connections waiting in the accept queues of the 127.0.0.1 listeners on
+ * port (for a listening socket /proc/net/tcp's rx_queue is its accept
+ * queue), or -1. */
+static int queued(uint16_t port) {
+  char line[512];
+  unsigned addr, lport, st, txq, rxq;
+  int n = 0;
+  FILE *f = fopen("/proc/net/tcp", "re");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (sscanf(line, " %*u: %8X:%4X %*8X:%*4X %2X %8X:%8X", &addr, &lport, &st,
+               &txq, &rxq) == 5 &&
+        lport == port && st == 0x0A)
+      n += (int)rxq;
+  }
+  fclose(f);
+  return n;
+}
+
+/* Wait until nothing waits in port's accept queues; the last count. */
+static int wait_queued(uint16_t port, int timeout_ms) {
+  uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+  struct timespec tick = {0, 10000000L}; /* a read lists every socket */
+  int n;
+  while ((n = queued(port)) != 0 && t_now_ms() < deadline)
+    nanosleep(&tick, NULL);
+  return n;
+}
+
 /* Fork fn(wfd, arg) into the child; its hello into *h. */
 static void spawn_server(int64_t max_conns, hello *h) {
   int p[2];
@@ -386,7 +416,7 @@ static void flood(uint16_t port) {
  * when idle) on port: it must stay quiet while out of descriptors, close
  * what it holds once the clients have gone, and echo again. */
 static void overload_round(pid_t pid, uint16_t port, int base, int round) {
-  int *fds = clients, i, n;
+  int *fds = clients, i, n, q;
   double cpu;
   for (i = 0; i < NCLIENTS; i++)
     fds[i] = t_connect_nb(port);
@@ -402,17 +432,28 @@ static void overload_round(pid_t pid, uint16_t port, int base, int round) {
     fail_msg("round %d: the server, out of descriptors, used %.0f%% of a "
              "core over %d ms (at most %.0f%%): it spins on accept",
              round, cpu, CPU_WINDOW_MS, CPU_MAX_PCT);
-  print_message("round %d: %d descriptors held, CPU %.1f%% of a core over "
-                "%d ms\n",
-                round, n, cpu, CPU_WINDOW_MS);
+  q = queued(port);
+  if (q <= 0)
+    fail_msg("round %d: no client waits in the accept queues of the "
+             "overloaded server (%d)",
+             round, q);
+  print_message("round %d: %d descriptors held, %d clients waiting, CPU "
+                "%.1f%% of a core over %d ms\n",
+                round, n, q, cpu, CPU_WINDOW_MS);
   close_all(fds, NCLIENTS);
-  /* it closes what it holds (its loops still serve) ... */
+  /* it accepts again, what waited (gone by now) too ... */
+  n = wait_queued(port, 2 * T_WAIT_MS);
+  if (n != 0)
+    fail_msg("round %d: %d ms after its clients left, %d connections still "
+             "wait in the server's accept queues",
+             round, 2 * T_WAIT_MS, n);
+  /* ... and closes what it holds (its loops still serve) ... */
   n = wait_fds(pid, 0, base + 4, 2 * T_WAIT_MS);
   if (n < 0 || n > base + 4)
     fail_msg("round %d: %d ms after its clients left, the server still "
              "holds %d descriptors (%d before the overload)",
              round, 2 * T_WAIT_MS, n, base);
-  /* ... and accepts again */
+  /* ... so a new client is served, not shed */
   expect_echo(port, round);
 }
 
