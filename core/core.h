@@ -264,8 +264,15 @@ struct hps__loop {
   uv_timer_t trim_timer;
   size_t freed;
   int trim_pending;
-  uv_tcp_t listener;
+  /* TCP server (tcp.c, accept): this loop's listening socket, polled by
+   * hand (not uv_listen) so that an accept error can pause it; the
+   * back-off timer of such a pause; a spare descriptor given up to shed
+   * a connection when descriptors run out. -1: none. */
+  uv_poll_t accept_poll;
+  uv_timer_t accept_timer;
   int has_listener;
+  int listen_fd, reserve_fd;
+  unsigned backoff_ms; /* the next pause; 0 after a successful accept */
   int index;
   hps_endpoint *ep;
   uv_thread_t thread;
@@ -443,7 +450,12 @@ int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent);
 int hps__len_error(hps_endpoint *ep);
 
 /* tcp.c */
-void hps__on_connection(uv_stream_t *server, int status);
+/* Server: accept on listening socket fd (bound, listening) on lp, whose
+ * thread has not started yet; takes fd (closed on failure). */
+int hps__listen_start(hps__loop *lp, int fd);
+/* Stop accepting and close the listening socket (loop thread, or a loop
+ * that never ran); no-op without one. */
+void hps__listen_close(hps__loop *lp);
 int hps__emit(hps__conn *c, int type, const void *data, size_t len);
 void hps__conn_close(hps__conn *c, int op, int err);
 void hps__conn_disconnect(hps__conn *c, int force, int err);

@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -88,6 +89,26 @@ int hps__opt_known(int opt) {
   return opt > 0 && opt < OPT_COUNT && opt_range[opt].max != 0;
 }
 
+/* TCP roles' default HPS_OPT_MAX_CONNECTIONS: as many connections as the
+ * soft descriptor limit holds, less room for the loops' own descriptors
+ * and the application's (an eighth, at least 64, at most half), and at
+ * most 100000. Past the limit accepting pauses and sheds, so this only
+ * keeps a default server from getting there. */
+static int64_t max_conns_default(void) {
+  struct rlimit rl;
+  uint64_t lim, room, n;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return 100000;
+  lim = (uint64_t)rl.rlim_cur;
+  room = lim / 8 > 64 ? lim / 8 : 64;
+  n = lim > room ? lim - room : 0;
+  if (n < lim / 2)
+    n = lim / 2;
+  if (n < 1)
+    n = 1;
+  return n > 100000 ? 100000 : (int64_t)n;
+}
+
 void hps__opt_defaults(hps_endpoint *ep) {
   unsigned cpus = 0;
   uv_cpu_info_t *info;
@@ -100,7 +121,9 @@ void hps__opt_defaults(hps_endpoint *ep) {
   if (cpus > HPS__MAX_WORKERS) cpus = HPS__MAX_WORKERS;
   ep->opt[HPS_OPT_WORKERS] = cpus;
   ep->opt[HPS_OPT_RECV_MODEL] = HPS_MODEL_PUSH;
-  ep->opt[HPS_OPT_MAX_CONNECTIONS] = 100000;
+  /* UDP peers hold no descriptor of their own */
+  ep->opt[HPS_OPT_MAX_CONNECTIONS] =
+      HPS__IS_UDP(ep) ? 100000 : max_conns_default();
   ep->opt[HPS_OPT_KEEPALIVE_INTERVAL] = 20000;
   ep->opt[HPS_OPT_NODELAY] = 1;
   ep->opt[HPS_OPT_REUSE_ADDR] = 1;
@@ -280,16 +303,7 @@ static int open_listeners(hps_endpoint *ep, const char *host, uint16_t port) {
         }
       }
     }
-    uv_tcp_init(&lp->uv, &lp->listener);
-    lp->listener.data = lp;
-    r = uv_tcp_open(&lp->listener, fd);
-    if (r == 0) {
-      lp->has_listener = 1;
-      r = uv_listen((uv_stream_t *)&lp->listener,
-                    (int)ep->opt[HPS_OPT_BACKLOG], hps__on_connection);
-    } else {
-      close(fd);
-    }
+    r = hps__listen_start(lp, fd);
     if (r != 0) return r;
   }
   return 0;

@@ -47,6 +47,7 @@ int hps__loop_init(hps__loop *lp) {
   /* accepting_cmds is 0 (new, or ended): no other thread touches the
    * libuv handles while they are made */
   lp->has_listener = 0;
+  lp->listen_fd = lp->reserve_fd = -1;
   lp->thread_started = 0;
   lp->stopping = 0;
   lp->handles_closed = 0;
@@ -104,7 +105,7 @@ void hps__loop_end(hps__loop *lp) {
     uv_close((uv_handle_t *)&lp->timer, NULL);
     uv_close((uv_handle_t *)&lp->close_timer, NULL);
     uv_close((uv_handle_t *)&lp->trim_timer, NULL);
-    if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
+    hps__listen_close(lp);
     uv_run(&lp->uv, UV_RUN_DEFAULT);
     uv_loop_close(&lp->uv);
     lp->handles_closed = 1;
@@ -329,8 +330,7 @@ static void loop_stop(hps__loop *lp) {
   uv_mutex_lock(&lp->lock);
   c = lp->conns; /* accepting_cmds is 0: no connection is added any more */
   uv_mutex_unlock(&lp->lock);
-  if (lp->has_listener) uv_close((uv_handle_t *)&lp->listener, NULL);
-  lp->has_listener = 0;
+  hps__listen_close(lp); /* during an accept back-off too */
   /* Only this thread removes connections from the list, and only in close
    * callbacks, which do not run inside this walk. */
   for (; c != NULL; c = next) {

@@ -1,7 +1,11 @@
 /* tcp.c - TCP connections on a loop: accept, connect, read (push, pull,
  * pack), write (try-write first, queue the rest), file send, close. Every
  * function here runs on the connection's loop thread. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -1038,15 +1042,19 @@ static int addr_specific(const hps__addr *a) {
   return 0;
 }
 
-static void conn_opened(hps__conn *c, int accepted) {
+/* accepted: the peer's address as accept gave it (NULL: connected). */
+static void conn_opened(hps__conn *c, const hps__addr *accepted) {
   int len;
   uint64_t t = now_ms();
   hps_endpoint *ep = conn_ep(c);
   hps__addr peer, local;
   len = sizeof(peer);
-  if (uv_tcp_getpeername(&c->tcp, &peer.sa, &len) != 0) peer = c->peer;
+  if (accepted != NULL)
+    peer = *accepted;
+  else if (uv_tcp_getpeername(&c->tcp, &peer.sa, &len) != 0)
+    peer = c->peer;
   len = sizeof(local);
-  if (accepted && addr_specific(&ep->listen_addr))
+  if (accepted != NULL && addr_specific(&ep->listen_addr))
     local = ep->listen_addr; /* written before the loops started */
   else if (uv_tcp_getsockname(&c->tcp, &local.sa, &len) != 0)
     memset(&local, 0, sizeof(local));
@@ -1059,35 +1067,115 @@ static void conn_opened(hps__conn *c, int accepted) {
   HPS__STORE(&c->state, HPS__C_OPEN);
 }
 
-void hps__on_connection(uv_stream_t *server, int status) {
-  hps__loop *lp = server->data;
+/* ---- accept (server) ----
+ *
+ * Each loop accepts on its own listening socket (SO_REUSEPORT when there
+ * are several loops), polled with a uv_poll_t and accepted here rather
+ * than through uv_listen: libuv's accept loop calls back and tries again
+ * at once, without end, when accept fails for lack of descriptors or
+ * memory, and its spare-descriptor trick fails once several loops share
+ * the process's descriptor table, so an overload made every loop spin and
+ * never serve, close or stop again. Here every accept error that is not
+ * one connection's own pauses this loop's accepting for a back-off (10 ms,
+ * doubling to 1 s; an accept that succeeds resets it), and connections
+ * already accepted are served meanwhile, which is what frees descriptors.
+ * Out of descriptors, the loop's reserve descriptor is given up for a
+ * moment to take one waiting connection and refuse it: its client learns
+ * at once instead of waiting in the queue. */
+/* accepts per poll: a flood of connections cannot hold the loop */
+#define HPS__ACCEPT_BATCH 64
+#define HPS__BACKOFF_MIN 10u
+#define HPS__BACKOFF_MAX 1000u
+
+static void on_accept_ready(uv_poll_t *p, int status, int events);
+
+static int open_reserve(void) {
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    fd = open("/", O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
+/* Refuse an accepted socket: closed at once with a reset, so the peer is
+ * told and the kernel keeps no state for it. */
+static void shed(hps_endpoint *ep, int fd) {
+  struct linger l = {1, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  close(fd);
+  hps__counter_add(ep, HPS_CNT_ACCEPT_SHED, 1);
+}
+
+static void on_accept_resume(uv_timer_t *t) {
+  hps__loop *lp = t->data;
+  unsigned ms;
+  if (lp->stopping || !lp->has_listener)
+    return;
+  if (lp->reserve_fd < 0)
+    lp->reserve_fd = open_reserve();
+  if (uv_poll_start(&lp->accept_poll, UV_READABLE, on_accept_ready) == 0)
+    return;
+  ms = lp->backoff_ms ? lp->backoff_ms : HPS__BACKOFF_MIN;
+  uv_timer_start(&lp->accept_timer, on_accept_resume, ms, 0);
+  lp->backoff_ms = ms * 2 > HPS__BACKOFF_MAX ? HPS__BACKOFF_MAX : ms * 2;
+}
+
+/* accept failed with err (a libuv error): count it, shed one waiting
+ * connection if descriptors ran out, and pause accepting. */
+static void accept_failed(hps__loop *lp, int err) {
+  hps_endpoint *ep = lp->ep;
+  unsigned ms = lp->backoff_ms ? lp->backoff_ms : HPS__BACKOFF_MIN;
+  hps__counter_add(ep, HPS_CNT_ACCEPT_ERRORS, 1);
+  if ((err == UV_EMFILE || err == UV_ENFILE) && lp->reserve_fd >= 0) {
+    int fd;
+    close(lp->reserve_fd);
+    fd = accept4(lp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+      shed(ep, fd);
+    /* -1 when another thread took the room meanwhile: taken again when
+     * accepting resumes */
+    lp->reserve_fd = open_reserve();
+  }
+  uv_poll_stop(&lp->accept_poll);
+  uv_timer_start(&lp->accept_timer, on_accept_resume, ms, 0);
+  lp->backoff_ms = ms * 2 > HPS__BACKOFF_MAX ? HPS__BACKOFF_MAX : ms * 2;
+}
+
+/* A socket accept gave us, from peer: a connection, or refused. */
+static void accept_one(hps__loop *lp, int fd, const hps__addr *peer) {
   hps_endpoint *ep = lp->ep;
   hps__conn *c;
   int r;
-  if (status < 0 || lp->stopping) return;
+  /* Count first, then check: loops accepting at once cannot both take
+   * the last place. */
+  if (HPS__ADD(&ep->nconns, 1) >= ep->opt[HPS_OPT_MAX_CONNECTIONS]) {
+    HPS__SUB(&ep->nconns, 1);
+    shed(ep, fd);
+    return;
+  }
   uv_mutex_lock(&lp->lock);
   c = hps__conn_new_locked(lp);
   uv_mutex_unlock(&lp->lock);
-  if (c == NULL) { /* no memory: take the socket off the queue and drop it */
-    uv_tcp_t *t = malloc(sizeof(*t));
-    if (t == NULL) return;
-    uv_tcp_init(&lp->uv, t);
-    uv_accept(server, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, on_timer_closed);
+  if (c == NULL) { /* no memory */
+    HPS__SUB(&ep->nconns, 1);
+    shed(ep, fd);
     return;
   }
-  HPS__ADD(&ep->nconns, 1);
   uv_tcp_init(&lp->uv, &c->tcp);
   c->tcp.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-      HPS__LOAD(&ep->nconns) > ep->opt[HPS_OPT_MAX_CONNECTIONS] ||
-      model_init(c) != 0 ||
-      (hps__tls_active(ep) && hps__tls_conn_new(c, NULL, NULL) != 0)) {
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    close(fd);
+    hps__counter_add(ep, HPS_CNT_ACCEPT_SHED, 1);
     hps__conn_close(c, HPS_OP_ACCEPT, 0); /* never visible: no CLOSE */
     return;
   }
+  if (model_init(c) != 0 ||
+      (hps__tls_active(ep) && hps__tls_conn_new(c, NULL, NULL) != 0)) {
+    hps__counter_add(ep, HPS_CNT_ACCEPT_SHED, 1);
+    hps__conn_close(c, HPS_OP_ACCEPT, 0);
+    return;
+  }
   /* The socket options came with the socket: the listener has them. */
-  conn_opened(c, 1);
+  conn_opened(c, peer);
   c->reported = 1;
   r = hps__emit(c, HPS_EV_ACCEPT, NULL, 0);
   if (r == HPS_HR_ERROR) {
@@ -1096,6 +1184,87 @@ void hps__on_connection(uv_stream_t *server, int status) {
     return;
   }
   conn_ready(c, HPS_OP_ACCEPT);
+}
+
+static void on_accept_ready(uv_poll_t *p, int status, int events) {
+  hps__loop *lp = p->data;
+  int n;
+  (void)events;
+  if (lp->stopping || !lp->has_listener)
+    return;
+  if (status < 0) {
+    accept_failed(lp, status);
+    return;
+  }
+  for (n = 0; n < HPS__ACCEPT_BATCH; n++) {
+    hps__addr peer;
+    socklen_t len = sizeof(peer);
+    int fd =
+        accept4(lp->listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      lp->backoff_ms = 0;
+      accept_one(lp, fd, &peer);
+      if (lp->stopping || !lp->has_listener)
+        return;
+      continue;
+    }
+    switch (errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+      return;
+    /* That connection's own failure (accept(2): Linux passes pending
+     * network errors of the new socket on): the next one may be fine. */
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+#ifdef ENONET
+    case ENONET:
+#endif
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      continue;
+    default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+      accept_failed(lp, -errno);
+      return;
+    }
+  }
+}
+
+int hps__listen_start(hps__loop *lp, int fd) {
+  int r = uv_poll_init_socket(&lp->uv, &lp->accept_poll, fd);
+  if (r != 0) {
+    close(fd);
+    return r;
+  }
+  lp->accept_poll.data = lp;
+  uv_timer_init(&lp->uv, &lp->accept_timer);
+  lp->accept_timer.data = lp;
+  lp->listen_fd = fd;
+  lp->has_listener = 1;
+  lp->backoff_ms = 0;
+  lp->reserve_fd = open_reserve(); /* none yet: taken at a resume */
+  return uv_poll_start(&lp->accept_poll, UV_READABLE, on_accept_ready);
+}
+
+void hps__listen_close(hps__loop *lp) {
+  if (!lp->has_listener)
+    return;
+  lp->has_listener = 0;
+  /* Polling stops here (the socket leaves epoll), so it can close now. */
+  uv_close((uv_handle_t *)&lp->accept_poll, NULL);
+  uv_close((uv_handle_t *)&lp->accept_timer, NULL);
+  close(lp->listen_fd);
+  lp->listen_fd = -1;
+  if (lp->reserve_fd >= 0)
+    close(lp->reserve_fd);
+  lp->reserve_fd = -1;
 }
 
 /* ---- connect (agent, client) ---- */
@@ -1166,7 +1335,7 @@ static void on_connect(uv_connect_t *req, int status) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_ENOMEM);
     return;
   }
-  conn_opened(c, 0);
+  conn_opened(c, NULL);
   if (hps__emit(c, HPS_EV_CONNECT, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;

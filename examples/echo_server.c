@@ -1,14 +1,17 @@
 /* echo_server - the hpsock echo server: every byte received is sent back.
  *
  *   hps_echo_server [--host H] [--port P] [--workers N] [--mode push|pack]
- *                   [--flag F] [--max-pack B] [--tls --cert F --key F]
+ *                   [--flag F] [--max-pack B] [--max-conns N]
+ *                   [--tls --cert F --key F]
  *                   [--auto-pause 0|1] [--max-send-queue B]
  *
  * --tls: every connection speaks TLS with the certificate and key (PEM
  * files), e.g. tests/fixtures/tls/server.pem and server.key.
  * Prints "listening on HOST:PORT" once ready (port 0 picks a free port) and
  * runs until SIGINT or SIGTERM. In pack mode every frame is echoed as one
- * frame.
+ * frame. --max-conns: HPS_OPT_MAX_CONNECTIONS (default: what the descriptor
+ * limit holds); past it, or past the descriptor limit, new connections are
+ * refused, and the counts are printed on stderr at exit.
  *
  * Flow control: with HPS_OPT_AUTO_PAUSE (on unless --auto-pause 0) the
  * server stops reading from a client whose echo it cannot hand to the
@@ -37,8 +40,8 @@ static int on_event(void *user, const hps_event *ev) {
 static void usage(void) {
   fprintf(stderr, "usage: hps_echo_server [--host H] [--port P] [--workers N]"
                   " [--mode push|pack] [--flag F] [--max-pack B]"
-                  " [--tls --cert F --key F] [--auto-pause 0|1]"
-                  " [--max-send-queue B]\n");
+                  " [--max-conns N] [--tls --cert F --key F]"
+                  " [--auto-pause 0|1] [--max-send-queue B]\n");
   exit(64);
 }
 
@@ -65,6 +68,8 @@ int main(int argc, char **argv) {
   int port = 0, workers = 0, i, sig, tls = 0, r, auto_pause = 1;
   const char *cert = NULL, *key = NULL;
   int64_t model = HPS_MODEL_PUSH, flag = 0, maxpack = 0, maxsendq = 0;
+  int64_t maxconns = 0;
+  uint64_t errors = 0, shed = 0;
   hps_endpoint *ep;
   char addr[64];
   uint16_t bound;
@@ -86,6 +91,8 @@ int main(int argc, char **argv) {
                                    : (usage(), 0);
     else if (!strcmp(a, "--flag")) flag = atoll(v);
     else if (!strcmp(a, "--max-pack")) maxpack = atoll(v);
+    else if (!strcmp(a, "--max-conns"))
+      maxconns = atoll(v);
     else if (!strcmp(a, "--cert")) cert = v;
     else if (!strcmp(a, "--key")) key = v;
     else if (!strcmp(a, "--auto-pause")) auto_pause = atoi(v) != 0;
@@ -106,6 +113,8 @@ int main(int argc, char **argv) {
   check("create", hps_create(HPS_TCP_SERVER, on_event, NULL, &ep));
   if (workers > 0) check("--workers", hps_setopt(ep, HPS_OPT_WORKERS, workers));
   check("--mode", hps_setopt(ep, HPS_OPT_RECV_MODEL, model));
+  if (maxconns > 0)
+    check("--max-conns", hps_setopt(ep, HPS_OPT_MAX_CONNECTIONS, maxconns));
   if (model == HPS_MODEL_PACK) {
     check("--flag", hps_setopt(ep, HPS_OPT_PACK_FLAG, flag));
     if (maxpack > 0) check("--max-pack", hps_setopt(ep, HPS_OPT_PACK_MAX, maxpack));
@@ -136,6 +145,12 @@ int main(int argc, char **argv) {
 
   sigwait(&set, &sig);
   hps_stop(ep);
+  hps_get_counter(ep, HPS_CNT_ACCEPT_ERRORS, &errors);
+  hps_get_counter(ep, HPS_CNT_ACCEPT_SHED, &shed);
+  if (errors > 0 || shed > 0)
+    fprintf(stderr,
+            "hps_echo_server: %llu accept errors, %llu connections refused\n",
+            (unsigned long long)errors, (unsigned long long)shed);
   hps_free(ep);
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -135,6 +136,24 @@ static void create_gives_created_state_and_the_role(void **state) {
   t_rec_free(&r);
 }
 
+/* HPS_OPT_MAX_CONNECTIONS's documented default for TCP roles, from the
+ * soft descriptor limit L: L - max(64, L/8), at least L/2, at most 100000. */
+static int64_t max_conns_documented(void) {
+  struct rlimit rl;
+  int64_t lim, room, n;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > 1000000)
+    return 100000;
+  lim = (int64_t)rl.rlim_cur;
+  room = lim / 8 > 64 ? lim / 8 : 64;
+  n = lim - room;
+  if (n < lim / 2)
+    n = lim / 2;
+  if (n < 1)
+    n = 1;
+  return n > 100000 ? 100000 : n;
+}
+
 static void every_option_has_its_documented_default(void **state) {
   static const int roles[] = {HPS_TCP_SERVER, HPS_TCP_AGENT, HPS_TCP_CLIENT};
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -143,11 +162,14 @@ static void every_option_has_its_documented_default(void **state) {
     const char *name;
     int64_t def;
   } defs[] = {
-      {HPS_OPT_WORKERS, "WORKERS", cores < 1 ? 1 : cores > 64 ? 64 : cores},
+      {HPS_OPT_WORKERS, "WORKERS",
+       cores < 1    ? 1
+       : cores > 64 ? 64
+                    : cores},
       {HPS_OPT_RECV_MODEL, "RECV_MODEL", HPS_MODEL_PUSH},
       {HPS_OPT_SNDBUF, "SNDBUF", 0},
       {HPS_OPT_RCVBUF, "RCVBUF", 0},
-      {HPS_OPT_MAX_CONNECTIONS, "MAX_CONNECTIONS", 100000},
+      {HPS_OPT_MAX_CONNECTIONS, "MAX_CONNECTIONS", max_conns_documented()},
       {HPS_OPT_KEEPALIVE_TIME, "KEEPALIVE_TIME", 0},
       {HPS_OPT_KEEPALIVE_INTERVAL, "KEEPALIVE_INTERVAL", 20000},
       {HPS_OPT_NODELAY, "NODELAY", 1},

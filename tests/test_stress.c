@@ -331,6 +331,9 @@ static hps_endpoint *start_server(idtab *t, int workers, uint16_t *port) {
   assert_int_equal(create_reg(HPS_TCP_SERVER, idtab_handler, t, &ep), 0);
   assert_int_equal(hps_setopt(ep, HPS_OPT_WORKERS, workers), 0);
   assert_int_equal(hps_setopt(ep, HPS_OPT_BACKLOG, 4096), 0);
+  /* These tests size themselves by the descriptor limit, not by the
+   * default connection limit (which keeps room below it). */
+  assert_int_equal(hps_setopt(ep, HPS_OPT_MAX_CONNECTIONS, 100000), 0);
   assert_int_equal(hps_start(ep, "127.0.0.1", 0), 0);
   assert_int_equal(hps_listen_address(ep, NULL, 0, port), 0);
   return ep;

@@ -260,7 +260,17 @@ enum hps_option {
                                   it at net.core.wmem_max */
   HPS_OPT_RCVBUF = 4,          /* SO_RCVBUF bytes, 0..1 GiB, 0 = system
                                   default; capped at net.core.rmem_max */
-  HPS_OPT_MAX_CONNECTIONS = 5, /* 1..16M; default 100000 */
+  HPS_OPT_MAX_CONNECTIONS = 5, /* 1..16M. Default, TCP roles: what the
+                                  soft RLIMIT_NOFILE L holds when
+                                  hps_create runs, less room for the
+                                  loops' and the application's own
+                                  descriptors: L - max(64, L/8), at
+                                  least L/2, at most 100000 (L = 1024:
+                                  896); UDP roles: 100000. A server
+                                  past it, or past the descriptor
+                                  limit, refuses (sheds) new
+                                  connections and pauses accepting;
+                                  see HPS_CNT_ACCEPT_ERRORS */
   HPS_OPT_KEEPALIVE_TIME = 6,  /* ms idle before probes, 0 = off,
                                   else 1..32767000 (rounded up to whole
                                   seconds: the kernel takes 1..32767 s);

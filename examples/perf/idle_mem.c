@@ -167,6 +167,8 @@ int main(int argc, char **argv) {
   if (hps_create(HPS_TCP_SERVER, on_event, NULL, &ep) != 0 ||
       (workers > 0 && hps_setopt(ep, HPS_OPT_WORKERS, workers) != 0) ||
       hps_setopt(ep, HPS_OPT_BACKLOG, 4096) != 0 ||
+      /* sized by the descriptor limit above, not the default limit */
+      hps_setopt(ep, HPS_OPT_MAX_CONNECTIONS, want + 1) != 0 ||
       (g_tls && (hps_setopt(ep, HPS_OPT_TLS, 1) != 0 ||
                  hps_setopt_str(ep, HPS_OPT_TLS_CERT_FILE, certfile) != 0 ||
                  hps_setopt_str(ep, HPS_OPT_TLS_KEY_FILE, keyfile) != 0)) ||
