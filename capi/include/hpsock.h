@@ -176,7 +176,9 @@ enum hps_event_type {
  *   its return that happen before the loop reports the first still give
  *   both, in order.
  * - Only bytes the socket did not take at once count (see
- *   hps_get_unsent): a connection whose peer keeps up never crosses.
+ *   hps_get_unsent): a connection whose peer keeps up never crosses. A
+ *   file send's bytes still on disk do not count (a bounded number of
+ *   file sends may wait, see hps_send_file).
  * - TLS: the unsent bytes are the ciphertext waiting for the socket (a
  *   send is encrypted when accepted; records add a few dozen bytes per
  *   16 KiB) and the plaintext waiting behind the handshake or a file. */
@@ -210,8 +212,9 @@ enum hps_result {
                         hps_model), except RECEIVE and SEND of a UDP
                         cast or node: their one connection is the socket,
                         not a peer, so ERROR there closes nothing and the
-                        endpoint keeps receiving. Ignored for CLOSE,
-                        SHUTDOWN, HIGH_WATER and LOW_WATER. */
+                        endpoint keeps receiving. HIGH_WATER, LOW_WATER:
+                        close the connection (op HPS_OP_SEND, error
+                        HPS_EHANDLER). Ignored for CLOSE and SHUTDOWN. */
 };
 
 /* The event passed to the handler. Pointers are valid only during the
@@ -775,11 +778,11 @@ HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter,
  *   that loop is confirmed, the datagram is dropped (counter
  *   HPS_CNT_UDP_PEERS_REFUSED). So a flood of new, perhaps forged, source
  *   addresses never displaces a peer that has sent twice; it can keep new
- *   peers out until idle detection frees places. An empty datagram is a heartbeat: it
- *   keeps the connection alive, is answered with an empty datagram and is
- *   not delivered. The server's socket is not connected, so the kernel
- *   reports no ICMP errors to it: a peer gone away is found by idle
- *   detection (HPS_OPT_UDP_DETECT_INTERVAL).
+ *   peers out until idle detection frees places. An empty datagram is a
+ *   heartbeat: it keeps the connection alive, is answered with an empty
+ *   datagram and is not delivered. The server's socket is not connected,
+ *   so the kernel reports no ICMP errors to it: a peer gone away is found
+ *   by idle detection (HPS_OPT_UDP_DETECT_INTERVAL).
  * - Client: hps_start(ep, host, port) opens a connected socket; CONNECT and
  *   HANDSHAKE follow on its loop; it may send at once. An ICMP error (port
  *   unreachable) closes it with the system error (ECONNREFUSED), op
@@ -891,8 +894,9 @@ HPS_EXTERN int hps_cast_interface(hps_endpoint *ep, const char *iface);
 
 /* Set a string-valued option (HPS_OPT_TLS_CERT_FILE ...). The value is
  * copied (the endpoint's copy is wiped when replaced, cleared or freed;
- * the caller's stays the caller's to wipe); NULL or "" clears it. Same state rules as hps_setopt. Returns 0,
- * HPS_EHANDLE, HPS_EINVAL (not a string key), HPS_ESTATE or HPS_ENOMEM. */
+ * the caller's stays the caller's to wipe); NULL or "" clears it. Same
+ * state rules as hps_setopt. Returns 0, HPS_EHANDLE, HPS_EINVAL (not a
+ * string key), HPS_ESTATE or HPS_ENOMEM. */
 HPS_EXTERN int hps_setopt_str(hps_endpoint *ep, int opt, const char *value);
 
 /* Read a string-valued option: copies it NUL-terminated into buf (cap
