@@ -281,7 +281,7 @@ class Endpoint:
     recv_model = _option(Option.RECV_MODEL, Model, "Receive model (:class:`hpsock.Model`); default PUSH.")
     sndbuf = _option(Option.SNDBUF, int, "SO_SNDBUF bytes, 0 = system default.")
     rcvbuf = _option(Option.RCVBUF, int, "SO_RCVBUF bytes, 0 = system default.")
-    max_connections = _option(Option.MAX_CONNECTIONS, int, "1..16M; default 100000.")
+    max_connections = _option(Option.MAX_CONNECTIONS, int, "1..16M; default: what the descriptor limit holds (TCP), 100000 (UDP).")
     keepalive_time = _option(Option.KEEPALIVE_TIME, int, "ms idle before keepalive probes, 0 = off (default).")
     keepalive_interval = _option(Option.KEEPALIVE_INTERVAL, int, "ms between keepalive probes; default 20000.")
     nodelay = _option(Option.NODELAY, bool, "TCP_NODELAY; default True.")

@@ -163,7 +163,7 @@ namespace HpSock
         /// <summary>SO_RCVBUF bytes, 0 = system default.</summary>
         ReceiveBufferSize = (int)hps_option.HPS_OPT_RCVBUF,
 
-        /// <summary>1..16M; default 100000.</summary>
+        /// <summary>1..16M; default: what the descriptor limit holds (TCP roles), 100000 (UDP roles).</summary>
         MaxConnections = (int)hps_option.HPS_OPT_MAX_CONNECTIONS,
 
         /// <summary>Milliseconds idle before keep-alive probes, 0 = off.</summary>

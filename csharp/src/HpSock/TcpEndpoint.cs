@@ -730,7 +730,7 @@ namespace HpSock
             set => SetOption(EndpointOption.ReceiveBufferSize, value);
         }
 
-        /// <summary>Maximum open connections; default 100000.</summary>
+        /// <summary>Maximum open connections; default: what the descriptor limit holds (TCP roles), 100000 (UDP roles).</summary>
         public int MaxConnections
         {
             get => (int)GetOption(EndpointOption.MaxConnections);

@@ -15,7 +15,10 @@ public enum Option {
   SNDBUF(3),
   /** SO_RCVBUF bytes, 0 = system default. */
   RCVBUF(4),
-  /** Open connections at most, 1..16M; default 100000. */
+  /**
+   * Open connections at most, 1..16M; default: what the descriptor limit holds (TCP roles),
+   * 100000 (UDP roles).
+   */
   MAX_CONNECTIONS(5),
   /** Milliseconds idle before keepalive probes, 0 = off (default). */
   KEEPALIVE_TIME(6),
