@@ -156,15 +156,19 @@ struct hps__conn {
    * HPS__CMD_SHUT has run (the sends posted before the close first) */
   uint8_t graceful;
   uint8_t handle_closing; /* uv_close called */
-  uint8_t doomed; /* atomic, set under loop->lock: a disconnect is queued */
   uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
   /* tcp.c, edge-triggered reading: drained reads since libuv last
    * registered the socket (low 5 bits), and how often libuv took
-   * edge-triggering back (high 3). One plain byte: a bit-field here would
-   * be read and written as a word with `doomed`, which other threads set */
+   * edge-triggering back (high 3). One plain byte: a bit-field would be
+   * read and written as a word with its neighbours */
   uint8_t edge;
   int close_op, close_err;
   uintptr_t extra;  /* atomic */
+  /* atomic, set under loop->lock: a disconnect is queued (1), a forced one
+   * (2). Among atomics only: the loop thread's plain tests of the bytes
+   * above (state, handle_closing ...) may be compiled into one wider load,
+   * which must not take in a byte other threads write. */
+  uint32_t doomed;
   size_t queued;    /* atomic: bytes accepted but not yet written */
   uint64_t t_recv;  /* atomic: ms, last receive */
   uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic */

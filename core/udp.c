@@ -812,7 +812,7 @@ static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
   int gone;
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(ep, id, NULL);
-  gone = c == NULL || c->state != HPS__C_OPEN || c->doomed;
+  gone = c == NULL || c->state != HPS__C_OPEN || HPS__LOAD(&c->doomed);
   uv_mutex_unlock(&lp->lock);
   if (gone) {
     *err = HPS_ENOTFOUND;
