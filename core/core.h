@@ -268,6 +268,7 @@ struct hps__loop {
   uv_timer_t trim_timer;
   size_t freed;
   int trim_pending;
+  uint64_t t_trim; /* loop clock of the last trim, 0: none yet */
   /* TCP server (tcp.c, accept): this loop's listening socket, polled by
    * hand (not uv_listen) so that an accept error can pause it; the
    * back-off timer of such a pause; a spare descriptor given up to shed
@@ -359,6 +360,15 @@ struct hps_endpoint {
   char udp_iface[64]; /* cast/node: multicast interface, "" = default */
   int udp_family;     /* UDP: the socket's address family */
 };
+
+/* Another thread's view of the loops: each is published (release) before
+ * nloops counts it (release), and lives until hps_free. */
+static inline int hps__nloops(hps_endpoint *ep) {
+  return __atomic_load_n(&ep->nloops, __ATOMIC_ACQUIRE);
+}
+static inline hps__loop *hps__loop_at(hps_endpoint *ep, int i) {
+  return __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
+}
 
 static inline void hps__counter_add(hps_endpoint *ep, int counter,
                                     uint64_t n) {

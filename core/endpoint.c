@@ -340,14 +340,16 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
    * another thread reading nloops finds every loop below it. */
   for (i = 0; i < n && r == 0; i++) {
     hps__loop *lp = ep->loops[i];
-    if (lp == NULL && (lp = hps__loop_new(ep, i)) == NULL)
+    if (lp != NULL)
+      continue; /* published at an earlier start */
+    if ((lp = hps__loop_new(ep, i)) == NULL)
       r = HPS_ENOMEM;
     else
       __atomic_store_n(&ep->loops[i], lp, __ATOMIC_RELEASE);
   }
   /* unchanged in the usual restart: no write for racing readers to see */
   if (r == 0 && ep->nloops != n)
-    HPS__STORE(&ep->nloops, n);
+    __atomic_store_n(&ep->nloops, n, __ATOMIC_RELEASE);
   HPS__STORE(&ep->nconns, 0);
   HPS__STORE(&ep->client_id, 0);
   memset(&ep->listen_addr, 0, sizeof(ep->listen_addr));

@@ -48,6 +48,10 @@ int hps__loop_init(hps__loop *lp) {
    * libuv handles while they are made */
   lp->has_listener = 0;
   lp->listen_fd = lp->reserve_fd = -1;
+  /* a stop may have closed the trim timer with a trim due */
+  lp->freed = 0;
+  lp->trim_pending = 0;
+  lp->t_trim = 0;
   lp->thread_started = 0;
   lp->stopping = 0;
   lp->handles_closed = 0;
@@ -204,9 +208,9 @@ hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
   hps__loop *lp;
   uint32_t li = HPS__ID_LOOP(id), si = HPS__ID_SLOT(id);
   hps__slot *s;
-  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+  if (li >= (uint32_t)hps__nloops(ep))
     return NULL;
-  lp = __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
+  lp = hps__loop_at(ep, (int)li);
   if (out) *out = lp;
   if (si >= lp->nslots) return NULL;
   s = &lp->slots[si];

@@ -18,9 +18,9 @@ static hps__loop *owner(hps_endpoint *ep, hps_conn_id id) {
   uint32_t li = HPS__ID_LOOP(id);
   /* a loop object, once made, stays until hps_free: safe to lock even if
    * the endpoint stops or restarts meanwhile */
-  if (li >= (uint32_t)HPS__LOAD(&ep->nloops))
+  if (li >= (uint32_t)hps__nloops(ep))
     return NULL;
-  return __atomic_load_n(&ep->loops[li], __ATOMIC_ACQUIRE);
+  return hps__loop_at(ep, (int)li);
 }
 
 /* Is the endpoint running loops whose tables may be read? */
@@ -525,8 +525,9 @@ int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
   int i;
   hps__conn *c;
   if (running(ep)) {
-    for (i = 0; i < ep->nloops; i++) {
-      hps__loop *lp = ep->loops[i];
+    int nl = hps__nloops(ep);
+    for (i = 0; i < nl; i++) {
+      hps__loop *lp = hps__loop_at(ep, i);
       uv_mutex_lock(&lp->lock);
       for (c = lp->conns; c != NULL; c = c->next) {
         /* a graceful close still holds the slot: it counts */
@@ -581,7 +582,7 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
     /* The loops' totals hold the released connections; the live ones
      * (running: under the lock, which a connection is released under)
      * add their own. Stopped, every connection has been released. */
-    int live = running(ep), n = HPS__LOAD(&ep->nloops);
+    int live = running(ep), n = hps__nloops(ep);
     for (i = 0; i < n; i++) {
       lp = __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
       if (lp == NULL) continue; /* a start making its loops */
@@ -633,8 +634,8 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
   int i, n = 0;
   hps__conn *c;
   if (!running(ep)) return 0;
-  for (i = 0; i < ep->nloops; i++) {
-    hps__loop *lp = ep->loops[i];
+  for (i = 0; i < hps__nloops(ep); i++) {
+    hps__loop *lp = hps__loop_at(ep, i);
     int mine = hps__tls_loop == lp;
     uv_mutex_lock(&lp->lock);
     for (c = lp->conns; c != NULL; c = c->next) {

@@ -192,8 +192,16 @@ static void closing_del(hps__conn *c) {
   c->cl_prev = c->cl_next = NULL;
 }
 
-/* Graceful closes past HPS_OPT_CLOSE_TIMEOUT are closed by force: their
- * peer does not take what is queued for it. Each run costs the closes it
+/* A write of a closing connection completed: its peer takes its bytes, so
+ * the deadline counts from now (it goes to the tail: the list stays in
+ * deadline order). */
+static void closing_progress(hps__conn *c) {
+  closing_del(c);
+  closing_add(c);
+}
+
+/* Graceful closes that made no progress for HPS_OPT_CLOSE_TIMEOUT are
+ * closed by force: their peer does not take what is queued for it. Each run costs the closes it
  * ends, plus one look at the head. */
 void hps__on_close_timer(uv_timer_t *t) {
   hps__loop *lp = t->data;
@@ -216,24 +224,32 @@ void hps__on_close_timer(uv_timer_t *t) {
  * that held megabytes each, the process would stay that large. Closes
  * count what they free; past TRIM_BYTES, once the loop has had
  * TRIM_DELAY_MS to finish the burst, malloc_trim hands the free pages
- * back. At most one trim per TRIM_BYTES freed and per delay, per loop. */
+ * back. At most one trim per TRIM_BYTES freed, and per TRIM_EVERY_MS, per
+ * loop: a trim walks the heap, and peers that come and go must not make
+ * the loop do that continuously. */
 #define TRIM_BYTES ((size_t)32 << 20)
 #define TRIM_DELAY_MS 100
+#define TRIM_EVERY_MS 1000
 
 void hps__on_trim_timer(uv_timer_t *t) {
   hps__loop *lp = t->data;
   lp->trim_pending = 0;
   lp->freed = 0;
+  lp->t_trim = uv_now(&lp->uv);
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif
 }
 
 static void count_freed(hps__loop *lp, size_t n) {
+  uint64_t wait = TRIM_DELAY_MS, since;
   lp->freed += n;
   if (lp->freed < TRIM_BYTES || lp->trim_pending || lp->stopping) return;
+  since = hps__elapsed(uv_now(&lp->uv), lp->t_trim);
+  if (lp->t_trim != 0 && since + TRIM_DELAY_MS < TRIM_EVERY_MS)
+    wait = TRIM_EVERY_MS - since;
   lp->trim_pending = 1;
-  uv_timer_start(&lp->trim_timer, hps__on_trim_timer, TRIM_DELAY_MS, 0);
+  uv_timer_start(&lp->trim_timer, hps__on_trim_timer, wait, 0);
 }
 
 void hps__conn_close(hps__conn *c, int op, int err) {
@@ -516,6 +532,9 @@ __attribute__((cold, noinline)) static void water_rise(hps__conn *c, int post) {
   c->water |= HPS__W_ABOVE;
   if (ep->opt[HPS_OPT_AUTO_PAUSE]) {
     hps__counter_add(ep, HPS_CNT_AUTO_PAUSES, 1);
+    /* We stop reading, not the peer sending: silence counts from here,
+     * so it measures a peer that takes nothing of its bytes. */
+    HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
     set_pause(c, HPS__PAUSE_AUTO, 1);
   }
   if (post) post_water(c);
@@ -551,7 +570,10 @@ void hps__water(hps__conn *c) {
   c->water &= (uint8_t)~(HPS__W_ABOVE | HPS__W_TOLD);
   /* Resumed before the event: a handler that pauses in it keeps its own
    * pause, and one that sends a lot again starts the next crossing. */
-  if (c->pause_why & HPS__PAUSE_AUTO) set_pause(c, HPS__PAUSE_AUTO, 0);
+  if (c->pause_why & HPS__PAUSE_AUTO) {
+    HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
+    set_pause(c, HPS__PAUSE_AUTO, 0);
+  }
   if (c->state != HPS__C_OPEN || c->handle_closing) return;
   if (hps__emit(c, HPS_EV_LOW_WATER, NULL, q) == HPS_HR_ERROR)
     hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
@@ -1614,6 +1636,7 @@ static void on_write(uv_write_t *req, int status) {
   hps__wreq *w = (hps__wreq *)req;
   hps__conn *c = req->handle->data;
   HPS__SUB(&c->queued, w->len - w->off);
+  if (status >= 0 && HPS__LOAD(&c->t_close) != 0) closing_progress(c);
   if (w->kind == HPS__CMD_TLSRAW) { /* ciphertext: its plaintext completes */
     hps__wreq *p = w->plain;
     free(w);

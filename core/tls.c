@@ -1254,9 +1254,9 @@ int hps__tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
   if (id == 0 && HPS__SINGLE(ep)) id = HPS__LOAD(&ep->client_id);
   st = HPS__LOAD(&ep->state);
   if ((st != HPS_STATE_STARTED && st != HPS_STATE_STOPPING) ||
-      HPS__ID_LOOP(id) >= (uint32_t)ep->nloops)
+      HPS__ID_LOOP(id) >= (uint32_t)hps__nloops(ep))
     return HPS_ENOTFOUND;
-  lp = ep->loops[HPS__ID_LOOP(id)];
+  lp = hps__loop_at(ep, (int)HPS__ID_LOOP(id));
   uv_mutex_lock(&lp->lock);
   c = hps__lookup_locked(ep, id, NULL);
   if (c == NULL || c->tls == NULL) {

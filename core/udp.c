@@ -801,8 +801,8 @@ int hps__udp_write(hps__conn *c, hps__wreq *w) {
 static int on_owner(hps_endpoint *ep, hps_conn_id id) {
   hps__loop *lp = hps__tls_loop;
   uint32_t li = HPS__ID_LOOP(id);
-  return lp != NULL && lp->ep == ep && li < (uint32_t)ep->nloops &&
-         ep->loops[li] == lp;
+  return lp != NULL && lp->ep == ep && li < (uint32_t)hps__nloops(ep) &&
+         hps__loop_at(ep, (int)li) == lp;
 }
 
 /* On the owning loop: the open connection, or NULL with *err set. */
@@ -1362,7 +1362,7 @@ int hps__udp_set_iface(hps_endpoint *ep, const char *iface) {
 
 void hps__test_udp_chains(hps_endpoint *ep, uint32_t *longest,
                           uint32_t *max_probes) {
-  int i, n = HPS__LOAD(&ep->nloops);
+  int i, n = hps__nloops(ep);
   uint32_t j, len;
   hps__conn *c;
   *longest = *max_probes = 0;

@@ -337,12 +337,20 @@ enum hps_option {
                                      pause, and the application's resume
                                      does not end an automatic pause still
                                      needed. Each pause counts in
-                                     HPS_CNT_AUTO_PAUSES. TCP roles only */
+                                     HPS_CNT_AUTO_PAUSES. The silence
+                                     timeout restarts at an automatic
+                                     pause and at its resume: while paused
+                                     it measures a peer that takes none of
+                                     its bytes. TCP roles only */
   HPS_OPT_CLOSE_TIMEOUT = 23,     /* ms a graceful close (hps_disconnect
                                      with force 0, a close after a protocol
-                                     error, a peer's half-close) may take to
-                                     flush unsent bytes; past it the
-                                     connection is closed by force with
+                                     error, a peer's half-close) may go
+                                     without progress while it flushes
+                                     unsent bytes (each write the peer
+                                     takes starts it anew, so a slow but
+                                     steady reader gets everything); past
+                                     it the connection is closed by force
+                                     with
                                      error HPS_ECLOSETIMEOUT (replacing a
                                      protocol error) and the op of the
                                      close: HPS_OP_CLOSE for hps_disconnect,
@@ -354,7 +362,8 @@ enum hps_option {
                                      hps_conn_count/list; the silence
                                      timeout, hps_disconnect(id, 1) and
                                      hps_disconnect_silent/long end it
-                                     sooner. 1..86400000; default 30000 */
+                                     sooner (and bound its whole length).
+                                     1..86400000; default 30000 */
   /* UDP options (keys 32..63); TCP roles ignore them. */
   HPS_OPT_UDP_MAX_DATAGRAM = 32,  /* bytes per datagram, 1..65527; default
                                      1432. Larger sends fail with
