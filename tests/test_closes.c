@@ -41,21 +41,6 @@
 #define CHUNK (64u << 10)
 #define SEED 3u /* pattern of the server's replies */
 
-#if defined(__SANITIZE_THREAD__)
-#define HPS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HPS_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HPS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HPS_ASAN 1
-#endif
-#endif
-
 /* ------------------------------------------------------------------ */
 /* A server that answers a one-byte request with `reply` pattern bytes  */
 /* ------------------------------------------------------------------ */
@@ -722,7 +707,7 @@ static void tls_reply_then_bad_record(int send_events) {
   uint16_t port;
   hps_endpoint *ep;
   hps_conn_id id;
-  unsigned char junk[5 + 64], *back;
+  unsigned char *back;
   size_t want = 1u << 20, got;
   srv_init(&s, want, AFTER_NONE);
   ep = tls_srv_start(&s, HPS_MODEL_PUSH, send_events, &port);
@@ -730,13 +715,7 @@ static void tls_reply_then_bad_record(int send_events) {
   id = t_nth_conn(&s.r, HPS_EV_HANDSHAKE, 0);
   tls_write(&p, "G", 1);
   assert_int_equal(t_rec_wait(&s.r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
-  junk[0] = 0x17;
-  junk[1] = 0x03;
-  junk[2] = 0x03;
-  junk[3] = 0;
-  junk[4] = 64;
-  t_pat_fill(junk + 5, 64, 1, 0);
-  t_send_all(p.fd, junk, sizeof(junk));
+  t_send_tls_junk(p.fd);
   back = malloc(want + 1);
   got = tls_read_all(&p, back, want + 1);
   if (got != want)
@@ -847,15 +826,6 @@ static void tls_pack_frames_before_a_bad_header_are_echoed(void **state) {
 /* memory after a burst                                                */
 /* ------------------------------------------------------------------ */
 
-static size_t rss_bytes(void) {
-  long pages = 0, resident = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  fclose(f);
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 typedef struct rss_probe {
   size_t limit;
 } rss_probe;
@@ -874,7 +844,9 @@ static int replied_n(void *arg) {
   return k >= p->n;
 }
 
-static int rss_below(void *arg) { return rss_bytes() <= ((rss_probe *)arg)->limit; }
+static int rss_below(void *arg) {
+  return t_rss_bytes() <= ((rss_probe *)arg)->limit;
+}
 
 #if !defined(HPS_ASAN) && !defined(HPS_TSAN)
 #define BURST_PEERS 16
@@ -903,7 +875,7 @@ static void memory_of_a_burst_is_given_back(void **state) {
   fds[0] = nonreader(&s, port, 0, 0, &ids[0]);
   t_close_reset(fds[0]);
   t_conn_event(&s.r, ids[0], HPS_EV_CLOSE);
-  rss0 = rss_bytes();
+  rss0 = t_rss_bytes();
   for (i = 0; i < BURST_PEERS; i++) {
     uint64_t u = 0;
     replied_probe rp = {&s, i + 2};
@@ -912,14 +884,14 @@ static void memory_of_a_burst_is_given_back(void **state) {
     assert_int_equal(hps_get_unsent(ep, ids[i], &u), 0);
     queued += u;
   }
-  rss_full = rss_bytes();
+  rss_full = t_rss_bytes();
   assert_int_equal(s.send_err, 0);
   for (i = 0; i < BURST_PEERS; i++) t_close_reset(fds[i]);
   for (i = 0; i < BURST_PEERS; i++) t_conn_event(&s.r, ids[i], HPS_EV_CLOSE);
   /* (the trim comes a moment after the closes: wait for it, then judge) */
   pr.limit = rss0 + (16u << 20);
   t_poll(rss_below, &pr, 2000);
-  rss_after = rss_bytes();
+  rss_after = t_rss_bytes();
   pr.limit = rss0 + (32u << 20);
   print_message("burst: %llu MiB queued; RSS %zu MiB before, %zu MiB full, "
                 "%zu MiB after the closes\n",

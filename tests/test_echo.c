@@ -2026,12 +2026,7 @@ static int echo_wait(echo_run *er, int *field, int n, int timeout_ms) {
     uint64_t now = t_now_ms();
     ok = *field >= n || er->failure[0] != 0;
     if (ok || now >= deadline) break;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 10 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    t_deadline(&ts, 10);
     pthread_cond_timedwait(&er->cv, &er->mu, &ts);
   }
   ok = *field >= n;

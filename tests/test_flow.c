@@ -37,14 +37,9 @@
 #define READ_SLACK (512u << 10)
 /* ThreadSanitizer's shadow memory makes every byte held cost several in
  * RSS (the examples run built the same way) */
-#if defined(__SANITIZE_THREAD__)
+#ifdef HPS_TSAN
 #define RSS_SCALE 4
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RSS_SCALE 4
-#endif
-#endif
-#ifndef RSS_SCALE
+#else
 #define RSS_SCALE 1
 #endif
 

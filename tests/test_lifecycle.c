@@ -64,13 +64,7 @@ static void echo_clients(const char *host, uint16_t port, int n, int rounds) {
 static int wait_flag(t_rec *r, int *flag, int timeout_ms) {
   struct timespec ts;
   int ok;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  t_deadline(&ts, timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (!(ok = *flag))
     if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {

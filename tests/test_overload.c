@@ -316,8 +316,10 @@ static int wait_queued(uint16_t port, int timeout_ms) {
   return n;
 }
 
-/* Fork fn(wfd, arg) into the child; its hello into *h. */
-static void spawn_server(int64_t max_conns, hello *h) {
+/* Fork the child with a pipe back to the parent: in the child, returns
+ * the pipe's write end; in the parent, -1, with child.pid and child.rfd
+ * set. */
+static int fork_child(void) {
   int p[2];
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
   fflush(NULL);
@@ -325,11 +327,20 @@ static void spawn_server(int64_t max_conns, hello *h) {
   assert_true(child.pid >= 0);
   if (child.pid == 0) {
     close(p[0]);
-    child_server(p[1], max_conns);
-    _exit(3);
+    return p[1];
   }
   close(p[1]);
   child.rfd = p[0];
+  return -1;
+}
+
+/* Fork child_server into the child; its hello into *h. */
+static void spawn_server(int64_t max_conns, hello *h) {
+  int wfd = fork_child();
+  if (wfd >= 0) {
+    child_server(wfd, max_conns);
+    _exit(3);
+  }
   if (read_exact(child.rfd, h, sizeof(*h), T_WAIT_MS) != 0)
     fail_msg("the server child did not report its start within %d ms",
              T_WAIT_MS);
@@ -671,13 +682,7 @@ static int agent_fn(void *user, const hps_event *ev) {
 static int agent_wait(agent_state *s, const int *field, int n, int timeout_ms) {
   struct timespec ts;
   int r = 0;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  t_deadline(&ts, timeout_ms);
   pthread_mutex_lock(&s->mu);
   while (*field < n && r == 0)
     r = pthread_cond_timedwait(&s->cv, &s->mu, &ts);
@@ -768,19 +773,13 @@ out:
  * descriptors again, connects. */
 static void agent_connect_without_descriptors_closes_with_emfile(void **state) {
   report rep;
-  int p[2], status = 0;
+  int wfd, status = 0;
   (void)state;
-  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-  fflush(NULL);
-  child.pid = fork();
-  assert_true(child.pid >= 0);
-  if (child.pid == 0) {
-    close(p[0]);
-    child_agent(p[1]);
+  wfd = fork_child();
+  if (wfd >= 0) {
+    child_agent(wfd);
     _exit(3);
   }
-  close(p[1]);
-  child.rfd = p[0];
   if (read_exact(child.rfd, &rep, sizeof(rep), 3 * T_WAIT_MS) != 0)
     fail_msg("the agent child reported nothing within %d ms", 3 * T_WAIT_MS);
   assert_int_equal(waitpid(child.pid, &status, 0), child.pid);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hps_test.h"
 #include "hpsock.h"
 #include "pack.h"
 
@@ -26,17 +27,8 @@
 /* Allocation failure injection (glibc, no sanitizer runtime only)     */
 /* ------------------------------------------------------------------ */
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define TEST_NO_MALLOC_HOOK 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TEST_NO_MALLOC_HOOK 1
-#endif
-
-#if defined(__GLIBC__) && !defined(TEST_NO_MALLOC_HOOK)
+#if defined(__GLIBC__) && !defined(HPS_ASAN) && !defined(HPS_TSAN) &&          \
+    !defined(HPS_MSAN)
 #define TEST_HAVE_MALLOC_HOOK 1
 /* The executable's malloc interposes libc's for the whole process; it
  * forwards to glibc's allocator except for requests of exactly

@@ -54,16 +54,6 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* RSS of this process in bytes (user-space pages only). */
-static size_t rss_bytes(void) {
-  long pages = 0, resident = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  fclose(f);
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static struct sockaddr_in loop_addr(uint16_t port) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof(a));
@@ -124,13 +114,7 @@ static void run_with_deadline(void (*fn)(void *), void *arg, int ms,
   pthread_mutex_init(&d.mu, NULL);
   pthread_cond_init(&d.cv, NULL);
   assert_int_equal(pthread_create(&t, NULL, dl_thread, &d), 0);
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  t_deadline(&ts, ms);
   pthread_mutex_lock(&d.mu);
   while (!d.done)
     if (pthread_cond_timedwait(&d.cv, &d.mu, &ts) == ETIMEDOUT) break;
@@ -296,12 +280,7 @@ static int idtab_wait(idtab *t, uint64_t closes, int shutdown, int ms) {
     struct timespec ts;
     ok = t->closes >= closes && (!shutdown || t->shutdowns > 0);
     if (ok || now_ms() >= end) break;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 20000000;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    t_deadline(&ts, 20);
     pthread_cond_timedwait(&t->cv, &t->mu, &ts);
   }
   pthread_mutex_unlock(&t->mu);
@@ -345,20 +324,6 @@ static hps_endpoint *start_server(idtab *t, int workers, uint16_t *port) {
 
 /* Under TSan (CI runs this in its TSan stage too) every
  * call is several times slower; the point there is races, not volume. */
-#if defined(__SANITIZE_THREAD__)
-#define HPS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HPS_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define HPS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HPS_ASAN 1
-#endif
-#endif
 #ifdef HPS_TSAN
 #define CHURN_TOTAL 20000
 #define CHURN_SETTLE_MS 300000
@@ -631,7 +596,7 @@ static void test_concurrent_10k_then_stop(void **state) {
 
   idtab_init(&t, (size_t)want + 100);
   t.echo = 1;
-  rss0 = rss_bytes();
+  rss0 = t_rss_bytes();
   ep = start_server(&t, 2, &port);
   msg[0] = port;
   msg[1] = (uint32_t)want;
@@ -639,7 +604,7 @@ static void test_concurrent_10k_then_stop(void **state) {
   assert_int_equal(write(to_child[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
   assert_int_equal(read_full(from_child[0], rep, sizeof(rep), 120000), 0);
   t1 = now_ms();
-  rss1 = rss_bytes();
+  rss1 = t_rss_bytes();
   print_message("concurrent: %d connections opened and echoed (%d echoes "
                 "right) in %llu ms; server holds %d; RSS +%zu KiB\n",
                 rep[0], rep[1], (unsigned long long)(t1 - t0),
@@ -783,7 +748,7 @@ static void test_slow_reader_bounded(void **state) {
 
   /* From another thread: send until the queue is full, then keep trying
    * 1,000 more times (64 MiB offered): nothing more may be taken. */
-  rss0 = rss_bytes();
+  rss0 = t_rss_bytes();
   for (i = 0; i < 100000; i++) {
     uint64_t k;
     for (k = 0; k < SLOW_CHUNK; k++) buf[k] = pat(off + k);
@@ -798,7 +763,7 @@ static void test_slow_reader_bounded(void **state) {
       assert_int_equal(r, HPS_ESENDQ);
     }
   }
-  rss_full = rss_bytes();
+  rss_full = t_rss_bytes();
   assert_int_equal(r, HPS_ESENDQ);
   print_message("slow reader: %llu bytes taken before HPS_ESENDQ (queue "
                 "limit %u), then %d refusals; RSS +%zu KiB\n",
@@ -847,7 +812,7 @@ static void test_slow_reader_bounded(void **state) {
     got += (uint64_t)n;
   }
   assert_int_equal(got, sent);
-  rss_after = rss_bytes();
+  rss_after = t_rss_bytes();
   /* Drained: sending works again. */
   {
     uint64_t k, o;

@@ -683,7 +683,6 @@ static void garbage_record_after_handshake_is_etls(void **state) {
   hps_endpoint *srv;
   SSL_CTX *ctx;
   SSL *ssl;
-  unsigned char junk[5 + 64];
   char back[5];
   int fd;
   (void)state;
@@ -694,13 +693,7 @@ static void garbage_record_after_handshake_is_etls(void **state) {
   assert_int_equal(SSL_write(ssl, "hello", 5), 5);
   assert_int_equal(SSL_read(ssl, back, 5), 5); /* echoed */
   /* an application-data record whose contents are noise */
-  junk[0] = 0x17;
-  junk[1] = 0x03;
-  junk[2] = 0x03;
-  junk[3] = 0;
-  junk[4] = 64;
-  t_pat_fill(junk + 5, 64, 1, 0);
-  t_send_all(fd, junk, sizeof(junk));
+  t_send_tls_junk(fd);
   t_expect_close(t_conn_event(&sr, t_nth_conn(&sr, HPS_EV_ACCEPT, 0),
                               HPS_EV_CLOSE),
                  HPS_OP_RECEIVE, HPS_ETLS);
@@ -1750,17 +1743,9 @@ static void tls_info_id0_on_a_udp_client_is_enotls(void **state) {
  * below ~90 KiB) and a large empty read BIO is given back. Measured as bytes in use in glibc's allocator (all arenas plus
  * mmapped blocks), not RSS: no trimming or fragmentation noise. Sanitizer
  * runtimes replace the allocator, so the check only runs without them. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TLS_OWN_ALLOCATOR 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TLS_OWN_ALLOCATOR 0
-#endif
-#endif
-#if !defined(TLS_OWN_ALLOCATOR) && defined(__GLIBC__)
+#if !defined(HPS_ASAN) && !defined(HPS_TSAN) && defined(__GLIBC__)
 #define TLS_OWN_ALLOCATOR 1
-#endif
-#ifndef TLS_OWN_ALLOCATOR
+#else
 #define TLS_OWN_ALLOCATOR 0
 #endif
 

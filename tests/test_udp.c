@@ -2293,12 +2293,8 @@ test_send_queue_limit_counts_payload_from_loop_thread(void **state) {
 
 /* glibc's arenas are what is measured: not under the sanitizers'
  * allocators, nor without mallinfo2 (glibc 2.33). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(HPS_ASAN) || defined(HPS_TSAN)
 #define M_SKIP 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define M_SKIP 1
-#endif
 #endif
 #if !defined(__GLIBC__) || __GLIBC__ < 2 ||                                    \
     (__GLIBC__ == 2 && __GLIBC_MINOR__ < 33)

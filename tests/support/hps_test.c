@@ -24,6 +24,16 @@ uint64_t t_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void t_deadline(struct timespec *ts, int timeout_ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += timeout_ms / 1000;
+  ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
 void t_rec_init(t_rec *r) {
   memset(r, 0, sizeof(*r));
   pthread_mutex_init(&r->mu, NULL);
@@ -97,13 +107,7 @@ static int wait_until(t_rec *r, int (*pred)(t_rec *, long, long), long a,
                       long b, int timeout_ms) {
   struct timespec ts;
   int ok;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  t_deadline(&ts, timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (!(ok = pred(r, a, b)))
     if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
@@ -230,6 +234,17 @@ int t_wait_eof(int fd, int timeout_ms) {
   }
 }
 
+void t_send_tls_junk(int fd) {
+  unsigned char junk[5 + 64];
+  junk[0] = 0x17; /* application data */
+  junk[1] = 0x03; /* TLS 1.2 on the record layer */
+  junk[2] = 0x03;
+  junk[3] = 0;
+  junk[4] = 64;
+  t_pat_fill(junk + 5, 64, 1, 0);
+  t_send_all(fd, junk, sizeof(junk));
+}
+
 char *t_fixture(const char *rel, size_t *len) {
   char path[1024];
   FILE *f;
@@ -326,6 +341,17 @@ int t_try_connect(const char *host, uint16_t port) {
   return fd;
 }
 
+size_t t_rss_bytes(void) {
+  long pages = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL)
+    return 0;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+    resident = 0;
+  fclose(f);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 int t_count_fds(void) {
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
@@ -355,13 +381,7 @@ int t_rec_wait_for(t_rec *r, int (*pred)(t_rec *r, void *arg), void *arg,
                    int timeout_ms) {
   struct timespec ts;
   int ok;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  t_deadline(&ts, timeout_ms);
   pthread_mutex_lock(&r->mu);
   while (!(ok = pred(r, arg)))
     if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {

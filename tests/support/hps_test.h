@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hpsock.h"
 
@@ -16,6 +17,29 @@
 
 /* Default deadline for any wait in a test. */
 #define T_WAIT_MS 5000
+
+/* Sanitizer builds, from gcc's __SANITIZE_*__ or clang's __has_feature:
+ * tests scale their volume down under TSan, and skip the checks that
+ * measure glibc's allocator, which the sanitizer runtimes replace. */
+#if defined(__SANITIZE_THREAD__)
+#define HPS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HPS_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define HPS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HPS_ASAN 1
+#endif
+#endif
+#if defined(__has_feature) /* gcc has no MemorySanitizer */
+#if __has_feature(memory_sanitizer)
+#define HPS_MSAN 1
+#endif
+#endif
 
 typedef struct t_ev {
   int type, op, error;
@@ -69,9 +93,15 @@ void t_send_all(int fd, const void *buf, size_t len);
 size_t t_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
 /* 1 if the peer closed (EOF or reset) within timeout_ms. */
 int t_wait_eof(int fd, int timeout_ms);
+/* Send on fd, past an established TLS session, a well-formed TLS 1.2
+ * application-data record of 64 noise bytes: one that cannot decrypt. */
+void t_send_tls_junk(int fd);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t t_now_ms(void);
+/* *ts = now + timeout_ms on CLOCK_REALTIME, the clock
+ * pthread_cond_timedwait measures its absolute deadline on. */
+void t_deadline(struct timespec *ts, int timeout_ms);
 /* Read a whole fixture file (path relative to tests/fixtures); malloc'd,
  * NUL-terminated; *len may be NULL. */
 char *t_fixture(const char *rel, size_t *len);
@@ -192,6 +222,9 @@ int t_rec_last(t_rec *r, t_ev *out);
 int t_try_connect(const char *host, uint16_t port);
 /* Open file descriptors of this process (from /proc/self/fd). */
 int t_count_fds(void);
+/* Resident set of this process in bytes (from /proc/self/statm), 0 when
+ * it cannot be read. */
+size_t t_rss_bytes(void);
 /* Wait (deadline, short polls) until hps_conn_count(ep) == n (open
  * connections: a closing one no longer counts, though its CLOSE may still
  * be on its way). 0, or -1 on timeout. */
