@@ -192,6 +192,7 @@ struct hps__conn {
    * and its place in the loop's deadline list. */
   uint64_t t_close;
   hps__conn *cl_prev, *cl_next;
+  size_t cl_wq; /* libuv's write queue then: less later is progress */
   /* SEND and FILE commands posted for it and not run yet (under
    * loop->lock): a graceful close lets them go out before FIN. */
   uint32_t posted;

@@ -165,6 +165,7 @@ static void closing_add(hps__conn *c) {
   hps__loop *lp = c->loop;
   uint64_t now = uv_now(&lp->uv);
   HPS__STORE(&c->t_close, now != 0 ? now : 1);
+  c->cl_wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   c->cl_next = NULL;
   c->cl_prev = lp->cl_tail;
   if (lp->cl_tail != NULL)
@@ -192,9 +193,10 @@ static void closing_del(hps__conn *c) {
   c->cl_prev = c->cl_next = NULL;
 }
 
-/* A write of a closing connection completed: its peer takes its bytes, so
- * the deadline counts from now (it goes to the tail: the list stays in
- * deadline order). */
+/* The peer of a closing connection took bytes (a write completed, or
+ * libuv's write queue shrank since the deadline began: one large write
+ * completes only at its end), so the deadline counts from now (it goes to
+ * the tail: the list stays in deadline order). */
 static void closing_progress(hps__conn *c) {
   closing_del(c);
   closing_add(c);
@@ -213,6 +215,10 @@ void hps__on_close_timer(uv_timer_t *t) {
     if (age < limit) {
       uv_timer_start(&lp->close_timer, hps__on_close_timer, limit - age, 0);
       return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < c->cl_wq) {
+      closing_progress(c);
+      continue;
     }
     hps__counter_add(lp->ep, HPS_CNT_CLOSE_TIMEOUTS, 1);
     c->close_err = HPS_ECLOSETIMEOUT; /* replaces a protocol error too */
@@ -1637,6 +1643,10 @@ static void on_write(uv_write_t *req, int status) {
   hps__conn *c = req->handle->data;
   HPS__SUB(&c->queued, w->len - w->off);
   if (status >= 0 && HPS__LOAD(&c->t_close) != 0) closing_progress(c);
+  /* Paused by us, the peer is silent because we do not read: the bytes it
+   * takes are its sign of life (the silence timeout). */
+  if (status >= 0 && (c->pause_why & HPS__PAUSE_AUTO))
+    HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
   if (w->kind == HPS__CMD_TLSRAW) { /* ciphertext: its plaintext completes */
     hps__wreq *p = w->plain;
     free(w);

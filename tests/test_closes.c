@@ -277,6 +277,58 @@ static void graceful_close_that_flushes_is_no_timeout(void **state) {
   srv_free(&s);
 }
 
+/* A slow but steady reader: after its half-close it takes the 2 MiB reply
+ * in small reads spread over several CLOSE_TIMEOUTs. Each write it takes
+ * restarts the deadline, so it gets everything and a normal close. */
+static void steady_slow_reader_outlasts_the_deadline(void **state) {
+  srv s;
+  uint16_t port;
+  hps_endpoint *ep;
+  hps_conn_id id;
+  unsigned char *buf;
+  size_t total = 0, want = 2u << 20;
+  uint64_t t0;
+  long bad;
+  int fd;
+  const int64_t opts[] = {HPS_OPT_CLOSE_TIMEOUT, 300, 0};
+  (void)state;
+  srv_init(&s, want, AFTER_NONE);
+  ep = srv_start(&s, HPS_MODEL_PUSH, opts, &port);
+  /* a receive buffer that lets each read take 32 KiB, so the pace is the
+   * reader's */
+  fd = t_connect_rcvbuf(port, 65536);
+  id = t_nth_conn(&s.r, HPS_EV_ACCEPT, 0);
+  t_send_all(fd, "G", 1);
+  assert_int_equal(t_rec_wait(&s.r, HPS_EV_RECEIVE, 1, T_WAIT_MS), 0);
+  assert_int_equal(shutdown(fd, SHUT_WR), 0);
+  buf = malloc(want);
+  assert_non_null(buf);
+  t0 = t_now_ms();
+  while (total < want) {
+    ssize_t n = recv(fd, buf + total, want - total < 32768 ? want - total
+                                                            : 32768, 0);
+    if (n <= 0)
+      fail_msg("the reader was cut off after %zu of %zu bytes (%llu ms)",
+               total, want, (unsigned long long)(t_now_ms() - t0));
+    total += (size_t)n;
+    usleep(20000); /* 32 KiB per 20 ms: about 1.3 s for the whole */
+  }
+  print_message("a steady reader took %zu bytes in %llu ms (CLOSE_TIMEOUT "
+                "300)\n",
+                total, (unsigned long long)(t_now_ms() - t0));
+  if (t_now_ms() - t0 < 600)
+    fail_msg("the reply went out in %llu ms: the test proves nothing",
+             (unsigned long long)(t_now_ms() - t0));
+  bad = t_pat_check(buf, total, SEED, 0);
+  if (bad >= 0) fail_msg("byte %ld of the reply differs", bad);
+  t_expect_close(t_conn_event(&s.r, id, HPS_EV_CLOSE), HPS_OP_RECEIVE, 0);
+  assert_int_equal(counter(ep, HPS_CNT_CLOSE_TIMEOUTS), 0);
+  free(buf);
+  close(fd);
+  t_stop_free(ep);
+  srv_free(&s);
+}
+
 /* ------------------------------------------------------------------ */
 /* closing connections stay reachable                                  */
 /* ------------------------------------------------------------------ */
@@ -916,6 +968,7 @@ int main(void) {
       cmocka_unit_test(
           graceful_disconnect_to_nonreader_is_closed_at_the_deadline),
       cmocka_unit_test(graceful_close_that_flushes_is_no_timeout),
+      cmocka_unit_test(steady_slow_reader_outlasts_the_deadline),
       cmocka_unit_test(forced_disconnect_cuts_a_graceful_close_short),
       cmocka_unit_test(forced_disconnect_from_the_loop_cuts_it_short),
       cmocka_unit_test(disconnect_silent_and_long_reach_graceful_closes),

@@ -511,6 +511,64 @@ static void test_auto_pause_bounds_a_client_that_never_reads(void **st) {
   assert_int_equal(e.high, e.low);
 }
 
+/* The silence timeout and an automatic pause: while the server does not
+ * read a client it paused, that client's taking of its echo is its sign of
+ * life. A client that reads steadily but slowly (draining from high to low
+ * water takes several silence timeouts) is not closed as silent. */
+static void test_auto_paused_slow_reader_is_not_silent(void **st) {
+  echo e;
+  uint16_t port;
+  hps_endpoint *ep;
+  uint64_t pos = 0, got = 0, t0;
+  unsigned char *b = malloc(16384);
+  int fd;
+  (void)st;
+  memset(&e, 0, sizeof(e));
+  assert_int_equal(hps_create(HPS_TCP_SERVER, echo_handler, &e, &ep), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_AUTO_PAUSE, 1), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_SILENCE_TIMEOUT, 400), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_SEND_HIGH_WATER, 512 << 10), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_SEND_LOW_WATER, 16 << 10), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_SNDBUF, 65536), 0);
+  assert_int_equal(hps_setopt(ep, HPS_OPT_RCVBUF, 65536), 0);
+  assert_int_equal(hps_start(ep, HOST, 0), 0);
+  assert_int_equal(hps_listen_address(ep, NULL, 0, &port), 0);
+  fd = t_connect_rcvbuf(port, 65536);
+  nonblock(fd);
+  if (!write_until_stall(fd, 11, &pos, 64u << 20, 300))
+    fail_msg("the server never paused reading");
+  t0 = t_now_ms();
+  while (got < pos) { /* 16 KiB per 10 ms */
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t r;
+    if (poll(&p, 1, 2000) <= 0)
+      fail_msg("no echo for 2 s after %llu of %llu bytes",
+               (unsigned long long)got, (unsigned long long)pos);
+    r = recv(fd, b, pos - got < 16384 ? (size_t)(pos - got) : 16384, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (r <= 0)
+      fail_msg("closed after %llu of %llu bytes, %llu ms into a steady read "
+               "(CLOSE error %s)",
+               (unsigned long long)got, (unsigned long long)pos,
+               (unsigned long long)(t_now_ms() - t0),
+               hps_err_name(__atomic_load_n(&e.close_err, __ATOMIC_SEQ_CST)));
+    if (t_pat_check(b, (size_t)r, 11, got) != -1)
+      fail_msg("echo differs near byte %llu", (unsigned long long)got);
+    got += (uint64_t)r;
+    usleep(10000);
+  }
+  print_message("read %llu bytes in %llu ms with SILENCE_TIMEOUT 400\n",
+                (unsigned long long)got,
+                (unsigned long long)(t_now_ms() - t0));
+  if (t_now_ms() - t0 < 800)
+    fail_msg("read in %llu ms: too fast to prove anything",
+             (unsigned long long)(t_now_ms() - t0));
+  assert_int_equal(__atomic_load_n(&e.closes, __ATOMIC_SEQ_CST), 0);
+  free(b);
+  close(fd);
+  t_stop_free(ep);
+}
+
 typedef struct recv_arg {
   hps_endpoint *ep;
   hps_conn_id id;
@@ -1034,6 +1092,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_water_tls_thread_sends),
       cmocka_unit_test(test_water_marks_change_live),
       cmocka_unit_test(test_auto_pause_bounds_a_client_that_never_reads),
+      cmocka_unit_test(test_auto_paused_slow_reader_is_not_silent),
       cmocka_unit_test(test_app_pause_and_auto_pause_compose),
       cmocka_unit_test(test_auto_pause_pack_holds_and_delivers_frames),
 #ifdef HPS_EXAMPLES_DIR

@@ -337,11 +337,12 @@ enum hps_option {
                                      pause, and the application's resume
                                      does not end an automatic pause still
                                      needed. Each pause counts in
-                                     HPS_CNT_AUTO_PAUSES. The silence
-                                     timeout restarts at an automatic
-                                     pause and at its resume: while paused
-                                     it measures a peer that takes none of
-                                     its bytes. TCP roles only */
+                                     HPS_CNT_AUTO_PAUSES. While paused so,
+                                     each write the peer takes counts as a
+                                     sign of life for the silence timeout:
+                                     it closes a peer that takes none of
+                                     its bytes, not one we stopped reading.
+                                     TCP roles only */
   HPS_OPT_CLOSE_TIMEOUT = 23,     /* ms a graceful close (hps_disconnect
                                      with force 0, a close after a protocol
                                      error, a peer's half-close) may go
