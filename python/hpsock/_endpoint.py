@@ -298,7 +298,7 @@ class Endpoint:
     send_high_water = _option(Option.SEND_HIGH_WATER, int, "Unsent bytes per connection above which on_high_water comes (and, with auto_pause, reading pauses); 1..1 GiB; default 1 MiB. Also while running.")
     send_low_water = _option(Option.SEND_LOW_WATER, int, "After on_high_water, unsent bytes at or below this give on_low_water (and resume an automatic pause); kept below send_high_water; default 256 KiB. Also while running.")
     auto_pause = _option(Option.AUTO_PAUSE, bool, "Pause reading from a connection while its unsent bytes are above send_high_water, resume at send_low_water: an echo or request/response server needs no code for back-pressure; default False.")
-    close_timeout = _option(Option.CLOSE_TIMEOUT, int, "ms a graceful close may take to flush unsent bytes before it is forced (on_close error ECLOSETIMEOUT); 1..86400000; default 30000.")
+    close_timeout = _option(Option.CLOSE_TIMEOUT, int, "ms a graceful close may go without its peer taking any bytes before it is forced (on_close error ECLOSETIMEOUT); 1..86400000; default 30000.")
     udp_max_datagram = _option(Option.UDP_MAX_DATAGRAM, int, "UDP: bytes per datagram, 1..65527; default 1432.")
     udp_detect_interval = _option(Option.UDP_DETECT_INTERVAL, int, "UDP server/client: detection interval in ms, 0 = off; default 60000.")
     udp_detect_attempts = _option(Option.UDP_DETECT_ATTEMPTS, int, "UDP server/client: silent intervals before EUDPIDLE; default 3.")

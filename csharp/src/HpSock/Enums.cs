@@ -225,8 +225,8 @@ namespace HpSock
         /// <see cref="SendLowWater"/>; default 0.</summary>
         AutoPause = (int)hps_option.HPS_OPT_AUTO_PAUSE,
 
-        /// <summary>Milliseconds a graceful close may take to flush unsent bytes
-        /// before it is forced with <see cref="HpSockError.CloseTimeout"/>;
+        /// <summary>Milliseconds a graceful close may go without its peer taking
+        /// any unsent bytes before it is forced with <see cref="HpSockError.CloseTimeout"/>;
         /// 1..86400000, default 30000.</summary>
         CloseTimeout = (int)hps_option.HPS_OPT_CLOSE_TIMEOUT,
 

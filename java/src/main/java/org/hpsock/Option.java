@@ -78,8 +78,8 @@ public enum Option {
   AUTO_PAUSE(22),
   /**
    * Milliseconds a graceful close (disconnect without force, a close after a protocol error, a
-   * peer's half-close) may take to flush unsent bytes; past it the connection is closed by force
-   * with {@link Hpsock#ECLOSETIMEOUT}; 1..86400000, default 30000.
+   * peer's half-close) may go without its peer taking any of the unsent bytes; past it the
+   * connection is closed by force with {@link Hpsock#ECLOSETIMEOUT}; 1..86400000, default 30000.
    */
   CLOSE_TIMEOUT(23),
   /** UDP: bytes per datagram, 1..65527; default 1432. */
