@@ -7,7 +7,7 @@ PKGS=(cmake pkg-config gcc g++ make swig libuv1-dev libcmocka-dev
   openjdk-17-jdk-headless junit5 maven libnetty-java
   libmaven-compiler-plugin-java libmaven-resources-plugin-java libmaven-jar-plugin-java
   libmaven-install-plugin-java libsurefire-java
-  clang libclang-rt-14-dev valgrind abigail-tools libssl-dev openssl strace)
+  clang clang-format libclang-rt-14-dev valgrind abigail-tools libssl-dev openssl strace)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -69,7 +69,7 @@ typedef struct hps__wreq hps__wreq;
 
 /* ID layout: generation (32) | loop index (8) | slot (24). Generation
  * starts at 1, so a valid ID is never 0. */
-#define HPS__ID(gen, loop, slot)                                              \
+#define HPS__ID(gen, loop, slot)                                               \
   (((uint64_t)(gen) << 32) | ((uint64_t)(loop) << 24) | (uint64_t)(slot))
 #define HPS__ID_GEN(id) ((uint32_t)((id) >> 32))
 #define HPS__ID_LOOP(id) ((uint32_t)(((id) >> 24) & 0xff))
@@ -114,14 +114,14 @@ struct hps__wreq {
   uv_write_t req;
   hps__wreq *next;
   hps_conn_id id;
-  int kind;     /* enum hps__cmd_kind */
-  int arg;      /* DISCONNECT: force; PAUSE: pause */
-  int err;      /* DISCONNECT: the CLOSE event's error */
-  size_t cap;   /* FILE: bytes data[] can hold */
-  size_t len;   /* bytes in data */
-  size_t off;   /* bytes of data already written (try-write) */
-  size_t skip;  /* leading header bytes not reported in SEND (pack) */
-  int fd;       /* FILE: open file; -1 otherwise */
+  int kind;    /* enum hps__cmd_kind */
+  int arg;     /* DISCONNECT: force; PAUSE: pause */
+  int err;     /* DISCONNECT: the CLOSE event's error */
+  size_t cap;  /* FILE: bytes data[] can hold */
+  size_t len;  /* bytes in data */
+  size_t off;  /* bytes of data already written (try-write) */
+  size_t skip; /* leading header bytes not reported in SEND (pack) */
+  int fd;      /* FILE: open file; -1 otherwise */
   int64_t file_off, file_left;
   hps__wreq *plain; /* TLSRAW: the plaintext request it carries, or NULL */
   char data[];
@@ -139,8 +139,8 @@ struct hps__conn {
   hps__loop *loop;
   /* ---- hot: every message ---- */
   struct hps__tls_conn *tls; /* NULL on plain connections */
-  hps__wreq *file; /* the FILE command being sent, or NULL */
-  hps__pack_dec *pack; /* pack model (loop thread only) */
+  hps__wreq *file;           /* the FILE command being sent, or NULL */
+  hps__pack_dec *pack;       /* pack model (loop thread only) */
   /* pack model (loop thread only): the rest of a read (whole frames and a
    * partial tail) whose delivery a pause from a RECEIVE handler stopped;
    * delivered, in order, by a DRAIN command after the resume and before
@@ -156,25 +156,25 @@ struct hps__conn {
    * HPS__CMD_SHUT has run (the sends posted before the close first) */
   uint8_t graceful;
   uint8_t handle_closing; /* uv_close called */
-  uint8_t drain_posted; /* a DRAIN command is queued (loop thread only) */
+  uint8_t drain_posted;   /* a DRAIN command is queued (loop thread only) */
   /* tcp.c, edge-triggered reading: drained reads since libuv last
    * registered the socket (low 5 bits), and how often libuv took
    * edge-triggering back (high 3). One plain byte: a bit-field would be
    * read and written as a word with its neighbours */
   uint8_t edge;
   int close_op, close_err;
-  uintptr_t extra;  /* atomic */
+  uintptr_t extra; /* atomic */
   /* atomic, set under loop->lock: a disconnect is queued (1), a forced one
    * (2). Among atomics only: the loop thread's plain tests of the bytes
    * above (state, handle_closing ...) may be compiled into one wider load,
    * which must not take in a byte other threads write. */
   uint32_t doomed;
-  size_t queued;    /* atomic: bytes accepted but not yet written */
-  uint64_t t_recv;  /* atomic: ms, last receive */
+  size_t queued;   /* atomic: bytes accepted but not yet written */
+  uint64_t t_recv; /* atomic: ms, last receive */
   uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv; /* atomic */
   /* ---- cold ---- */
   hps__conn *prev, *next; /* the loop's list of live connections */
-  uint64_t t_open;  /* atomic: ms, uv_hrtime based */
+  uint64_t t_open;        /* atomic: ms, uv_hrtime based */
   /* atomic: file sends accepted and not begun (at most
    * HPS__FILES_PENDING), and the bytes of accepted file sends not read
    * yet (in hps_get_unsent, not against HPS_OPT_MAX_SEND_QUEUE) */
@@ -206,7 +206,7 @@ struct hps__conn {
    * queued or complete, so they live here, off the hot lines */
   uint8_t pause_why; /* HPS__PAUSE_* */
   uint8_t water;     /* HPS__W_* */
-  uint8_t udp_peer;    /* server: enum hps__udp_peer */
+  uint8_t udp_peer;  /* server: enum hps__udp_peer */
   /* server: the loop's list of unconfirmed peers, oldest first */
   hps__conn *unc_prev, *unc_next;
 };
@@ -291,7 +291,7 @@ struct hps__loop {
   int stop_req;
   hps__slot *slots;
   uint32_t nslots, slot_cap, free_slot; /* free_slot: UINT32_MAX = none */
-  hps__conn *conns; /* live list head */
+  hps__conn *conns;                     /* live list head */
   int nconns;
   hps__conn *pool;
   int npool;
@@ -336,7 +336,7 @@ struct hps_endpoint {
   /* options */
   int64_t opt[HPS__OPT_SLOTS];
   struct hps__tls_ep *tls; /* string options, SSL_CTX; NULL until used */
-  uint32_t events; /* atomic: live event mask */
+  uint32_t events;         /* atomic: live event mask */
   /* life cycle, under mutex */
   uv_mutex_t mutex;
   uv_cond_t cond;
@@ -371,8 +371,7 @@ static inline hps__loop *hps__loop_at(hps_endpoint *ep, int i) {
   return __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
 }
 
-static inline void hps__counter_add(hps_endpoint *ep, int counter,
-                                    uint64_t n) {
+static inline void hps__counter_add(hps_endpoint *ep, int counter, uint64_t n) {
   HPS__ADD(&ep->counters[counter], n);
 }
 
@@ -388,8 +387,8 @@ static inline size_t hps__wreq_queued(const hps_endpoint *ep,
 }
 
 /* Roles with one connection, reachable as ID 0. */
-#define HPS__SINGLE(ep)                                                       \
-  ((ep)->role == HPS_TCP_CLIENT || (ep)->role == HPS_UDP_CLIENT ||            \
+#define HPS__SINGLE(ep)                                                        \
+  ((ep)->role == HPS_TCP_CLIENT || (ep)->role == HPS_UDP_CLIENT ||             \
    (ep)->role == HPS_UDP_CAST || (ep)->role == HPS_UDP_NODE)
 
 /* The loop whose thread this is, NULL elsewhere. initial-exec: read with one
@@ -434,16 +433,14 @@ int hps__loop_post_locked(hps__loop *lp, hps__wreq *w);
 /* Ask the loop to stop: no command is accepted any more. */
 void hps__loop_request_stop(hps__loop *lp);
 void hps__loop_maybe_finish(hps__loop *lp);
-hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
-                              hps__loop **lp);
+hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id, hps__loop **lp);
 hps__conn *hps__conn_new_locked(hps__loop *lp);
 void hps__conn_release_locked(hps__loop *lp, hps__conn *c);
 
 /* ops.c: operations from any thread (ep validated by the caller) */
 int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n);
 /* hps_send: one buffer, with a short way for a handler's echo. */
-int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
-               size_t len);
+int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len);
 int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                    int64_t offset, int64_t length);
 int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force);
@@ -455,8 +452,7 @@ int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
                    size_t *count);
 int hps__address(hps_endpoint *ep, hps_conn_id id, int remote, char *host,
                  size_t hostlen, uint16_t *port);
-int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
-               uintptr_t set);
+int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get, uintptr_t set);
 int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st);
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence);
 int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent);
@@ -507,16 +503,15 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
                      const uint8_t *hdr, size_t hdrlen, size_t total);
 /* Count bytes and messages sent on the connection (its loop's totals
  * take them when it is released). */
-static inline __attribute__((always_inline)) void hps__count_sent(
-    hps__conn *c, size_t n, uint64_t msgs) {
+static inline __attribute__((always_inline)) void
+hps__count_sent(hps__conn *c, size_t n, uint64_t msgs) {
   HPS__BUMP(&c->bytes_sent, n);
   HPS__BUMP(&c->msgs_sent, msgs);
 }
 /* Loop thread: the same for one send of bytes that lie in the loop's read
  * buffer (an echo): they are written from there, not copied. Inline: it
  * is the push echo's hot path. */
-static inline int hps__cork_borrow(hps__conn *c, const void *base,
-                                   size_t len) {
+static inline int hps__cork_borrow(hps__conn *c, const void *base, size_t len) {
   hps__loop *lp = c->loop;
   if (lp->corked != c || c->file != NULL || lp->cork_len != 0 ||
       (uintptr_t)base < (uintptr_t)lp->readbuf ||
@@ -581,8 +576,8 @@ int hps__udp_send(hps_endpoint *ep, hps_conn_id id, const hps__addr *to,
                   const hps_buf *bufs, int n);
 int hps__udp_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                      const hps_buf *bufs, int n);
-int hps__udp_membership(hps_endpoint *ep, const char *group,
-                        const char *iface, int join);
+int hps__udp_membership(hps_endpoint *ep, const char *group, const char *iface,
+                        int join);
 int hps__udp_set_iface(hps_endpoint *ep, const char *iface);
 
 #endif

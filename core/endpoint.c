@@ -83,7 +83,9 @@ int hps__opt_check(int opt, int64_t value) {
   return 0;
 }
 
-int hps__opt_live(int opt) { return opt_range[opt].live; }
+int hps__opt_live(int opt) {
+  return opt_range[opt].live;
+}
 
 int hps__opt_known(int opt) {
   return opt > 0 && opt < OPT_COUNT && opt_range[opt].max != 0;
@@ -117,8 +119,10 @@ void hps__opt_defaults(hps_endpoint *ep) {
     cpus = (unsigned)n;
     uv_free_cpu_info(info, n);
   }
-  if (cpus < 1) cpus = 1;
-  if (cpus > HPS__MAX_WORKERS) cpus = HPS__MAX_WORKERS;
+  if (cpus < 1)
+    cpus = 1;
+  if (cpus > HPS__MAX_WORKERS)
+    cpus = HPS__MAX_WORKERS;
   ep->opt[HPS_OPT_WORKERS] = cpus;
   ep->opt[HPS_OPT_RECV_MODEL] = HPS_MODEL_PUSH;
   /* UDP peers hold no descriptor of their own */
@@ -136,9 +140,8 @@ void hps__opt_defaults(hps_endpoint *ep) {
   ep->opt[HPS_OPT_SEND_HIGH_WATER] = 1 << 20;
   ep->opt[HPS_OPT_SEND_LOW_WATER] = 256 << 10;
   ep->opt[HPS_OPT_CLOSE_TIMEOUT] = 30000;
-  ep->opt[HPS_OPT_TLS_VERIFY] = ep->role == HPS_TCP_SERVER
-                                    ? HPS_TLS_VERIFY_NONE
-                                    : HPS_TLS_VERIFY_PEER;
+  ep->opt[HPS_OPT_TLS_VERIFY] =
+      ep->role == HPS_TCP_SERVER ? HPS_TLS_VERIFY_NONE : HPS_TLS_VERIFY_PEER;
   ep->opt[HPS_OPT_TLS_MIN_VERSION] = HPS_TLS_V1_2;
   ep->opt[HPS_OPT_TLS_SESSION_CACHE] = 1;
   ep->opt[HPS_OPT_TLS_HANDSHAKE_TIMEOUT] = 10000;
@@ -154,9 +157,12 @@ int hps__resolve(const char *host, uint16_t port, hps__addr *a) {
   struct addrinfo hints, *res = NULL;
   char portstr[8];
   memset(a, 0, sizeof(*a));
-  if (host == NULL || host[0] == '\0') host = "0.0.0.0";
-  if (uv_ip4_addr(host, port, &a->in4) == 0) return 0;
-  if (uv_ip6_addr(host, port, &a->in6) == 0) return 0;
+  if (host == NULL || host[0] == '\0')
+    host = "0.0.0.0";
+  if (uv_ip4_addr(host, port, &a->in4) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, &a->in6) == 0)
+    return 0;
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -179,16 +185,20 @@ int hps__addr_str(const hps__addr *a, char *host, size_t hostlen,
   int r;
   if (a->sa.sa_family == AF_INET6) {
     r = uv_ip6_name(&a->in6, buf, sizeof(buf));
-    if (port) *port = ntohs(a->in6.sin6_port);
+    if (port)
+      *port = ntohs(a->in6.sin6_port);
   } else if (a->sa.sa_family == AF_INET) {
     r = uv_ip4_name(&a->in4, buf, sizeof(buf));
-    if (port) *port = ntohs(a->in4.sin_port);
+    if (port)
+      *port = ntohs(a->in4.sin_port);
   } else {
     return HPS_ENOTFOUND;
   }
-  if (r != 0) return r;
+  if (r != 0)
+    return r;
   if (host) {
-    if (hostlen <= strlen(buf)) return HPS_EINVAL;
+    if (hostlen <= strlen(buf))
+      return HPS_EINVAL;
     memcpy(host, buf, strlen(buf) + 1);
   }
   return 0;
@@ -202,7 +212,8 @@ static socklen_t addr_len(const hps__addr *a) {
 static int make_listener(hps_endpoint *ep, const hps__addr *a, int reuseport) {
   int one = 1, fd, r;
   fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  if (fd < 0)
+    return -errno;
   if (ep->opt[HPS_OPT_REUSE_ADDR])
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (reuseport &&
@@ -249,7 +260,8 @@ static void join_loops(hps_endpoint *ep) {
  * finds valid loops (empty, or closed to commands, or running again).
  * Caller holds ep->mutex and is not a loop thread. */
 static void reap_locked(hps_endpoint *ep) {
-  if (!ep->need_join) return;
+  if (!ep->need_join)
+    return;
   join_loops(ep);
   ep->need_join = 0;
 }
@@ -262,7 +274,8 @@ static int probe_port(hps_endpoint *ep, hps__addr *a) {
   socklen_t len = sizeof(*a);
   hps__addr got;
   int fd = make_listener(ep, a, 0);
-  if (fd < 0) return fd;
+  if (fd < 0)
+    return fd;
   if (getsockname(fd, &got.sa, &len) == 0) {
     if (a->sa.sa_family == AF_INET6)
       a->in6.sin6_port = got.in6.sin6_port;
@@ -278,12 +291,15 @@ static int open_listeners(hps_endpoint *ep, const char *host, uint16_t port) {
   hps_event ev;
   int i, fd, r, reuseport = ep->nloops > 1;
   r = hps__resolve(host, port, &a);
-  if (r != 0) return r;
-  if (reuseport && (r = probe_port(ep, &a)) != 0) return r;
+  if (r != 0)
+    return r;
+  if (reuseport && (r = probe_port(ep, &a)) != 0)
+    return r;
   for (i = 0; i < ep->nloops; i++) {
     hps__loop *lp = ep->loops[i];
     fd = make_listener(ep, &a, reuseport);
-    if (fd < 0) return fd;
+    if (fd < 0)
+      return fd;
     if (i == 0) {
       socklen_t len = sizeof(ep->listen_addr);
       getsockname(fd, &ep->listen_addr.sa, &len);
@@ -304,7 +320,8 @@ static int open_listeners(hps_endpoint *ep, const char *host, uint16_t port) {
       }
     }
     r = hps__listen_start(lp, fd);
-    if (r != 0) return r;
+    if (r != 0)
+      return r;
   }
   return 0;
 }
@@ -330,12 +347,15 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
     /* A bad address must fail the start before a loop runs: else the
      * failed start would deliver SHUTDOWN. */
     hps__addr ca;
-    if (host == NULL || host[0] == '\0' || port == 0) r = HPS_EADDR;
-    else r = hps__resolve(host, port, &ca);
+    if (host == NULL || host[0] == '\0' || port == 0)
+      r = HPS_EADDR;
+    else
+      r = hps__resolve(host, port, &ca);
   }
   /* TLS: the whole configuration is checked (and built) before a loop
    * runs, so a bad certificate fails the start. */
-  if (r == 0) r = hps__tls_ep_start(ep);
+  if (r == 0)
+    r = hps__tls_ep_start(ep);
   /* Loop objects are made once and published before nloops counts them:
    * another thread reading nloops finds every loop below it. */
   for (i = 0; i < n && r == 0; i++) {
@@ -375,10 +395,12 @@ int hps__ep_start(hps_endpoint *ep, const char *host, uint16_t port) {
   HPS__STORE(&ep->state, HPS_STATE_STARTED);
   HPS__STORE(&ep->running, n);
   ep->need_join = 1;
-  for (i = 0; i < n && r == 0; i++) r = hps__loop_start(ep->loops[i]);
-  if (r != 0 && __atomic_sub_fetch(&ep->running, n - i + 1,
-                                   __ATOMIC_ACQ_REL) == 0)
-    HPS__STORE(&ep->state, HPS_STATE_STOPPED); /* no loop runs: nothing to wait for */
+  for (i = 0; i < n && r == 0; i++)
+    r = hps__loop_start(ep->loops[i]);
+  if (r != 0 &&
+      __atomic_sub_fetch(&ep->running, n - i + 1, __ATOMIC_ACQ_REL) == 0)
+    HPS__STORE(&ep->state,
+               HPS_STATE_STOPPED); /* no loop runs: nothing to wait for */
   uv_mutex_unlock(&ep->mutex);
   if (r == 0 && ep->role == HPS_TCP_CLIENT)
     r = hps__connect(ep, host, port, &cid); /* the agent path, one loop */
@@ -399,13 +421,15 @@ static int stop(hps_endpoint *ep, int wait) {
   }
   if (ep->state == HPS_STATE_STARTED) {
     HPS__STORE(&ep->state, HPS_STATE_STOPPING);
-    for (i = 0; i < ep->nloops; i++) hps__loop_request_stop(ep->loops[i]);
+    for (i = 0; i < ep->nloops; i++)
+      hps__loop_request_stop(ep->loops[i]);
   }
   if (!wait) { /* the stop completes after the calling handler returns */
     uv_mutex_unlock(&ep->mutex);
     return 0;
   }
-  while (ep->state != HPS_STATE_STOPPED) uv_cond_wait(&ep->cond, &ep->mutex);
+  while (ep->state != HPS_STATE_STOPPED)
+    uv_cond_wait(&ep->cond, &ep->mutex);
   reap_locked(ep);
   uv_mutex_unlock(&ep->mutex);
   return 0;
@@ -421,8 +445,10 @@ int hps__ep_stop(hps_endpoint *ep) {
 
 int hps__ep_wait(hps_endpoint *ep, int timeout_ms) {
   int r = 0;
-  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
-  if (hps__on_own_loop(ep)) return HPS_EINLOOP;
+  uint64_t deadline =
+      uv_hrtime() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  if (hps__on_own_loop(ep))
+    return HPS_EINLOOP;
   uv_mutex_lock(&ep->mutex);
   while (ep->state == HPS_STATE_STARTED || ep->state == HPS_STATE_STOPPING) {
     if (timeout_ms < 0) {
@@ -445,7 +471,8 @@ int hps__ep_wait(hps_endpoint *ep, int timeout_ms) {
  * after every other loop has delivered its last event. */
 void hps__ep_loop_done(hps_endpoint *ep) {
   hps_event ev;
-  if (__atomic_sub_fetch(&ep->running, 1, __ATOMIC_ACQ_REL) != 0) return;
+  if (__atomic_sub_fetch(&ep->running, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
   memset(&ev, 0, sizeof(ev));
   ev.type = HPS_EV_SHUTDOWN;
   ev.endpoint = ep;
@@ -464,7 +491,8 @@ void hps__ep_destroy(hps_endpoint *ep) {
   int st = HPS__LOAD(&ep->state);
   /* hps_free refused its own loops: here it may wait (on another
    * endpoint's loop too, see hps_free) */
-  if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING) stop(ep, 1);
+  if (st == HPS_STATE_STARTED || st == HPS_STATE_STOPPING)
+    stop(ep, 1);
   uv_mutex_lock(&ep->mutex);
   reap_locked(ep);
   for (i = 0; i < HPS__MAX_WORKERS; i++)

@@ -15,7 +15,8 @@ hps__wreq *hps__wreq_new(size_t len) {
   if (len > SIZE_MAX - sizeof(*w))
     return NULL; /* never a wrapped size */
   w = malloc(sizeof(*w) + len);
-  if (w == NULL) return NULL;
+  if (w == NULL)
+    return NULL;
   memset(w, 0, sizeof(*w));
   w->len = len;
   w->fd = -1;
@@ -93,7 +94,8 @@ int hps__loop_init(hps__loop *lp) {
 }
 
 static void free_wreq(hps__wreq *w) {
-  if (w->fd >= 0) close(w->fd);
+  if (w->fd >= 0)
+    close(w->fd);
   free(w);
 }
 
@@ -167,12 +169,15 @@ int hps__loop_start(hps__loop *lp) {
   uint64_t silence = (uint64_t)lp->ep->opt[HPS_OPT_SILENCE_TIMEOUT];
   if (silence > 0) {
     uint64_t tick = silence / 4;
-    if (tick < 10) tick = 10;
-    if (tick > 1000) tick = 1000;
+    if (tick < 10)
+      tick = 10;
+    if (tick > 1000)
+      tick = 1000;
     uv_timer_start(&lp->timer, hps__on_timer, tick, tick);
   }
   r = uv_thread_create(&lp->thread, loop_thread, lp);
-  if (r == 0) lp->thread_started = 1;
+  if (r == 0)
+    lp->thread_started = 1;
   return r;
 }
 
@@ -180,7 +185,8 @@ int hps__loop_start(hps__loop *lp) {
  * accepting_cmds (under the same lock) nobody touches its async handle, so
  * it can be closed safely. */
 int hps__loop_post_locked(hps__loop *lp, hps__wreq *w) {
-  if (!lp->accepting_cmds) return HPS_ESTOPPING;
+  if (!lp->accepting_cmds)
+    return HPS_ESTOPPING;
   w->next = NULL;
   if (lp->cmd_tail)
     lp->cmd_tail->next = w;
@@ -211,20 +217,26 @@ hps__conn *hps__lookup_locked(hps_endpoint *ep, hps_conn_id id,
   if (li >= (uint32_t)hps__nloops(ep))
     return NULL;
   lp = hps__loop_at(ep, (int)li);
-  if (out) *out = lp;
-  if (si >= lp->nslots) return NULL;
+  if (out)
+    *out = lp;
+  if (si >= lp->nslots)
+    return NULL;
   s = &lp->slots[si];
-  if (s->conn == NULL || s->gen != HPS__ID_GEN(id)) return NULL;
+  if (s->conn == NULL || s->gen != HPS__ID_GEN(id))
+    return NULL;
   return s->conn;
 }
 
 static int grow_slots(hps__loop *lp) {
   uint32_t cap = lp->slot_cap ? lp->slot_cap * 2 : 64;
   hps__slot *n;
-  if (lp->slot_cap >= HPS__MAX_SLOTS) return HPS_ELIMIT;
-  if (cap > HPS__MAX_SLOTS) cap = HPS__MAX_SLOTS;
+  if (lp->slot_cap >= HPS__MAX_SLOTS)
+    return HPS_ELIMIT;
+  if (cap > HPS__MAX_SLOTS)
+    cap = HPS__MAX_SLOTS;
   n = realloc(lp->slots, cap * sizeof(*n));
-  if (n == NULL) return HPS_ENOMEM;
+  if (n == NULL)
+    return HPS_ENOMEM;
   memset(n + lp->slot_cap, 0, (cap - lp->slot_cap) * sizeof(*n));
   lp->slots = n;
   lp->slot_cap = cap;
@@ -266,7 +278,8 @@ hps__conn *hps__conn_new_locked(hps__loop *lp) {
   c->loop = lp;
   c->tcp.data = c;
   c->next = lp->conns;
-  if (lp->conns) lp->conns->prev = c;
+  if (lp->conns)
+    lp->conns->prev = c;
   lp->conns = c;
   lp->nconns++;
   return c;
@@ -284,7 +297,8 @@ void hps__conn_release_locked(hps__loop *lp, hps__conn *c) {
     c->prev->next = c->next;
   else
     lp->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  if (c->next)
+    c->next->prev = c->prev;
   lp->nconns--;
   /* its counts into the loop's totals, in the same step as it leaves the
    * list that hps_get_stats walks: counted once at any time */
@@ -309,17 +323,21 @@ void hps__conn_release_locked(hps__loop *lp, hps__conn *c) {
 
 /* ---- stopping ---- */
 
-static void on_handle_closed(uv_handle_t *h) { (void)h; }
+static void on_handle_closed(uv_handle_t *h) {
+  (void)h;
+}
 
 /* Once a stopping loop has no connection left, close its own handles so
  * uv_run returns and the thread ends. */
 void hps__loop_maybe_finish(hps__loop *lp) {
   int n;
-  if (!lp->stopping || lp->handles_closed) return;
+  if (!lp->stopping || lp->handles_closed)
+    return;
   uv_mutex_lock(&lp->lock);
   n = lp->nconns;
   uv_mutex_unlock(&lp->lock);
-  if (n > 0) return;
+  if (n > 0)
+    return;
   lp->handles_closed = 1;
   uv_close((uv_handle_t *)&lp->async, on_handle_closed);
   uv_close((uv_handle_t *)&lp->timer, on_handle_closed);
@@ -339,7 +357,8 @@ static void loop_stop(hps__loop *lp) {
    * callbacks, which do not run inside this walk. */
   for (; c != NULL; c = next) {
     next = c->next;
-    if (c->state != HPS__C_PENDING) hps__conn_close(c, HPS_OP_CLOSE, 0);
+    if (c->state != HPS__C_PENDING)
+      hps__conn_close(c, HPS_OP_CLOSE, 0);
   }
   hps__loop_maybe_finish(lp);
 }
@@ -378,7 +397,8 @@ static void run_cmd(hps__loop *lp, hps__wreq *w) {
     /* what hps__post counted; re-counted by the write */
     HPS__SUB(&c->queued, hps__wreq_queued(lp->ep, w));
     hps__conn_write(c, w);
-    if (!HPS__IS_UDP(lp->ep)) hps__water_taken(c);
+    if (!HPS__IS_UDP(lp->ep))
+      hps__water_taken(c);
     break;
   case HPS__CMD_DISCONNECT:
     hps__conn_disconnect(c, w->arg, w->err);
@@ -419,12 +439,14 @@ static void on_async(uv_async_t *a) {
   lp->cmd_head = lp->cmd_tail = NULL;
   stop = lp->stop_req && !lp->stopping;
   uv_mutex_unlock(&lp->lock);
-  if (stop) lp->stopping = 1; /* queued connects close with ESTOPPING */
+  if (stop)
+    lp->stopping = 1; /* queued connects close with ESTOPPING */
   for (; w != NULL; w = next) {
     next = w->next;
     run_cmd(lp, w);
   }
-  if (stop) loop_stop(lp);
+  if (stop)
+    loop_stop(lp);
 }
 
 void hps__test_gen_first(hps_endpoint *ep, uint32_t gen) {

@@ -10,7 +10,8 @@
 #include "core.h"
 
 static hps_conn_id resolve_id(hps_endpoint *ep, hps_conn_id id) {
-  if (id == 0 && HPS__SINGLE(ep)) return HPS__LOAD(&ep->client_id);
+  if (id == 0 && HPS__SINGLE(ep))
+    return HPS__LOAD(&ep->client_id);
   return id;
 }
 
@@ -66,18 +67,19 @@ static int post(hps_endpoint *ep, hps__wreq *w, size_t queued_bytes) {
     err = HPS_ENOTFOUND;
   } else if (queued_bytes > 0 && state != HPS__C_OPEN) {
     err = HPS_ESTATE;
-  } else if (queued_bytes > 0 &&
-             HPS__LOAD(&c->queued) + queued_bytes >
-                 (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE]) {
+  } else if (queued_bytes > 0 && HPS__LOAD(&c->queued) + queued_bytes >
+                                     (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE]) {
     err = HPS_ESENDQ;
   } else if (hps__loop_post_locked(lp, w) != 0) {
     err = HPS_ENOTFOUND; /* the loop is stopping: it closes them all */
   } else {
     HPS__ADD(&c->queued, queued_bytes);
-    if (w->kind == HPS__CMD_SEND) c->posted++;
+    if (w->kind == HPS__CMD_SEND)
+      c->posted++;
     /* A queued disconnect ends the connection for every later call, even
      * before its loop runs it: later sends fail instead of vanishing. */
-    if (w->kind == HPS__CMD_DISCONNECT) HPS__STORE(&c->doomed, 1);
+    if (w->kind == HPS__CMD_DISCONNECT)
+      HPS__STORE(&c->doomed, 1);
   }
   uv_mutex_unlock(&lp->lock);
   if (err != 0) {
@@ -96,7 +98,8 @@ static hps__conn *own_conn(hps_endpoint *ep, hps_conn_id id, int *err) {
   hps__conn *c = lp->corked;
   if (c == NULL || c->id != id) {
     c = lock_conn(ep, id, &lp, err);
-    if (c == NULL) return NULL;
+    if (c == NULL)
+      return NULL;
     uv_mutex_unlock(&lp->lock); /* only this thread may free it */
   }
   if (HPS__LOAD(&c->state) == HPS__C_CLOSING || HPS__LOAD(&c->doomed)) {
@@ -119,7 +122,8 @@ static hps__wreq *send_wreq(hps_endpoint *ep, hps_conn_id id,
   hps__wreq *w = hps__wreq_new(total + hdr);
   size_t off = hdr;
   int i;
-  if (w == NULL) return NULL;
+  if (w == NULL)
+    return NULL;
   w->kind = HPS__CMD_SEND;
   w->id = id;
   w->skip = hdr;
@@ -127,7 +131,8 @@ static hps__wreq *send_wreq(hps_endpoint *ep, hps_conn_id id,
     hps__pack_header((uint8_t *)w->data, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
                      (uint32_t)total);
   for (i = 0; i < n; i++) {
-    if (bufs[i].len == 0) continue; /* base may be NULL */
+    if (bufs[i].len == 0)
+      continue; /* base may be NULL */
     memcpy(w->data + off, bufs[i].base, bufs[i].len);
     off += bufs[i].len;
   }
@@ -137,14 +142,16 @@ static hps__wreq *send_wreq(hps_endpoint *ep, hps_conn_id id,
 /* On the owning loop: gather into the cork while the connection's read is
  * being delivered, else try-write straight from the caller's buffer, and
  * copy only what the socket did not take. */
-static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
-                    int n, size_t total, size_t hdr) {
+static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs, int n,
+                    size_t total, size_t hdr) {
   int send_events = (HPS__LOAD(&ep->events) & HPS_EVBIT(HPS_EV_SEND)) != 0;
   ssize_t r = 0;
   hps__wreq *w;
   int state = HPS__LOAD(&c->state);
-  if (state == HPS__C_CLOSING || HPS__LOAD(&c->doomed)) return HPS_ENOTFOUND;
-  if (state != HPS__C_OPEN) return HPS_ESTATE;
+  if (state == HPS__C_CLOSING || HPS__LOAD(&c->doomed))
+    return HPS_ENOTFOUND;
+  if (state != HPS__C_OPEN)
+    return HPS_ESTATE;
   if (HPS__LOAD(&c->queued) + total + hdr >
       (size_t)ep->opt[HPS_OPT_MAX_SEND_QUEUE])
     return HPS_ESENDQ;
@@ -155,13 +162,14 @@ static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
                        (uint32_t)total);
     else if (n == 1 && hps__cork_borrow(c, bufs[0].base, total))
       return 0;
-    if (hps__cork_append(c, bufs, n, h, hdr, total)) return 0;
+    if (hps__cork_append(c, bufs, n, h, hdr, total))
+      return 0;
     hps__cork_flush(c); /* full or not delivering: keep order first */
-    if (c->handle_closing) return HPS_ENOTFOUND;
+    if (c->handle_closing)
+      return HPS_ENOTFOUND;
   }
   /* hps__try_write itself declines while libuv has writes queued */
-  if (n == 1 && hdr == 0 && !send_events && c->file == NULL &&
-      c->tls == NULL) {
+  if (n == 1 && hdr == 0 && !send_events && c->file == NULL && c->tls == NULL) {
     r = hps__try_write(c, bufs[0].base, total);
     if (r == (ssize_t)total) {
       hps__count_sent(c, total, 1);
@@ -171,10 +179,12 @@ static int send_own(hps_endpoint *ep, hps__conn *c, const hps_buf *bufs,
       hps__conn_close(c, HPS_OP_SEND, (int)r);
       return (int)r;
     }
-    if (r < 0) r = 0;
+    if (r < 0)
+      r = 0;
   }
   w = send_wreq(ep, c->id, bufs, n, total, hdr);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   w->off = (size_t)r; /* already written; hps__conn_write counts it all */
   return hps__conn_write(c, w);
 }
@@ -185,10 +195,14 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   size_t hdr = pack ? HPS__PACK_HEADER : 0, total = 0;
   hps__wreq *w;
   int i;
-  if (HPS__IS_UDP(ep)) return hps__udp_send(ep, id, NULL, bufs, n);
-  for (i = 0; i < n; i++) total += bufs[i].len;
-  if (total == 0) return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
-  if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX]) return HPS_EPACKSIZE;
+  if (HPS__IS_UDP(ep))
+    return hps__udp_send(ep, id, NULL, bufs, n);
+  for (i = 0; i < n; i++)
+    total += bufs[i].len;
+  if (total == 0)
+    return pack ? HPS_EPACKEMPTY : HPS_EINVAL;
+  if (pack && total > (size_t)ep->opt[HPS_OPT_PACK_MAX])
+    return HPS_EPACKSIZE;
   /* The hot path: a handler answering the connection whose read it is
    * being given. That one is this loop's and not freed before the delivery
    * ends, so neither the ID's loop nor the table is consulted. */
@@ -201,7 +215,8 @@ int hps__send(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
     return c == NULL ? err : send_own(ep, c, bufs, n, total, hdr);
   }
   w = send_wreq(ep, id, bufs, n, total, hdr);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   return post(ep, w, total + hdr);
 }
 
@@ -253,10 +268,8 @@ static inline int cork_echo(hps_endpoint *ep, hps__loop *lp, hps__conn *c,
 
 /* hps_send's every other way, out of line: the echoes in hps__send1 then
  * need no saved registers. */
-__attribute__((noinline)) static int send1_general(hps_endpoint *ep,
-                                                   hps_conn_id id,
-                                                   const void *data,
-                                                   size_t len) {
+__attribute__((noinline)) static int
+send1_general(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   hps__loop *lp = hps__tls_loop;
   hps__conn *c;
   hps_buf b;
@@ -269,13 +282,13 @@ __attribute__((noinline)) static int send1_general(hps_endpoint *ep,
       cork_ok(ep, c, len, HPS__PACK_HEADER)) {
     uint8_t h[HPS__PACK_HEADER];
     hps__pack_header(h, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG], (uint32_t)len);
-    if (hps__cork_append(c, &b, 1, h, HPS__PACK_HEADER, len)) return 0;
+    if (hps__cork_append(c, &b, 1, h, HPS__PACK_HEADER, len))
+      return 0;
   }
   return hps__send(ep, id, &b, 1);
 }
 
-int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data,
-               size_t len) {
+int hps__send1(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   hps__loop *lp = hps__tls_loop;
   hps__conn *c;
   if (lp == NULL || data == NULL) /* data: api.c checked it */
@@ -352,14 +365,17 @@ int hps__send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
   file_id fid;
   size_t plen;
   int fd, err = 0, state;
-  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK) return HPS_EMODEL;
+  if (ep->opt[HPS_OPT_RECV_MODEL] == HPS_MODEL_PACK)
+    return HPS_EMODEL;
   if (length < -1)
     return HPS_EFILE;
   id = resolve_id(ep, id);
   fd = file_open(path, NULL, offset, length, &st);
-  if (fd < 0) return HPS_EFILE;
+  if (fd < 0)
+    return HPS_EFILE;
   close(fd);
-  if (length < 0) length = st.st_size - offset;
+  if (length < 0)
+    length = st.st_size - offset;
   if (length == 0)
     return HPS_EINVAL;
   fid.dev = (uint64_t)st.st_dev;
@@ -422,7 +438,8 @@ static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
   id = resolve_id(ep, id);
   if (on_owner(ep, id)) {
     hps__conn *c = own_conn(ep, id, &err);
-    if (c == NULL) return err;
+    if (c == NULL)
+      return err;
     if (kind == HPS__CMD_DISCONNECT)
       hps__conn_disconnect(c, arg, cerr);
     else
@@ -430,7 +447,8 @@ static int simple_cmd(hps_endpoint *ep, hps_conn_id id, int kind, int arg,
     return 0;
   }
   w = hps__wreq_new(0);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   w->kind = kind;
   w->id = id;
   w->arg = arg;
@@ -449,7 +467,8 @@ static int disconnect_force(hps_endpoint *ep, hps_conn_id id) {
   int err = 0;
   id = resolve_id(ep, id);
   w = hps__wreq_new(0);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   w->kind = HPS__CMD_DISCONNECT;
   w->id = id;
   w->arg = 1;
@@ -479,7 +498,8 @@ static int disconnect_force(hps_endpoint *ep, hps_conn_id id) {
 }
 
 int hps__disconnect(hps_endpoint *ep, hps_conn_id id, int force) {
-  if (force) return disconnect_force(ep, id);
+  if (force)
+    return disconnect_force(ep, id);
   return simple_cmd(ep, id, HPS__CMD_DISCONNECT, 0, 0);
 }
 
@@ -492,12 +512,14 @@ int hps__fetch(hps_endpoint *ep, hps_conn_id id, void *buf, size_t len,
   hps__loop *lp;
   hps__conn *c;
   int err = 0;
-  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PULL) return HPS_EMODEL;
+  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PULL)
+    return HPS_EMODEL;
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
-  if (c == NULL) return err;
+  if (c == NULL)
+    return err;
   if (c->plen < len) {
     err = HPS__LOAD(&c->state) == HPS__C_CLOSING && c->plen == 0 ? HPS_ENOTFOUND
-                                                      : HPS_EAGAIN;
+                                                                 : HPS_EAGAIN;
   } else {
     memcpy(buf, c->pbuf, len);
     if (take) {
@@ -533,13 +555,15 @@ int hps__conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
         /* a graceful close still holds the slot: it counts */
         if (HPS__LOAD(&c->state) == HPS__C_CLOSING && !hps__closing_soft(c))
           continue;
-        if (got < cap) ids[got++] = c->id;
+        if (got < cap)
+          ids[got++] = c->id;
         total++;
       }
       uv_mutex_unlock(&lp->lock);
     }
   }
-  if (count) *count = total;
+  if (count)
+    *count = total;
   return (int)got;
 }
 
@@ -550,10 +574,12 @@ int hps__address(hps_endpoint *ep, hps_conn_id id, int remote, char *host,
   hps__addr a;
   int err = 0;
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
-  if (c == NULL) return err;
+  if (c == NULL)
+    return err;
   a = remote ? c->peer : c->local;
   uv_mutex_unlock(&lp->lock);
-  if (a.sa.sa_family == 0) return HPS_ESTATE; /* not connected yet */
+  if (a.sa.sa_family == 0)
+    return HPS_ESTATE; /* not connected yet */
   return hps__addr_str(&a, host, hostlen, port);
 }
 
@@ -563,7 +589,8 @@ int hps__extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *get,
   hps__conn *c;
   int err = 0;
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
-  if (c == NULL) return err;
+  if (c == NULL)
+    return err;
   if (get)
     *get = HPS__LOAD(&c->extra);
   else
@@ -585,8 +612,10 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
     int live = running(ep), n = hps__nloops(ep);
     for (i = 0; i < n; i++) {
       lp = __atomic_load_n(&ep->loops[i], __ATOMIC_ACQUIRE);
-      if (lp == NULL) continue; /* a start making its loops */
-      if (live) uv_mutex_lock(&lp->lock);
+      if (lp == NULL)
+        continue; /* a start making its loops */
+      if (live)
+        uv_mutex_lock(&lp->lock);
       st->bytes_sent += HPS__LOAD(&lp->bytes_sent);
       st->bytes_received += HPS__LOAD(&lp->bytes_recv);
       st->msgs_sent += HPS__LOAD(&lp->msgs_sent);
@@ -604,7 +633,8 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
     return 0;
   }
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
-  if (c == NULL) return err;
+  if (c == NULL)
+    return err;
   st->bytes_sent = HPS__LOAD(&c->bytes_sent);
   st->bytes_received = HPS__LOAD(&c->bytes_recv);
   st->msgs_sent = HPS__LOAD(&c->msgs_sent);
@@ -623,7 +653,8 @@ int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
   hps__conn *c;
   int err = 0;
   c = lock_conn(ep, resolve_id(ep, id), &lp, &err);
-  if (c == NULL) return err;
+  if (c == NULL)
+    return err;
   *unsent = HPS__LOAD(&c->queued) + HPS__LOAD(&c->file_unsent);
   uv_mutex_unlock(&lp->lock);
   return 0;
@@ -633,7 +664,8 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
   uint64_t now = uv_hrtime() / 1000000u;
   int i, n = 0;
   hps__conn *c;
-  if (!running(ep)) return 0;
+  if (!running(ep))
+    return 0;
   for (i = 0; i < hps__nloops(ep); i++) {
     hps__loop *lp = hps__loop_at(ep, i);
     int mine = hps__tls_loop == lp;
@@ -651,7 +683,8 @@ int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
         hps__conn_close(c, HPS_OP_CLOSE, err);
       } else {
         hps__wreq *w = hps__wreq_new(0);
-        if (w == NULL) continue;
+        if (w == NULL)
+          continue;
         w->kind = HPS__CMD_DISCONNECT;
         w->id = c->id;
         w->arg = 1;

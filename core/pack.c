@@ -113,8 +113,7 @@ static int hps__pack_fail(hps__pack_dec *d, uint32_t h) {
 /* The error a failed decoder keeps returning. */
 static int hps__pack_failed_error(const hps__pack_dec *d) {
   uint32_t h = hps__pack_load_le32(d->hdr);
-  return hps__pack_header_bad(d, h) ? hps__pack_header_error(d, h)
-                                    : HPS_ENOMEM;
+  return hps__pack_header_bad(d, h) ? hps__pack_header_error(d, h) : HPS_ENOMEM;
 }
 
 /* Make room for the whole body of the current frame (body_len bytes), whose
@@ -147,9 +146,9 @@ static void hps__pack_done_buffered(hps__pack_dec *d) {
  * right before the body in data; fn the others. Always inlined into the
  * two entry points below, so a caller (with LTO) gets its callbacks
  * inlined into the loop. */
-static inline __attribute__((always_inline)) int hps__pack_feed_any(
-    hps__pack_dec *d, const uint8_t *data, size_t len, hps__pack_frame_fn fn,
-    hps__pack_frame_fn fn_in, void *ctx) {
+static inline __attribute__((always_inline)) int
+hps__pack_feed_any(hps__pack_dec *d, const uint8_t *data, size_t len,
+                   hps__pack_frame_fn fn, hps__pack_frame_fn fn_in, void *ctx) {
   const uint8_t *p, *end;
   uint32_t h, blen;
   int r;

@@ -14,9 +14,9 @@
 #include <string.h>
 
 #define HPS__PACK_HEADER 4u
-#define HPS__PACK_LEN_MASK 0x3fffffu   /* 22 bits */
-#define HPS__PACK_FLAG_MAX 0x3ffu      /* 10 bits */
-#define HPS__PACK_MAX_LIMIT 0x3fffffu  /* 4 MiB - 1 */
+#define HPS__PACK_LEN_MASK 0x3fffffu  /* 22 bits */
+#define HPS__PACK_FLAG_MAX 0x3ffu     /* 10 bits */
+#define HPS__PACK_MAX_LIMIT 0x3fffffu /* 4 MiB - 1 */
 
 /* Write the header for a body of len bytes with flag into out[4]. */
 static inline void hps__pack_header(uint8_t out[4], uint32_t flag,
@@ -47,14 +47,14 @@ static inline uint32_t hps__pack_load_le32(const uint8_t *p) {
 typedef int (*hps__pack_frame_fn)(void *ctx, const uint8_t *body, size_t len);
 
 typedef struct hps__pack_dec {
-  uint32_t flag;    /* expected flag; 0 = not checked */
-  uint32_t max;     /* max body length, 1..HPS__PACK_MAX_LIMIT */
+  uint32_t flag;         /* expected flag; 0 = not checked */
+  uint32_t max;          /* max body length, 1..HPS__PACK_MAX_LIMIT */
   uint32_t fmask, fwant; /* the flag check as (header & fmask) == fwant */
-  uint8_t hdr[4];   /* header bytes gathered so far */
-  uint32_t hdr_got; /* 0..4 */
+  uint8_t hdr[4];        /* header bytes gathered so far */
+  uint32_t hdr_got;      /* 0..4 */
   uint32_t body_len;
   uint32_t body_got;
-  uint8_t *body;    /* partial body buffer (malloc), NULL when none */
+  uint8_t *body; /* partial body buffer (malloc), NULL when none */
   uint32_t body_cap;
   const uint8_t *stop; /* set when fn stopped a feed: the end of its frame */
 } hps__pack_dec;

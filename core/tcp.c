@@ -30,7 +30,7 @@
  * Under sanitizers the libc calls stay: their interceptors check the
  * buffers and (TSan) see the file descriptor's synchronisation. */
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
     __has_feature(memory_sanitizer)
 #define HPS__SANITIZED 1
 #endif
@@ -38,7 +38,7 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define HPS__SANITIZED 1
 #endif
-#if defined(__linux__) && defined(SYS_recvfrom) && defined(SYS_sendto) && \
+#if defined(__linux__) && defined(SYS_recvfrom) && defined(SYS_sendto) &&      \
     !defined(HPS__SANITIZED)
 static inline ssize_t sock_recv(int fd, void *buf, size_t n) {
   return syscall(SYS_recvfrom, fd, buf, n, 0, NULL, NULL);
@@ -61,7 +61,9 @@ static void on_write(uv_write_t *req, int status);
 static void start_reading(hps__conn *c);
 static void drop_held(hps__conn *c);
 
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000u;
+}
 
 /* The socket of a TCP connection, -1 once closed: what uv_fileno answers
  * for a TCP handle (uv_close closes a stream's socket at once and sets
@@ -70,7 +72,9 @@ static inline int conn_fd(const hps__conn *c) {
   return c->tcp.io_watcher.fd;
 }
 
-static hps_endpoint *conn_ep(hps__conn *c) { return c->loop->ep; }
+static hps_endpoint *conn_ep(hps__conn *c) {
+  return c->loop->ep;
+}
 
 int hps__emit(hps__conn *c, int type, const void *data, size_t len) {
   hps_endpoint *ep = conn_ep(c);
@@ -91,7 +95,8 @@ int hps__emit(hps__conn *c, int type, const void *data, size_t len) {
   ev.port = 0;
   if (type == HPS_EV_PREPARE) {
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) ev.fd = fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      ev.fd = fd;
   }
   return ep->fn(ep->user, &ev);
 }
@@ -127,7 +132,8 @@ static void free_deferred(hps__conn *c) {
   hps__wreq *w;
   while ((w = c->defer_head) != NULL) {
     c->defer_head = w->next;
-    if (w->fd >= 0) close(w->fd);
+    if (w->fd >= 0)
+      close(w->fd);
     free(w);
   }
   c->defer_tail = NULL;
@@ -144,7 +150,8 @@ static void conn_finish(hps__conn *c) {
    * text is written under. */
   if (c->tls != NULL && c->close_err != 0)
     hps__tls_close_text(c, c->close_err);
-  if (c->reported) hps__emit(c, HPS_EV_CLOSE, NULL, 0);
+  if (c->reported)
+    hps__emit(c, HPS_EV_CLOSE, NULL, 0);
   uv_mutex_lock(&lp->lock);
   hps__conn_release_locked(lp, c);
   uv_mutex_unlock(&lp->lock);
@@ -152,9 +159,13 @@ static void conn_finish(hps__conn *c) {
   hps__loop_maybe_finish(lp);
 }
 
-static void on_closed(uv_handle_t *h) { conn_finish(h->data); }
+static void on_closed(uv_handle_t *h) {
+  conn_finish(h->data);
+}
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
 
 /* ---- graceful closes: a deadline, and memory given back ---- */
 
@@ -180,7 +191,8 @@ static void closing_add(hps__conn *c) {
 
 static void closing_del(hps__conn *c) {
   hps__loop *lp = c->loop;
-  if (HPS__LOAD(&c->t_close) == 0) return;
+  if (HPS__LOAD(&c->t_close) == 0)
+    return;
   HPS__STORE(&c->t_close, 0);
   if (c->cl_prev != NULL)
     c->cl_prev->cl_next = c->cl_next;
@@ -203,8 +215,8 @@ static void closing_progress(hps__conn *c) {
 }
 
 /* Graceful closes that made no progress for HPS_OPT_CLOSE_TIMEOUT are
- * closed by force: their peer does not take what is queued for it. Each run costs the closes it
- * ends, plus one look at the head. */
+ * closed by force: their peer does not take what is queued for it. Each run
+ * costs the closes it ends, plus one look at the head. */
 void hps__on_close_timer(uv_timer_t *t) {
   hps__loop *lp = t->data;
   uint64_t limit = (uint64_t)lp->ep->opt[HPS_OPT_CLOSE_TIMEOUT];
@@ -250,7 +262,8 @@ void hps__on_trim_timer(uv_timer_t *t) {
 static void count_freed(hps__loop *lp, size_t n) {
   uint64_t wait = TRIM_DELAY_MS, since;
   lp->freed += n;
-  if (lp->freed < TRIM_BYTES || lp->trim_pending || lp->stopping) return;
+  if (lp->freed < TRIM_BYTES || lp->trim_pending || lp->stopping)
+    return;
   since = hps__elapsed(uv_now(&lp->uv), lp->t_trim);
   if (lp->t_trim != 0 && since + TRIM_DELAY_MS < TRIM_EVERY_MS)
     wait = TRIM_EVERY_MS - since;
@@ -284,7 +297,8 @@ void hps__conn_close(hps__conn *c, int op, int err) {
     uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
     c->connect_timer = NULL;
   }
-  if (c->pack) hps__pack_reset(c->pack);
+  if (c->pack)
+    hps__pack_reset(c->pack);
   /* what the close frees: the queue (cancelled now), held and pull bytes */
   count_freed(c->loop, HPS__LOAD(&c->queued) + c->pcap +
                            (c->held != NULL ? c->held->len : 0));
@@ -306,18 +320,22 @@ static void close_pending(hps__conn *c, int op, int err) {
 static void on_shutdown(uv_shutdown_t *req, int status) {
   hps__conn *c = req->data;
   free(req);
-  if (status == UV_ECANCELED || c->handle_closing) return;
+  if (status == UV_ECANCELED || c->handle_closing)
+    return;
   hps__conn_close(c, c->close_op, c->close_err);
 }
 
 static void start_shutdown(hps__conn *c) {
   uv_shutdown_t *req;
-  if (c->tls != NULL) hps__tls_shutdown(c); /* close_notify before FIN */
-  if (c->handle_closing) return;
+  if (c->tls != NULL)
+    hps__tls_shutdown(c); /* close_notify before FIN */
+  if (c->handle_closing)
+    return;
   req = malloc(sizeof(*req));
   if (req != NULL) {
     req->data = c;
-    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) return;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0)
+      return;
     free(req);
   }
   hps__conn_close(c, c->close_op, c->close_err);
@@ -327,7 +345,8 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
   if (c->state == HPS__C_CLOSING) {
     /* A forced disconnect cuts a graceful close short; its CLOSE keeps
      * the op and error of that close (err, if it had none). */
-    if (force && hps__closing_soft(c)) hps__conn_close(c, HPS_OP_CLOSE, err);
+    if (force && hps__closing_soft(c))
+      hps__conn_close(c, HPS_OP_CLOSE, err);
     return;
   }
   if (HPS__IS_UDP(conn_ep(c))) {
@@ -352,7 +371,8 @@ void hps__conn_disconnect(hps__conn *c, int force, int err) {
 }
 
 void hps__conn_graceful(hps__conn *c, int op, int err) {
-  if (c->handle_closing) return;
+  if (c->handle_closing)
+    return;
   if (c->state == HPS__C_CLOSING) { /* already: a first error stays */
     if (err != 0 && c->close_err == 0) {
       c->close_op = op;
@@ -368,11 +388,13 @@ void hps__conn_graceful(hps__conn *c, int op, int err) {
   c->close_err = err;
   hps__cork_flush(c); /* sent before the close: goes out before FIN */
   /* the flush failed: closed, or (TLS) closing gracefully already */
-  if (c->handle_closing || c->state != HPS__C_OPEN) return;
+  if (c->handle_closing || c->state != HPS__C_OPEN)
+    return;
   hps__read_stop(c);
   drop_held(c); /* read, not delivered: reading has ended */
   closing_add(c);
-  if (close_behind_posted(c)) return;
+  if (close_behind_posted(c))
+    return;
   if (c->file != NULL || c->defer_head != NULL)
     c->graceful = 1; /* shut down when the file and what waits behind end */
   else
@@ -402,13 +424,15 @@ static int close_behind_posted(hps__conn *c) {
     w = NULL;
   }
   uv_mutex_unlock(&lp->lock);
-  if (w == NULL) return 0;
+  if (w == NULL)
+    return 0;
   c->graceful = 2;
   return 1;
 }
 
 void hps__conn_shut(hps__conn *c) {
-  if (c->graceful != 2 || c->handle_closing) return;
+  if (c->graceful != 2 || c->handle_closing)
+    return;
   c->graceful = 0;
   if (c->file != NULL || c->defer_head != NULL)
     c->graceful = 1;
@@ -427,9 +451,10 @@ static void drop_held(hps__conn *c) {
  * paused the connection. Read buffers are reused, so they are copied; this
  * is the only copy, and only a pause mid-read makes it. */
 __attribute__((cold, noinline)) static void hold(hps__conn *c, const char *p,
-                                                size_t n) {
+                                                 size_t n) {
   hps__held *h;
-  if (n == 0) return; /* paused on the read's last frame: nothing waits */
+  if (n == 0)
+    return; /* paused on the read's last frame: nothing waits */
   h = malloc(sizeof(*h) + n);
   if (h == NULL) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_ENOMEM);
@@ -443,7 +468,8 @@ __attribute__((cold, noinline)) static void hold(hps__conn *c, const char *p,
 __attribute__((cold, noinline)) static void post_drain(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps__wreq *w;
-  if (c->drain_posted) return;
+  if (c->drain_posted)
+    return;
   w = hps__wreq_new(0);
   if (w == NULL) {
     hps__conn_close(c, HPS_OP_RECEIVE, HPS_ENOMEM);
@@ -463,14 +489,18 @@ __attribute__((cold, noinline)) static void post_drain(hps__conn *c) {
  * when the first reason is set and starts again when the last is cleared. */
 static void set_pause(hps__conn *c, int why, int on) {
   int pause;
-  if (c->state == HPS__C_CLOSING) return;
+  if (c->state == HPS__C_CLOSING)
+    return;
   c->pause_why = (uint8_t)(on ? c->pause_why | why : c->pause_why & ~why);
   pause = c->pause_why != 0;
-  if (c->paused == pause) return;
+  if (c->paused == pause)
+    return;
   c->paused = (uint8_t)pause;
-  if (c->state != HPS__C_OPEN) return; /* applied once connected */
+  if (c->state != HPS__C_OPEN)
+    return; /* applied once connected */
   /* The TLS handshake reads on; its end applies the pause. */
-  if (c->tls != NULL && !hps__tls_done(c)) return;
+  if (c->tls != NULL && !hps__tls_done(c))
+    return;
   if (pause) {
     hps__read_stop(c);
   } else if (c->held != NULL) {
@@ -480,7 +510,8 @@ static void set_pause(hps__conn *c, int why, int on) {
     post_drain(c);
   } else {
     start_reading(c);
-    if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_resume(c);
+    if (c->tls != NULL && c->state == HPS__C_OPEN)
+      hps__tls_resume(c);
   }
 }
 
@@ -514,7 +545,8 @@ static size_t low_water(const hps_endpoint *ep, size_t high) {
 __attribute__((cold, noinline)) static void post_water(hps__conn *c) {
   hps__loop *lp = c->loop;
   hps__wreq *w;
-  if (c->water & HPS__W_POSTED) return;
+  if (c->water & HPS__W_POSTED)
+    return;
   w = hps__wreq_new(0);
   if (w == NULL) {
     hps__conn_close(c, HPS_OP_SEND, HPS_ENOMEM);
@@ -534,7 +566,8 @@ __attribute__((cold, noinline)) static void post_water(hps__conn *c) {
  * HIGH_WATER comes from a command. */
 __attribute__((cold, noinline)) static void water_rise(hps__conn *c, int post) {
   hps_endpoint *ep = conn_ep(c);
-  if (c->state != HPS__C_OPEN || (c->water & HPS__W_ABOVE)) return;
+  if (c->state != HPS__C_OPEN || (c->water & HPS__W_ABOVE))
+    return;
   c->water |= HPS__W_ABOVE;
   if (ep->opt[HPS_OPT_AUTO_PAUSE]) {
     hps__counter_add(ep, HPS_CNT_AUTO_PAUSES, 1);
@@ -543,7 +576,8 @@ __attribute__((cold, noinline)) static void water_rise(hps__conn *c, int post) {
     HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
     set_pause(c, HPS__PAUSE_AUTO, 1);
   }
-  if (post) post_water(c);
+  if (post)
+    post_water(c);
 }
 
 /* Bytes were queued: c->queued grew. */
@@ -557,30 +591,36 @@ static inline void water_added(hps__conn *c) {
 void hps__water(hps__conn *c) {
   hps_endpoint *ep = conn_ep(c);
   size_t high, q;
-  if (c->state != HPS__C_OPEN || c->handle_closing) return;
+  if (c->state != HPS__C_OPEN || c->handle_closing)
+    return;
   high = (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER]);
   q = HPS__LOAD(&c->queued);
-  if (!(c->water & HPS__W_ABOVE) && q > high) water_rise(c, 0);
+  if (!(c->water & HPS__W_ABOVE) && q > high)
+    water_rise(c, 0);
   if ((c->water & (HPS__W_ABOVE | HPS__W_TOLD)) == HPS__W_ABOVE) {
     c->water |= HPS__W_TOLD;
     if (hps__emit(c, HPS_EV_HIGH_WATER, NULL, q) == HPS_HR_ERROR) {
       hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
       return;
     }
-    if (c->state != HPS__C_OPEN || c->handle_closing) return;
+    if (c->state != HPS__C_OPEN || c->handle_closing)
+      return;
   }
-  if (!(c->water & HPS__W_ABOVE)) return;
+  if (!(c->water & HPS__W_ABOVE))
+    return;
   high = (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER]);
   q = HPS__LOAD(&c->queued);
-  if (q > low_water(ep, high)) return;
-  c->water &= (uint8_t)~(HPS__W_ABOVE | HPS__W_TOLD);
+  if (q > low_water(ep, high))
+    return;
+  c->water &= (uint8_t) ~(HPS__W_ABOVE | HPS__W_TOLD);
   /* Resumed before the event: a handler that pauses in it keeps its own
    * pause, and one that sends a lot again starts the next crossing. */
   if (c->pause_why & HPS__PAUSE_AUTO) {
     HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
     set_pause(c, HPS__PAUSE_AUTO, 0);
   }
-  if (c->state != HPS__C_OPEN || c->handle_closing) return;
+  if (c->state != HPS__C_OPEN || c->handle_closing)
+    return;
   if (hps__emit(c, HPS_EV_LOW_WATER, NULL, q) == HPS_HR_ERROR)
     hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
 }
@@ -590,7 +630,8 @@ void hps__water(hps__conn *c) {
  * HIGH_WATER still due before it) is delivered now; else by a command. */
 static inline void water_fell(hps__conn *c, int direct) {
   hps_endpoint *ep;
-  if (!(c->water & HPS__W_ABOVE) || c->handle_closing) return;
+  if (!(c->water & HPS__W_ABOVE) || c->handle_closing)
+    return;
   ep = conn_ep(c);
   if (HPS__LOAD(&c->queued) >
       low_water(ep, (size_t)HPS__LOAD(&ep->opt[HPS_OPT_SEND_HIGH_WATER])))
@@ -619,10 +660,13 @@ static void start_reading(hps__conn *c) {
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   /* Already reading is fine: a handler may have paused and resumed the
    * connection inside ACCEPT/CONNECT/HANDSHAKE, before conn_ready starts. */
-  if (r != 0 && r != UV_EALREADY) hps__conn_close(c, HPS_OP_RECEIVE, r);
+  if (r != 0 && r != UV_EALREADY)
+    hps__conn_close(c, HPS_OP_RECEIVE, r);
 }
 
-void hps__start_reading(hps__conn *c) { start_reading(c); }
+void hps__start_reading(hps__conn *c) {
+  start_reading(c);
+}
 
 /* On the connection only: its loop's totals take them when it is
  * released. */
@@ -646,9 +690,8 @@ static inline void count_recv_bytes(hps__conn *c, size_t n) {
 /* A frame for c's handler: lp->frame_ev, filled in by feed_pack, with
  * this frame's data, len and extra (a handler gets it as const). Only c
  * and the decoder's state stay in registers across the handler's call. */
-static inline __attribute__((always_inline)) int frame(hps__conn *c,
-                                                       const uint8_t *body,
-                                                       size_t len) {
+static inline __attribute__((always_inline)) int
+frame(hps__conn *c, const uint8_t *body, size_t len) {
   hps__loop *lp = c->loop;
   hps_endpoint *ep = lp->ep;
   /* the bytes were counted when read: one more message, nothing else */
@@ -664,7 +707,8 @@ static inline __attribute__((always_inline)) int frame(hps__conn *c,
   }
   /* The handler may have closed or paused the connection (a pause and a
    * resume within it leave it going on). paused is 0 or 1. */
-  if (c->state != HPS__C_OPEN) return FRAME_CLOSED;
+  if (c->state != HPS__C_OPEN)
+    return FRAME_CLOSED;
   return c->paused;
 }
 
@@ -684,9 +728,8 @@ static int on_frame_in(void *ctx, const uint8_t *body, size_t len) {
 
 /* The decoder stopped on r: an error, or a frame whose handler closed or
  * paused the connection. The fed bytes end at end. */
-__attribute__((cold, noinline)) static void feed_stopped(hps__conn *c,
-                                                        const char *end,
-                                                        int r) {
+__attribute__((cold, noinline)) static void
+feed_stopped(hps__conn *c, const char *end, int r) {
   const char *rest = (const char *)c->pack->stop;
   if (r < 0) /* the frames before it were delivered: their answers go out */
     hps__conn_graceful(c, HPS_OP_RECEIVE, r);
@@ -715,7 +758,8 @@ static void feed_pack(hps__conn *c, const char *base, size_t n) {
   /* c->loop again, not lp: lp kept live across the frames would push the
    * end of the bytes out of the registers (a spill per frame) */
   c->loop->echo_body = NULL;
-  if (__builtin_expect(r != 0, 0)) feed_stopped(c, base + n, r);
+  if (__builtin_expect(r != 0, 0))
+    feed_stopped(c, base + n, r);
 }
 
 __attribute__((cold)) void hps__conn_drain(hps__conn *c) {
@@ -734,12 +778,14 @@ __attribute__((cold)) void hps__conn_drain(hps__conn *c) {
   hps__cork_flush(c);
   lp->corked = NULL;
   free(h);
-  if (c->state != HPS__C_OPEN || c->paused) return;
+  if (c->state != HPS__C_OPEN || c->paused)
+    return;
   /* Everything held was delivered and the connection is not paused
    * (a handler's pause and resume left it reading): read again, and with
    * TLS deliver the plaintext that waited behind the held bytes first. */
   start_reading(c);
-  if (c->tls != NULL && c->state == HPS__C_OPEN) hps__tls_drain(c);
+  if (c->tls != NULL && c->state == HPS__C_OPEN)
+    hps__tls_drain(c);
 }
 
 static void read_pull(hps__conn *c, const char *data, size_t n) {
@@ -753,7 +799,8 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
     if (c->plen + n > c->pcap) {
       size_t cap = c->pcap ? c->pcap : 4096;
       char *nb;
-      while (cap < c->plen + n) cap *= 2;
+      while (cap < c->plen + n)
+        cap *= 2;
       nb = realloc(c->pbuf, cap);
       if (nb == NULL)
         err = HPS_ENOMEM;
@@ -779,9 +826,8 @@ static void read_pull(hps__conn *c, const char *data, size_t n) {
 }
 
 /* One read's bytes (or TLS plaintext) in the receive model. */
-static inline __attribute__((always_inline)) void deliver(hps__conn *c,
-                                                          char *base,
-                                                          size_t nread) {
+static inline __attribute__((always_inline)) void
+deliver(hps__conn *c, char *base, size_t nread) {
   switch (conn_ep(c)->opt[HPS_OPT_RECV_MODEL]) {
   case HPS_MODEL_PULL:
     count_recv_bytes(c, nread);
@@ -793,8 +839,7 @@ static inline __attribute__((always_inline)) void deliver(hps__conn *c,
     break;
   default: /* push: one read, one message */
     count_recv(c, nread, 1);
-    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) ==
-        HPS_HR_ERROR)
+    if (hps__emit(c, HPS_EV_RECEIVE, base, nread) == HPS_HR_ERROR)
       hps__conn_graceful(c, HPS_OP_RECEIVE, HPS_EHANDLER);
   }
 }
@@ -802,8 +847,8 @@ static inline __attribute__((always_inline)) void deliver(hps__conn *c,
 /* Deliver a read (or TLS plaintext) with the handler's sends to this
  * connection gathered into one write after it. Inlined into on_read,
  * the hot caller, whatever gcc's inlining budget says. */
-static inline __attribute__((always_inline)) void deliver_plain(
-    hps__conn *c, char *base, size_t n) {
+static inline __attribute__((always_inline)) void
+deliver_plain(hps__conn *c, char *base, size_t n) {
   c->loop->corked = c;
   deliver(c, base, n);
   hps__cork_flush(c);
@@ -824,12 +869,13 @@ static void read_ended(hps__conn *c, int err) {
      * at once would drop those bytes. Nothing waits: CLOSING under the
      * lock, so no send is accepted between the look and the close. */
     hps__loop *lp = c->loop;
-    int wait = c->tcp.write_queue_size > 0 || c->file != NULL ||
-               c->defer_head != NULL;
+    int wait =
+        c->tcp.write_queue_size > 0 || c->file != NULL || c->defer_head != NULL;
     if (!wait) {
       uv_mutex_lock(&lp->lock);
       wait = c->posted != 0;
-      if (!wait) HPS__STORE(&c->state, HPS__C_CLOSING);
+      if (!wait)
+        HPS__STORE(&c->state, HPS__C_CLOSING);
       uv_mutex_unlock(&lp->lock);
     }
     if (wait) {
@@ -884,7 +930,8 @@ static void read_ended(hps__conn *c, int err) {
 #define HPS__EDGE_ARMED 31 /* reads: registered edge-triggered */
 #define EDGE_READS(c) ((unsigned)(c)->edge & 31u)
 #define EDGE_LOSSES(c) ((unsigned)(c)->edge >> 5)
-#define EDGE_SET(c, losses, reads) ((c)->edge = (uint8_t)((losses) << 5 | (reads)))
+#define EDGE_SET(c, losses, reads)                                             \
+  ((c)->edge = (uint8_t)((losses) << 5 | (reads)))
 static void edge_io(uv_loop_t *l, uv__io_t *w, unsigned int events);
 
 static int edge_mod(hps__conn *c, int fd) {
@@ -914,7 +961,8 @@ static inline void edge_drained(hps__conn *c, int fd) {
     return; /* already edge-triggered, or not just reading */
   if (EDGE_READS(c) == HPS__EDGE_ARMED) /* and libuv registered it again */
     EDGE_SET(c, EDGE_LOSSES(c) + 1, 0);
-  if (EDGE_LOSSES(c) >= HPS__EDGE_TRIES) return; /* stays as libuv has it */
+  if (EDGE_LOSSES(c) >= HPS__EDGE_TRIES)
+    return; /* stays as libuv has it */
   if (EDGE_READS(c) < (HPS__EDGE_AFTER << EDGE_LOSSES(c))) {
     EDGE_SET(c, EDGE_LOSSES(c), EDGE_READS(c) + 1);
     return;
@@ -929,7 +977,8 @@ static inline void edge_undrained(hps__conn *c, int fd) {
       c->tcp.io_watcher.pevents != (POLLIN | EPOLLRDHUP))
     return;
   r = edge_mod(c, fd);
-  if (r != 0) hps__conn_close(c, HPS_OP_RECEIVE, r); /* it would stall */
+  if (r != 0)
+    hps__conn_close(c, HPS_OP_RECEIVE, r); /* it would stall */
 }
 #else
 static inline void edge_drained(hps__conn *c, int fd) {
@@ -958,7 +1007,8 @@ static void read_ready(hps__conn *c, int hup) {
   char *base = c->loop->readbuf;
   int count = HPS__READ_BUDGET / HPS__READ_BUF;
   int fd = conn_fd(c);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   while (count-- > 0) {
     ssize_t n;
     do
@@ -974,7 +1024,8 @@ static void read_ready(hps__conn *c, int hup) {
       read_ended(c, err);
       return;
     }
-    if (c->state != HPS__C_OPEN) return;
+    if (c->state != HPS__C_OPEN)
+      return;
     /* The loop's cached time: same monotonic clock as now_ms(), no
      * syscall */
     HPS__STORE(&c->t_recv, uv_now(&c->loop->uv));
@@ -1016,10 +1067,12 @@ static void edge_io(uv_loop_t *l, uv__io_t *w, unsigned int events) {
   if ((w->pevents & POLLIN) != 0 &&
       (events & (POLLIN | EPOLLRDHUP | POLLERR | POLLHUP)) != 0) {
     read_ready(c, (events & (EPOLLRDHUP | POLLERR | POLLHUP)) != 0);
-    if (c->handle_closing || conn_fd(c) < 0) return;
+    if (c->handle_closing || conn_fd(c) < 0)
+      return;
   }
   events &= ~(unsigned)(POLLIN | EPOLLRDHUP);
-  if (events != 0) stream_io(l, w, events);
+  if (events != 0)
+    stream_io(l, w, events);
 }
 #endif
 
@@ -1028,14 +1081,15 @@ void hps__deliver_plain(hps__conn *c, char *base, size_t n) {
   deliver_plain(c, base, n);
 }
 
-
 /* ---- becoming open ---- */
 
 static int model_init(hps__conn *c) {
   hps_endpoint *ep = conn_ep(c);
-  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PACK) return 0;
+  if (ep->opt[HPS_OPT_RECV_MODEL] != HPS_MODEL_PACK)
+    return 0;
   c->pack = malloc(sizeof(*c->pack));
-  if (c->pack == NULL) return HPS_ENOMEM;
+  if (c->pack == NULL)
+    return HPS_ENOMEM;
   hps__pack_init(c->pack, (uint32_t)ep->opt[HPS_OPT_PACK_FLAG],
                  (uint32_t)ep->opt[HPS_OPT_PACK_MAX]);
   return 0;
@@ -1045,9 +1099,10 @@ static int model_init(hps__conn *c) {
  * then reading. */
 static void conn_ready(hps__conn *c, int op) {
   int r;
-  if (c->state != HPS__C_OPEN) return; /* closed from inside the handler */
+  if (c->state != HPS__C_OPEN)
+    return;             /* closed from inside the handler */
   if (c->tls != NULL) { /* HANDSHAKE comes when the TLS handshake is done;
-                          * it reads even when paused (pause stops RECEIVE) */
+                         * it reads even when paused (pause stops RECEIVE) */
     if (hps__tls_start(c, op) == 0 && c->state == HPS__C_OPEN)
       start_reading(c);
     return;
@@ -1057,7 +1112,8 @@ static void conn_ready(hps__conn *c, int op) {
     hps__conn_close(c, op, HPS_EHANDLER);
     return;
   }
-  if (c->state == HPS__C_OPEN && !c->paused) start_reading(c);
+  if (c->state == HPS__C_OPEN && !c->paused)
+    start_reading(c);
 }
 
 /* Is a the listener's own address, not a wildcard? Then it is the local
@@ -1304,13 +1360,17 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
   hps__conn *c;
   hps__wreq *w;
   int r;
-  if (host == NULL || host[0] == '\0' || port == 0) return HPS_EADDR;
+  if (host == NULL || host[0] == '\0' || port == 0)
+    return HPS_EADDR;
   r = hps__resolve(host, port, &a);
-  if (r != 0) return r;
-  if (HPS__LOAD(&ep->state) != HPS_STATE_STARTED) return HPS_ESTATE;
+  if (r != 0)
+    return r;
+  if (HPS__LOAD(&ep->state) != HPS_STATE_STARTED)
+    return HPS_ESTATE;
   /* The address, then the host as given (TLS: server name to verify). */
   w = hps__wreq_new(sizeof(a) + strlen(host) + 1);
-  if (w == NULL) return HPS_ENOMEM;
+  if (w == NULL)
+    return HPS_ENOMEM;
   w->kind = HPS__CMD_CONNECT;
   memcpy(w->data, &a, sizeof(a));
   memcpy(w->data + sizeof(a), host, strlen(host) + 1);
@@ -1331,8 +1391,10 @@ int hps__connect(hps_endpoint *ep, const char *host, uint16_t port,
     c->peer = a;
     w->id = c->id;
     hps__loop_post_locked(lp, w);
-    if (ep->role == HPS_TCP_CLIENT) HPS__STORE(&ep->client_id, c->id);
-    if (id) *id = c->id;
+    if (ep->role == HPS_TCP_CLIENT)
+      HPS__STORE(&ep->client_id, c->id);
+    if (id)
+      *id = c->id;
   }
   uv_mutex_unlock(&lp->lock);
   if (r != 0) {
@@ -1350,7 +1412,8 @@ static void on_connect_timeout(uv_timer_t *t) {
 static void on_connect(uv_connect_t *req, int status) {
   hps__conn *c = req->handle->data;
   free(req);
-  if (c->state != HPS__C_CONNECTING) return; /* closed while connecting */
+  if (c->state != HPS__C_CONNECTING)
+    return; /* closed while connecting */
   if (c->connect_timer) {
     uv_close((uv_handle_t *)c->connect_timer, on_timer_closed);
     c->connect_timer = NULL;
@@ -1385,7 +1448,8 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
       hps__tls_active(ep))
     tls_err = hps__tls_conn_new(c, w->data + sizeof(a), &a);
   free(w);
-  if (c == NULL || c->state != HPS__C_PENDING) return;
+  if (c == NULL || c->state != HPS__C_PENDING)
+    return;
   if (lp->stopping) {
     close_pending(c, HPS_OP_CONNECT, HPS_ESTOPPING);
     return;
@@ -1401,12 +1465,14 @@ void hps__conn_connect(hps__loop *lp, hps__wreq *w) {
   }
   c->tcp.data = c;
   HPS__STORE(&c->state, HPS__C_CONNECTING);
-  if (conn_fd(c) >= 0) hps__setup_fd(ep, conn_fd(c));
+  if (conn_fd(c) >= 0)
+    hps__setup_fd(ep, conn_fd(c));
   if (hps__emit(c, HPS_EV_PREPARE, NULL, 0) == HPS_HR_ERROR) {
     hps__conn_close(c, HPS_OP_CONNECT, HPS_EHANDLER);
     return;
   }
-  if (c->state != HPS__C_CONNECTING) return;
+  if (c->state != HPS__C_CONNECTING)
+    return;
   req = malloc(sizeof(*req));
   c->connect_timer = malloc(sizeof(*c->connect_timer));
   if (req == NULL || c->connect_timer == NULL) {
@@ -1442,8 +1508,10 @@ static int queue_write(hps__conn *c, hps__wreq *w) {
   if (c->tls != NULL) { /* queued as ciphertext, counted there */
     r = hps__tls_write(c, w);
     if (r != 0) {
-      if (w->fd >= 0) close(w->fd);
-      if (c->file == w) c->file = NULL;
+      if (w->fd >= 0)
+        close(w->fd);
+      if (c->file == w)
+        c->file = NULL;
       free(w);
       hps__conn_close(c, HPS_OP_SEND, r);
     }
@@ -1453,8 +1521,10 @@ static int queue_write(hps__conn *c, hps__wreq *w) {
   r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (r != 0) {
     HPS__SUB(&c->queued, w->len - w->off);
-    if (w->fd >= 0) close(w->fd);
-    if (c->file == w) c->file = NULL;
+    if (w->fd >= 0)
+      close(w->fd);
+    if (c->file == w)
+      c->file = NULL;
     free(w);
     hps__conn_close(c, HPS_OP_SEND, r);
     return r;
@@ -1492,7 +1562,8 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
     p += HPS__PACK_HEADER;
   }
   for (i = 0; i < n; i++) {
-    if (bufs[i].len == 0) continue; /* base may be NULL */
+    if (bufs[i].len == 0)
+      continue; /* base may be NULL */
     memcpy(p, bufs[i].base, bufs[i].len);
     p += bufs[i].len;
   }
@@ -1504,12 +1575,15 @@ int hps__cork_append(hps__conn *c, const hps_buf *bufs, int n,
 ssize_t hps__try_write(hps__conn *c, const char *p, size_t n) {
   int fd = conn_fd(c);
   ssize_t r;
-  if (c->tcp.write_queue_size != 0) return UV_EAGAIN;
-  if (fd < 0) return UV_EBADF;
+  if (c->tcp.write_queue_size != 0)
+    return UV_EAGAIN;
+  if (fd < 0)
+    return UV_EBADF;
   do
     r = sock_send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
-  if (r >= 0) return r;
+  if (r >= 0)
+    return r;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
     return UV_EAGAIN;
   return -errno;
@@ -1521,22 +1595,26 @@ void hps__cork_flush(hps__conn *c) {
   const char *base = lp->cork_ext != NULL ? lp->cork_ext : lp->cork;
   ssize_t r = 0;
   hps__wreq *w;
-  if (lp->corked != c || n == 0) return;
+  if (lp->corked != c || n == 0)
+    return;
   lp->cork_len = 0;
   lp->cork_ext = NULL;
-  if (c->handle_closing) return; /* closed by force: the bytes go with it */
+  if (c->handle_closing)
+    return; /* closed by force: the bytes go with it */
   if (c->tls != NULL && c->file == NULL) {
     hps__tls_write_bytes(c, base, n);
     return;
   }
   if (c->file == NULL) { /* UV_EAGAIN while libuv has writes queued */
     r = hps__try_write(c, base, n);
-    if (r == (ssize_t)n) return;
+    if (r == (ssize_t)n)
+      return;
     if (r < 0 && r != UV_EAGAIN) {
       hps__conn_close(c, HPS_OP_SEND, (int)r);
       return;
     }
-    if (r < 0) r = 0;
+    if (r < 0)
+      r = 0;
   }
   w = hps__wreq_new(n - (size_t)r);
   if (w == NULL) {
@@ -1557,7 +1635,8 @@ void hps__cork_flush(hps__conn *c) {
  * then pays a register spill per message (2 Ir, callgrind). */
 __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
-  if (HPS__IS_UDP(conn_ep(c))) return hps__udp_write(c, w);
+  if (HPS__IS_UDP(conn_ep(c)))
+    return hps__udp_write(c, w);
   hps__cork_flush(c); /* what the handler sent before goes first */
   /* keep order behind the file being sent, or the TLS handshake */
   if (c->file != NULL || (c->tls != NULL && !hps__tls_done(c))) {
@@ -1584,7 +1663,8 @@ __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
       hps__conn_close(c, HPS_OP_SEND, (int)r);
       return (int)r;
     }
-    if (r > 0) w->off += (size_t)r;
+    if (r > 0)
+      w->off += (size_t)r;
   }
   return queue_write(c, w);
 }
@@ -1595,7 +1675,8 @@ static void file_next(hps__conn *c) {
   size_t n = w->cap;
   ssize_t got;
   if (w->file_left > 0) {
-    if ((int64_t)n > w->file_left) n = (size_t)w->file_left;
+    if ((int64_t)n > w->file_left)
+      n = (size_t)w->file_left;
     do
       got = pread(w->fd, w->data, n, w->file_off);
     while (got < 0 && errno == EINTR);
@@ -1625,9 +1706,11 @@ void hps__drain_deferred(hps__conn *c) {
   hps__wreq *d;
   while (c->file == NULL && (d = c->defer_head) != NULL) {
     c->defer_head = d->next;
-    if (c->defer_head == NULL) c->defer_tail = NULL;
+    if (c->defer_head == NULL)
+      c->defer_tail = NULL;
     HPS__SUB(&c->queued, d->len);
-    if (hps__conn_write(c, d) != 0) return;
+    if (hps__conn_write(c, d) != 0)
+      return;
   }
   if (c->graceful == 1 && c->file == NULL) {
     c->graceful = 0;
@@ -1642,7 +1725,8 @@ static void on_write(uv_write_t *req, int status) {
   hps__wreq *w = (hps__wreq *)req;
   hps__conn *c = req->handle->data;
   HPS__SUB(&c->queued, w->len - w->off);
-  if (status >= 0 && HPS__LOAD(&c->t_close) != 0) closing_progress(c);
+  if (status >= 0 && HPS__LOAD(&c->t_close) != 0)
+    closing_progress(c);
   /* Paused by us, the peer is silent because we do not read: the bytes it
    * takes are its sign of life (the silence timeout). */
   if (status >= 0 && (c->pause_why & HPS__PAUSE_AUTO))
@@ -1660,23 +1744,28 @@ static void on_write(uv_write_t *req, int status) {
     w = p;
   }
   if (status < 0) {
-    if (c->file == w) c->file = NULL;
-    if (w->fd >= 0) close(w->fd);
+    if (c->file == w)
+      c->file = NULL;
+    if (w->fd >= 0)
+      close(w->fd);
     free(w);
-    if (status != UV_ECANCELED) hps__conn_close(c, HPS_OP_SEND, status);
+    if (status != UV_ECANCELED)
+      hps__conn_close(c, HPS_OP_SEND, status);
     return;
   }
-  if (send_events_on(c) &&
-      hps__emit(c, HPS_EV_SEND, w->data + w->skip, w->len - w->skip) ==
-          HPS_HR_ERROR) {
-    if (c->file == w) c->file = NULL;
-    if (w->fd >= 0) close(w->fd);
+  if (send_events_on(c) && hps__emit(c, HPS_EV_SEND, w->data + w->skip,
+                                     w->len - w->skip) == HPS_HR_ERROR) {
+    if (c->file == w)
+      c->file = NULL;
+    if (w->fd >= 0)
+      close(w->fd);
     free(w);
     hps__conn_close(c, HPS_OP_SEND, HPS_EHANDLER);
     return;
   }
   if (c->file == w) {
-    if (!c->handle_closing) file_next(c);
+    if (!c->handle_closing)
+      file_next(c);
     else {
       c->file = NULL;
       close(w->fd);
@@ -1707,7 +1796,8 @@ int hps__write_cipher(hps__conn *c, hps__wreq *cw) {
       hps__conn_close(c, hps__tls_send_op(c), (int)r);
       return (int)r;
     }
-    if (r > 0) cw->off = (size_t)r;
+    if (r > 0)
+      cw->off = (size_t)r;
   }
   b = uv_buf_init(cw->data + cw->off, (unsigned)(cw->len - cw->off));
   HPS__ADD(&c->queued, cw->len - cw->off);

@@ -65,7 +65,7 @@ typedef struct tls_sess {
 struct hps__tls_ep {
   char *str[NSTR]; /* under ep->mutex */
   tls_sni *sni;
-  SSL_CTX *ctx; /* this run's; NULL when TLS is off */
+  SSL_CTX *ctx;                /* this run's; NULL when TLS is off */
   char config_error[INFO_CAP]; /* under ep->mutex */
   int pw_asked;                /* a key being loaded asked for its password */
   uv_mutex_t sess_lock;
@@ -99,7 +99,9 @@ static void ex_init(void) {
   ex_conn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-int hps__tls_done(const hps__conn *c) { return c->tls->done; }
+int hps__tls_done(const hps__conn *c) {
+  return c->tls->done;
+}
 
 int hps__tls_send_op(const hps__conn *c) {
   return c->tls != NULL && !c->tls->done ? c->tls->op : HPS_OP_SEND;
@@ -113,9 +115,11 @@ int hps__tls_active(const hps_endpoint *ep) {
 
 static struct hps__tls_ep *ep_tls(hps_endpoint *ep) {
   struct hps__tls_ep *t = ep->tls;
-  if (t != NULL) return t;
+  if (t != NULL)
+    return t;
   t = calloc(1, sizeof(*t));
-  if (t == NULL) return NULL;
+  if (t == NULL)
+    return NULL;
   if (uv_mutex_init(&t->sess_lock) != 0) {
     free(t);
     return NULL;
@@ -132,8 +136,10 @@ static int ep_settable(hps_endpoint *ep) {
 /* Under ep->mutex: the endpoint's TLS settings in *t, if they may change now
  * (not while it starts or runs). */
 static int settable_tls(hps_endpoint *ep, struct hps__tls_ep **t) {
-  if (!ep_settable(ep)) return HPS_ESTATE;
-  if ((*t = ep_tls(ep)) == NULL) return HPS_ENOMEM;
+  if (!ep_settable(ep))
+    return HPS_ESTATE;
+  if ((*t = ep_tls(ep)) == NULL)
+    return HPS_ENOMEM;
   return 0;
 }
 
@@ -143,10 +149,12 @@ void (*hps__tls_wipe_probe)(const char *p, size_t n);
  * private key or its password, and wiping them all keeps one rule. */
 static void str_free(char *s) {
   size_t n;
-  if (s == NULL) return;
+  if (s == NULL)
+    return;
   n = strlen(s);
   OPENSSL_cleanse(s, n);
-  if (hps__tls_wipe_probe != NULL) hps__tls_wipe_probe(s, n);
+  if (hps__tls_wipe_probe != NULL)
+    hps__tls_wipe_probe(s, n);
   free(s);
 }
 
@@ -157,7 +165,8 @@ static int is_secret(int opt) {
 
 /* NULL and a partly filled one (a failed strdup) are fine. */
 static void sni_free(tls_sni *s) {
-  if (s == NULL) return;
+  if (s == NULL)
+    return;
   str_free(s->name);
   str_free(s->cert);
   str_free(s->key); /* may be PEM text */
@@ -168,7 +177,8 @@ int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value) {
   struct hps__tls_ep *t;
   char *copy = NULL;
   int r = 0;
-  if (opt < STR_FIRST || opt > STR_LAST) return HPS_EINVAL;
+  if (opt < STR_FIRST || opt > STR_LAST)
+    return HPS_EINVAL;
   if (value != NULL && value[0] != '\0' && (copy = strdup(value)) == NULL)
     return HPS_ENOMEM;
   uv_mutex_lock(&ep->mutex);
@@ -185,9 +195,12 @@ int hps__tls_setopt_str(hps_endpoint *ep, int opt, const char *value) {
 
 static int copy_out(const char *s, char *buf, size_t cap, size_t *len) {
   size_t n = strlen(s);
-  if (len) *len = n;
-  if (buf == NULL && cap > 0) return HPS_EINVAL;
-  if (cap <= n) return HPS_EINVAL;
+  if (len)
+    *len = n;
+  if (buf == NULL && cap > 0)
+    return HPS_EINVAL;
+  if (cap <= n)
+    return HPS_EINVAL;
   memcpy(buf, s, n + 1);
   return 0;
 }
@@ -195,9 +208,11 @@ static int copy_out(const char *s, char *buf, size_t cap, size_t *len) {
 int hps__tls_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
                         size_t *len) {
   int r;
-  if (opt < STR_FIRST || opt > STR_LAST) return HPS_EINVAL;
+  if (opt < STR_FIRST || opt > STR_LAST)
+    return HPS_EINVAL;
   if (is_secret(opt)) {
-    if (len) *len = 0; /* not even the length */
+    if (len)
+      *len = 0; /* not even the length */
     return HPS_EINVAL;
   }
   uv_mutex_lock(&ep->mutex);
@@ -222,7 +237,8 @@ int hps__tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
   uv_mutex_lock(&ep->mutex);
   r = settable_tls(ep, &t);
   if (r == 0) {
-    for (tail = &t->sni; *tail != NULL; tail = &(*tail)->next) {}
+    for (tail = &t->sni; *tail != NULL; tail = &(*tail)->next) {
+    }
     *tail = s;
     s = NULL;
   }
@@ -247,7 +263,9 @@ static void config_fail(struct hps__tls_ep *t, const char *what,
   ERR_clear_error();
 }
 
-static int is_pem(const char *s) { return strncmp(s, "-----BEGIN", 10) == 0; }
+static int is_pem(const char *s) {
+  return strncmp(s, "-----BEGIN", 10) == 0;
+}
 
 /* pw_asked: the password did not fit OpenSSL's buffer. */
 #define PW_TOO_LONG 2
@@ -262,10 +280,12 @@ static int on_password(char *buf, int size, int rwflag, void *u) {
   const char *pw;
   size_t n;
   (void)rwflag;
-  if (t == NULL) return -1;
+  if (t == NULL)
+    return -1;
   t->pw_asked = 1;
   pw = str_opt(t, HPS_OPT_TLS_KEY_PASSWORD);
-  if (pw == NULL) return -1;
+  if (pw == NULL)
+    return -1;
   n = strlen(pw);
   if (size <= 0 || n >= (size_t)size) {
     t->pw_asked = PW_TOO_LONG;
@@ -279,7 +299,8 @@ static int use_cert_pem(SSL_CTX *ctx, const char *pem) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   X509 *x;
   int ok = 0;
-  if (b == NULL) return 0;
+  if (b == NULL)
+    return 0;
   x = PEM_read_bio_X509_AUX(b, NULL, on_password, NULL);
   if (x != NULL && SSL_CTX_use_certificate(ctx, x) == 1) {
     X509 *ca;
@@ -292,7 +313,8 @@ static int use_cert_pem(SSL_CTX *ctx, const char *pem) {
         break;
       }
     }
-    if (ok) ERR_clear_error(); /* the end of the PEM text */
+    if (ok)
+      ERR_clear_error(); /* the end of the PEM text */
   }
   X509_free(x);
   BIO_free(b);
@@ -303,9 +325,11 @@ static int use_key_pem(struct hps__tls_ep *t, SSL_CTX *ctx, const char *pem) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   EVP_PKEY *k;
   int ok = 0;
-  if (b == NULL) return 0;
+  if (b == NULL)
+    return 0;
   k = PEM_read_bio_PrivateKey(b, NULL, on_password, t);
-  if (k != NULL) ok = SSL_CTX_use_PrivateKey(ctx, k) == 1;
+  if (k != NULL)
+    ok = SSL_CTX_use_PrivateKey(ctx, k) == 1;
   EVP_PKEY_free(k);
   BIO_free(b);
   return ok;
@@ -334,10 +358,12 @@ static void key_fail(struct hps__tls_ep *t, const char *arg) {
 static int load_pair(struct hps__tls_ep *t, SSL_CTX *ctx, const char *cert,
                      int cert_pem, const char *key, int key_pem) {
   int ok;
-  if (cert == NULL && key == NULL) return 0;
+  if (cert == NULL && key == NULL)
+    return 0;
   if (cert == NULL || key == NULL) {
-    config_fail(t, cert ? "a certificate without a key" : "a key without a certificate",
-                NULL);
+    config_fail(
+        t, cert ? "a certificate without a key" : "a key without a certificate",
+        NULL);
     return -1;
   }
   if (cert_pem ? !use_cert_pem(ctx, cert)
@@ -368,13 +394,16 @@ static int load_ca_pem(SSL_CTX *ctx, const char *pem) {
   X509_STORE *st = SSL_CTX_get_cert_store(ctx);
   X509 *x;
   int n = 0;
-  if (b == NULL) return 0;
+  if (b == NULL)
+    return 0;
   while ((x = PEM_read_bio_X509(b, NULL, on_password, NULL)) != NULL) {
-    if (X509_STORE_add_cert(st, x) == 1) n++;
+    if (X509_STORE_add_cert(st, x) == 1)
+      n++;
     X509_free(x);
   }
   BIO_free(b);
-  if (n > 0) ERR_clear_error();
+  if (n > 0)
+    ERR_clear_error();
   return n > 0;
 }
 
@@ -404,7 +433,8 @@ static void remember_session(hps_endpoint *ep, const char *key,
     t->sessions = s;
     t->nsessions++;
     if (t->nsessions > MAX_SESSIONS) { /* drop the oldest */
-      for (pp = &t->sessions; (*pp)->next != NULL; pp = &(*pp)->next) {}
+      for (pp = &t->sessions; (*pp)->next != NULL; pp = &(*pp)->next) {
+      }
       SSL_SESSION_free((*pp)->sess);
       free((*pp)->key);
       free(*pp);
@@ -447,7 +477,8 @@ static void clear_sessions(struct hps__tls_ep *t) {
 /* Client: a new session (TLS 1.2 handshake, or a TLS 1.3 ticket). */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   hps__conn *c = SSL_get_ex_data(ssl, ex_conn);
-  if (c == NULL || c->tls == NULL || c->tls->sess_key == NULL) return 0;
+  if (c == NULL || c->tls == NULL || c->tls->sess_key == NULL)
+    return 0;
   remember_session(c->loop->ep, c->tls->sess_key, sess);
   return 1; /* the reference is ours */
 }
@@ -466,7 +497,8 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   tls_sni *s;
   (void)alert;
-  if (name == NULL) return SSL_TLSEXT_ERR_NOACK;
+  if (name == NULL)
+    return SSL_TLSEXT_ERR_NOACK;
   for (s = t->sni; s != NULL; s = s->next) {
     if (s->ctx != NULL && name_matches(s->name, name)) {
       SSL_set_SSL_CTX(ssl, s->ctx);
@@ -500,7 +532,8 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
   const char *ca_pem = str_opt(t, HPS_OPT_TLS_CA_PEM);
   const char *s;
   int mode = SSL_VERIFY_NONE;
-  SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  SSL_CTX *ctx =
+      SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
   if (ctx == NULL) {
     config_fail(t, "cannot create the TLS context", NULL);
     return NULL;
@@ -528,7 +561,8 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
       config_fail(t, "cannot load the CAs", ca_file ? ca_file : ca_path);
       goto fail;
     }
-    if (server && ca_file) set_client_ca_list(ctx, ca_file);
+    if (server && ca_file)
+      set_client_ca_list(ctx, ca_file);
   }
   if (ca_pem && !load_ca_pem(ctx, ca_pem)) {
     config_fail(t, "no certificate in the CA PEM text", NULL);
@@ -540,7 +574,8 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
     SSL_CTX_set_default_verify_paths(ctx);
     ERR_clear_error();
   }
-  if (verify >= HPS_TLS_VERIFY_PEER) mode = SSL_VERIFY_PEER;
+  if (verify >= HPS_TLS_VERIFY_PEER)
+    mode = SSL_VERIFY_PEER;
   if (server && verify == HPS_TLS_VERIFY_REQUIRE)
     mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   SSL_CTX_set_verify(ctx, mode, NULL);
@@ -555,8 +590,8 @@ static SSL_CTX *new_ctx(hps_endpoint *ep) {
       SSL_CTX_set_num_tickets(ctx, 0);
     }
   } else if (ep->opt[HPS_OPT_TLS_SESSION_CACHE]) {
-    SSL_CTX_set_session_cache_mode(
-        ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
   } else {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -590,19 +625,25 @@ int hps__tls_ep_start(hps_endpoint *ep) {
     t->config_error[0] = '\0';
   }
   uv_mutex_unlock(&ep->mutex);
-  if (!ep->opt[HPS_OPT_TLS]) return 0;
+  if (!ep->opt[HPS_OPT_TLS])
+    return 0;
   uv_once(&ex_once, ex_init);
   uv_mutex_lock(&ep->mutex);
   t = ep_tls(ep);
   uv_mutex_unlock(&ep->mutex);
-  if (t == NULL || ex_conn < 0) return HPS_ENOMEM;
+  if (t == NULL || ex_conn < 0)
+    return HPS_ENOMEM;
   ERR_clear_error();
   cert = str_opt(t, HPS_OPT_TLS_CERT_PEM);
-  if (cert != NULL) cert_pem = 1;
-  else cert = str_opt(t, HPS_OPT_TLS_CERT_FILE);
+  if (cert != NULL)
+    cert_pem = 1;
+  else
+    cert = str_opt(t, HPS_OPT_TLS_CERT_FILE);
   key = str_opt(t, HPS_OPT_TLS_KEY_PEM);
-  if (key != NULL) key_pem = 1;
-  else key = str_opt(t, HPS_OPT_TLS_KEY_FILE);
+  if (key != NULL)
+    key_pem = 1;
+  else
+    key = str_opt(t, HPS_OPT_TLS_KEY_FILE);
   uv_mutex_lock(&ep->mutex); /* config_error is read under it */
   if (HPS__IS_UDP(ep)) {
     snprintf(t->config_error, sizeof(t->config_error),
@@ -653,14 +694,16 @@ void hps__tls_ep_free(hps_endpoint *ep) {
   struct hps__tls_ep *t = ep->tls;
   tls_sni *s;
   int i;
-  if (t == NULL) return;
+  if (t == NULL)
+    return;
   free_ctxs(t);
   clear_sessions(t);
   while ((s = t->sni) != NULL) {
     t->sni = s->next;
     sni_free(s);
   }
-  for (i = 0; i < NSTR; i++) str_free(t->str[i]);
+  for (i = 0; i < NSTR; i++)
+    str_free(t->str[i]);
   uv_mutex_destroy(&t->sess_lock);
   free(t);
   ep->tls = NULL;
@@ -680,7 +723,8 @@ static void on_info(const SSL *ssl, int where, int ret) {
   if (!(where & SSL_CB_WRITE_ALERT) || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
     return;
   c = SSL_get_ex_data(ssl, ex_conn);
-  if (c != NULL && c->tls != NULL) c->tls->reneg_refused++;
+  if (c != NULL && c->tls != NULL)
+    c->tls->reneg_refused++;
 }
 
 /* Published last and under the loop's lock: hps_tls_info reads c->tls and
@@ -695,7 +739,8 @@ static void publish(hps__conn *c, struct hps__tls_conn *t) {
 static BIO *new_mem_bio(void) {
   BIO *b = BIO_new(BIO_s_mem());
   /* An empty read BIO means "wait for more", not end of stream. */
-  if (b != NULL) BIO_set_mem_eof_return(b, -1);
+  if (b != NULL)
+    BIO_set_mem_eof_return(b, -1);
   return b;
 }
 
@@ -710,7 +755,8 @@ static int bio_is_large(BIO *b, size_t keep) {
  * old one (still correct, only bigger). */
 static void shrink_wbio(struct hps__tls_conn *t) {
   BIO *b = new_mem_bio();
-  if (b == NULL) return;
+  if (b == NULL)
+    return;
   SSL_set0_wbio(t->ssl, b); /* frees the old one */
   t->wbio = b;
 }
@@ -719,7 +765,8 @@ static void shrink_rbio(struct hps__tls_conn *t) {
   BIO *b;
   if (BIO_ctrl_pending(t->rbio) != 0 || !bio_is_large(t->rbio, RBIO_KEEP_MAX))
     return;
-  if ((b = new_mem_bio()) == NULL) return;
+  if ((b = new_mem_bio()) == NULL)
+    return;
   SSL_set0_rbio(t->ssl, b); /* frees the old one */
   t->rbio = b;
 }
@@ -757,7 +804,8 @@ static int client_names(hps_endpoint *ep, struct hps__tls_conn *t,
   }
   sni = opt != NULL ? opt : is_ip(host) ? NULL : host;
   name = sni != NULL ? sni : host;
-  if (sni != NULL) snprintf(t->name, sizeof(t->name), "%s", sni); /* info */
+  if (sni != NULL)
+    snprintf(t->name, sizeof(t->name), "%s", sni); /* info */
   if (sni != NULL && SSL_set_tlsext_host_name(t->ssl, sni) != 1)
     failed = "cannot send the server name (SNI)";
   if (failed == NULL && ep->opt[HPS_OPT_TLS_VERIFY] != HPS_TLS_VERIFY_NONE) {
@@ -797,7 +845,8 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
   struct hps__tls_ep *et = ep->tls;
   struct hps__tls_conn *t = calloc(1, sizeof(*t));
   int r;
-  if (t == NULL) return HPS_ENOMEM;
+  if (t == NULL)
+    return HPS_ENOMEM;
   t->ssl = SSL_new(et->ctx);
   t->rbio = new_mem_bio();
   t->wbio = new_mem_bio();
@@ -827,8 +876,9 @@ int hps__tls_conn_new(hps__conn *c, const char *host, const hps__addr *addr) {
 
 void hps__tls_conn_free(hps__conn *c) {
   struct hps__tls_conn *t = c->tls;
-  if (t == NULL) return;
-  c->tls = NULL; /* the caller holds the loop's lock */
+  if (t == NULL)
+    return;
+  c->tls = NULL;    /* the caller holds the loop's lock */
   SSL_free(t->ssl); /* frees the BIOs */
   free(t->sess_key);
   free(t);
@@ -843,7 +893,8 @@ static void set_error_text(hps__conn *c, const char *text) {
 static void fail(hps__conn *c, int err, const char *text) {
   struct hps__tls_conn *t = c->tls;
   int op = t->done ? HPS_OP_RECEIVE : t->op;
-  if (c->handle_closing) return;
+  if (c->handle_closing)
+    return;
   set_error_text(c, text);
   ERR_clear_error();
   hps__conn_close(c, op, err);
@@ -858,7 +909,8 @@ static void fail_soft(hps__conn *c, int err, const char *text) {
     fail(c, err, text);
     return;
   }
-  if (c->handle_closing) return;
+  if (c->handle_closing)
+    return;
   set_error_text(c, text);
   ERR_clear_error();
   hps__conn_graceful(c, HPS_OP_RECEIVE, err);
@@ -930,14 +982,17 @@ static int flush_out(hps__conn *c, hps__wreq *plain) {
       hps__conn_close(c, hps__tls_send_op(c), (int)r);
       return (int)r;
     }
-    if (r < 0) r = 0;
+    if (r < 0)
+      r = 0;
     n = bm->length - (size_t)r;
     cw = hps__wreq_new(n);
-    if (cw != NULL) memcpy(cw->data, bm->data + r, n);
+    if (cw != NULL)
+      memcpy(cw->data, bm->data + r, n);
     wbio_done(c->tls);
   } else {
     cw = hps__wreq_new(n);
-    if (cw != NULL) BIO_read(c->tls->wbio, cw->data, (int)n);
+    if (cw != NULL)
+      BIO_read(c->tls->wbio, cw->data, (int)n);
     if (BIO_ctrl_pending(c->tls->wbio) == 0 &&
         bio_is_large(c->tls->wbio, WBIO_KEEP_MAX))
       shrink_wbio(c->tls);
@@ -965,13 +1020,16 @@ static void copy_info(hps__conn *c) {
   snprintf(t->version, sizeof(t->version), "%s", SSL_get_version(t->ssl));
   snprintf(t->cipher, sizeof(t->cipher), "%s",
            SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)));
-  if (name != NULL) snprintf(t->name, sizeof(t->name), "%s", name);
+  if (name != NULL)
+    snprintf(t->name, sizeof(t->name), "%s", name);
   snprintf(t->subject, sizeof(t->subject), "%s", subject);
   t->resumed = SSL_session_reused(t->ssl);
   uv_mutex_unlock(&c->loop->lock);
 }
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
 
 static void on_handshake_timeout(uv_timer_t *tm) {
   fail(tm->data, HPS_ETIMEDOUT, "TLS handshake timed out");
@@ -986,9 +1044,11 @@ static int handshake(hps__conn *c) {
   r = SSL_do_handshake(t->ssl);
   e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
   /* Flight, tickets or an alert: out before anything else happens. */
-  if (BIO_ctrl_pending(t->wbio) > 0 && flush_out(c, NULL) != 0) return -1;
+  if (BIO_ctrl_pending(t->wbio) > 0 && flush_out(c, NULL) != 0)
+    return -1;
   if (r != 1) {
-    if (e == SSL_ERROR_WANT_READ) return 0;
+    if (e == SSL_ERROR_WANT_READ)
+      return 0;
     fail_ssl(c, e);
     return -1;
   }
@@ -1000,10 +1060,12 @@ static int handshake(hps__conn *c) {
   copy_info(c);
   /* Reading went on for the handshake while paused: stop it now, before
    * the handler (which may resume). */
-  if (c->paused) hps__read_stop(c);
+  if (c->paused)
+    hps__read_stop(c);
   /* Sends accepted during the handshake go first. */
   hps__drain_deferred(c);
-  if (c->state != HPS__C_OPEN) return 1;
+  if (c->state != HPS__C_OPEN)
+    return 1;
   if (t->close_after) { /* disconnected gracefully meanwhile: no HANDSHAKE */
     t->close_after = 0;
     hps__conn_disconnect(c, 0, c->close_err);
@@ -1016,7 +1078,8 @@ static int handshake(hps__conn *c) {
 
 int hps__tls_disconnect_later(hps__conn *c, int err) {
   struct hps__tls_conn *t = c->tls;
-  if (t->done || c->state != HPS__C_OPEN || c->handle_closing) return 0;
+  if (t->done || c->state != HPS__C_OPEN || c->handle_closing)
+    return 0;
   t->close_after = 1;
   c->close_op = HPS_OP_CLOSE;
   c->close_err = err;
@@ -1041,7 +1104,8 @@ int hps__tls_start(hps__conn *c, int op) {
   uv_timer_start(tm, on_handshake_timeout,
                  (uint64_t)ep->opt[HPS_OPT_TLS_HANDSHAKE_TIMEOUT], 0);
   /* A client speaks first; a server's call only sets the state. */
-  if (op == HPS_OP_CONNECT && handshake(c) < 0) return HPS_ETLS;
+  if (op == HPS_OP_CONNECT && handshake(c) < 0)
+    return HPS_ETLS;
   return 0;
 }
 
@@ -1058,17 +1122,22 @@ static void pump(hps__conn *c) {
     while (cap - got >= 16384 &&
            (r = SSL_read(t->ssl, buf + got, (int)(cap - got))) > 0)
       got += (size_t)r;
-    if (r <= 0) e = SSL_get_error(t->ssl, r);
+    if (r <= 0)
+      e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_SSL) {
       /* Fail before delivering: the error text would be gone after the
        * handlers ran. What was decrypted before the bad record is lost. */
       fail_ssl(c, e);
       break;
     }
-    if (got > 0) hps__deliver_plain(c, buf, got);
-    if (r > 0) continue; /* the buffer filled: more may wait */
-    if (c->state != HPS__C_OPEN) break;
-    if (e == SSL_ERROR_WANT_READ) break;
+    if (got > 0)
+      hps__deliver_plain(c, buf, got);
+    if (r > 0)
+      continue; /* the buffer filled: more may wait */
+    if (c->state != HPS__C_OPEN)
+      break;
+    if (e == SSL_ERROR_WANT_READ)
+      break;
     if (e == SSL_ERROR_ZERO_RETURN) {
       /* close_notify: answer it after what is queued, then FIN; a normal
        * close by the peer (op RECEIVE, error 0). */
@@ -1095,7 +1164,8 @@ static void pump(hps__conn *c) {
          "(HPS_OPT_MAX_SEND_QUEUE)");
     return;
   }
-  if (!c->handle_closing) shrink_rbio(t);
+  if (!c->handle_closing)
+    shrink_rbio(t);
 }
 
 void hps__tls_on_read(hps__conn *c, const char *data, size_t n) {
@@ -1104,15 +1174,18 @@ void hps__tls_on_read(hps__conn *c, const char *data, size_t n) {
     fail(c, HPS_ENOMEM, "out of memory");
     return;
   }
-  if (!t->done && handshake(c) != 1) return;
-  if (c->state != HPS__C_OPEN) return;
+  if (!t->done && handshake(c) != 1)
+    return;
+  if (c->state != HPS__C_OPEN)
+    return;
   pump(c);
 }
 
 void hps__tls_close_text(hps__conn *c, int err) {
   struct hps__tls_conn *t = c->tls;
   char text[INFO_CAP];
-  if (t->error[0] != '\0') return; /* the first reason stays */
+  if (t->error[0] != '\0')
+    return; /* the first reason stays */
   snprintf(text, sizeof(text), "%s%s", hps_strerror(err),
            t->done ? "" : " during the handshake");
   set_error_text(c, text);
@@ -1156,33 +1229,39 @@ static int encrypt_out(hps__conn *c, const char *data, size_t n,
     data += k;
     n -= k;
     e = flush_out(c, n == 0 ? plain : NULL);
-    if (e != 0) return e;
+    if (e != 0)
+      return e;
   } while (n > 0);
   return 0;
 }
 
 int hps__tls_write(hps__conn *c, hps__wreq *w) {
   int keep, r;
-  if (c->handle_closing) return UV_EBADF;
+  if (c->handle_closing)
+    return UV_EBADF;
   keep = w->kind == HPS__CMD_FILE ||
          (HPS__LOAD(&c->loop->ep->events) & HPS_EVBIT(HPS_EV_SEND));
   r = encrypt_out(c, w->data + w->off, w->len - w->off, keep ? w : NULL);
-  if (r == 0 && !keep) free(w); /* the ciphertext holds the bytes now */
+  if (r == 0 && !keep)
+    free(w); /* the ciphertext holds the bytes now */
   return r;
 }
 
 void hps__tls_write_bytes(hps__conn *c, const char *data, size_t n) {
-  if (c->handle_closing) return;
+  if (c->handle_closing)
+    return;
   encrypt_out(c, data, n, NULL); /* a failure closes the connection */
 }
 
 void hps__tls_shutdown(hps__conn *c) {
   struct hps__tls_conn *t = c->tls;
-  if (!t->done || c->handle_closing) return;
+  if (!t->done || c->handle_closing)
+    return;
   ERR_clear_error();
   SSL_shutdown(t->ssl); /* queues close_notify; the answer is not awaited */
   ERR_clear_error();
-  if (BIO_ctrl_pending(t->wbio) == 0) return;
+  if (BIO_ctrl_pending(t->wbio) == 0)
+    return;
   if ((SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) &&
       c->tcp.write_queue_size == 0) {
     /* Our answer to the peer's close_notify. The peer need not wait for
@@ -1198,10 +1277,10 @@ void hps__tls_shutdown(hps__conn *c) {
       return;
     }
     while (r > 0) { /* a part went: the rest is queued below */
-      int n = BIO_read(t->wbio, skip, r < (ssize_t)sizeof(skip)
-                                          ? (int)r
-                                          : (int)sizeof(skip));
-      if (n <= 0) break;
+      int n = BIO_read(t->wbio, skip,
+                       r < (ssize_t)sizeof(skip) ? (int)r : (int)sizeof(skip));
+      if (n <= 0)
+        break;
       r -= n;
     }
   }
@@ -1212,11 +1291,14 @@ void hps__tls_resume(hps__conn *c) {
   struct hps__tls_conn *t = c->tls;
   hps__loop *lp = c->loop;
   hps__wreq *w;
-  if (t->in_read || t->drain_posted || !t->done) return;
-  if (SSL_pending(t->ssl) == 0 && BIO_ctrl_pending(t->rbio) == 0) return;
+  if (t->in_read || t->drain_posted || !t->done)
+    return;
+  if (SSL_pending(t->ssl) == 0 && BIO_ctrl_pending(t->rbio) == 0)
+    return;
   /* Not now: the caller may be a handler of another connection. */
   w = hps__wreq_new(0);
-  if (w == NULL) return;
+  if (w == NULL)
+    return;
   w->kind = HPS__CMD_TLSDRAIN;
   w->id = c->id;
   uv_mutex_lock(&lp->lock);
@@ -1231,7 +1313,8 @@ void hps__tls_drain(hps__conn *c) {
   c->tls->drain_posted = 0;
   /* Plaintext a pause held back (c->held) came out of the TLS stream
    * before what SSL still has: its DRAIN delivers it and then calls this. */
-  if (c->state == HPS__C_OPEN && !c->paused && c->held == NULL) pump(c);
+  if (c->state == HPS__C_OPEN && !c->paused && c->held == NULL)
+    pump(c);
 }
 
 /* ---- info ---- */
@@ -1251,7 +1334,8 @@ int hps__tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
     uv_mutex_unlock(&ep->mutex);
     return r;
   }
-  if (id == 0 && HPS__SINGLE(ep)) id = HPS__LOAD(&ep->client_id);
+  if (id == 0 && HPS__SINGLE(ep))
+    id = HPS__LOAD(&ep->client_id);
   st = HPS__LOAD(&ep->state);
   if ((st != HPS_STATE_STARTED && st != HPS_STATE_STOPPING) ||
       HPS__ID_LOOP(id) >= (uint32_t)hps__nloops(ep))
@@ -1264,12 +1348,24 @@ int hps__tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
     return c == NULL ? HPS_ENOTFOUND : HPS_ENOTLS;
   }
   switch (kind) {
-  case HPS_TLS_INFO_ERROR: snprintf(tmp, sizeof(tmp), "%s", c->tls->error); break;
-  case HPS_TLS_INFO_VERSION: snprintf(tmp, sizeof(tmp), "%s", c->tls->version); break;
-  case HPS_TLS_INFO_CIPHER: snprintf(tmp, sizeof(tmp), "%s", c->tls->cipher); break;
-  case HPS_TLS_INFO_SERVER_NAME: snprintf(tmp, sizeof(tmp), "%s", c->tls->name); break;
-  case HPS_TLS_INFO_PEER_SUBJECT: snprintf(tmp, sizeof(tmp), "%s", c->tls->subject); break;
-  default: snprintf(tmp, sizeof(tmp), "%d", c->tls->resumed); break;
+  case HPS_TLS_INFO_ERROR:
+    snprintf(tmp, sizeof(tmp), "%s", c->tls->error);
+    break;
+  case HPS_TLS_INFO_VERSION:
+    snprintf(tmp, sizeof(tmp), "%s", c->tls->version);
+    break;
+  case HPS_TLS_INFO_CIPHER:
+    snprintf(tmp, sizeof(tmp), "%s", c->tls->cipher);
+    break;
+  case HPS_TLS_INFO_SERVER_NAME:
+    snprintf(tmp, sizeof(tmp), "%s", c->tls->name);
+    break;
+  case HPS_TLS_INFO_PEER_SUBJECT:
+    snprintf(tmp, sizeof(tmp), "%s", c->tls->subject);
+    break;
+  default:
+    snprintf(tmp, sizeof(tmp), "%d", c->tls->resumed);
+    break;
   }
   uv_mutex_unlock(&lp->lock);
   return copy_out(tmp, buf, cap, len);

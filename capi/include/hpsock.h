@@ -52,7 +52,7 @@ extern "C" {
 #define HPS_VERSION_MAJOR 0
 #define HPS_VERSION_MINOR 1
 #define HPS_VERSION_PATCH 0
-#define HPS_VERSION_HEX                                                       \
+#define HPS_VERSION_HEX                                                        \
   ((HPS_VERSION_MAJOR << 16) | (HPS_VERSION_MINOR << 8) | HPS_VERSION_PATCH)
 
 /* "MAJOR.MINOR.PATCH" of the library actually loaded. Never NULL. */
@@ -65,37 +65,37 @@ HPS_EXTERN unsigned hps_version_hex(void);
 /* ------------------------------------------------------------------ */
 
 /* XX(name, value, message). Values are stable ABI. */
-#define HPS_ERRNO_MAP(XX)                                                     \
-  XX(EINVAL, -30001, "invalid argument")                                      \
-  XX(EHANDLE, -30002, "invalid endpoint handle")                              \
-  XX(ENOTFOUND, -30003, "connection not found")                               \
-  XX(ESTATE, -30004, "operation not allowed in the endpoint's current state") \
-  XX(EROLE, -30005, "operation not supported by this endpoint's role")        \
-  XX(EMODEL, -30006, "operation not supported by this receive model")         \
-  XX(ENOMEM, -30007, "out of memory")                                         \
-  XX(ESENDQ, -30008, "send queue limit exceeded")                             \
-  XX(ELIMIT, -30009, "connection limit reached")                              \
-  XX(EINLOOP, -30010, "not allowed from the endpoint's own loop thread")      \
-  XX(EHANDLER, -30011, "event handler returned ERROR")                        \
-  XX(EADDR, -30012, "invalid or unresolvable address")                        \
-  XX(ESTOPPING, -30013, "endpoint is stopping")                               \
-  XX(ETIMEDOUT, -30014, "operation timed out")                                \
-  XX(EAGAIN, -30015, "not enough data waiting")                               \
-  XX(EPACKFLAG, -30016, "pack header flag mismatch")                          \
-  XX(EPACKSIZE, -30017, "pack length exceeds the max pack size")              \
-  XX(EPACKEMPTY, -30018, "pack body is empty")                                \
-  XX(EPULLFULL, -30019, "pull buffer limit exceeded")                         \
-  XX(ESILENCE, -30020, "connection silent past the silence timeout")          \
-  XX(EFILE, -30021, "file cannot be read for sending")                        \
+#define HPS_ERRNO_MAP(XX)                                                      \
+  XX(EINVAL, -30001, "invalid argument")                                       \
+  XX(EHANDLE, -30002, "invalid endpoint handle")                               \
+  XX(ENOTFOUND, -30003, "connection not found")                                \
+  XX(ESTATE, -30004, "operation not allowed in the endpoint's current state")  \
+  XX(EROLE, -30005, "operation not supported by this endpoint's role")         \
+  XX(EMODEL, -30006, "operation not supported by this receive model")          \
+  XX(ENOMEM, -30007, "out of memory")                                          \
+  XX(ESENDQ, -30008, "send queue limit exceeded")                              \
+  XX(ELIMIT, -30009, "connection limit reached")                               \
+  XX(EINLOOP, -30010, "not allowed from the endpoint's own loop thread")       \
+  XX(EHANDLER, -30011, "event handler returned ERROR")                         \
+  XX(EADDR, -30012, "invalid or unresolvable address")                         \
+  XX(ESTOPPING, -30013, "endpoint is stopping")                                \
+  XX(ETIMEDOUT, -30014, "operation timed out")                                 \
+  XX(EAGAIN, -30015, "not enough data waiting")                                \
+  XX(EPACKFLAG, -30016, "pack header flag mismatch")                           \
+  XX(EPACKSIZE, -30017, "pack length exceeds the max pack size")               \
+  XX(EPACKEMPTY, -30018, "pack body is empty")                                 \
+  XX(EPULLFULL, -30019, "pull buffer limit exceeded")                          \
+  XX(ESILENCE, -30020, "connection silent past the silence timeout")           \
+  XX(EFILE, -30021, "file cannot be read for sending")                         \
   XX(ECLOSETIMEOUT, -30022, "graceful close deadline passed, bytes unsent")    \
-  XX(EDGRAMSIZE, -30040, "datagram larger than the max datagram size")        \
-  XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")     \
-  XX(ETLS, -30060, "TLS protocol error")                                      \
-  XX(ETLSVERIFY, -30061, "TLS peer certificate verification failed")          \
-  XX(ETLSCONFIG, -30062, "TLS configuration invalid")                         \
-  XX(ETLSEOF, -30063, "TLS stream cut without close_notify")                  \
-  XX(ETLSNOTTLS, -30064, "peer did not speak TLS")                            \
-  XX(ETLSALERT, -30065, "peer sent a fatal TLS alert")                        \
+  XX(EDGRAMSIZE, -30040, "datagram larger than the max datagram size")         \
+  XX(EUDPIDLE, -30041, "UDP peer silent past detect interval x attempts")      \
+  XX(ETLS, -30060, "TLS protocol error")                                       \
+  XX(ETLSVERIFY, -30061, "TLS peer certificate verification failed")           \
+  XX(ETLSCONFIG, -30062, "TLS configuration invalid")                          \
+  XX(ETLSEOF, -30063, "TLS stream cut without close_notify")                   \
+  XX(ETLSNOTTLS, -30064, "peer did not speak TLS")                             \
+  XX(ETLSALERT, -30065, "peer sent a fatal TLS alert")                         \
   XX(ENOTLS, -30066, "TLS is not enabled on this endpoint or build")
 
 enum hps_errno {
@@ -141,20 +141,20 @@ enum hps_model {
 };
 
 enum hps_event_type {
-  HPS_EV_PREPARE = 1,   /* socket made, before listen/connect; fd is set.
-                           A server's PREPARE runs on the thread calling
-                           hps_start (conn 0, the first listening socket);
-                           a connection's runs on its loop (conn set) */
-  HPS_EV_ACCEPT = 2,    /* server accepted a connection */
-  HPS_EV_CONNECT = 3,   /* agent/client connection established */
-  HPS_EV_HANDSHAKE = 4, /* connection ready for traffic (after ACCEPT or
-                           CONNECT; with TLS, once the TLS handshake is
-                           done) */
-  HPS_EV_RECEIVE = 5,   /* data arrived (see the receive models) */
-  HPS_EV_SEND = 6,      /* bytes handed to the kernel; data/len are them
-                           (in the pack model: the body, without header) */
-  HPS_EV_CLOSE = 7,     /* connection closed; op and error say why */
-  HPS_EV_SHUTDOWN = 8,  /* endpoint stopped; no event follows */
+  HPS_EV_PREPARE = 1,    /* socket made, before listen/connect; fd is set.
+                            A server's PREPARE runs on the thread calling
+                            hps_start (conn 0, the first listening socket);
+                            a connection's runs on its loop (conn set) */
+  HPS_EV_ACCEPT = 2,     /* server accepted a connection */
+  HPS_EV_CONNECT = 3,    /* agent/client connection established */
+  HPS_EV_HANDSHAKE = 4,  /* connection ready for traffic (after ACCEPT or
+                            CONNECT; with TLS, once the TLS handshake is
+                            done) */
+  HPS_EV_RECEIVE = 5,    /* data arrived (see the receive models) */
+  HPS_EV_SEND = 6,       /* bytes handed to the kernel; data/len are them
+                            (in the pack model: the body, without header) */
+  HPS_EV_CLOSE = 7,      /* connection closed; op and error say why */
+  HPS_EV_SHUTDOWN = 8,   /* endpoint stopped; no event follows */
   HPS_EV_HIGH_WATER = 9, /* the connection's unsent bytes rose above
                             HPS_OPT_SEND_HIGH_WATER; len = unsent bytes.
                             Comes once per crossing, then LOW_WATER */
@@ -256,28 +256,28 @@ typedef int (*hps_event_fn)(void *user, const hps_event *ev);
  * sockets before the PREPARE and the listen: the sockets it accepts inherit
  * them (Linux copies them at accept), with no system call of their own. */
 enum hps_option {
-  HPS_OPT_WORKERS = 1,         /* loop threads, 1..64; default: cores */
-  HPS_OPT_RECV_MODEL = 2,      /* enum hps_model; default PUSH */
-  HPS_OPT_SNDBUF = 3,          /* SO_SNDBUF bytes, 0..1 GiB, 0 = system
-                                  default; the kernel doubles it and caps
-                                  it at net.core.wmem_max */
-  HPS_OPT_RCVBUF = 4,          /* SO_RCVBUF bytes, 0..1 GiB, 0 = system
-                                  default; capped at net.core.rmem_max */
-  HPS_OPT_MAX_CONNECTIONS = 5, /* 1..16M. Default, TCP roles: what the
-                                  soft RLIMIT_NOFILE L holds when
-                                  hps_create runs, less room for the
-                                  loops' and the application's own
-                                  descriptors: L - max(64, L/8), at
-                                  least L/2, at most 100000 (L = 1024:
-                                  896); UDP roles: 100000. A server
-                                  past it, or past the descriptor
-                                  limit, refuses (sheds) new
-                                  connections and pauses accepting;
-                                  see HPS_CNT_ACCEPT_ERRORS */
-  HPS_OPT_KEEPALIVE_TIME = 6,  /* ms idle before probes, 0 = off,
-                                  else 1..32767000 (rounded up to whole
-                                  seconds: the kernel takes 1..32767 s);
-                                  default 0 */
+  HPS_OPT_WORKERS = 1,            /* loop threads, 1..64; default: cores */
+  HPS_OPT_RECV_MODEL = 2,         /* enum hps_model; default PUSH */
+  HPS_OPT_SNDBUF = 3,             /* SO_SNDBUF bytes, 0..1 GiB, 0 = system
+                                     default; the kernel doubles it and caps
+                                     it at net.core.wmem_max */
+  HPS_OPT_RCVBUF = 4,             /* SO_RCVBUF bytes, 0..1 GiB, 0 = system
+                                     default; capped at net.core.rmem_max */
+  HPS_OPT_MAX_CONNECTIONS = 5,    /* 1..16M. Default, TCP roles: what the
+                                     soft RLIMIT_NOFILE L holds when
+                                     hps_create runs, less room for the
+                                     loops' and the application's own
+                                     descriptors: L - max(64, L/8), at
+                                     least L/2, at most 100000 (L = 1024:
+                                     896); UDP roles: 100000. A server
+                                     past it, or past the descriptor
+                                     limit, refuses (sheds) new
+                                     connections and pauses accepting;
+                                     see HPS_CNT_ACCEPT_ERRORS */
+  HPS_OPT_KEEPALIVE_TIME = 6,     /* ms idle before probes, 0 = off,
+                                     else 1..32767000 (rounded up to whole
+                                     seconds: the kernel takes 1..32767 s);
+                                     default 0 */
   HPS_OPT_KEEPALIVE_INTERVAL = 7, /* ms between probes, 1000..32767000
                                      (whole seconds, rounded up);
                                      default 20000 */
@@ -366,11 +366,11 @@ enum hps_option {
                                      sooner (and bound its whole length).
                                      1..86400000; default 30000 */
   /* UDP options (keys 32..63); TCP roles ignore them. */
-  HPS_OPT_UDP_MAX_DATAGRAM = 32,  /* bytes per datagram, 1..65527; default
-                                     1432. Larger sends fail with
-                                     HPS_EDGRAMSIZE; a larger incoming
-                                     datagram is reported, never delivered
-                                     cut (see UDP) */
+  HPS_OPT_UDP_MAX_DATAGRAM = 32,    /* bytes per datagram, 1..65527; default
+                                       1432. Larger sends fail with
+                                       HPS_EDGRAMSIZE; a larger incoming
+                                       datagram is reported, never delivered
+                                       cut (see UDP) */
   HPS_OPT_UDP_DETECT_INTERVAL = 33, /* ms, 0 = off; default 60000. UDP server
                                      and client: a peer silent for interval
                                      x attempts is closed (op
@@ -379,63 +379,63 @@ enum hps_option {
                                      heartbeat (an empty datagram), which a
                                      server answers */
   HPS_OPT_UDP_DETECT_ATTEMPTS = 34, /* 1..1000; default 3 */
-  HPS_OPT_UDP_CAST_MODE = 35,     /* enum hps_cast_mode; default MULTICAST */
-  HPS_OPT_UDP_MULTICAST_TTL = 36, /* 0..255; default 1 (cast, node) */
-  HPS_OPT_UDP_MULTICAST_LOOP = 37, /* 0/1: own multicast datagrams come back
-                                     to this host; default 1 (cast, node) */
+  HPS_OPT_UDP_CAST_MODE = 35,       /* enum hps_cast_mode; default MULTICAST */
+  HPS_OPT_UDP_MULTICAST_TTL = 36,   /* 0..255; default 1 (cast, node) */
+  HPS_OPT_UDP_MULTICAST_LOOP = 37,  /* 0/1: own multicast datagrams come back
+                                      to this host; default 1 (cast, node) */
   /* TLS (keys 64..95; see "TLS" below). Integer-valued: */
-  HPS_OPT_TLS = 64,               /* 0/1: every connection speaks TLS;
-                                     default 0 */
-  HPS_OPT_TLS_VERIFY = 65,        /* enum hps_tls_verify; default
-                                     HPS_TLS_VERIFY_PEER for agents and
-                                     clients, HPS_TLS_VERIFY_NONE for
-                                     servers */
-  HPS_OPT_TLS_MIN_VERSION = 66,   /* lowest protocol accepted:
-                                     HPS_TLS_V1_2 (default) or
-                                     HPS_TLS_V1_3 */
-  HPS_OPT_TLS_SESSION_CACHE = 67, /* 0/1, default 1: a server keeps a
-                                     session cache and issues tickets; an
-                                     agent or client offers the last
-                                     session of the same server name and
-                                     port again (resumption) */
+  HPS_OPT_TLS = 64,                   /* 0/1: every connection speaks TLS;
+                                         default 0 */
+  HPS_OPT_TLS_VERIFY = 65,            /* enum hps_tls_verify; default
+                                         HPS_TLS_VERIFY_PEER for agents and
+                                         clients, HPS_TLS_VERIFY_NONE for
+                                         servers */
+  HPS_OPT_TLS_MIN_VERSION = 66,       /* lowest protocol accepted:
+                                         HPS_TLS_V1_2 (default) or
+                                         HPS_TLS_V1_3 */
+  HPS_OPT_TLS_SESSION_CACHE = 67,     /* 0/1, default 1: a server keeps a
+                                         session cache and issues tickets; an
+                                         agent or client offers the last
+                                         session of the same server name and
+                                         port again (resumption) */
   HPS_OPT_TLS_HANDSHAKE_TIMEOUT = 68, /* ms from ACCEPT/CONNECT to the end of
                                      the handshake, 1..600000; default
                                      10000; past it: CLOSE with
                                      HPS_ETIMEDOUT */
   /* String-valued (hps_setopt_str / hps_getopt_str only): */
   /* A _PEM option wins over the matching _FILE one when both are set. */
-  HPS_OPT_TLS_CERT_FILE = 80,     /* certificate (chain) PEM file */
-  HPS_OPT_TLS_KEY_FILE = 81,      /* private key PEM file (if encrypted:
-                                     HPS_OPT_TLS_KEY_PASSWORD) */
-  HPS_OPT_TLS_CERT_PEM = 82,      /* certificate (chain) as PEM text */
-  HPS_OPT_TLS_KEY_PEM = 83,       /* private key as PEM text (if
-                                     encrypted: HPS_OPT_TLS_KEY_PASSWORD).
-                                     Write-only: hps_getopt_str answers
-                                     HPS_EINVAL; wiped when replaced,
-                                     cleared or freed */
-  HPS_OPT_TLS_CA_FILE = 84,       /* trusted CAs, PEM file */
-  HPS_OPT_TLS_CA_PATH = 85,       /* trusted CAs, c_rehash'ed directory */
-  HPS_OPT_TLS_CA_PEM = 86,        /* trusted CAs as PEM text */
-  HPS_OPT_TLS_CIPHERS = 87,       /* TLS 1.2 cipher list (OpenSSL syntax) */
-  HPS_OPT_TLS_CIPHERSUITES = 88,  /* TLS 1.3 ciphersuites (OpenSSL syntax) */
-  HPS_OPT_TLS_SNI = 89,           /* agent/client: the server name sent
-                                     (SNI) and verified against the
-                                     certificate for every connection;
-                                     "" (default): the host given to
-                                     hps_connect/hps_start when it is a
-                                     name, none for a numeric address
-                                     (then the address is verified) */
-  HPS_OPT_TLS_KEY_PASSWORD = 90   /* passphrase of an encrypted private
-                                     key (write-only: hps_getopt_str
-                                     answers HPS_EINVAL; wiped when
-                                     replaced, cleared or freed). One for
-                                     every key of the endpoint (the
-                                     _KEY_ options, hps_tls_add_cert's);
-                                     "" clears it, so an empty passphrase
-                                     cannot be given. An encrypted key
-                                     without it, or with a wrong one,
-                                     fails hps_start with HPS_ETLSCONFIG
-                                     and a reason, never a prompt */
+  HPS_OPT_TLS_CERT_FILE = 80,    /* certificate (chain) PEM file */
+  HPS_OPT_TLS_KEY_FILE = 81,     /* private key PEM file (if encrypted:
+                                    HPS_OPT_TLS_KEY_PASSWORD) */
+  HPS_OPT_TLS_CERT_PEM = 82,     /* certificate (chain) as PEM text */
+  HPS_OPT_TLS_KEY_PEM = 83,      /* private key as PEM text (if
+                                    encrypted: HPS_OPT_TLS_KEY_PASSWORD).
+                                    Write-only: hps_getopt_str answers
+                                    HPS_EINVAL; wiped when replaced,
+                                    cleared or freed */
+  HPS_OPT_TLS_CA_FILE = 84,      /* trusted CAs, PEM file */
+  HPS_OPT_TLS_CA_PATH = 85,      /* trusted CAs, c_rehash'ed directory */
+  HPS_OPT_TLS_CA_PEM = 86,       /* trusted CAs as PEM text */
+  HPS_OPT_TLS_CIPHERS = 87,      /* TLS 1.2 cipher list (OpenSSL syntax) */
+  HPS_OPT_TLS_CIPHERSUITES = 88, /* TLS 1.3 ciphersuites (OpenSSL syntax) */
+  HPS_OPT_TLS_SNI = 89,          /* agent/client: the server name sent
+                                    (SNI) and verified against the
+                                    certificate for every connection;
+                                    "" (default): the host given to
+                                    hps_connect/hps_start when it is a
+                                    name, none for a numeric address
+                                    (then the address is verified) */
+  HPS_OPT_TLS_KEY_PASSWORD = 90  /* passphrase of an encrypted private
+                                    key (write-only: hps_getopt_str
+                                    answers HPS_EINVAL; wiped when
+                                    replaced, cleared or freed). One for
+                                    every key of the endpoint (the
+                                    _KEY_ options, hps_tls_add_cert's);
+                                    "" clears it, so an empty passphrase
+                                    cannot be given. An encrypted key
+                                    without it, or with a wrong one,
+                                    fails hps_start with HPS_ETLSCONFIG
+                                    and a reason, never a prompt */
 };
 
 /* HPS_OPT_UDP_CAST_MODE. */
@@ -537,8 +537,8 @@ HPS_EXTERN int hps_role(hps_endpoint *ep);
  * port; either may be NULL. Returns 0, HPS_EHANDLE, HPS_EROLE (an agent or
  * a client: see hps_local_address), HPS_ESTATE (not
  * listening) or HPS_EINVAL (hostlen too small). */
-HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host,
-                                  size_t hostlen, uint16_t *port);
+HPS_EXTERN int hps_listen_address(hps_endpoint *ep, char *host, size_t hostlen,
+                                  uint16_t *port);
 
 /* Agent only: open a new connection to host:port. *id (may be NULL)
  * receives its ID at once; CONNECT or a CLOSE with op HPS_OP_CONNECT
@@ -606,9 +606,8 @@ HPS_EXTERN int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs,
  * HPS_EMODEL, HPS_EFILE (cannot open, not a regular file, length < -1,
  * or offset + length past the file's end, overflowing included) or
  * HPS_ESENDQ. */
-HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id,
-                             const char *path, int64_t offset,
-                             int64_t length);
+HPS_EXTERN int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
+                             int64_t offset, int64_t length);
 
 /* Close a connection. force = 0: bytes of sends accepted before are sent
  * first, then the connection is shut down and closed, within
@@ -670,17 +669,15 @@ HPS_EXTERN int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
  * 46 always suffices) and a port; host or port may be NULL. Returns 0,
  * HPS_EHANDLE, HPS_ENOTFOUND, HPS_ESTATE (an agent or client connection
  * not connected yet) or HPS_EINVAL (hostlen too small). */
-HPS_EXTERN int hps_local_address(hps_endpoint *ep, hps_conn_id id,
-                                 char *host, size_t hostlen, uint16_t *port);
-HPS_EXTERN int hps_remote_address(hps_endpoint *ep, hps_conn_id id,
-                                  char *host, size_t hostlen,
-                                  uint16_t *port);
+HPS_EXTERN int hps_local_address(hps_endpoint *ep, hps_conn_id id, char *host,
+                                 size_t hostlen, uint16_t *port);
+HPS_EXTERN int hps_remote_address(hps_endpoint *ep, hps_conn_id id, char *host,
+                                  size_t hostlen, uint16_t *port);
 
 /* Per-connection extra data: a pointer-sized value owned by the
  * application, 0 initially, handed back in every event as ev->extra.
  * Returns 0, HPS_EHANDLE, HPS_ENOTFOUND (or HPS_EINVAL for a NULL out). */
-HPS_EXTERN int hps_set_extra(hps_endpoint *ep, hps_conn_id id,
-                             uintptr_t extra);
+HPS_EXTERN int hps_set_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t extra);
 HPS_EXTERN int hps_get_extra(hps_endpoint *ep, hps_conn_id id,
                              uintptr_t *extra);
 
@@ -733,16 +730,16 @@ HPS_EXTERN int hps_get_unsent(hps_endpoint *ep, hps_conn_id id,
 /* Endpoint-wide counters of what overload and hostile peers cost, since
  * hps_create (they survive restarts). Read with hps_get_counter. */
 enum hps_counter {
-  HPS_CNT_ACCEPT_ERRORS = 1, /* accept failures (EMFILE, ENFILE, ENOBUFS,
-                                ENOMEM, ...); each pauses accepting on that
-                                loop for a back-off (10 ms, doubling to 1 s) */
-  HPS_CNT_ACCEPT_SHED = 2,   /* connections accepted and closed at once
-                                because no descriptor or memory was left
-                                for them, or HPS_OPT_MAX_CONNECTIONS was
-                                reached (never reported: no ACCEPT) */
-  HPS_CNT_CLOSE_TIMEOUTS = 3, /* graceful closes forced at
-                                 HPS_OPT_CLOSE_TIMEOUT (HPS_ECLOSETIMEOUT) */
-  HPS_CNT_AUTO_PAUSES = 4,    /* automatic pauses (HPS_OPT_AUTO_PAUSE) */
+  HPS_CNT_ACCEPT_ERRORS = 1,     /* accept failures (EMFILE, ENFILE, ENOBUFS,
+                                    ENOMEM, ...); each pauses accepting on that
+                                    loop for a back-off (10 ms, doubling to 1 s) */
+  HPS_CNT_ACCEPT_SHED = 2,       /* connections accepted and closed at once
+                                    because no descriptor or memory was left
+                                    for them, or HPS_OPT_MAX_CONNECTIONS was
+                                    reached (never reported: no ACCEPT) */
+  HPS_CNT_CLOSE_TIMEOUTS = 3,    /* graceful closes forced at
+                                    HPS_OPT_CLOSE_TIMEOUT (HPS_ECLOSETIMEOUT) */
+  HPS_CNT_AUTO_PAUSES = 4,       /* automatic pauses (HPS_OPT_AUTO_PAUSE) */
   HPS_CNT_UDP_PEERS_REFUSED = 5, /* UDP server: datagrams from new peer
                                     addresses dropped because the peer
                                     table was full of confirmed peers
@@ -754,8 +751,7 @@ enum hps_counter {
 
 /* Read counter (enum hps_counter) into *value. Safe from any thread.
  * Returns 0, HPS_EHANDLE or HPS_EINVAL (unknown counter, NULL value). */
-HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter,
-                               uint64_t *value);
+HPS_EXTERN int hps_get_counter(hps_endpoint *ep, int counter, uint64_t *value);
 
 /* ------------------------------------------------------------------ */
 /* UDP                                                                 */
@@ -916,8 +912,8 @@ HPS_EXTERN int hps_setopt_str(hps_endpoint *ep, int opt, const char *value);
  * needed). An unset option reads as "". HPS_OPT_TLS_KEY_PEM and
  * HPS_OPT_TLS_KEY_PASSWORD are write-only: always HPS_EINVAL, *len 0, buf
  * untouched. */
-HPS_EXTERN int hps_getopt_str(hps_endpoint *ep, int opt, char *buf,
-                              size_t cap, size_t *len);
+HPS_EXTERN int hps_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
+                              size_t *len);
 
 /* Server: a certificate for clients that ask for server name `name` (SNI);
  * clients asking for another name (or none) get the HPS_OPT_TLS_CERT_*
@@ -933,14 +929,14 @@ HPS_EXTERN int hps_tls_add_cert(hps_endpoint *ep, const char *name,
 
 /* What hps_tls_info reads. */
 enum hps_tls_info_kind {
-  HPS_TLS_INFO_ERROR = 1,       /* why the connection failed ("" if not) */
-  HPS_TLS_INFO_VERSION = 2,     /* "TLSv1.3", after HANDSHAKE */
-  HPS_TLS_INFO_CIPHER = 3,      /* cipher name, after HANDSHAKE */
-  HPS_TLS_INFO_SERVER_NAME = 4, /* SNI sent (client) or received (server) */
+  HPS_TLS_INFO_ERROR = 1,        /* why the connection failed ("" if not) */
+  HPS_TLS_INFO_VERSION = 2,      /* "TLSv1.3", after HANDSHAKE */
+  HPS_TLS_INFO_CIPHER = 3,       /* cipher name, after HANDSHAKE */
+  HPS_TLS_INFO_SERVER_NAME = 4,  /* SNI sent (client) or received (server) */
   HPS_TLS_INFO_PEER_SUBJECT = 5, /* the peer certificate's subject, or "" */
-  HPS_TLS_INFO_RESUMED = 6,     /* "1" if the session was resumed, else "0" */
-  HPS_TLS_INFO_CONFIG_ERROR = 7 /* endpoint (id ignored): why the last
-                                   hps_start failed with HPS_ETLSCONFIG */
+  HPS_TLS_INFO_RESUMED = 6,      /* "1" if the session was resumed, else "0" */
+  HPS_TLS_INFO_CONFIG_ERROR = 7  /* endpoint (id ignored): why the last
+                                    hps_start failed with HPS_ETLSCONFIG */
 };
 
 /* Read TLS facts of a connection as NUL-terminated text into buf (cap

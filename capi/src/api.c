@@ -11,9 +11,10 @@
 
 /* A handle is valid when non-NULL and carrying the magic; hps_free clears
  * the magic, so most uses after free are caught too. */
-#define CHECK_EP(ep)                                                          \
-  do {                                                                        \
-    if ((ep) == NULL || (ep)->magic != HPS__MAGIC) return HPS_EHANDLE;        \
+#define CHECK_EP(ep)                                                           \
+  do {                                                                         \
+    if ((ep) == NULL || (ep)->magic != HPS__MAGIC)                             \
+      return HPS_EHANDLE;                                                      \
   } while (0)
 
 const char *hps_version(void) {
@@ -21,16 +22,20 @@ const char *hps_version(void) {
       HPS_VERSION_MINOR) "." HPS__STR(HPS_VERSION_PATCH);
 }
 
-unsigned hps_version_hex(void) { return HPS_VERSION_HEX; }
+unsigned hps_version_hex(void) {
+  return HPS_VERSION_HEX;
+}
 
 int hps_create(int role, hps_event_fn fn, void *user, hps_endpoint **out) {
   hps_endpoint *ep;
-  if (out == NULL) return HPS_EINVAL;
+  if (out == NULL)
+    return HPS_EINVAL;
   *out = NULL;
   if (fn == NULL || role < HPS_TCP_SERVER || role > HPS_UDP_NODE)
     return HPS_EINVAL;
   ep = calloc(1, sizeof(*ep));
-  if (ep == NULL) return HPS_ENOMEM;
+  if (ep == NULL)
+    return HPS_ENOMEM;
   /* for life: a call racing with a restart must find valid loops */
   ep->loops = calloc(HPS__MAX_WORKERS, sizeof(*ep->loops));
   if (ep->loops == NULL || uv_mutex_init(&ep->mutex) != 0) {
@@ -58,7 +63,8 @@ int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
   int r, s;
   CHECK_EP(ep);
   r = hps__opt_check(opt, value);
-  if (r != 0) return r;
+  if (r != 0)
+    return r;
   if (opt == HPS_OPT_RECV_MODEL && value != HPS_MODEL_PUSH && HPS__IS_UDP(ep))
     return HPS_EMODEL; /* datagrams: push only */
   uv_mutex_lock(&ep->mutex);
@@ -78,15 +84,17 @@ int hps_setopt(hps_endpoint *ep, int opt, int64_t value) {
 
 int hps_getopt(hps_endpoint *ep, int opt, int64_t *value) {
   CHECK_EP(ep);
-  if (value == NULL || !hps__opt_known(opt)) return HPS_EINVAL;
-  *value = opt == HPS_OPT_EVENTS ? (int64_t)HPS__LOAD(&ep->events)
-                                 : ep->opt[opt];
+  if (value == NULL || !hps__opt_known(opt))
+    return HPS_EINVAL;
+  *value =
+      opt == HPS_OPT_EVENTS ? (int64_t)HPS__LOAD(&ep->events) : ep->opt[opt];
   return 0;
 }
 
 int hps_start(hps_endpoint *ep, const char *host, uint16_t port) {
   CHECK_EP(ep);
-  if (hps__on_own_loop(ep)) return HPS_ESTATE; /* it is running */
+  if (hps__on_own_loop(ep))
+    return HPS_ESTATE; /* it is running */
   return hps__ep_start(ep, host, port);
 }
 
@@ -102,7 +110,8 @@ int hps_wait(hps_endpoint *ep, int timeout_ms) {
 
 int hps_free(hps_endpoint *ep) {
   CHECK_EP(ep);
-  if (hps__on_own_loop(ep)) return HPS_EINLOOP;
+  if (hps__on_own_loop(ep))
+    return HPS_EINLOOP;
   hps__ep_destroy(ep);
   return 0;
 }
@@ -124,7 +133,8 @@ int hps_listen_address(hps_endpoint *ep, char *host, size_t hostlen,
   if (ep->role != HPS_TCP_SERVER && ep->role != HPS_UDP_SERVER &&
       ep->role != HPS_UDP_CAST && ep->role != HPS_UDP_NODE)
     return HPS_EROLE;
-  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  if (host != NULL && hostlen == 0)
+    return HPS_EINVAL;
   uv_mutex_lock(&ep->mutex);
   if (ep->state != HPS_STATE_STARTED) {
     uv_mutex_unlock(&ep->mutex);
@@ -138,7 +148,8 @@ int hps_listen_address(hps_endpoint *ep, char *host, size_t hostlen,
 int hps_connect(hps_endpoint *ep, const char *host, uint16_t port,
                 hps_conn_id *id) {
   CHECK_EP(ep);
-  if (ep->role != HPS_TCP_AGENT) return HPS_EROLE;
+  if (ep->role != HPS_TCP_AGENT)
+    return HPS_EROLE;
   return hps__connect(ep, host, port, id);
 }
 
@@ -146,7 +157,8 @@ int hps_send(hps_endpoint *ep, hps_conn_id id, const void *data, size_t len) {
   CHECK_EP(ep);
   /* len 0 goes on: the core answers HPS_EPACKEMPTY in the pack model and
    * HPS_EINVAL in the others */
-  if (data == NULL) return HPS_EINVAL;
+  if (data == NULL)
+    return HPS_EINVAL;
   /* Before the core adds a header or the unsent count to it: a length
    * near SIZE_MAX would wrap those sums (and an allocation size). */
   if (len > HPS__LEN_MAX)
@@ -158,10 +170,13 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
   int i;
   size_t total = 0;
   CHECK_EP(ep);
-  if (bufs == NULL || n <= 0) return HPS_EINVAL;
+  if (bufs == NULL || n <= 0)
+    return HPS_EINVAL;
   for (i = 0; i < n; i++) {
-    if (bufs[i].len > 0 && bufs[i].base == NULL) return HPS_EINVAL;
-    if (total + bufs[i].len < total) return HPS_EINVAL; /* overflow */
+    if (bufs[i].len > 0 && bufs[i].base == NULL)
+      return HPS_EINVAL;
+    if (total + bufs[i].len < total)
+      return HPS_EINVAL; /* overflow */
     total += bufs[i].len;
   }
   if (total > HPS__LEN_MAX)
@@ -172,8 +187,10 @@ int hps_sendv(hps_endpoint *ep, hps_conn_id id, const hps_buf *bufs, int n) {
 int hps_send_file(hps_endpoint *ep, hps_conn_id id, const char *path,
                   int64_t offset, int64_t length) {
   CHECK_EP(ep);
-  if (HPS__IS_UDP(ep)) return HPS_EROLE;
-  if (path == NULL || path[0] == '\0' || offset < 0) return HPS_EINVAL;
+  if (HPS__IS_UDP(ep))
+    return HPS_EROLE;
+  if (path == NULL || path[0] == '\0' || offset < 0)
+    return HPS_EINVAL;
   if (length < -1)
     return HPS_EFILE;
   return hps__send_file(ep, id, path, offset, length);
@@ -212,21 +229,24 @@ int hps_conn_count(hps_endpoint *ep) {
 int hps_conn_list(hps_endpoint *ep, hps_conn_id *ids, size_t cap,
                   size_t *count) {
   CHECK_EP(ep);
-  if (ids == NULL && cap > 0) return HPS_EINVAL;
+  if (ids == NULL && cap > 0)
+    return HPS_EINVAL;
   return hps__conn_list(ep, ids, cap, count);
 }
 
 int hps_local_address(hps_endpoint *ep, hps_conn_id id, char *host,
                       size_t hostlen, uint16_t *port) {
   CHECK_EP(ep);
-  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  if (host != NULL && hostlen == 0)
+    return HPS_EINVAL;
   return hps__address(ep, id, 0, host, hostlen, port);
 }
 
 int hps_remote_address(hps_endpoint *ep, hps_conn_id id, char *host,
                        size_t hostlen, uint16_t *port) {
   CHECK_EP(ep);
-  if (host != NULL && hostlen == 0) return HPS_EINVAL;
+  if (host != NULL && hostlen == 0)
+    return HPS_EINVAL;
   return hps__address(ep, id, 1, host, hostlen, port);
 }
 
@@ -237,31 +257,36 @@ int hps_set_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t extra) {
 
 int hps_get_extra(hps_endpoint *ep, hps_conn_id id, uintptr_t *extra) {
   CHECK_EP(ep);
-  if (extra == NULL) return HPS_EINVAL;
+  if (extra == NULL)
+    return HPS_EINVAL;
   return hps__extra(ep, id, extra, 0);
 }
 
 int hps_get_stats(hps_endpoint *ep, hps_conn_id id, hps_stats *stats) {
   CHECK_EP(ep);
-  if (stats == NULL) return HPS_EINVAL;
+  if (stats == NULL)
+    return HPS_EINVAL;
   return hps__stats(ep, id, stats);
 }
 
 int hps_disconnect_silent(hps_endpoint *ep, int64_t silence_ms) {
   CHECK_EP(ep);
-  if (silence_ms <= 0) return HPS_EINVAL;
+  if (silence_ms <= 0)
+    return HPS_EINVAL;
   return hps__disconnect_where(ep, silence_ms, 1);
 }
 
 int hps_disconnect_long(hps_endpoint *ep, int64_t age_ms) {
   CHECK_EP(ep);
-  if (age_ms <= 0) return HPS_EINVAL;
+  if (age_ms <= 0)
+    return HPS_EINVAL;
   return hps__disconnect_where(ep, age_ms, 0);
 }
 
 int hps_get_unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
   CHECK_EP(ep);
-  if (unsent == NULL) return HPS_EINVAL;
+  if (unsent == NULL)
+    return HPS_EINVAL;
   *unsent = 0;
   return hps__unsent(ep, id, unsent);
 }
@@ -285,11 +310,14 @@ int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
                 const void *data, size_t len) {
   hps_buf b;
   CHECK_EP(ep);
-  if (!cast_or_node(ep)) return HPS_EROLE;
+  if (!cast_or_node(ep))
+    return HPS_EROLE;
   /* The payload's errors before the address's, as in hps_send (where the
    * size is checked before the connection is looked up). */
-  if (data == NULL || len == 0) return HPS_EINVAL;
-  if (len > (size_t)ep->opt[HPS_OPT_UDP_MAX_DATAGRAM]) return HPS_EDGRAMSIZE;
+  if (data == NULL || len == 0)
+    return HPS_EINVAL;
+  if (len > (size_t)ep->opt[HPS_OPT_UDP_MAX_DATAGRAM])
+    return HPS_EDGRAMSIZE;
   b.base = data;
   b.len = len;
   return hps__udp_send_to(ep, host, port, &b, 1);
@@ -297,21 +325,26 @@ int hps_send_to(hps_endpoint *ep, const char *host, uint16_t port,
 
 int hps_join_group(hps_endpoint *ep, const char *group, const char *iface) {
   CHECK_EP(ep);
-  if (!cast_or_node(ep)) return HPS_EROLE;
-  if (group == NULL) return HPS_EINVAL;
+  if (!cast_or_node(ep))
+    return HPS_EROLE;
+  if (group == NULL)
+    return HPS_EINVAL;
   return hps__udp_membership(ep, group, iface, 1);
 }
 
 int hps_leave_group(hps_endpoint *ep, const char *group, const char *iface) {
   CHECK_EP(ep);
-  if (!cast_or_node(ep)) return HPS_EROLE;
-  if (group == NULL) return HPS_EINVAL;
+  if (!cast_or_node(ep))
+    return HPS_EROLE;
+  if (group == NULL)
+    return HPS_EINVAL;
   return hps__udp_membership(ep, group, iface, 0);
 }
 
 int hps_cast_interface(hps_endpoint *ep, const char *iface) {
   CHECK_EP(ep);
-  if (!cast_or_node(ep)) return HPS_EROLE;
+  if (!cast_or_node(ep))
+    return HPS_EROLE;
   return hps__udp_set_iface(ep, iface);
 }
 
@@ -325,14 +358,16 @@ int hps_setopt_str(hps_endpoint *ep, int opt, const char *value) {
 int hps_getopt_str(hps_endpoint *ep, int opt, char *buf, size_t cap,
                    size_t *len) {
   CHECK_EP(ep);
-  if (buf == NULL && cap > 0) return HPS_EINVAL;
+  if (buf == NULL && cap > 0)
+    return HPS_EINVAL;
   return hps__tls_getopt_str(ep, opt, buf, cap, len);
 }
 
 int hps_tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
                      const char *key) {
   CHECK_EP(ep);
-  if (ep->role != HPS_TCP_SERVER) return HPS_EROLE;
+  if (ep->role != HPS_TCP_SERVER)
+    return HPS_EROLE;
   if (name == NULL || name[0] == '\0' || cert == NULL || cert[0] == '\0' ||
       key == NULL || key[0] == '\0')
     return HPS_EINVAL;
@@ -342,6 +377,7 @@ int hps_tls_add_cert(hps_endpoint *ep, const char *name, const char *cert,
 int hps_tls_info(hps_endpoint *ep, hps_conn_id id, int kind, char *buf,
                  size_t cap, size_t *len) {
   CHECK_EP(ep);
-  if (buf == NULL) return HPS_EINVAL;
+  if (buf == NULL)
+    return HPS_EINVAL;
   return hps__tls_info(ep, id, kind, buf, cap, len);
 }

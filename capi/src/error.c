@@ -18,8 +18,8 @@ static int uv_knows(int err) {
 
 const char *hps_strerror(int err) {
   switch (err) {
-#define HPS__ERR_MSG(name, value, msg)                                        \
-  case HPS_##name:                                                            \
+#define HPS__ERR_MSG(name, value, msg)                                         \
+  case HPS_##name:                                                             \
     return msg;
     HPS_ERRNO_MAP(HPS__ERR_MSG)
 #undef HPS__ERR_MSG
@@ -33,8 +33,8 @@ const char *hps_strerror(int err) {
 
 const char *hps_err_name(int err) {
   switch (err) {
-#define HPS__ERR_NAME(name, value, msg)                                       \
-  case HPS_##name:                                                            \
+#define HPS__ERR_NAME(name, value, msg)                                        \
+  case HPS_##name:                                                             \
     return "HPS_" #name;
     HPS_ERRNO_MAP(HPS__ERR_NAME)
 #undef HPS__ERR_NAME
