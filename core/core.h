@@ -132,8 +132,8 @@ struct hps__wreq {
  * echo touch, together (120 bytes: two or three cache lines), then what
  * connecting, closing, the pull model and UDP use. With 1,000 busy
  * connections each line is a likely cache miss per message. (Aligning the
- * object to 64 bytes as well cost 105 bytes of RSS per connection and
- * measured no better.) */
+ * object to 64 bytes as well costs RSS per connection and measured no
+ * better.) */
 struct hps__conn {
   uv_tcp_t tcp; /* tcp.data == this */
   hps__loop *loop;

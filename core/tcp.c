@@ -26,7 +26,7 @@
 /* recv(2) and send(2) as bare system calls on Linux: libc's wrappers are
  * cancellation points, and in a threaded process each call enables and
  * disables asynchronous cancellation around the system call (two atomic
- * updates, ~70 Ir a call, callgrind). No loop thread is ever cancelled.
+ * updates per call). No loop thread is ever cancelled.
  * Under sanitizers the libc calls stay: their interceptors check the
  * buffers and (TSan) see the file descriptor's synchronisation. */
 #if defined(__has_feature)
@@ -67,7 +67,7 @@ static uint64_t now_ms(void) {
 
 /* The socket of a TCP connection, -1 once closed: what uv_fileno answers
  * for a TCP handle (uv_close closes a stream's socket at once and sets
- * this -1), without its call and type switch (~16 Ir, twice a read). */
+ * this -1), without its call and type switch (twice a read). */
 static inline int conn_fd(const hps__conn *c) {
   return c->tcp.io_watcher.fd;
 }
@@ -647,8 +647,8 @@ static inline void water_fell(hps__conn *c, int direct) {
 /* No buffer: libuv then makes no read(2) of its own and calls on_read with
  * UV_ENOBUFS (uv_alloc_cb's documented contract), and on_read receives
  * itself, with recv(2) into the loop's buffer. recv skips the VFS layer
- * read(2) goes through (vfs_read, fdget_pos, rw_verify_area: ~3% of a
- * loopback echo server's CPU, perf), and libuv's own read bookkeeping. */
+ * read(2) goes through (vfs_read, fdget_pos, rw_verify_area) and libuv's
+ * own read bookkeeping. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
@@ -891,9 +891,8 @@ static void read_ended(hps__conn *c, int err) {
 /* Edge-triggered reading (Linux, libuv 1.x). libuv registers a socket
  * with epoll level-triggered: after every event the kernel puts the socket
  * back on the ready list and polls it again at the next epoll_wait, to
- * find it drained: one more tcp_poll per message, ~3% of the CPU of an
- * echo server at 1,000 connections (raw epoll with --lt against without,
- * and hpsock before and after this, sliced).
+ * find it drained: one more tcp_poll per message (examples/perf/README.md
+ * has what it cost).
  *
  * So a connection that has drained its socket HPS__EDGE_AFTER times (a
  * short-lived one never pays the epoll_ctl) is re-registered on libuv's
@@ -1632,7 +1631,7 @@ void hps__cork_flush(hps__conn *c) {
 
 /* noinline: with LTO, gcc otherwise inlines it into send_own (ops.c),
  * where a pack echo -- whose sends the cork takes, so it never gets here --
- * then pays a register spill per message (2 Ir, callgrind). */
+ * then pays a register spill per message. */
 __attribute__((noinline)) int hps__conn_write(hps__conn *c, hps__wreq *w) {
   ssize_t r;
   if (HPS__IS_UDP(conn_ep(c)))

@@ -40,7 +40,7 @@
  * up to a loop read (64 KiB) at a time and is rarely empty while data
  * streams in; the write BIO holds at most one WRITE_CHUNK's ciphertext
  * (about 87 KiB with BUF_MEM's growth), kept so that large sends reuse it
- * (a fresh one per large send cost 50% more CPU on 256 KiB echoes). */
+ * (a fresh one per large send costs far more CPU on large echoes). */
 #define RBIO_KEEP_MAX (32 * 1024)
 #define WBIO_KEEP_MAX (96 * 1024)
 /* Plaintext encrypted per step of a send (four full records): bounds the

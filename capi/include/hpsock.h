@@ -698,8 +698,8 @@ typedef struct hps_stats {
 /* Fill *stats. Returns 0, HPS_EHANDLE, HPS_EINVAL (NULL stats) or
  * HPS_ENOTFOUND. The endpoint's totals (id = 0) add up its live
  * connections' counters, each loop's under that loop's lock: the call
- * costs time in proportion to the connections open (about 4 us per
- * thousand here), and messages pay for one set of counters, not two. */
+ * costs time in proportion to the connections open, and messages pay for
+ * one set of counters, not two. */
 HPS_EXTERN int hps_get_stats(hps_endpoint *ep, hps_conn_id id,
                              hps_stats *stats);
 
