@@ -647,7 +647,7 @@ int hps__stats(hps_endpoint *ep, hps_conn_id id, hps_stats *st) {
   return 0;
 }
 
-/* Disconnect every open connection whose (silence or age) >= ms. */
+/* hps_get_unsent: bytes queued for the socket and file bytes not read. */
 int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
   hps__loop *lp;
   hps__conn *c;
@@ -660,6 +660,8 @@ int hps__unsent(hps_endpoint *ep, hps_conn_id id, uint64_t *unsent) {
   return 0;
 }
 
+/* Disconnect every connection, closing ones too, whose (silence or age)
+ * >= ms. */
 int hps__disconnect_where(hps_endpoint *ep, int64_t ms, int by_silence) {
   uint64_t now = uv_hrtime() / 1000000u;
   int i, n = 0;
